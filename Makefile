@@ -1,0 +1,38 @@
+# Everyday entry points. `make test` is the only command a fresh Debian machine needs:
+# scripts/services.sh installs and starts PostgreSQL and RabbitMQ first.
+
+CARGO ?= cargo
+COMPOSE ?= docker-compose
+PPCTL := ./target/release/ppctl
+
+.PHONY: run test compose-check services build fmt clippy
+
+## Start the services, build, migrate, then serve + consume + produce in one process.
+run: services build
+	$(PPCTL) db setup
+	$(PPCTL) up
+
+## What CI runs (.ci/run): formatting, lints, the test suite, the Compose file.
+test: services
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test -- --test-threads=4
+	$(MAKE) compose-check
+
+## Validate docker-compose.yml (installs docker-compose on Debian when missing).
+compose-check:
+	@command -v $(COMPOSE) >/dev/null 2>&1 || scripts/services.sh docker-compose
+	$(COMPOSE) config -q
+	@echo "compose-check: docker-compose.yml is valid"
+
+services:
+	scripts/services.sh
+
+build:
+	$(CARGO) build --release
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings

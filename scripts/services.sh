@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL (127.0.0.1:5432) and RabbitMQ (127.0.0.1:5672) are running, so
+# that `make run` and `make test` work on a fresh Debian machine with no other step.
+#
+#   scripts/services.sh                  start (and on Debian, as root, install) both
+#   scripts/services.sh docker-compose   only make sure the docker-compose command exists
+#
+# When both already answer this returns in well under a second. Otherwise it installs
+# what is missing (Debian/Ubuntu as root only), starts what is stopped, makes the default
+# DATABASE_URL postgres://postgres:postgres@127.0.0.1:5432/personalproject work (password
+# and max_connections), and waits, with a bounded wait, until both answer.
+# It never creates the personalproject database: `ppctl db setup` does that.
+set -euo pipefail
+
+HOST=127.0.0.1
+PG_PORT=5432
+PG_PASSWORD=postgres
+PG_MIN_CONNECTIONS=500 # the test suite opens many pools in parallel
+AMQP_PORT=5672
+WAIT_SECS=${PP_SERVICES_WAIT:-60}
+RABBIT_START_LOG=/var/log/rabbitmq/services-sh-start.log
+
+log() { echo "services: $*" >&2; }
+die() {
+    echo "services: error: $*" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# A TCP connect, without any client tool; bounded so a filtered port cannot hang us.
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# Poll CHECK (a command) every 0.25 s for up to WAIT_SECS; false when it never passed.
+wait_for() {
+    local deadline=$((SECONDS + WAIT_SECS))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.25
+    done
+}
+
+# --- installing ------------------------------------------------------------------
+
+# Explain what to do when this script cannot fix things itself, and fail.
+cannot() {
+    cat >&2 <<EOF
+services: cannot $*.
+  Either install and start them yourself on 127.0.0.1: PostgreSQL on port $PG_PORT with
+  user postgres, password postgres and max_connections >= $PG_MIN_CONNECTIONS; RabbitMQ on
+  port $AMQP_PORT with guest/guest. Or run them in containers from this repository:
+    docker compose up -d postgres rabbitmq     (or: docker-compose up -d postgres rabbitmq)
+EOF
+    exit 1
+}
+
+# apt-get install the given packages; `apt-get update` only when apt does not know one
+# of them yet (fresh image with empty lists) or when the install fails on stale lists.
+apt_install() {
+    if [[ $EUID -ne 0 ]] || ! have apt-get; then
+        cannot "install $* here (that needs Debian/Ubuntu and root)"
+    fi
+    local pkg need_update=0
+    for pkg in "$@"; do
+        apt-cache show "$pkg" >/dev/null 2>&1 || need_update=1
+    done
+    export DEBIAN_FRONTEND=noninteractive
+    if ((need_update)); then
+        log "apt-get update"
+        apt-get -o DPkg::Lock::Timeout=300 update -qq
+    fi
+    log "installing $* with apt-get (once)"
+    if ! apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" </dev/null >&2; then
+        log "apt-get install failed; refreshing package lists and retrying"
+        apt-get -o DPkg::Lock::Timeout=300 update -qq
+        apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" </dev/null >&2
+    fi
+}
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+# Query as postgres/postgres over TCP, the way the application connects.
+pg_query() {
+    PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -X -qAt -h "$HOST" -p "$PG_PORT" \
+        -U postgres -d postgres -c "$1" 2>/dev/null
+}
+
+# Query as the postgres OS user over the Unix socket (peer auth), for admin work that
+# must succeed before the password is set.
+pg_admin() {
+    (cd / && runuser -u postgres -- psql -X -qAt -p "$PG_PORT" -d postgres -c "$1")
+}
+
+pg_ready() { pg_isready -q -h "$HOST" -p "$PG_PORT" -t 2; }
+
+# Prints "VERSION NAME PORT STATUS LOGFILE" of the cluster to use: the one on port
+# 5432, else the newest; creates one when none exists.
+pg_pick_cluster() {
+    local clusters
+    clusters=$(pg_lsclusters -h 2>/dev/null | awk '{print $1, $2, $3, $4, $NF}')
+    if [[ -z $clusters ]]; then
+        local ver
+        ver=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
+        [[ -n $ver ]] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+        log "creating PostgreSQL cluster $ver/main on port $PG_PORT"
+        pg_createcluster "$ver" main --port "$PG_PORT" >&2
+        clusters=$(pg_lsclusters -h | awk '{print $1, $2, $3, $4, $NF}')
+    fi
+    awk -v p="$PG_PORT" '$3 == p' <<<"$clusters" | head -n1 | grep . ||
+        sort -V <<<"$clusters" | tail -n1
+}
+
+pg_restart() {
+    pg_ctlcluster "$1" "$2" restart >&2 || die "PostgreSQL $1/$2 did not restart; see $3"
+    wait_for pg_ready || die "PostgreSQL $1/$2 did not come back on $HOST:$PG_PORT within ${WAIT_SECS}s; see $3"
+}
+
+ensure_postgres() {
+    # Fast path: password works and the connection limit is high enough.
+    local max_conn
+    if have psql && max_conn=$(pg_query 'show max_connections') &&
+        ((max_conn >= PG_MIN_CONNECTIONS)); then
+        return
+    fi
+
+    have pg_lsclusters && have psql || apt_install postgresql
+    [[ $EUID -eq 0 ]] || cannot "start PostgreSQL on $HOST:$PG_PORT as a non-root user"
+    local ver name port status logfile
+    read -r ver name port status logfile < <(pg_pick_cluster)
+    [[ -n ${ver:-} ]] || die "no PostgreSQL cluster found (pg_lsclusters is empty)"
+
+    # Something other than a local cluster (a container, say) already answers on 5432:
+    # use it if the default credentials work, but do not try to manage it.
+    if [[ $status != online* ]] && pg_ready; then
+        max_conn=$(pg_query 'show max_connections') ||
+            die "a PostgreSQL not managed by pg_ctlcluster answers on $HOST:$PG_PORT but rejects postgres/postgres"
+        ((max_conn >= PG_MIN_CONNECTIONS)) ||
+            log "warning: max_connections is $max_conn on $HOST:$PG_PORT (not a local cluster); the test suite wants $PG_MIN_CONNECTIONS"
+        return
+    fi
+
+    if [[ $port != "$PG_PORT" ]]; then
+        if port_open "$HOST" "$PG_PORT"; then
+            die "port $PG_PORT is taken by something other than cluster $ver/$name (port $port)"
+        fi
+        log "moving PostgreSQL cluster $ver/$name from port $port to $PG_PORT"
+        [[ $status == down ]] || pg_ctlcluster "$ver" "$name" stop >&2
+        pg_conftool -s "$ver" "$name" set port "$PG_PORT"
+        status=down
+    fi
+    # Debian's default listen_addresses is 'localhost', which covers 127.0.0.1.
+    local listen
+    listen=$(pg_conftool -s "$ver" "$name" show listen_addresses 2>/dev/null || echo localhost)
+    if ! [[ $listen =~ (^|[ ,\'])(localhost|127\.0\.0\.1|\*|0\.0\.0\.0)($|[ ,\']) ]]; then
+        log "PostgreSQL $ver/$name listens on '$listen'; adding localhost"
+        pg_conftool "$ver" "$name" set listen_addresses "localhost${listen:+,$listen}"
+        [[ $status != online* ]] || pg_restart "$ver" "$name" "$logfile"
+    fi
+    if [[ $status != online* ]]; then
+        log "starting PostgreSQL $ver/$name"
+        pg_ctlcluster "$ver" "$name" start >&2 ||
+            die "PostgreSQL $ver/$name failed to start; see $logfile"
+    fi
+    wait_for pg_ready ||
+        die "PostgreSQL $ver/$name is not answering on $HOST:$PG_PORT after ${WAIT_SECS}s; see $logfile"
+
+    if ! pg_query 'select 1' >/dev/null; then
+        log "setting the password of role postgres"
+        pg_admin "ALTER USER postgres PASSWORD '$PG_PASSWORD'" >/dev/null
+    fi
+    max_conn=$(pg_query 'show max_connections') ||
+        die "cannot log in to PostgreSQL as postgres/postgres on $HOST:$PG_PORT; check pg_hba.conf of $ver/$name"
+    if ((max_conn < PG_MIN_CONNECTIONS)); then
+        log "raising max_connections from $max_conn to $PG_MIN_CONNECTIONS (restarts PostgreSQL)"
+        pg_query "ALTER SYSTEM SET max_connections = $PG_MIN_CONNECTIONS" >/dev/null
+        pg_restart "$ver" "$name" "$logfile"
+    fi
+}
+
+# --- RabbitMQ --------------------------------------------------------------------
+
+amqp_ready() { port_open "$HOST" "$AMQP_PORT"; }
+
+ensure_rabbitmq() {
+    amqp_ready && return
+    have rabbitmq-server || apt_install rabbitmq-server
+    [[ $EUID -eq 0 ]] || cannot "start RabbitMQ on $HOST:$AMQP_PORT as a non-root user (as root: rabbitmq-server -detached)"
+
+    # Start the node when none is running. One that is still booting is left alone,
+    # and one that is still halting (`rabbitmqctl stop` returns before the VM exits)
+    # is waited out and then started again.
+    local deadline=$((SECONDS + WAIT_SECS)) starts=0
+    until amqp_ready; do
+        ((SECONDS < deadline)) ||
+            die "RabbitMQ is not answering on $HOST:$AMQP_PORT after ${WAIT_SECS}s; see /var/log/rabbitmq/"
+        if ! pgrep -u rabbitmq -x beam.smp >/dev/null; then
+            ((starts < 2)) || die "RabbitMQ exited while starting; see /var/log/rabbitmq/ and $RABBIT_START_LOG"
+            starts=$((starts + 1))
+            log "starting RabbitMQ"
+            # Debian's wrapper switches to the rabbitmq user, whose HOME (/var/lib/rabbitmq)
+            # holds the Erlang cookie that rabbitmqctl uses too. The detached node must not
+            # inherit our stdout/stderr, or a caller reading them would wait for it forever.
+            (cd / && rabbitmq-server -detached) </dev/null >>"$RABBIT_START_LOG" 2>&1 ||
+                die "rabbitmq-server -detached failed; see $RABBIT_START_LOG and /var/log/rabbitmq/"
+        fi
+        sleep 0.25
+    done
+}
+
+# --- docker-compose --------------------------------------------------------------
+
+ensure_docker_compose() {
+    have docker-compose && return
+    if [[ $EUID -ne 0 ]] || ! have apt-get; then
+        die "docker-compose is missing; install it (Debian: apt-get install docker-compose)"
+    fi
+    apt_install docker-compose
+}
+
+case "${1:-}" in
+"") ;;
+docker-compose)
+    ensure_docker_compose
+    exit 0
+    ;;
+*) die "usage: $0 [docker-compose]" ;;
+esac
+
+ensure_postgres
+ensure_rabbitmq
+echo "services: postgresql $HOST:$PG_PORT up, rabbitmq $HOST:$AMQP_PORT up"

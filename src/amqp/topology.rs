@@ -1,0 +1,89 @@
+//! The queue, its dead-letter exchange and dead-letter queue. Producer and consumer
+//! both declare all three, so either may start first.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+/// Names derived from the work queue's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub queue: String,
+    pub dead_exchange: String,
+    pub dead_queue: String,
+}
+
+impl Topology {
+    pub fn new(queue: &str) -> Self {
+        Self {
+            queue: queue.to_string(),
+            dead_exchange: format!("{queue}.dlx"),
+            dead_queue: format!("{queue}.dead"),
+        }
+    }
+
+    /// Declares everything (idempotent). Returns the work queue's message count.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<u32> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.dead_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.dead_queue.as_str().into(),
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_queue.as_str().into(),
+                self.dead_exchange.as_str().into(),
+                self.queue.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_exchange.as_str().into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.queue.as_str().into()),
+        );
+        let queue = channel
+            .queue_declare(self.queue.as_str().into(), durable, args)
+            .await?;
+        Ok(queue.message_count())
+    }
+
+    /// Messages waiting in the dead-letter queue (passive declare: creates nothing).
+    pub async fn dead_count(&self, channel: &Channel) -> lapin::Result<u32> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare(
+                self.dead_queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.message_count())
+    }
+}

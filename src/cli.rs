@@ -1,0 +1,266 @@
+//! Every clap type in one place. Settings are flags with environment fallbacks; the
+//! option groups shared by several subcommands are flattened into each.
+
+use crate::config::{self, parse_duration, parse_queue_name};
+use crate::query::RawQuery;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::{net::SocketAddr, time::Duration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ppctl",
+    version,
+    about = "A work pipeline: REST API, RabbitMQ in, PostgreSQL as the system of record"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Publish random work demands to the queue on a schedule.
+    Produce(ProduceArgs),
+    /// Turn queued demands into works, and sweep pending API-created works.
+    Consume(ConsumeArgs),
+    /// Create, fetch and search works through the API or the database.
+    Work(WorkArgs),
+    /// Send a hand-written HTTP/1.1 request over TCP and print the raw response.
+    RawHttp(RawHttpArgs),
+    /// Create, migrate, inspect and reset the database.
+    Db(DbArgs),
+    /// Development mode: db setup, then serve, consume and produce in one process.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbOpts {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
+    pub database_url: String,
+    /// Maximum connections in the pool.
+    #[arg(long, env = "PP_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub db_pool_size: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AmqpOpts {
+    /// RabbitMQ connection URL.
+    #[arg(long, env = "AMQP_URL", default_value = config::DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true)]
+    pub amqp_url: String,
+    /// The work queue; `<queue>.dead` is its dead-letter queue.
+    #[arg(long, env = "PP_QUEUE", default_value = config::DEFAULT_QUEUE, value_parser = parse_queue_name)]
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    /// Address to listen on.
+    #[arg(long = "addr", env = "PP_HTTP_ADDR", default_value = config::DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+    /// When set, POST routes require `Authorization: Bearer <token>`.
+    #[arg(long, env = "PP_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "PP_HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub http_workers: Option<u16>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceOpts {
+    /// Pause between bursts, e.g. 5s or 200ms; 0 publishes as fast as confirms allow.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Stop after this many confirmed demands.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Demands per tick.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub burst: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerOpts {
+    /// Deliveries the broker may send before they are acknowledged.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub prefetch: u16,
+    /// How long each computation takes, to simulate expensive work (e.g. 100ms).
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub work_delay: Duration,
+    /// Poll for pending API works this often (a NOTIFY also wakes the sweeper).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub sweep_every: Duration,
+    /// Only sweep pending works created within this window.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub sweep_window: Duration,
+    /// How long a claimed work stays leased to this worker before others may retry it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// Claims of one work before it is marked failed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub max_attempts: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbOpts,
+    #[command(flatten)]
+    pub serve: ServeOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub amqp: AmqpOpts,
+    #[command(flatten)]
+    pub produce: ProduceOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub db: DbOpts,
+    #[command(flatten)]
+    pub amqp: AmqpOpts,
+    #[command(flatten)]
+    pub worker: WorkerOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub db: DbOpts,
+    #[command(flatten)]
+    pub amqp: AmqpOpts,
+    #[command(flatten)]
+    pub serve: ServeOpts,
+    #[command(flatten)]
+    pub produce: ProduceOpts,
+    #[command(flatten)]
+    pub worker: WorkerOpts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    Http,
+    Db,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(subcommand)]
+    pub action: WorkAction,
+    /// Talk to the API (http) or straight to the database (db).
+    #[arg(long, global = true, value_enum, default_value_t = Via::Http)]
+    pub via: Via,
+    /// The API's base URL, for --via http.
+    #[arg(long, global = true, env = "PP_API_URL", default_value = config::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Bearer token for POST routes, for --via http.
+    #[arg(long, global = true, env = "PP_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// PostgreSQL connection URL, for --via db.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
+    pub database_url: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkAction {
+    /// Create a work (random 1..=100 unless --add-up-to is given).
+    Create {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::engine::MAX_N))]
+        add_up_to: Option<u64>,
+    },
+    /// Show one work.
+    Get { id: i64 },
+    /// Search works, newest first.
+    Search(RawQuery),
+    /// Show a work's events, oldest first.
+    Events { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct RawHttpArgs {
+    /// GET, POST, ...
+    pub method: String,
+    /// Request target, e.g. /works/21.
+    pub path: String,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Server address.
+    #[arg(long, env = "PP_RAW_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: String,
+    /// Exit non-zero when the status is 400 or above (for health checks).
+    #[arg(long)]
+    pub fail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub action: DbAction,
+    /// PostgreSQL connection URL.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Create the database if missing, then apply migrations.
+    Setup,
+    /// Apply pending migrations.
+    Migrate,
+    /// Show applied migrations and row counts.
+    Status,
+    /// Drop and recreate the database (destroys all works).
+    Reset {
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Wait until the database answers.
+    Wait {
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for args in [
+            &["ppctl", "produce", "--every", "soon"][..],
+            &["ppctl", "consume", "--prefetch", "0"],
+            &["ppctl", "work", "create", "--add-up-to", "4294967296"],
+            &["ppctl", "work", "get", "abc"],
+            &["ppctl", "serve", "--addr", "nowhere"],
+            &["ppctl", "frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["ppctl", "work", "search", "--since", "6h", "--via", "db"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Work(WorkArgs { via: Via::Db, .. })
+        ));
+    }
+}

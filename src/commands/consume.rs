@@ -1,0 +1,165 @@
+//! `ppctl consume`: the queue worker and the sweeper, side by side, until shutdown.
+
+use crate::amqp::{self, Topology};
+use crate::backoff::Backoff;
+use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
+use crate::shutdown::Shutdown;
+use crate::storage::{self, listen, PgPool};
+use crate::worker::{batch_limit, queue, sweep, worker_id};
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Consumer;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How long a batch waits for more deliveries after its first one.
+const LINGER: Duration = Duration::from_millis(5);
+
+pub async fn run(args: ConsumeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
+    run_with_pool(pool, &args.db, &args.amqp, &args.worker, shutdown).await
+}
+
+/// Also used by `up`, which shares one pool between serve and consume.
+pub async fn run_with_pool(
+    pool: PgPool,
+    db: &DbOpts,
+    amqp: &AmqpOpts,
+    worker: &WorkerOpts,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    if worker.sweep_every < Duration::from_millis(10) {
+        bail!("--sweep-every must be at least 10ms");
+    }
+    let wake = Arc::new(Notify::new());
+    listen::spawn(
+        db.database_url.clone(),
+        listen::PENDING_CHANNEL,
+        wake.clone(),
+        shutdown.clone(),
+    );
+    let opts = sweep::SweepOpts {
+        worker: worker_id(),
+        work_delay: worker.work_delay,
+        lease: worker.lease,
+        window: worker.sweep_window,
+        max_attempts: worker.max_attempts,
+        batch: batch_limit(sweep::SWEEP_BATCH, worker.work_delay),
+    };
+    tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch, "consumer starting");
+    let sweeper = tokio::spawn(sweep::run(
+        pool.clone(),
+        opts,
+        worker.sweep_every,
+        wake,
+        shutdown.clone(),
+    ));
+    consume_queue(&pool, amqp, worker, &shutdown).await;
+    sweeper.await.context("the sweeper panicked")?;
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+/// Connects, consumes until the channel fails, reconnects with backoff; until shutdown.
+async fn consume_queue(pool: &PgPool, amqp: &AmqpOpts, worker: &WorkerOpts, shutdown: &Shutdown) {
+    let topology = Topology::new(&amqp.queue);
+    let mut backoff = Backoff::default();
+    while !shutdown.is_triggered() {
+        match consume_connection(
+            pool,
+            &amqp.amqp_url,
+            &topology,
+            worker,
+            shutdown,
+            &mut backoff,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+/// One connection's life. Returns Ok at shutdown, Err when the connection fails.
+async fn consume_connection(
+    pool: &PgPool,
+    url: &str,
+    topology: &Topology,
+    worker: &WorkerOpts,
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let (connection, channel) = amqp::connect(url, "ppctl-consume").await?;
+    topology
+        .declare(&channel)
+        .await
+        .context("cannot declare the queues")?;
+    channel
+        .basic_qos(worker.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            topology.queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("cannot start consuming")?;
+    tracing::info!(queue = %topology.queue, "consuming");
+    backoff.reset();
+    let max = batch_limit(usize::from(worker.prefetch).div_ceil(2), worker.work_delay);
+    loop {
+        let batch = next_batch(&mut consumer, max, shutdown).await?;
+        if batch.is_empty() {
+            break; // shutdown, with nothing in flight
+        }
+        let outcome =
+            queue::process_batch(pool, &channel, batch, worker.work_delay, shutdown).await?;
+        tracing::debug!(?outcome, "batch");
+    }
+    // Close cleanly so the broker does not wait for a heartbeat timeout.
+    let _ = channel.close(200, "shutdown".into()).await;
+    let _ = connection.close(200, "shutdown".into()).await;
+    Ok(())
+}
+
+/// Waits for one delivery, then gathers more for up to `LINGER` or until `max`.
+/// Returns an empty batch at shutdown; an error when the stream ends.
+async fn next_batch(
+    consumer: &mut Consumer,
+    max: usize,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<Delivery>> {
+    let first = tokio::select! {
+        next = consumer.next() => next,
+        _ = shutdown.wait() => return Ok(Vec::new()),
+    };
+    let mut batch = vec![delivery_or_error(first)?];
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline.into(), consumer.next()).await {
+            Ok(next) => batch.push(delivery_or_error(next)?),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(e)) => Err(anyhow::Error::from(e).context("the consumer failed")),
+        None => bail!("the broker cancelled the consumer"),
+    }
+}

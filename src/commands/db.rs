@@ -1,0 +1,85 @@
+//! `ppctl db setup|migrate|status|reset --yes|wait`.
+
+use crate::cli::{DbAction, DbArgs};
+use crate::config::{database_name, redact_url};
+use crate::storage::{self, admin, migrate, works};
+use anyhow::{bail, Context};
+
+pub async fn run(args: DbArgs) -> anyhow::Result<()> {
+    let url = &args.database_url;
+    let name = database_name(url)?;
+    match args.action {
+        DbAction::Setup => {
+            let created = admin::create_database(url).await?;
+            let applied = migrate_now(url).await?;
+            println!(
+                "database {name}: {}, {applied} migration(s) applied",
+                if created { "created" } else { "exists" }
+            );
+        }
+        DbAction::Migrate => println!(
+            "database {name}: {} migration(s) applied",
+            migrate_now(url).await?
+        ),
+        DbAction::Status => status(url, &name).await?,
+        DbAction::Reset { yes } => {
+            if !yes {
+                bail!("refusing to drop database {name} without --yes");
+            }
+            admin::drop_database(url).await?;
+            admin::create_database(url).await?;
+            println!(
+                "database {name}: dropped and recreated, {} migration(s) applied",
+                migrate_now(url).await?
+            );
+        }
+        DbAction::Wait { timeout } => {
+            admin::wait(url, timeout).await?;
+            println!("database {name} at {} is reachable", redact_url(url));
+        }
+    }
+    Ok(())
+}
+
+async fn migrate_now(url: &str) -> anyhow::Result<usize> {
+    let mut client = admin::connect(url).await?;
+    migrate::run(&mut client, migrate::MIGRATIONS).await
+}
+
+async fn status(url: &str, name: &str) -> anyhow::Result<()> {
+    let client = admin::connect(url).await?;
+    let applied = migrate::applied(&client)
+        .await
+        .context("no migrations applied yet: run `ppctl db setup`")?;
+    println!("database {name} at {}", redact_url(url));
+    for m in migrate::MIGRATIONS {
+        let state = match applied.iter().find(|(v, _, _)| *v == m.version) {
+            Some((_, _, at)) => format!(
+                "applied at {}",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(*at as u64)
+                )
+            ),
+            None => "pending".to_string(),
+        };
+        println!("  migration {:04}_{}: {state}", m.version, m.name);
+    }
+    let pool = storage::pool(url, 1)?;
+    let counts = works::count_by_status(&pool.get().await?).await?;
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!(
+        "  works: {total} ({})",
+        if by_status.is_empty() {
+            "none".into()
+        } else {
+            by_status.join(", ")
+        }
+    );
+    println!("  events: {events}");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! One module per subcommand, each a plain `async fn run(args, ...)`.
+
+pub mod consume;
+pub mod db;
+pub mod produce;
+pub mod raw_http;
+pub mod serve;
+mod table;
+pub mod up;
+pub mod work;
+
+use crate::cli::{Cli, Command};
+use crate::shutdown;
+
+/// The one dispatch. Long-running commands get a shutdown fired by SIGINT/SIGTERM.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let ok = std::process::ExitCode::SUCCESS;
+    match cli.command {
+        Command::Serve(args) => serve::run(args, shutdown::on_signals().1)
+            .await
+            .map(|()| ok),
+        Command::Produce(args) => produce::run(args, shutdown::on_signals().1)
+            .await
+            .map(|()| ok),
+        Command::Consume(args) => consume::run(args, shutdown::on_signals().1)
+            .await
+            .map(|()| ok),
+        Command::Up(args) => up::run(args, shutdown::on_signals().1).await.map(|()| ok),
+        Command::Work(args) => work::run(args).await.map(|()| ok),
+        Command::RawHttp(args) => raw_http::run(args).await,
+        Command::Db(args) => db::run(args).await.map(|()| ok),
+    }
+}
+
+/// Failures that scripts want to tell apart by exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::NotFound(_) => 3,
+            Failure::Unreachable(_) => 4,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `ppctl produce`: random demands on a schedule, each confirmed by the broker before
+//! it counts. Unconfirmed demands survive reconnects and are published again.
+
+use crate::amqp::publish::{Outgoing, Publisher};
+use crate::amqp::Topology;
+use crate::backoff::Backoff;
+use crate::cli::{AmqpOpts, ProduceArgs, ProduceOpts};
+use crate::shutdown::Shutdown;
+use anyhow::bail;
+use rand::Rng;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Demands generated per round when publishing as fast as confirms allow.
+const FAST_CHUNK: u64 = 2_000;
+
+pub async fn run(args: ProduceArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    let confirmed = produce(&args.amqp, &args.produce, &shutdown).await?;
+    tracing::info!(confirmed, "producer stopped");
+    Ok(())
+}
+
+/// Publishes until `--count` demands are confirmed, or until shutdown. Returns the
+/// number confirmed; errors if shutdown came before `--count` was reached.
+pub async fn produce(
+    amqp: &AmqpOpts,
+    opts: &ProduceOpts,
+    shutdown: &Shutdown,
+) -> anyhow::Result<u64> {
+    let topology = Topology::new(&amqp.queue);
+    let mut outbox: VecDeque<Outgoing> = VecDeque::new();
+    let mut publisher: Option<Publisher> = None;
+    let mut backoff = Backoff::default();
+    let (mut generated, mut confirmed) = (0u64, 0u64);
+    let wanted = opts.count.unwrap_or(u64::MAX);
+    let round = if opts.every.is_zero() {
+        FAST_CHUNK
+    } else {
+        opts.burst
+    };
+    let mut ticker = tokio::time::interval(opts.every.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while confirmed < wanted && !shutdown.is_triggered() {
+        if outbox.is_empty() {
+            if !opts.every.is_zero() {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = shutdown.wait() => break,
+                }
+            }
+            let n = round.min(wanted - generated);
+            outbox.extend((0..n).map(|_| Outgoing::demand(rand::rng().random_range(1..=100))));
+            generated += n;
+        }
+        let current = match publisher.take() {
+            Some(p) => p,
+            None => match Publisher::connect(&amqp.amqp_url, &topology).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        unconfirmed = outbox.len(),
+                        "cannot reach RabbitMQ; retrying"
+                    );
+                    sleep_or_shutdown(backoff.next_delay(), shutdown).await;
+                    continue;
+                }
+            },
+        };
+        match current.publish_confirmed(&mut outbox).await {
+            Ok(n) => {
+                confirmed += n;
+                backoff.reset();
+                publisher = Some(current);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    unconfirmed = outbox.len(),
+                    "publishing interrupted; reconnecting"
+                );
+                sleep_or_shutdown(backoff.next_delay(), shutdown).await;
+            }
+        }
+    }
+    if opts.count.is_some() && confirmed < wanted {
+        bail!("stopped after {confirmed} of {wanted} demands were confirmed by the broker");
+    }
+    Ok(confirmed)
+}
+
+async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.wait() => {}
+    }
+}

@@ -1,0 +1,34 @@
+//! `ppctl serve`: the HTTP API until SIGINT/SIGTERM, then a graceful stop.
+
+use crate::cli::{ServeArgs, ServeOpts};
+use crate::http::{self, ServerConfig};
+use crate::shutdown::Shutdown;
+use crate::storage::{self, PgPool};
+use anyhow::Context;
+use std::net::TcpListener;
+
+pub async fn run(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
+    serve(pool, &args.serve, shutdown).await
+}
+
+/// Binds, serves, and on shutdown stops taking connections and lets in-flight
+/// requests finish (actix's shutdown timeout bounds the wait).
+pub async fn serve(pool: PgPool, opts: &ServeOpts, shutdown: Shutdown) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(opts.http_addr)
+        .with_context(|| format!("cannot listen on {}", opts.http_addr))?;
+    let config = ServerConfig {
+        api_token: opts.api_token.clone(),
+        workers: opts.http_workers.map(usize::from),
+    };
+    let server = http::start(listener, pool, config)?;
+    tracing::info!(addr = %opts.http_addr, "serving HTTP");
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.wait().await;
+        handle.stop(true).await;
+    });
+    server.await.context("the HTTP server failed")?;
+    tracing::info!("HTTP server stopped");
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Aligned text tables for the CLI's human output.
+
+use crate::model::{Event, Work};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn time(unix: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Left-aligns every column to its widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header = header.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn works(works: &[Work]) -> String {
+    let rows = works
+        .iter()
+        .map(|w| {
+            let result = w.result.map_or_else(|| "-".to_string(), |r| r.to_string());
+            vec![
+                w.id.to_string(),
+                w.work_code.clone(),
+                w.add_up_to.to_string(),
+                w.status.to_string(),
+                result,
+                time(w.created_on),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "WORK_CODE",
+            "ADD_UP_TO",
+            "STATUS",
+            "RESULT",
+            "CREATED_ON",
+        ],
+        rows,
+    )
+}
+
+pub fn work(work: &Work) -> String {
+    works(std::slice::from_ref(work))
+}
+
+pub fn events(events: &[Event]) -> String {
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.variable.clone(),
+                e.value.clone().unwrap_or_default(),
+                time(e.created_on),
+            ]
+        })
+        .collect();
+    table(&["ID", "VARIABLE", "VALUE", "CREATED_ON"], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkStatus;
+
+    #[test]
+    fn columns_line_up() {
+        let w = Work {
+            id: 21,
+            work_code: "api-bjq8euwsEA".into(),
+            add_up_to: 4,
+            done: true,
+            status: WorkStatus::Done,
+            result: Some(10),
+            created_on: 1634115736,
+            updated_on: 1634115736,
+        };
+        let text = works(&[w]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].find("STATUS"), lines[1].find("done"));
+        assert!(lines[1].contains("2021-10-13T09:02:16Z"));
+    }
+}

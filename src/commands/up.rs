@@ -1,0 +1,36 @@
+//! `ppctl up`: development mode. Sets the database up, then runs serve, consume and
+//! produce in one process until SIGINT/SIGTERM.
+
+use crate::cli::UpArgs;
+use crate::shutdown::Shutdown;
+use crate::storage::{self, admin};
+use anyhow::Context;
+
+pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    let applied = admin::setup(&args.db.database_url).await?;
+    tracing::info!(applied, "database ready");
+    let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
+    let consumer = {
+        let (pool, db, amqp, worker, shutdown) = (
+            pool.clone(),
+            args.db.clone(),
+            args.amqp.clone(),
+            args.worker.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            super::consume::run_with_pool(pool, &db, &amqp, &worker, shutdown).await
+        })
+    };
+    let producer = {
+        let (amqp, produce, shutdown) = (args.amqp.clone(), args.produce.clone(), shutdown.clone());
+        tokio::spawn(async move { super::produce::produce(&amqp, &produce, &shutdown).await })
+    };
+    let served = super::serve::serve(pool, &args.serve, shutdown).await;
+    let consumed = consumer.await.context("the consumer panicked")?;
+    let produced = producer.await.context("the producer panicked")?;
+    served?;
+    consumed?;
+    produced.map(|_| ())
+}

@@ -1,0 +1,146 @@
+//! Connection settings shared by every subcommand, and the redaction that keeps
+//! passwords out of logs and error messages.
+
+use anyhow::{bail, Context};
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/personalproject";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_QUEUE: &str = "pp_work_queue";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:3000";
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3000";
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `***`, so a
+/// URL can be logged or put in an error message.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The userinfo ends at the last '@' before the path starts.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Parses `DATABASE_URL` into a driver config; the error never repeats the URL itself.
+pub fn parse_database_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!(
+            "DATABASE_URL must start with postgres:// (got {})",
+            redact_url(url)
+        );
+    }
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL {}: {e}", redact_url(url)))?;
+    if config.get_dbname().is_none() {
+        bail!("DATABASE_URL {} names no database", redact_url(url));
+    }
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("ppctl");
+    Ok(config)
+}
+
+/// Checks the shape of `AMQP_URL` up front, so a typo is a one-line error at start
+/// rather than an endless reconnect loop.
+pub fn check_amqp_url(url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        bail!("AMQP_URL must start with amqp:// (got {})", redact_url(url));
+    }
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("invalid AMQP_URL {}: {e}", redact_url(url)))
+}
+
+/// Parses a duration like `5s`, `250ms`, `6h`, or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); try 5s, 250ms or 6h"))
+}
+
+/// Validates a queue name: AMQP short strings are at most 255 bytes and the `.dead`
+/// and `.dlx` suffixes are appended to it.
+pub fn parse_queue_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 200 || s.starts_with("amq.") {
+        return Err(format!(
+            "invalid queue name {s:?}: 1..=200 bytes, not starting with amq."
+        ));
+    }
+    Ok(s.to_string())
+}
+
+pub fn database_name(url: &str) -> anyhow::Result<String> {
+    let config = parse_database_url(url)?;
+    config
+        .get_dbname()
+        .map(str::to_string)
+        .context("DATABASE_URL names no database")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url(DEFAULT_DATABASE_URL),
+            "postgres://postgres:***@127.0.0.1:5432/personalproject"
+        );
+        assert_eq!(
+            redact_url(DEFAULT_AMQP_URL),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://u:p@ss@h/v"), "amqp://u:***@h/v");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("no scheme"), "no scheme");
+    }
+
+    #[test]
+    fn database_url_errors_do_not_leak_the_password() {
+        let err = parse_database_url("postgres://u:secret@h:notaport/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(parse_database_url("mysql://u:secret@h/db")
+            .unwrap_err()
+            .to_string()
+            .contains("***"));
+        assert!(parse_database_url(DEFAULT_DATABASE_URL).is_ok());
+    }
+
+    #[test]
+    fn amqp_urls_are_checked() {
+        assert!(check_amqp_url(DEFAULT_AMQP_URL).is_ok());
+        let err = check_amqp_url("http://guest:secret@h")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_queue_name("amq.x").is_err());
+        assert!(parse_queue_name("").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The HTTP API (actix-web): app state, start-up on a bound listener, JSON errors for
+//! everything the framework itself would answer in plain text.
+
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod works;
+
+use crate::storage::PgPool;
+use actix_web::dev::Server;
+use actix_web::{error::InternalError, web, App, HttpRequest, HttpResponse, HttpServer};
+use error::ApiError;
+use metrics::Metrics;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    /// When set, POST routes require `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+impl AppState {
+    pub fn authorize(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(expected) = &self.api_token else {
+            return Ok(());
+        };
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a
+/// guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub api_token: Option<String>,
+    pub workers: Option<usize>,
+}
+
+/// Starts serving on an already bound listener (port 0 in tests). The returned server
+/// must be awaited or spawned; it does not install signal handlers: the caller stops it
+/// through its handle.
+pub fn start(listener: TcpListener, pool: PgPool, config: ServerConfig) -> std::io::Result<Server> {
+    let state = web::Data::new(AppState {
+        pool,
+        metrics: Arc::new(Metrics::default()),
+        api_token: config.api_token,
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| bad_request(e.to_string())))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| bad_request(format!("invalid query: {e}"))),
+            )
+            .wrap(actix_web::middleware::from_fn(metrics::record))
+            .configure(works::routes)
+            .configure(health::routes)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(10);
+    if let Some(n) = config.workers {
+        server = server.workers(n);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+fn bad_request(message: String) -> actix_web::Error {
+    InternalError::from_response(message.clone(), ApiError::BadRequest(message).into()).into()
+}
+
+impl From<ApiError> for HttpResponse {
+    fn from(e: ApiError) -> Self {
+        actix_web::ResponseError::error_response(&e)
+    }
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).into()
+}

@@ -1,0 +1,144 @@
+//! The works routes, and the original project's `/work` routes kept for its clients.
+
+use super::{error::ApiError, AppState};
+use crate::model::{new_work_code, CreateWork, Origin, Work};
+use crate::query::RawQuery;
+use crate::storage::works;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use rand::Rng;
+
+/// Largest request body accepted; a work demand is a few dozen bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/works", web::post().to(create))
+        .route("/works", web::get().to(search))
+        .route("/works/{id}", web::get().to(get))
+        .route("/works/{id}/events", web::get().to(events))
+        .route("/work", web::post().to(legacy_create))
+        .route("/work/search", web::get().to(search))
+        .route("/work/{id}", web::get().to(get));
+}
+
+/// Reads the body up to `MAX_BODY`, answering 413 past it without reading the rest.
+async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The `add_up_to` asked for, or a random 1..=100 for an empty body or `{}`.
+fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
+    let request: CreateWork = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateWork::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    match request.add_up_to {
+        None => Ok(rand::rng().random_range(1..=100)),
+        Some(n) => crate::engine::validate(n)
+            .map(|n| n as i64)
+            .map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}
+
+async fn insert(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Work, ApiError> {
+    state.authorize(req)?;
+    let add_up_to = parse_create(&read_body(payload).await?)?;
+    let client = state.pool.get().await?;
+    let work = works::create_pending(&client, &new_work_code(Origin::Api), add_up_to).await?;
+    state.metrics.work_created();
+    Ok(work)
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let work = insert(&state, &req, payload).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/works/{}", work.id)))
+        .json(work))
+}
+
+async fn legacy_create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(insert(&state, &req, payload).await?))
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("work id must be an integer, got {raw:?}")))
+}
+
+async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    match works::get(&client, id).await? {
+        Some(work) => Ok(HttpResponse::Ok().json(work)),
+        None => Err(ApiError::NotFound(format!("work {id} not found"))),
+    }
+}
+
+async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    match works::events(&client, id).await? {
+        Some(events) => Ok(HttpResponse::Ok().json(events)),
+        None => Err(ApiError::NotFound(format!("work {id} not found"))),
+    }
+}
+
+async fn search(
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.validate().map_err(ApiError::BadRequest)?;
+    let client = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(works::search(&client, &query).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_bodies_are_validated() {
+        assert_eq!(parse_create(br#"{"add_up_to": 4}"#).ok(), Some(4));
+        assert!(matches!(parse_create(b""), Ok(1..=100)));
+        assert!(matches!(parse_create(b"{}"), Ok(1..=100)));
+        for bad in [
+            &b"{"[..],
+            br#"{"add_up_to": -1}"#,
+            br#"{"add_up_to": "4"}"#,
+            br#"{"add_upto": 4}"#,
+            b"[]",
+        ] {
+            assert!(
+                matches!(parse_create(bad), Err(ApiError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! ppctl: a work pipeline in one binary.
+//!
+//! Layout:
+//! - `cli`: every clap type; `commands`: one module per subcommand, dispatched once.
+//! - `config`: connection settings and password redaction.
+//! - `model`: Work, Event, WorkDemand and their JSON shapes; `engine`: the sum itself;
+//!   `query`: the search filter shared by HTTP, CLI and storage.
+//! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
+//! - `amqp`: RabbitMQ topology and publishing with confirms.
+//! - `worker`: the consumer's two workers, queue batches and the sweeper, each a
+//!   one-step function (`process_batch`, `sweep_once`) plus a thin loop.
+//! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
+//! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop.
+
+pub mod amqp;
+pub mod backoff;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod model;
+pub mod query;
+pub mod rawhttp;
+pub mod shutdown;
+pub mod storage;
+pub mod worker;

@@ -1,0 +1,25 @@
+use clap::Parser;
+use ppctl::{cli::Cli, commands};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,lapin=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match commands::dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<commands::Failure>() {
+                Some(failure) => ExitCode::from(failure.exit_code()),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}

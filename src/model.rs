@@ -1,0 +1,183 @@
+//! The pipeline's nouns and their JSON shapes: what the API returns, what travels on
+//! the queue, what the CLIs print.
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
+
+/// A unit of work: "add together the numbers 1..=add_up_to".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    pub id: i64,
+    pub work_code: String,
+    pub add_up_to: i64,
+    pub done: bool,
+    pub status: WorkStatus,
+    pub result: Option<i64>,
+    /// Unix seconds.
+    pub created_on: i64,
+    /// Unix seconds.
+    pub updated_on: i64,
+}
+
+/// One recorded step of a work's execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub work_id: i64,
+    pub work_code: String,
+    pub variable: String,
+    pub value: Option<String>,
+    /// Unix seconds.
+    pub created_on: i64,
+}
+
+/// The event variables, in the order a successful work records them.
+pub mod var {
+    pub const CREATED: &str = "work/created";
+    pub const START: &str = "compute/start";
+    pub const STOP: &str = "compute/stop";
+    pub const RESULT: &str = "compute/result";
+    pub const FAILED: &str = "compute/failed";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl WorkStatus {
+    pub const ALL: [WorkStatus; 4] = [Self::Pending, Self::Running, Self::Done, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for WorkStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown status {s:?}: expected pending, running, done or failed")
+            })
+    }
+}
+
+/// The AMQP message body. `done` is accepted for the original project's producers and
+/// ignored; `add_up_to` is parsed wide so out-of-range values are reported, not wrapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkDemand {
+    pub add_up_to: i128,
+    #[serde(default)]
+    pub done: bool,
+}
+
+impl WorkDemand {
+    /// Parses and range-checks a message body; the error is the dead-letter reason.
+    pub fn parse(body: &[u8]) -> Result<u64, String> {
+        #[derive(Deserialize)]
+        struct Shape {
+            add_up_to: i128,
+        }
+        let shape: Shape = serde_json::from_slice(body).map_err(|e| format!("bad demand: {e}"))?;
+        crate::engine::validate(shape.add_up_to).map_err(|e| e.to_string())
+    }
+}
+
+/// The body of `POST /works`. Unknown fields are refused so a typo is not silently
+/// turned into a random work.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWork {
+    pub add_up_to: Option<i128>,
+}
+
+/// Where a work came from; it decides the work code's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Api,
+    Consumer,
+}
+
+/// `api-` or `consumer-` plus 10 random alphanumerics.
+pub fn new_work_code(origin: Origin) -> String {
+    let prefix = match origin {
+        Origin::Api => "api-",
+        Origin::Consumer => "consumer-",
+    };
+    let mut code = String::with_capacity(prefix.len() + 10);
+    code.push_str(prefix);
+    Alphanumeric.append_string(&mut rand::rng(), &mut code, 10);
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_codes_have_prefix_and_ten_alphanumerics() {
+        let code = new_work_code(Origin::Consumer);
+        let tail = code.strip_prefix("consumer-").expect("prefix");
+        assert_eq!(tail.len(), 10);
+        assert!(tail.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(new_work_code(Origin::Api).starts_with("api-"));
+        assert_ne!(new_work_code(Origin::Api), new_work_code(Origin::Api));
+    }
+
+    #[test]
+    fn demands_parse_and_validate() {
+        assert_eq!(
+            WorkDemand::parse(br#"{"add_up_to": 2, "done": false}"#),
+            Ok(2)
+        );
+        assert_eq!(
+            WorkDemand::parse(br#"{"add_up_to": 4294967295}"#),
+            Ok(4_294_967_295)
+        );
+        for bad in [
+            &b"not json"[..],
+            br#"{"add_up_to": "2"}"#,
+            br#"{"add_up_to": 2.5}"#,
+            br#"{"add_up_to": -1}"#,
+            br#"{"add_up_to": 4294967296}"#,
+            br#"{"add_up_to": 1e400}"#,
+            br#"{}"#,
+            br#"[1]"#,
+        ] {
+            assert!(
+                WorkDemand::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for st in WorkStatus::ALL {
+            assert_eq!(st.as_str().parse::<WorkStatus>(), Ok(st));
+            assert_eq!(serde_json::to_string(&st).ok(), Some(format!("\"{st}\"")));
+        }
+        assert!("Done".parse::<WorkStatus>().is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Graceful shutdown: one signal, observed by every long-running task. Passed into each
+//! `run` as a value (mini-redis style), so tests can trigger it without signals.
+
+use tokio::sync::watch;
+
+/// Observes the shutdown signal. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Fires the shutdown signal.
+#[derive(Clone, Debug)]
+pub struct Trigger(std::sync::Arc<watch::Sender<bool>>);
+
+pub fn channel() -> (Trigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (Trigger(std::sync::Arc::new(tx)), Shutdown(rx))
+}
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// A signal that never fires, for one-shot commands.
+    pub fn never() -> Self {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        Shutdown(rx)
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once shutdown has been requested.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        // An error means the trigger is gone: treat that as shutdown too.
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+}
+
+/// A shutdown fired by SIGINT or SIGTERM.
+pub fn on_signals() -> (Trigger, Shutdown) {
+    let (trigger, shutdown) = channel();
+    let fire = trigger.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight work");
+        fire.fire();
+    });
+    (trigger, shutdown)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn firing_wakes_every_waiter() {
+        let (trigger, shutdown) = channel();
+        let other = shutdown.clone();
+        assert!(!shutdown.is_triggered());
+        let waiter = tokio::spawn(async move { other.wait().await });
+        trigger.fire();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .expect("joined");
+        assert!(shutdown.is_triggered());
+    }
+}

@@ -1,0 +1,112 @@
+//! Whole-database operations: connect, create, drop, wait. Used by `ppctl db` and by
+//! the tests, which give every test its own database.
+
+use crate::config::{parse_database_url, redact_url};
+use anyhow::{bail, Context};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+/// One connection outside any pool, its driver task spawned.
+pub async fn connect(database_url: &str) -> anyhow::Result<Client> {
+    let config = parse_database_url(database_url)?;
+    let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            redact_url(database_url)
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects to the server's `postgres` database with the same credentials, to create
+/// or drop the target database.
+async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, String)> {
+    let mut config = parse_database_url(database_url)?;
+    let name = config
+        .get_dbname()
+        .context("DATABASE_URL names no database")?
+        .to_string();
+    config.dbname("postgres");
+    let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            redact_url(database_url)
+        )
+    })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, name))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the database unless it exists; returns whether it was created.
+pub async fn create_database(database_url: &str) -> anyhow::Result<bool> {
+    let (client, name) = connect_maintenance(database_url).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    match client
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+    {
+        Ok(()) => Ok(true),
+        // Another process created it between our check and our CREATE.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Ok(false)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create database {name}")),
+    }
+}
+
+/// Drops the database, disconnecting its sessions first.
+pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
+    let (client, name) = connect_maintenance(database_url).await?;
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&name)
+        ))
+        .await
+        .with_context(|| format!("cannot drop database {name}"))
+}
+
+/// Waits until the server accepts connections to the database, at most `timeout`.
+pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let error = match connect(database_url).await {
+            Ok(client) => match client.simple_query("SELECT 1").await {
+                Ok(_) => return Ok(()),
+                Err(e) => anyhow::Error::from(e),
+            },
+            Err(e) => e,
+        };
+        if start.elapsed() >= timeout {
+            bail!(
+                "database not reachable after {}s: {error:#}",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Creates the database if missing and applies migrations; returns how many ran.
+pub async fn setup(database_url: &str) -> anyhow::Result<usize> {
+    create_database(database_url).await?;
+    let mut client = connect(database_url).await?;
+    super::migrate::run(&mut client, super::migrate::MIGRATIONS).await
+}

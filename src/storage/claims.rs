@@ -1,0 +1,118 @@
+//! Leases on pending works: claim with SKIP LOCKED, complete, and fail the ones whose
+//! workers died too often. Each state change writes its event in the same statement.
+
+use super::DbError;
+use deadpool_postgres::GenericClient;
+use std::time::Duration;
+
+/// A work claimed by this worker until its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: i64,
+    pub work_code: String,
+    pub add_up_to: i64,
+    pub attempts: i32,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Claims up to `limit` works that are pending, or running with an expired lease
+/// (their worker died), created within `window`, with attempts left. Records a
+/// `compute/start` event per claim. Concurrent claimers never get the same work.
+pub async fn claim(
+    client: &impl GenericClient,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+    window: Duration,
+    max_attempts: i32,
+) -> Result<Vec<Claimed>, DbError> {
+    const SQL: &str = "\
+        WITH claimed AS ( \
+            UPDATE works SET status = 'running', locked_by = $1, \
+                   locked_until = now() + $2 * interval '1 millisecond', \
+                   attempts = attempts + 1, updated_on = now() \
+            WHERE id IN ( \
+                SELECT id FROM works \
+                WHERE status IN ('pending', 'running') \
+                  AND (status = 'pending' OR locked_until < now()) \
+                  AND created_on >= now() - $3 * interval '1 millisecond' \
+                  AND attempts < $4 \
+                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+            RETURNING id, work_code, add_up_to, attempts), \
+        ev AS ( \
+            INSERT INTO events (work_id, work_code, variable, value) \
+            SELECT id, work_code, 'compute/start', 'attempt ' || attempts FROM claimed) \
+        SELECT id, work_code, add_up_to, attempts FROM claimed ORDER BY id";
+    let stmt = client.prepare_cached(SQL).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &worker,
+                &millis(lease),
+                &millis(window),
+                &max_attempts,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            work_code: r.get(1),
+            add_up_to: r.get(2),
+            attempts: r.get(3),
+        })
+        .collect())
+}
+
+/// Marks claimed works done with their results and `compute/stop` + `compute/result`
+/// events. Only works still leased to `worker` are updated: if the lease was lost and
+/// the work reclaimed, the other worker's result is the one that counts. Returns the
+/// number of works completed.
+pub async fn complete(
+    client: &impl GenericClient,
+    worker: &str,
+    done: &[(i64, i64)],
+) -> Result<u64, DbError> {
+    const SQL: &str = "\
+        WITH input AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS t(id, result)), \
+        done AS ( \
+            UPDATE works w SET status = 'done', result = input.result, \
+                   locked_by = NULL, locked_until = NULL, updated_on = now() \
+            FROM input WHERE w.id = input.id AND w.status = 'running' AND w.locked_by = $1 \
+            RETURNING w.id, w.work_code, w.result) \
+        INSERT INTO events (work_id, work_code, variable, value) \
+        SELECT d.id, d.work_code, e.variable, e.value FROM done d \
+        CROSS JOIN LATERAL (VALUES (1, 'compute/stop', NULL::text), (2, 'compute/result', d.result::text)) \
+            AS e(ord, variable, value) \
+        ORDER BY d.id, e.ord";
+    let stmt = client.prepare_cached(SQL).await?;
+    let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
+    let results: Vec<i64> = done.iter().map(|d| d.1).collect();
+    Ok(client.execute(&stmt, &[&worker, &ids, &results]).await? / 2)
+}
+
+/// Marks `failed`, with a `compute/failed` event, every work whose lease expired after
+/// its last allowed attempt. Returns how many.
+pub async fn fail_exhausted(
+    client: &impl GenericClient,
+    max_attempts: i32,
+) -> Result<u64, DbError> {
+    const SQL: &str = "\
+        WITH failed AS ( \
+            UPDATE works SET status = 'failed', locked_by = NULL, locked_until = NULL, updated_on = now() \
+            WHERE id IN ( \
+                SELECT id FROM works \
+                WHERE status = 'running' AND locked_until < now() AND attempts >= $1 \
+                ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
+            RETURNING id, work_code, attempts) \
+        INSERT INTO events (work_id, work_code, variable, value) \
+        SELECT id, work_code, 'compute/failed', 'lease expired after ' || attempts || ' attempts' FROM failed";
+    let stmt = client.prepare_cached(SQL).await?;
+    Ok(client.execute(&stmt, &[&max_attempts]).await?)
+}

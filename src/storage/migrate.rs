@@ -1,0 +1,122 @@
+//! Schema migrations: `sql/NNNN_name.sql`, embedded in the binary, applied in order in
+//! one transaction under an advisory lock, and recorded with a checksum.
+
+use anyhow::{bail, Context};
+use tokio_postgres::Client;
+
+/// A migration as compiled into the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Add new files here; never edit an applied one.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../sql/0001_init.sql"),
+}];
+
+/// Any fixed key will do; it only has to be the same in every ppctl process.
+const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+
+/// FNV-1a, 64 bits: stable across builds and platforms, which is all a change detector
+/// needs (this is not a security boundary).
+pub fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Applies the pending migrations of `migrations`; returns how many were applied.
+/// Several processes may call this at once: the advisory lock serialises them and the
+/// later ones find nothing to do.
+pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<usize> {
+    let tx = client
+        .transaction()
+        .await
+        .context("cannot start the migration transaction")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             checksum   TEXT NOT NULL,
+             applied_on TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied = tx
+        .query(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let mut count = 0;
+    for m in migrations {
+        let found = applied.iter().find(|row| row.get::<_, i32>(0) == m.version);
+        match found {
+            Some(row) if row.get::<_, String>(2) != checksum(m.sql) => bail!(
+                "migration {:04}_{} was changed after it was applied (checksum {} in the database, {} in this binary); \
+                 add a new migration instead of editing an applied one",
+                m.version,
+                m.name,
+                row.get::<_, String>(2),
+                checksum(m.sql)
+            ),
+            Some(_) => {}
+            None => {
+                tx.batch_execute(m.sql).await.with_context(|| format!("migration {:04}_{} failed", m.version, m.name))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &checksum(m.sql)],
+                )
+                .await?;
+                count += 1;
+            }
+        }
+    }
+    let known: Vec<i32> = migrations.iter().map(|m| m.version).collect();
+    if let Some(row) = applied
+        .iter()
+        .find(|row| !known.contains(&row.get::<_, i32>(0)))
+    {
+        bail!("the database has migration {} which this binary does not know: is it older than the schema?", row.get::<_, i32>(0));
+    }
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// `(version, name, applied_on as Unix seconds)` of every applied migration.
+pub async fn applied(client: &Client) -> anyhow::Result<Vec<(i32, String, i64)>> {
+    let rows = client
+        .query(
+            "SELECT version, name, extract(epoch FROM applied_on)::bigint FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_checksums_differ() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+        }
+        assert_eq!(checksum("a"), checksum("a"));
+        assert_ne!(checksum("a"), checksum("b"));
+        assert_eq!(checksum(""), "cbf29ce484222325");
+    }
+}

@@ -1,0 +1,86 @@
+//! PostgreSQL: the pool, migrations, and the queries on works, events and claims.
+
+pub mod admin;
+pub mod claims;
+pub mod listen;
+pub mod migrate;
+pub mod works;
+
+use crate::config::parse_database_url;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{Client, Pool as PgPool};
+
+/// How long a checkout, a connect or a recycle may take. Without these, deadpool waits
+/// forever during an outage and the API hangs instead of answering 503.
+const POOL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Builds a pool; no connection is made until the first checkout.
+pub fn pool(database_url: &str, size: u16) -> anyhow::Result<Pool> {
+    let config = parse_database_url(database_url)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size as usize)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
+}
+
+/// What went wrong talking to the database, in the terms callers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached or the connection broke: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A constraint refused the data: the input was wrong.
+    #[error("rejected by the database: {0}")]
+    Constraint(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let Some(db) = e.as_db_error() else {
+            // No server answer: the connection is closed, timed out or never opened.
+            return DbError::Unavailable(e.to_string());
+        };
+        let code = db.code();
+        let class = &code.code()[..2];
+        if class == "23" {
+            DbError::Constraint(db.message().to_string())
+        } else if matches!(class, "08" | "53" | "57") || *code == SqlState::ADMIN_SHUTDOWN {
+            // connection exceptions, insufficient resources, operator intervention
+            DbError::Unavailable(db.message().to_string())
+        } else {
+            DbError::Other(db.message().to_string())
+        }
+    }
+}
+
+impl DbError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
+    }
+}

@@ -1,0 +1,55 @@
+//! The workers inside `consume`: one for queued demands, one that sweeps pending API
+//! works. Each has a one-step function the tests call directly and a thin loop.
+
+pub mod queue;
+pub mod sweep;
+
+use crate::engine::{self, OutOfRange};
+use std::time::Duration;
+
+/// Computes one sum, taking at least `delay` (to simulate expensive work).
+pub async fn compute(add_up_to: i64, delay: Duration) -> Result<i64, OutOfRange> {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    engine::sum(add_up_to.into())
+}
+
+/// Identifies this process in leases: unique across hosts and restarts.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// How many works to take at once so that one batch holds about a second of
+/// simulated work, and never more than `max`.
+pub fn batch_limit(max: usize, work_delay: Duration) -> usize {
+    if work_delay.is_zero() {
+        return max.max(1);
+    }
+    let per_second = (Duration::from_secs(1).as_nanos() / work_delay.as_nanos().max(1)) as usize;
+    per_second.clamp(1, max.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_shrink_with_the_work_delay() {
+        assert_eq!(batch_limit(150, Duration::ZERO), 150);
+        assert_eq!(batch_limit(150, Duration::from_millis(100)), 10);
+        assert_eq!(batch_limit(150, Duration::from_secs(5)), 1);
+        assert_eq!(batch_limit(0, Duration::ZERO), 1);
+    }
+
+    #[tokio::test]
+    async fn compute_sums_and_refuses_out_of_range() {
+        assert_eq!(compute(100, Duration::ZERO).await, Ok(5050));
+        assert!(compute(-1, Duration::ZERO).await.is_err());
+    }
+}

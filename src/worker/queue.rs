@@ -1,0 +1,145 @@
+//! Queued demands become finished works. One batch: dead-letter what can never
+//! succeed, compute the rest, store works and events in one statement, then one
+//! multiple-ack. Nothing is acknowledged before its work is committed.
+
+use crate::backoff::Backoff;
+use crate::model::{new_work_code, Origin, WorkDemand};
+use crate::shutdown::Shutdown;
+use crate::storage::{works, PgPool};
+use anyhow::{bail, Context};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use lapin::Channel;
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// New works stored.
+    pub stored: u64,
+    /// Deliveries whose message_id was already stored (redeliveries), acked without a work.
+    pub duplicates: u64,
+    /// Deliveries rejected to the dead-letter queue.
+    pub dead: u64,
+}
+
+/// Why a delivery can never succeed, or its message id and `add_up_to`.
+pub fn parse(delivery: &Delivery) -> Result<(String, i64), String> {
+    let message_id = match delivery.properties.message_id() {
+        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
+        _ => return Err(
+            "missing message_id: it is the idempotency key, so the demand cannot be deduplicated"
+                .into(),
+        ),
+    };
+    let n = WorkDemand::parse(&delivery.data)?;
+    // validate() bounds n to 0..=4294967295, which fits in i64.
+    Ok((message_id, n as i64))
+}
+
+/// Processes one batch of deliveries received on `channel`.
+pub async fn process_batch(
+    pool: &PgPool,
+    channel: &Channel,
+    deliveries: Vec<Delivery>,
+    work_delay: Duration,
+    shutdown: &Shutdown,
+) -> anyhow::Result<BatchOutcome> {
+    let mut outcome = BatchOutcome::default();
+    let mut good: Vec<(String, i64)> = Vec::with_capacity(deliveries.len());
+    let mut seen = HashSet::with_capacity(deliveries.len());
+    let mut last_good_tag = None;
+    for delivery in &deliveries {
+        match parse(delivery) {
+            Err(reason) => {
+                tracing::warn!(delivery_tag = delivery.delivery_tag, %reason, "dead-lettering a demand that can never succeed");
+                let sent = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?;
+                if !sent {
+                    bail!(
+                        "could not reject delivery {}: the channel is closed",
+                        delivery.delivery_tag
+                    );
+                }
+                outcome.dead += 1;
+            }
+            Ok((message_id, n)) => {
+                last_good_tag = Some(delivery.delivery_tag);
+                if seen.insert(message_id.clone()) {
+                    good.push((message_id, n));
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+        }
+    }
+    let Some(last_good_tag) = last_good_tag else {
+        return Ok(outcome);
+    };
+    let finished = compute_all(&good, work_delay).await?;
+    let stored = store_with_retry(pool, finished, shutdown).await?;
+    outcome.stored = stored;
+    outcome.duplicates += good.len() as u64 - stored;
+    // One ack for the whole batch; rejected tags are no longer outstanding.
+    channel
+        .basic_ack(last_good_tag, BasicAckOptions { multiple: true })
+        .await
+        .context("ack failed after commit (the demands will be redelivered and deduplicated)")?;
+    Ok(outcome)
+}
+
+async fn compute_all(
+    good: &[(String, i64)],
+    work_delay: Duration,
+) -> anyhow::Result<Vec<works::Finished>> {
+    let mut finished = Vec::with_capacity(good.len());
+    for (message_id, n) in good {
+        let started = SystemTime::now();
+        let result = super::compute(*n, work_delay).await?;
+        finished.push(works::Finished {
+            message_id: message_id.clone(),
+            work_code: new_work_code(Origin::Consumer),
+            add_up_to: *n,
+            result,
+            started,
+            stopped: SystemTime::now(),
+        });
+    }
+    Ok(finished)
+}
+
+/// Stores the batch, retrying with backoff while the database is unreachable. Gives up
+/// only at shutdown: the deliveries are then left unacked and the broker requeues them.
+async fn store_with_retry(
+    pool: &PgPool,
+    mut batch: Vec<works::Finished>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<u64> {
+    let mut backoff = Backoff::default();
+    loop {
+        let result = async {
+            let client = pool.get().await?;
+            works::insert_finished(&client, &batch).await
+        }
+        .await;
+        match result {
+            Ok(stored) => return Ok(stored),
+            Err(e) if shutdown.is_triggered() => {
+                bail!("shutting down before the batch could be stored: {e}")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, works = batch.len(), "cannot store the batch yet; retrying");
+                // A work_code collision is astronomically rare but would repeat: new codes.
+                for f in &mut batch {
+                    f.work_code = new_work_code(Origin::Consumer);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        }
+    }
+}

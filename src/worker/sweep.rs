@@ -1,0 +1,99 @@
+//! Pending works created through the API: claimed under a lease, computed, completed.
+//! Woken by NOTIFY at commit, with polling as the fallback.
+
+use crate::backoff::Backoff;
+use crate::shutdown::Shutdown;
+use crate::storage::{claims, DbError, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What one sweep claims at most.
+pub const SWEEP_BATCH: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct SweepOpts {
+    pub worker: String,
+    pub work_delay: Duration,
+    pub lease: Duration,
+    pub window: Duration,
+    pub max_attempts: i32,
+    pub batch: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepOutcome {
+    pub claimed: usize,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// One sweep: fail the works out of attempts, claim a batch, compute, complete.
+pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome, DbError> {
+    let client = pool.get().await?;
+    let failed = claims::fail_exhausted(&client, opts.max_attempts).await?;
+    // The lease covers the whole batch's simulated work, so a slow batch is not
+    // mistaken for a dead worker.
+    let lease = opts.lease + opts.work_delay * opts.batch as u32;
+    let claimed = claims::claim(
+        &client,
+        &opts.worker,
+        opts.batch as i64,
+        lease,
+        opts.window,
+        opts.max_attempts,
+    )
+    .await?;
+    let mut results = Vec::with_capacity(claimed.len());
+    for work in &claimed {
+        // The table's CHECK keeps add_up_to in range, so this cannot fail in practice.
+        match super::compute(work.add_up_to, opts.work_delay).await {
+            Ok(sum) => results.push((work.id, sum)),
+            Err(e) => {
+                tracing::error!(work_id = work.id, error = %e, "stored work out of range; leaving it to fail")
+            }
+        }
+    }
+    let completed = claims::complete(&client, &opts.worker, &results).await?;
+    Ok(SweepOutcome {
+        claimed: claimed.len(),
+        completed,
+        failed,
+    })
+}
+
+/// Sweeps whenever woken or every `every`, draining full batches, until shutdown.
+pub async fn run(
+    pool: PgPool,
+    opts: SweepOpts,
+    every: Duration,
+    wake: Arc<Notify>,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Backoff::default();
+    while !shutdown.is_triggered() {
+        match sweep_once(&pool, &opts).await {
+            Ok(outcome) => {
+                backoff.reset();
+                if outcome.claimed + outcome.failed as usize > 0 {
+                    tracing::debug!(?outcome, "sweep");
+                }
+                if outcome.claimed == opts.batch {
+                    continue; // more may be waiting
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        }
+    }
+}
