@@ -9,7 +9,6 @@ PPCTL := ./target/release/ppctl
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
-	$(PPCTL) db setup
 	$(PPCTL) up
 
 ## What CI runs (.ci/run): formatting, lints, the test suite, the Compose file.

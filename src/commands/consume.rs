@@ -141,9 +141,11 @@ async fn next_batch(
     max: usize,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<Delivery>> {
+    // Biased: once shutdown is requested, no new delivery is taken even if one is ready.
     let first = tokio::select! {
-        next = consumer.next() => next,
+        biased;
         _ = shutdown.wait() => return Ok(Vec::new()),
+        next = consumer.next() => next,
     };
     let mut batch = vec![delivery_or_error(first)?];
     let deadline = Instant::now() + LINGER;

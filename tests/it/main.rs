@@ -1,0 +1,9 @@
+//! Integration tests against real PostgreSQL and RabbitMQ. One binary (one link) for
+//! the whole suite; every test makes its own database and queues.
+
+mod api;
+mod cli;
+mod helpers;
+mod migrations;
+mod pipeline;
+mod rawhttp;
