@@ -5,7 +5,7 @@ CARGO ?= cargo
 COMPOSE ?= docker-compose
 PPCTL := ./target/release/ppctl
 
-.PHONY: run test compose-check services build fmt clippy
+.PHONY: run test chaos compose-check services build fmt clippy
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
@@ -17,6 +17,10 @@ test: services
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
+
+## Fault injection: private PostgreSQL and RabbitMQ instances killed and restarted.
+chaos: services
+	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
 
 ## Validate docker-compose.yml (installs docker-compose on Debian when missing).
 compose-check:

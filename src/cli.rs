@@ -53,6 +53,17 @@ pub struct AmqpOpts {
     /// The work queue; `<queue>.dead` is its dead-letter queue.
     #[arg(long, env = "PP_QUEUE", default_value = config::DEFAULT_QUEUE, value_parser = parse_queue_name)]
     pub queue: String,
+    /// classic, or quorum for a replicated queue on a RabbitMQ cluster (with a delivery
+    /// limit, so a message that keeps crashing consumers is dead-lettered). Producer and
+    /// consumer must agree: RabbitMQ refuses to redeclare a queue with another type.
+    #[arg(long, env = "PP_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    Classic,
+    Quorum,
 }
 
 #[derive(Debug, Clone, Args)]

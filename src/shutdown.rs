@@ -42,14 +42,24 @@ impl Shutdown {
     }
 }
 
-/// A shutdown fired by SIGINT or SIGTERM.
+/// How long a graceful shutdown may take before the process exits anyway.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A shutdown fired by SIGINT or SIGTERM. The stop is bounded: a second signal, or
+/// `GRACE` without the process having exited, ends it at once (what was not acked is
+/// redelivered by the broker, so this loses nothing).
 pub fn on_signals() -> (Trigger, Shutdown) {
     let (trigger, shutdown) = channel();
     let fire = trigger.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested: finishing in-flight work");
+        tracing::info!("shutdown requested: finishing in-flight work (again to force)");
         fire.fire();
+        tokio::select! {
+            _ = wait_for_signal() => tracing::warn!("second signal: exiting now"),
+            _ = tokio::time::sleep(GRACE) => tracing::warn!("graceful shutdown took over {GRACE:?}: exiting now"),
+        }
+        std::process::exit(130);
     });
     (trigger, shutdown)
 }

@@ -1,9 +1,14 @@
 //! The queue, its dead-letter exchange and dead-letter queue. Producer and consumer
 //! both declare all three, so either may start first.
 
+use crate::cli::QueueType;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
+
+/// A quorum queue dead-letters a message after this many redeliveries: one that crashes
+/// every consumer that takes it must not loop forever.
+pub const QUORUM_DELIVERY_LIMIT: i64 = 10;
 
 /// Names derived from the work queue's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,14 +16,20 @@ pub struct Topology {
     pub queue: String,
     pub dead_exchange: String,
     pub dead_queue: String,
+    pub queue_type: QueueType,
 }
 
 impl Topology {
     pub fn new(queue: &str) -> Self {
+        Self::with_type(queue, QueueType::Classic)
+    }
+
+    pub fn with_type(queue: &str, queue_type: QueueType) -> Self {
         Self {
             queue: queue.to_string(),
             dead_exchange: format!("{queue}.dlx"),
             dead_queue: format!("{queue}.dead"),
+            queue_type,
         }
     }
 

@@ -67,7 +67,7 @@ pub async fn run_with_pool(
 
 /// Connects, consumes until the channel fails, reconnects with backoff; until shutdown.
 async fn consume_queue(pool: &PgPool, amqp: &AmqpOpts, worker: &WorkerOpts, shutdown: &Shutdown) {
-    let topology = Topology::new(&amqp.queue);
+    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
     let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
         match consume_connection(

@@ -28,7 +28,7 @@ pub async fn produce(
     opts: &ProduceOpts,
     shutdown: &Shutdown,
 ) -> anyhow::Result<u64> {
-    let topology = Topology::new(&amqp.queue);
+    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut publisher: Option<Publisher> = None;
     let mut backoff = Backoff::default();

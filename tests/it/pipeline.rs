@@ -1,7 +1,7 @@
 //! Producer -> RabbitMQ -> consumer -> PostgreSQL, and the sweeper for API works.
 
 use super::helpers::*;
-use ppctl::cli::{AmqpOpts, DbOpts, ProduceOpts, WorkerOpts};
+use ppctl::cli::{AmqpOpts, DbOpts, ProduceOpts, QueueType, WorkerOpts};
 use ppctl::shutdown::{self, Shutdown, Trigger};
 use ppctl::storage::{claims, works};
 use ppctl::worker::sweep::{self, SweepOpts};
@@ -36,6 +36,7 @@ fn amqp_opts(queue: &TestQueue) -> AmqpOpts {
     AmqpOpts {
         amqp_url: AMQP_URL.into(),
         queue: queue.name().into(),
+        queue_type: queue.topology.queue_type,
     }
 }
 
@@ -487,6 +488,7 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
     let amqp = AmqpOpts {
         amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
         queue: "pp_unreachable".into(),
+        queue_type: QueueType::Classic,
     };
     let opts = ProduceOpts {
         every: Duration::ZERO,
@@ -501,4 +503,43 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("0 of 10"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_carries_the_same_pipeline() {
+    let db = TestDb::new().await;
+    let mut queue = TestQueue::new();
+    queue.topology = ppctl::amqp::Topology::with_type(queue.name(), QueueType::Quorum);
+    assert_eq!(produce(&queue, 100).await, 100);
+    let (_conn, channel) = queue.channel().await;
+    queue
+        .publish_raw(&channel, b"poison", Some("quorum-poison"))
+        .await;
+    let (trigger, task) = start_consumer(
+        &db,
+        &queue,
+        worker_opts(Duration::ZERO, Duration::from_secs(5)),
+    );
+    wait_for_works(&db, "SELECT count(*) FROM works WHERE status = 'done'", 100).await;
+    eventually("poison dead-lettered", WAIT, || async {
+        (queue.counts(&channel).await == (0, 1)).then_some(())
+    })
+    .await;
+    stop(trigger, task).await;
+    assert_consistent(&db).await;
+    // Redeclaring it explicitly as classic must fail: the type really is quorum.
+    let (_c, other) = require_rabbitmq().await;
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("classic".into()),
+    );
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let redeclared = other
+        .queue_declare(queue.name().into(), options, args)
+        .await;
+    assert!(redeclared.is_err(), "the queue is not a quorum queue");
 }

@@ -1,0 +1,1 @@
+//! Fault-injection suite (placeholder until written): see `make chaos`.
