@@ -1,9 +1,11 @@
 //! The HTTP API (actix-web): app state, start-up on a bound listener, JSON errors for
 //! everything the framework itself would answer in plain text.
 
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod works;
 
 use crate::storage::PgPool;
@@ -75,7 +77,9 @@ pub fn start(listener: TcpListener, pool: PgPool, config: ServerConfig) -> std::
                     .error_handler(|e, _| bad_request(format!("invalid query: {e}"))),
             )
             .wrap(actix_web::middleware::from_fn(metrics::record))
+            .configure(dashboard::routes)
             .configure(works::routes)
+            .configure(openapi::routes)
             .configure(health::routes)
             .default_service(web::to(not_found))
     })
