@@ -4,6 +4,7 @@
 #
 #   scripts/services.sh                  start (and on Debian, as root, install) both
 #   scripts/services.sh docker-compose   only make sure the docker-compose command exists
+#   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
 #
 # When both already answer this returns in well under a second. Otherwise it installs
 # what is missing (Debian/Ubuntu as root only), starts what is stopped, makes the default
@@ -216,13 +217,27 @@ ensure_docker_compose() {
     apt_install docker-compose
 }
 
+# --- load tools for `make bench` ----------------------------------------------------
+
+ensure_bench_tools() {
+    have wrk && have pgbench && return
+    if [[ $EUID -ne 0 ]] || ! have apt-get; then
+        die "wrk and pgbench are needed; install them (Debian: apt-get install wrk postgresql-client)"
+    fi
+    apt_install wrk postgresql-client
+}
+
 case "${1:-}" in
 "") ;;
 docker-compose)
     ensure_docker_compose
     exit 0
     ;;
-*) die "usage: $0 [docker-compose]" ;;
+bench-tools)
+    ensure_bench_tools
+    exit 0
+    ;;
+*) die "usage: $0 [docker-compose|bench-tools]" ;;
 esac
 
 ensure_postgres

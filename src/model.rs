@@ -98,9 +98,19 @@ impl WorkDemand {
         struct Shape {
             add_up_to: i128,
         }
-        let shape: Shape = serde_json::from_slice(body).map_err(|e| format!("bad demand: {e}"))?;
+        let shape: Shape = from_json_object(body).map_err(|e| format!("bad demand: {e}"))?;
         crate::engine::validate(shape.add_up_to).map_err(|e| e.to_string())
     }
+}
+
+/// Parses a body that must be a JSON object. serde alone would also read a struct from
+/// an array (`[4]`), which no client means.
+pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("expected a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// The body of `POST /works`. Unknown fields are refused so a typo is not silently

@@ -106,20 +106,26 @@ impl RawQuery {
     }
 }
 
+/// The Unix seconds PostgreSQL's timestamptz can hold that anyone means: years 1..=9999.
+const TIME_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 /// A Unix time (all digits) or a duration back from now (`6h`, `30m`).
 pub fn parse_time(name: &str, s: &str) -> Result<i64, String> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .map_err(|_| format!("{name}: Unix time {s:?} is too large"));
-    }
-    let back = humantime::parse_duration(s)
-        .map_err(|_| format!("{name} must be a duration like 6h or a Unix time, got {s:?}"))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let back = i64::try_from(back.as_secs()).unwrap_or(i64::MAX);
-    Ok(i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(back))
+    let unix = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<i64>().ok()
+    } else {
+        let back = humantime::parse_duration(s)
+            .map_err(|_| format!("{name} must be a duration like 6h or a Unix time, got {s:?}"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        i64::try_from(now)
+            .ok()
+            .zip(i64::try_from(back.as_secs()).ok())
+            .map(|(now, back)| now - back)
+    };
+    unix.filter(|t| TIME_RANGE.contains(t))
+        .ok_or_else(|| format!("{name} {s:?} is out of range (years 1 to 9999)"))
 }
 
 /// Escapes LIKE's wildcards so a user's prefix matches literally.
@@ -188,6 +194,9 @@ mod tests {
         assert!((now - 6 * 3600 - six_hours_ago).abs() <= 1);
         assert!(parse_time("since", "yesterday").is_err());
         assert!(parse_time("since", "99999999999999999999999").is_err());
+        assert!(parse_time("since", "99999999999999").is_err());
+        assert!(parse_time("since", "1000000years").is_err());
+        assert_eq!(parse_time("until", "253402300799"), Ok(253402300799));
     }
 
     #[test]

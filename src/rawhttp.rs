@@ -157,12 +157,27 @@ async fn fill(
 
 async fn read_response(stream: &mut TcpStream, head_only: bool) -> anyhow::Result<Response> {
     let mut raw = Vec::with_capacity(4096);
-    let head_end = |b: &[u8]| b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    if !fill(stream, &mut raw, |b| head_end(b).is_some()).await? {
-        bail!("the server closed the connection before sending a complete response head");
-    }
-    let body_start = head_end(&raw).unwrap_or(raw.len());
-    let (status, headers) = parse_head(&raw[..body_start])?;
+    // Interim 1xx responses (100 Continue, 103 Early Hints) precede the real one: keep
+    // their bytes in `raw` and read on. 101 Switching Protocols is final.
+    let mut head_start = 0;
+    let (body_start, status, headers) = loop {
+        let head_end = |b: &[u8]| {
+            b[head_start..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| head_start + p + 4)
+        };
+        if !fill(stream, &mut raw, |b| head_end(b).is_some()).await? {
+            bail!("the server closed the connection before sending a complete response head");
+        }
+        let body_start = head_end(&raw).unwrap_or(raw.len());
+        let (status, headers) = parse_head(&raw[head_start..body_start])?;
+        if (100..200).contains(&status) && status != 101 {
+            head_start = body_start;
+            continue;
+        }
+        break (body_start, status, headers);
+    };
     let mut response = Response {
         raw: Vec::new(),
         status,
@@ -259,6 +274,9 @@ async fn read_chunked(
         }
         if !fill(stream, raw, |b| b.len() >= pos + size + 2).await? {
             bail!("the server closed the connection inside a chunk");
+        }
+        if &raw[pos + size..pos + size + 2] != b"\r\n" {
+            bail!("chunk of {size} bytes is not followed by CRLF");
         }
         body.extend_from_slice(&raw[pos..pos + size]);
         pos += size + 2;

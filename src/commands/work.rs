@@ -13,6 +13,11 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
+    // Validated before connecting, so both backends refuse bad input with the same
+    // words, even when the server is down.
+    if let WorkAction::Search(query) = &args.action {
+        query.validate().map_err(anyhow::Error::msg)?;
+    }
     let backend = Backend::new(&args).await?;
     let json = args.json;
     let out = match &args.action {
@@ -21,8 +26,6 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         }
         WorkAction::Get { id } => render(&backend.get(*id).await?, json, table::work)?,
         WorkAction::Search(query) => {
-            // Validated here too, so both backends refuse bad input with the same words.
-            query.validate().map_err(anyhow::Error::msg)?;
             render(&backend.search(query).await?, json, |w| table::works(w))?
         }
         WorkAction::Events { id } => {

@@ -16,6 +16,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),
+    /// The methods the resource does allow.
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
     #[error("database unavailable, try again later")]
     Unavailable,
     #[error("internal error")]
@@ -36,6 +39,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -48,6 +52,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::MethodNotAllowed(allow) = self {
+            response.insert_header(("Allow", *allow));
         }
         response.json(serde_json::json!({ "error": self.to_string() }))
     }

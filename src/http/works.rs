@@ -1,7 +1,7 @@
 //! The works routes, and the original project's `/work` routes kept for its clients.
 
 use super::{error::ApiError, AppState};
-use crate::model::{new_work_code, CreateWork, Origin, Work};
+use crate::model::{from_json_object, new_work_code, CreateWork, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::works;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,13 +12,19 @@ use rand::Rng;
 pub const MAX_BODY: usize = 16 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/works", web::post().to(create))
-        .route("/works", web::get().to(search))
-        .route("/works/{id}", web::get().to(get))
-        .route("/works/{id}/events", web::get().to(events))
-        .route("/work", web::post().to(legacy_create))
-        .route("/work/search", web::get().to(search))
-        .route("/work/{id}", web::get().to(get));
+    cfg.service(resource("/works", "GET, POST").get(search).post(create))
+        .service(resource("/works/{id}", "GET").get(get))
+        .service(resource("/works/{id}/events", "GET").get(events))
+        .service(resource("/work", "POST").post(legacy_create))
+        .service(resource("/work/search", "GET").get(search))
+        .service(resource("/work/{id}", "GET").get(get));
+}
+
+/// A resource whose other methods get a JSON 405 listing the allowed ones.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        HttpResponse::from(ApiError::MethodNotAllowed(allow))
+    }))
 }
 
 /// Reads the body up to `MAX_BODY`, answering 413 past it without reading the rest.
@@ -40,7 +46,7 @@ fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
     let request: CreateWork = if body.iter().all(u8::is_ascii_whitespace) {
         CreateWork::default()
     } else {
-        serde_json::from_slice(body)
+        from_json_object(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     match request.add_up_to {

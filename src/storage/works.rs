@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 
 /// The columns every Work query selects, in the order `work_from_row` reads them.
 const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
-    extract(epoch FROM created_on)::bigint, extract(epoch FROM updated_on)::bigint";
+    floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint";
 
 fn work_from_row(row: &Row) -> Result<Work, DbError> {
     let status: String = row.get(3);
@@ -86,7 +86,7 @@ pub async fn events(
 ) -> Result<Option<Vec<Event>>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT e.id, e.work_id, e.work_code, e.variable, e.value, extract(epoch FROM e.created_on)::bigint \
+            "SELECT e.id, e.work_id, e.work_code, e.variable, e.value, floor(extract(epoch FROM e.created_on))::bigint \
              FROM works w LEFT JOIN events e ON e.work_id = w.id WHERE w.id = $1 ORDER BY e.id",
         )
         .await?;
@@ -142,7 +142,7 @@ pub async fn insert_finished(
                 AS t(message_id, work_code, add_up_to, result, started, stopped)), \
         ins AS ( \
             INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, updated_on) \
-            SELECT message_id, work_code, add_up_to, 'done', result, started, stopped FROM input \
+            SELECT message_id, work_code, add_up_to, 'done', result, started, now() FROM input \
             ON CONFLICT (message_id) DO NOTHING \
             RETURNING id, work_code, message_id) \
         INSERT INTO events (work_id, work_code, variable, value, created_on) \

@@ -1,0 +1,147 @@
+//! End-to-end latency: from publish (or POST) to the work stored as done, at a steady
+//! rate. The done time is the database's own `updated_on` of the finished work.
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::BasicProperties;
+use ppctl::amqp::Topology;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub samples: usize,
+}
+
+fn percentiles(mut ms: Vec<f64>) -> Percentiles {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        ms.get(((ms.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Percentiles {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        samples: ms.len(),
+    }
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Sends `rate` per second for `secs` in 10 ms ticks, calling `send(i)` for each;
+/// returns `(key, sent_at)` for every send.
+async fn steady<F, Fut>(rate: u64, secs: u64, mut send: F) -> anyhow::Result<Vec<(String, f64)>>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let total = rate * secs;
+    let mut sent = Vec::with_capacity(total as usize);
+    let start = Instant::now();
+    for i in 0..total {
+        // Where message i belongs on the schedule.
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let at = unix_secs(SystemTime::now());
+        sent.push((send(i).await?, at));
+    }
+    Ok(sent)
+}
+
+/// Waits until every key has a done work and returns the latencies.
+async fn collect(
+    database_url: &str,
+    sql: &str,
+    sent: &[(String, f64)],
+) -> anyhow::Result<Percentiles> {
+    let client = ppctl::storage::admin::connect(database_url).await?;
+    let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = client.query(sql, &[&keys]).await?;
+        if rows.len() == sent.len() {
+            let done: std::collections::HashMap<String, f64> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let ms = sent
+                .iter()
+                .filter_map(|(k, at)| done.get(k).map(|d| (d - at) * 1000.0))
+                .collect();
+            return Ok(percentiles(ms));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {} works done after 60 s",
+            rows.len(),
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Publish -> done through the queue, at `rate`/s for `secs`, with a running consumer.
+pub async fn queue_latency(
+    amqp_url: &str,
+    queue: &str,
+    database_url: &str,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<Percentiles> {
+    let (_conn, channel) = ppctl::amqp::connect(amqp_url, "bench-latency").await?;
+    Topology::new(queue).declare(&channel).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let channel = &channel;
+    let sent = steady(rate, secs, |i| async move {
+        let id = format!("lat-{i}");
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(id.as_str().into());
+        // Confirms are awaited later by the broker's order; not awaiting keeps the pace.
+        drop(
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    br#"{"add_up_to":10}"#,
+                    props,
+                )
+                .await?,
+        );
+        Ok(id)
+    })
+    .await?;
+    let sql = "SELECT message_id, extract(epoch FROM updated_on)::float8 FROM works \
+               WHERE message_id = ANY($1) AND status = 'done'";
+    collect(database_url, sql, &sent).await
+}
+
+/// POST /works -> done (swept through NOTIFY), at `rate`/s for `secs`.
+pub async fn api_latency(
+    addr: &str,
+    database_url: &str,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<Percentiles> {
+    let sent = steady(rate, secs, |_| async move {
+        let mut request = ppctl::rawhttp::Request::new("POST", "/works")?;
+        request.body = Some(br#"{"add_up_to": 10}"#.to_vec());
+        let response = ppctl::rawhttp::send(addr, &request).await?;
+        anyhow::ensure!(
+            response.status == 201,
+            "POST /works answered {}",
+            response.status
+        );
+        let work: ppctl::model::Work = serde_json::from_slice(&response.body)?;
+        Ok(work.work_code)
+    })
+    .await?;
+    let sql = "SELECT work_code, extract(epoch FROM updated_on)::float8 FROM works \
+               WHERE work_code = ANY($1) AND status = 'done'";
+    collect(database_url, sql, &sent).await
+}

@@ -1,0 +1,282 @@
+//! `make bench`: ppctl measured against this machine's own limits, every baseline taken
+//! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
+
+mod baseline;
+mod latency;
+mod load;
+mod procs;
+mod report;
+
+use anyhow::Context;
+use procs::Proc;
+use report::Report;
+
+const PG: &str = "postgres://postgres:postgres@127.0.0.1:5432";
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The sizes of one run.
+pub struct Sizes {
+    pub seed_works: u64,
+    pub http_secs: u64,
+    pub demands: u64,
+    pub e2e_rate: u64,
+    pub e2e_secs: u64,
+    pub api_rate: u64,
+    pub soak_conns: u32,
+    pub soak_secs: u64,
+}
+
+const FULL: Sizes = Sizes {
+    seed_works: 100_000,
+    http_secs: 10,
+    demands: 200_000,
+    e2e_rate: 1_000,
+    e2e_secs: 10,
+    api_rate: 100,
+    soak_conns: 1_000,
+    soak_secs: 30,
+};
+const SMOKE: Sizes = Sizes {
+    seed_works: 1_000,
+    http_secs: 3,
+    demands: 2_000,
+    e2e_rate: 200,
+    e2e_secs: 1,
+    api_rate: 20,
+    soak_conns: 50,
+    soak_secs: 1,
+};
+
+fn suffix() -> String {
+    format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let sizes = if smoke { SMOKE } else { FULL };
+    load::self_check();
+    let db_url = format!("{PG}/ppctl_bench_{}", suffix());
+    ppctl::storage::admin::setup(&db_url)
+        .await
+        .context("is PostgreSQL up? run scripts/services.sh")?;
+    let queue = format!("pp_bench_{}", suffix());
+    let result = run(&sizes, &db_url, &queue, smoke).await;
+    cleanup(&db_url, &queue).await;
+    let report = result?;
+    report.print();
+    report.save(smoke)?;
+    Ok(())
+}
+
+async fn cleanup(db_url: &str, queue: &str) {
+    let _ = ppctl::storage::admin::drop_database(db_url).await;
+    if let Ok((_conn, channel)) = ppctl::amqp::connect(AMQP, "bench-cleanup").await {
+        for q in [
+            queue.to_string(),
+            format!("{queue}.dead"),
+            format!("{queue}.bare"),
+            format!("{queue}.bare.dead"),
+        ] {
+            let _ = channel
+                .queue_delete(q.as_str().into(), Default::default())
+                .await;
+        }
+        for x in [format!("{queue}.dlx"), format!("{queue}.bare.dlx")] {
+            let _ = channel
+                .exchange_delete(x.as_str().into(), Default::default())
+                .await;
+        }
+    }
+}
+
+async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Result<Report> {
+    let mut report = Report::new(smoke);
+    let port = procs::free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let env = vec![
+        ("DATABASE_URL", db_url.to_string()),
+        ("AMQP_URL", AMQP.to_string()),
+        ("PP_QUEUE", queue.to_string()),
+        ("PP_HTTP_ADDR", addr.clone()),
+    ];
+    seed(db_url, s.seed_works).await?;
+
+    // 1 and 2: the API against pgbench on the same table.
+    let serve = Proc::spawn("serve", &["serve"], &env)?;
+    procs::wait_healthy(&addr).await?;
+    let max = ("max", s.seed_works.to_string());
+    let get_lua = format!(
+        "request = function() return wrk.format('GET', '/works/' .. math.random(1, {})) end",
+        s.seed_works
+    );
+    let get = load::wrk(&addr, 64, s.http_secs, &get_lua)?;
+    let select = format!(
+        "\\set id random(1, :max)\nSELECT {} FROM works WHERE id = :id;\n",
+        WORK_COLUMNS
+    );
+    let pg_select = load::pgbench(db_url, 64, s.http_secs, &select, &[max])?;
+    report.ratio(
+        "GET /works/{id} req/s, 64 conns",
+        get.rps,
+        "pgbench select by id, 64 clients",
+        pg_select,
+        0.5,
+    );
+    report.note(format!(
+        "GET /works/{{id}}: p50 {:.2} ms, p99 {:.2} ms, errors {}",
+        get.p50_ms, get.p99_ms, get.errors
+    ));
+    let post_lua = "wrk.method = 'POST'\nwrk.body = '{\"add_up_to\": 10}'\nwrk.headers['Content-Type'] = 'application/json'\n";
+    let post = load::wrk(&addr, 64, s.http_secs, post_lua)?;
+    let insert =
+        "INSERT INTO works (work_code, add_up_to) VALUES ('pgb-' || md5(random()::text), 10);\n";
+    let pg_insert = load::pgbench(db_url, 64, s.http_secs, insert, &[])?;
+    report.ratio(
+        "POST /works req/s, 64 conns",
+        post.rps,
+        "pgbench single-row INSERT, 64 clients",
+        pg_insert,
+        0.8,
+    );
+    report.note(format!(
+        "POST /works: p50 {:.2} ms, p99 {:.2} ms, errors {}",
+        post.p50_ms, post.p99_ms, post.errors
+    ));
+    // Pending API works would be swept by the consumer below and skew its drain.
+    ppctl::storage::admin::connect(db_url)
+        .await?
+        .batch_execute("DELETE FROM works WHERE status = 'pending'")
+        .await?;
+
+    // 4 then 3: the producer fills the queue the consumer drains.
+    let n = s.demands;
+    let bare_queue = format!("{queue}.bare");
+    let bare = baseline::bare_publish(AMQP, &bare_queue, n).await?;
+    let count = n.to_string();
+    let produced = Proc::run(
+        "produce",
+        &["produce", "--every", "0", "--count", &count],
+        &env,
+    )?;
+    report.ratio(
+        "produce --every 0 msg/s",
+        n as f64 / produced.as_secs_f64(),
+        "bare confirmed publisher",
+        bare,
+        0.8,
+    );
+    let ack_only = baseline::ack_only_drain(AMQP, &bare_queue, n).await?;
+    let copy = baseline::copy_works(db_url, n).await?;
+    let before = count_done(db_url).await?;
+    let start = std::time::Instant::now();
+    let consume = Proc::spawn("consume", &["consume"], &env)?;
+    wait_done(db_url, before + n as i64).await?;
+    let drain = n as f64 / start.elapsed().as_secs_f64();
+    let (limit, which) = if ack_only < copy {
+        (ack_only, "ack-only drain")
+    } else {
+        (copy, "COPY works+events")
+    };
+    report.ratio(
+        "consume drain works/s",
+        drain,
+        &format!("slower of ack-only / COPY: {which}"),
+        limit,
+        0.5,
+    );
+    report.note(format!("baselines: ack-only drain {ack_only:.0} msg/s, COPY {copy:.0} works/s (with 4 events each)"));
+
+    // 5: latency at a steady rate, through the queue and through the API.
+    let lat = latency::queue_latency(AMQP, queue, db_url, s.e2e_rate, s.e2e_secs).await?;
+    report.target_below(
+        &format!("publish -> done p99 at {}/s", s.e2e_rate),
+        lat.p99_ms,
+        50.0,
+        format!("p50 {:.1} ms, {} samples", lat.p50_ms, lat.samples),
+    );
+    let api = latency::api_latency(&addr, db_url, s.api_rate, s.e2e_secs).await?;
+    report.target_below(
+        &format!("POST /works -> done p99 at {}/s", s.api_rate),
+        api.p99_ms,
+        100.0,
+        format!("p50 {:.1} ms, {} samples", api.p50_ms, api.samples),
+    );
+
+    // 6: many connections at once.
+    let soak = load::wrk(&addr, s.soak_conns, s.soak_secs, &get_lua)?;
+    report.target_below(
+        &format!("{} conns GET for {} s: errors", s.soak_conns, s.soak_secs),
+        soak.errors as f64,
+        0.5,
+        format!(
+            "{:.0} req/s, p99 {:.1} ms, {} requests",
+            soak.rps, soak.p99_ms, soak.requests
+        ),
+    );
+
+    // 7: memory.
+    for proc in [&serve, &consume] {
+        let mib = proc.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
+        report.target_below(
+            &format!("peak RSS of {} (MiB)", proc.name),
+            mib,
+            64.0,
+            String::new(),
+        );
+    }
+    consume.stop()?;
+    serve.stop()?;
+    Ok(report)
+}
+
+const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
+    extract(epoch FROM created_on)::bigint, extract(epoch FROM updated_on)::bigint";
+
+/// `n` done works with their events, for the read benchmarks.
+async fn seed(db_url: &str, n: u64) -> anyhow::Result<()> {
+    let client = ppctl::storage::admin::connect(db_url).await?;
+    client
+        .execute(
+            "WITH w AS (INSERT INTO works (work_code, add_up_to, status, result, message_id) \
+             SELECT 'seed-' || lpad(i::text, 10, '0'), i % 100, 'done', (i % 100) * (i % 100 + 1) / 2, 'seed-' || i \
+             FROM generate_series(1, $1::bigint) i RETURNING id, work_code, result) \
+             INSERT INTO events (work_id, work_code, variable, value) \
+             SELECT id, work_code, v, CASE WHEN v = 'compute/result' THEN result::text END FROM w, \
+             unnest(ARRAY['work/created', 'compute/start', 'compute/stop', 'compute/result']) v",
+            &[&(n as i64)],
+        )
+        .await?;
+    // One statement per call: VACUUM cannot run inside the implicit transaction of a
+    // multi-statement query.
+    client.batch_execute("VACUUM ANALYZE works").await?;
+    client.batch_execute("VACUUM ANALYZE events").await?;
+    Ok(())
+}
+
+async fn count_done(db_url: &str) -> anyhow::Result<i64> {
+    let client = ppctl::storage::admin::connect(db_url).await?;
+    Ok(client
+        .query_one("SELECT count(*) FROM works WHERE status = 'done'", &[])
+        .await?
+        .get(0))
+}
+
+async fn wait_done(db_url: &str, target: i64) -> anyhow::Result<()> {
+    let client = ppctl::storage::admin::connect(db_url).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let done: i64 = client
+            .query_one("SELECT count(*) FROM works WHERE status = 'done'", &[])
+            .await?
+            .get(0);
+        if done >= target {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "consumer drained {done} of {target} in 10 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

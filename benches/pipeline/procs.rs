@@ -1,0 +1,98 @@
+//! ppctl processes under test: spawned from the bench's own build, stopped with SIGTERM,
+//! and asked for their peak resident memory.
+
+use anyhow::{bail, Context};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `ppctl ARGS` with `env`; its logs go to target/bench-NAME.log.
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(format!("target/bench-{name}.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_ppctl"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start ppctl {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    /// Runs `ppctl ARGS` to completion and returns how long it took.
+    pub fn run(name: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut proc = Self::spawn(name, args, env)?;
+        let status = proc.child.wait()?;
+        if !status.success() {
+            bail!("ppctl {name} failed ({status}); see target/bench-{name}.log");
+        }
+        Ok(start.elapsed())
+    }
+
+    /// VmHWM: the most resident memory the process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// SIGTERM, then waits up to 30 s for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("ppctl {} exited with {status} after SIGTERM", self.name);
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("ppctl {} did not stop within 30 s of SIGTERM", self.name)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until `GET /health` answers 200 on `addr`.
+pub async fn wait_healthy(addr: &str) -> anyhow::Result<()> {
+    let request = ppctl::rawhttp::Request::new("GET", "/health")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(response) = ppctl::rawhttp::send(addr, &request).await {
+            if response.status == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("serve on {addr} did not become healthy")
+}
+
+/// A free loopback port (bind to 0, read it, release it).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

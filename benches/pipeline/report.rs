@@ -1,0 +1,107 @@
+//! The bench table: each figure with its baseline or target, printed and saved with
+//! the date and the machine's core count.
+
+use std::fmt::Write;
+
+struct Row {
+    metric: String,
+    value: String,
+    against: String,
+    ratio: String,
+    target: String,
+    met: bool,
+}
+
+pub struct Report {
+    smoke: bool,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    pub fn new(smoke: bool) -> Self {
+        Self {
+            smoke,
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A figure as a ratio against a baseline measured in the same run.
+    pub fn ratio(&mut self, metric: &str, value: f64, baseline: &str, base: f64, target: f64) {
+        let ratio = value / base;
+        self.rows.push(Row {
+            metric: metric.into(),
+            value: format!("{value:.0}"),
+            against: format!("{baseline}: {base:.0}"),
+            ratio: format!("{ratio:.2}"),
+            target: format!(">= {target}"),
+            met: ratio >= target,
+        });
+    }
+
+    /// A figure with an upper bound (latency, errors, memory).
+    pub fn target_below(&mut self, metric: &str, value: f64, bound: f64, detail: String) {
+        self.rows.push(Row {
+            metric: metric.into(),
+            value: format!("{value:.1}"),
+            against: detail,
+            ratio: "-".into(),
+            target: format!("< {bound}"),
+            met: value < bound,
+        });
+    }
+
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    fn render(&self) -> String {
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let mut out = String::new();
+        let kind = if self.smoke {
+            "bench-smoke (tiny sizes: figures are not meaningful)"
+        } else {
+            "bench"
+        };
+        let _ = writeln!(out, "### ppctl {kind}, {date}, {cores} cores\n");
+        let _ = writeln!(
+            out,
+            "| metric | ppctl | baseline / detail | ratio | target | met |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for r in &self.rows {
+            let met = if r.met { "yes" } else { "**no**" };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {met} |",
+                r.metric, r.value, r.against, r.ratio, r.target
+            );
+        }
+        out.push('\n');
+        for n in &self.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+        out
+    }
+
+    pub fn print(&self) {
+        println!("{}", self.render());
+    }
+
+    /// Full runs go to bench/results (latest.md, and appended to history.md); smoke
+    /// runs only to target/.
+    pub fn save(&self, smoke: bool) -> std::io::Result<()> {
+        let text = self.render();
+        if smoke {
+            return std::fs::write("target/bench-smoke.md", text);
+        }
+        std::fs::create_dir_all("bench/results")?;
+        std::fs::write("bench/results/latest.md", &text)?;
+        let mut history = std::fs::read_to_string("bench/results/history.md").unwrap_or_default();
+        history.push_str(&text);
+        history.push('\n');
+        std::fs::write("bench/results/history.md", history)
+    }
+}
