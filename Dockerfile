@@ -5,20 +5,27 @@ FROM rust:1-bookworm AS builder
 WORKDIR /app
 
 # Dependency layer: build the locked dependencies against an empty crate, so that a
-# change to the sources alone does not recompile them.
+# change to the sources alone does not recompile them. Cargo.toml names test and bench
+# targets whose files must exist to load the manifest; empty ones do.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+RUN mkdir -p src tests/it tests/chaos benches/pipeline \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && echo 'fn main() {}' > build.rs \
+    && touch src/lib.rs tests/it/main.rs tests/chaos/main.rs benches/pipeline/main.rs \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src build.rs
 
 # The crate embeds sql/ with include_str!, so the migrations must be here for the build.
+# There is no .git in the build context: pass the revision for `ppctl --version`
+# (docker build --build-arg PPCTL_GIT_REV=$(git rev-parse --short=12 HEAD) .).
+ARG PPCTL_GIT_REV=unknown
+ENV PPCTL_GIT_REV=$PPCTL_GIT_REV
+COPY build.rs ./
 COPY sql ./sql
 COPY src ./src
 # COPY keeps the sources' mtimes, which may be older than the dummy build above;
 # touching them makes cargo rebuild the crate itself.
-RUN find src sql -type f -exec touch {} + \
+RUN find src sql build.rs -type f -exec touch {} + \
     && cargo build --release --locked \
     && strip target/release/ppctl
 

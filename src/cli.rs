@@ -6,10 +6,18 @@ use crate::query::RawQuery;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
 
+/// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PPCTL_GIT_REV"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ppctl",
-    version,
+    version = VERSION,
     about = "A work pipeline: REST API, RabbitMQ in, PostgreSQL as the system of record"
 )]
 pub struct Cli {
@@ -33,6 +41,11 @@ pub enum Command {
     Db(DbArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
+    /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -194,6 +207,13 @@ pub enum WorkAction {
     Search(RawQuery),
     /// Show a work's events, oldest first.
     Events { id: i64 },
+    /// Follow a work until it is done or failed, printing each change.
+    Watch {
+        id: i64,
+        /// Give up (exit 1) after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Args)]

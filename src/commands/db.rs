@@ -5,6 +5,13 @@ use crate::config::{database_name, redact_url};
 use crate::storage::{self, admin, migrate, works};
 use anyhow::{bail, Context};
 
+/// `println!` that ends quietly when stdout's reader has gone (`ppctl db status | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        super::emit(format!("{}\n", format_args!($($arg)*)).as_bytes())?
+    };
+}
+
 pub async fn run(args: DbArgs) -> anyhow::Result<()> {
     let url = &args.database_url;
     let name = database_name(url)?;
@@ -12,12 +19,12 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
         DbAction::Setup => {
             let created = admin::create_database(url).await?;
             let applied = migrate_now(url).await?;
-            println!(
+            say!(
                 "database {name}: {}, {applied} migration(s) applied",
                 if created { "created" } else { "exists" }
             );
         }
-        DbAction::Migrate => println!(
+        DbAction::Migrate => say!(
             "database {name}: {} migration(s) applied",
             migrate_now(url).await?
         ),
@@ -28,14 +35,14 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
             }
             admin::drop_database(url).await?;
             admin::create_database(url).await?;
-            println!(
+            say!(
                 "database {name}: dropped and recreated, {} migration(s) applied",
                 migrate_now(url).await?
             );
         }
         DbAction::Wait { timeout } => {
             admin::wait(url, timeout).await?;
-            println!("database {name} at {} is reachable", redact_url(url));
+            say!("database {name} at {} is reachable", redact_url(url));
         }
     }
     Ok(())
@@ -51,7 +58,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
     let applied = migrate::applied(&client)
         .await
         .context("no migrations applied yet: run `ppctl db setup`")?;
-    println!("database {name} at {}", redact_url(url));
+    say!("database {name} at {}", redact_url(url));
     for m in migrate::MIGRATIONS {
         let state = match applied.iter().find(|(v, _, _)| *v == m.version) {
             Some((_, _, at)) => format!(
@@ -62,7 +69,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             ),
             None => "pending".to_string(),
         };
-        println!("  migration {:04}_{}: {state}", m.version, m.name);
+        say!("  migration {:04}_{}: {state}", m.version, m.name);
     }
     let pool = storage::pool(url, 1)?;
     let counts = works::count_by_status(&pool.get().await?).await?;
@@ -72,7 +79,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
         .await?
         .get(0);
     let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!(
+    say!(
         "  works: {total} ({})",
         if by_status.is_empty() {
             "none".into()
@@ -80,6 +87,6 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             by_status.join(", ")
         }
     );
-    println!("  events: {events}");
+    say!("  events: {events}");
     Ok(())
 }

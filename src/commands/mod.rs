@@ -3,6 +3,7 @@
 pub mod consume;
 pub mod db;
 pub mod produce;
+mod progress;
 pub mod raw_http;
 pub mod serve;
 mod table;
@@ -29,6 +30,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Work(args) => work::run(args).await.map(|()| ok),
         Command::RawHttp(args) => raw_http::run(args).await,
         Command::Db(args) => db::run(args).await.map(|()| ok),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ppctl", &mut script);
+            emit(&script).map(|()| ok)
+        }
+    }
+}
+
+/// Writes command output to stdout. A reader that went away (`ppctl ... | head`) is
+/// not an error worth a panic or a message.
+pub fn emit(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -16,17 +16,19 @@ const FAST_CHUNK: u64 = 2_000;
 
 pub async fn run(args: ProduceArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::config::check_amqp_url(&args.amqp.amqp_url)?;
-    let confirmed = produce(&args.amqp, &args.produce, &shutdown).await?;
+    let confirmed = produce(&args.amqp, &args.produce, &shutdown, true).await?;
     tracing::info!(confirmed, "producer stopped");
     Ok(())
 }
 
 /// Publishes until `--count` demands are confirmed, or until shutdown. Returns the
-/// number confirmed; errors if shutdown came before `--count` was reached.
+/// number confirmed; errors if shutdown came before `--count` was reached. With
+/// `show_progress` and a count, reports progress on stderr.
 pub async fn produce(
     amqp: &AmqpOpts,
     opts: &ProduceOpts,
     shutdown: &Shutdown,
+    show_progress: bool,
 ) -> anyhow::Result<u64> {
     let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
@@ -34,6 +36,10 @@ pub async fn produce(
     let mut backoff = Backoff::default();
     let (mut generated, mut confirmed) = (0u64, 0u64);
     let wanted = opts.count.unwrap_or(u64::MAX);
+    let mut progress = opts
+        .count
+        .filter(|_| show_progress)
+        .map(super::progress::Progress::new);
     let round = if opts.every.is_zero() {
         FAST_CHUNK
     } else {
@@ -71,6 +77,9 @@ pub async fn produce(
         match current.publish_confirmed(&mut outbox).await {
             Ok(n) => {
                 confirmed += n;
+                if let Some(p) = progress.as_mut() {
+                    p.update(confirmed);
+                }
                 backoff.reset();
                 publisher = Some(current);
             }
@@ -83,6 +92,15 @@ pub async fn produce(
                 sleep_or_shutdown(backoff.next_delay(), shutdown).await;
             }
         }
+    }
+    if let Some(p) = &progress {
+        p.finish(confirmed);
+    }
+    if !outbox.is_empty() {
+        tracing::warn!(
+            unconfirmed = outbox.len(),
+            "stopping with demands the broker never confirmed"
+        );
     }
     if opts.count.is_some() && confirmed < wanted {
         bail!("stopped after {confirmed} of {wanted} demands were confirmed by the broker");

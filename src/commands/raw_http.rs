@@ -2,7 +2,6 @@
 
 use crate::cli::RawHttpArgs;
 use crate::rawhttp::{self, Request};
-use std::io::Write;
 use std::process::ExitCode;
 
 pub async fn run(args: RawHttpArgs) -> anyhow::Result<ExitCode> {
@@ -12,12 +11,11 @@ pub async fn run(args: RawHttpArgs) -> anyhow::Result<ExitCode> {
     }
     request.body = args.data.map(String::into_bytes);
     let response = rawhttp::send(&args.addr, &request).await?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&response.raw)?;
-    if !response.raw.ends_with(b"\n") {
-        stdout.write_all(b"\n")?;
+    let mut out = response.raw;
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
     }
-    stdout.flush()?;
+    super::emit(&out)?;
     if args.fail && response.status >= 400 {
         return Ok(ExitCode::from(22)); // what curl --fail uses
     }

@@ -25,7 +25,9 @@ pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let producer = {
         let (amqp, produce, shutdown) = (args.amqp.clone(), args.produce.clone(), shutdown.clone());
-        tokio::spawn(async move { super::produce::produce(&amqp, &produce, &shutdown).await })
+        tokio::spawn(
+            async move { super::produce::produce(&amqp, &produce, &shutdown, false).await },
+        )
     };
     let served = super::serve::serve(pool, &args.serve, shutdown).await;
     let consumed = consumer.await.context("the consumer panicked")?;

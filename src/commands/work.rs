@@ -4,13 +4,14 @@
 use super::{table, Failure};
 use crate::cli::{Via, WorkAction, WorkArgs};
 use crate::config::redact_url;
-use crate::model::{new_work_code, Event, Origin, Work};
+use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
 use crate::rawhttp::{self, Request};
 use crate::storage::{self, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
 
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Validated before connecting, so both backends refuse bad input with the same
@@ -31,10 +32,50 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         WorkAction::Events { id } => {
             render(&backend.events(*id).await?, json, |e| table::events(e))?
         }
+        WorkAction::Watch { id, timeout } => return watch(&backend, *id, *timeout, json).await,
     };
-    print!("{out}");
-    Ok(())
+    super::emit(out.as_bytes())
 }
+
+/// Prints the work each time its status changes until it is done or failed: a line
+/// per change, or one compact JSON object per line with `--json`.
+async fn watch(backend: &Backend, id: i64, timeout: Duration, json: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let work = backend.get(id).await?;
+        if last != Some(work.status) {
+            last = Some(work.status);
+            let line = if json {
+                serde_json::to_string(&work)?
+            } else {
+                let result = work
+                    .result
+                    .map(|r| format!(", result {r}"))
+                    .unwrap_or_default();
+                format!(
+                    "work {} ({}): {}{result}",
+                    work.id, work.work_code, work.status
+                )
+            };
+            super::emit(format!("{line}\n").as_bytes())?;
+        }
+        if matches!(work.status, WorkStatus::Done | WorkStatus::Failed) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "work {id} is still {} after {}",
+                work.status,
+                humantime::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(WATCH_POLL).await;
+    }
+}
+
+/// How often `work watch` asks; a person watching cannot tell 200 ms from live.
+const WATCH_POLL: Duration = Duration::from_millis(200);
 
 /// JSON for scripts (`--json`), an aligned table for people.
 fn render<T: serde::Serialize + ?Sized>(

@@ -26,7 +26,7 @@ async fn database_ok(state: &AppState) -> bool {
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let version = env!("CARGO_PKG_VERSION");
+    let version = crate::cli::VERSION;
     if database_ok(&state).await {
         HttpResponse::Ok().json(
             serde_json::json!({"status": "healthy", "database": "connected", "version": version}),

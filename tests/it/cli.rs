@@ -344,3 +344,71 @@ async fn help_lists_every_subcommand() {
         );
     }
 }
+
+#[tokio::test]
+async fn watch_follows_a_work_until_it_is_done() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    let (_, work) = app
+        .call("POST", "/works", Some(r#"{"add_up_to": 4}"#))
+        .await;
+    let id = work["id"].as_i64().expect("id");
+    let url = app.url();
+    let watch = {
+        let id = id.to_string();
+        tokio::spawn(async move {
+            ppctl(&["work", "watch", &id, "--api-url", &url, "--timeout", "30s"]).await
+        })
+    };
+    // Let the watcher see `pending` first, then finish the work as a sweeper would.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE works SET status = 'done', result = 10 WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("finish");
+    let output = watch.await.expect("join");
+    let (stdout, stderr) = outputs(&output);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].ends_with(": pending"), "{stdout}");
+    assert!(lines[1].ends_with(": done, result 10"), "{stdout}");
+    // A work that never finishes: the timeout is an error.
+    let (_, other) = app.call("POST", "/works", None).await;
+    let other = other["id"].as_i64().expect("id").to_string();
+    let stderr = fails(
+        &[
+            "work",
+            "watch",
+            &other,
+            "--api-url",
+            &app.url(),
+            "--timeout",
+            "300ms",
+        ],
+        Some(1),
+    )
+    .await;
+    assert!(stderr.contains("still pending"), "{stderr}");
+}
+
+#[tokio::test]
+async fn completions_and_version_are_printed() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(&["completions", shell]).await;
+        assert!(
+            script.contains("raw-http") && script.contains("sweep-every"),
+            "{shell}: {script}"
+        );
+    }
+    fails(&["completions", "cmd.exe"], Some(2)).await;
+    let version = ok(&["--version"]).await;
+    assert!(
+        version.starts_with(&format!("ppctl {} (git ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+}

@@ -73,7 +73,7 @@ async fn produce(queue: &TestQueue, count: u64) -> u64 {
         count: Some(count),
         burst: 1,
     };
-    ppctl::commands::produce::produce(&amqp_opts(queue), &opts, &Shutdown::never())
+    ppctl::commands::produce::produce(&amqp_opts(queue), &opts, &Shutdown::never(), false)
         .await
         .expect("produce")
 }
@@ -499,7 +499,7 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         trigger.fire();
     });
-    let err = ppctl::commands::produce::produce(&amqp, &opts, &shutdown)
+    let err = ppctl::commands::produce::produce(&amqp, &opts, &shutdown, false)
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("0 of 10"), "{err}");
