@@ -141,6 +141,15 @@ pub struct ProduceArgs {
     pub amqp: AmqpOpts,
     #[command(flatten)]
     pub produce: ProduceOpts,
+    #[command(flatten)]
+    pub metrics: MetricsOpts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MetricsOpts {
+    /// Serve Prometheus metrics on this address (GET /metrics), e.g. 127.0.0.1:9100.
+    #[arg(long, env = "PP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +160,8 @@ pub struct ConsumeArgs {
     pub amqp: AmqpOpts,
     #[command(flatten)]
     pub worker: WorkerOpts,
+    #[command(flatten)]
+    pub metrics: MetricsOpts,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,8 @@
 //! - `worker`: the consumer's two workers, queue batches and the sweeper, each a
 //!   one-step function (`process_batch`, `sweep_once`) plus a thin loop.
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
-//! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop.
+//! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
+//!   `telemetry`: process-wide counters behind every `/metrics`.
 
 pub mod amqp;
 pub mod backoff;
@@ -24,4 +25,5 @@ pub mod query;
 pub mod rawhttp;
 pub mod shutdown;
 pub mod storage;
+pub mod telemetry;
 pub mod worker;

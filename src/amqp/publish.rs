@@ -5,6 +5,7 @@
 
 use super::Topology;
 use crate::model::WorkDemand;
+use crate::telemetry::{Telemetry, TELEMETRY};
 use anyhow::{bail, Context};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
@@ -123,7 +124,10 @@ impl Publisher {
             while in_flight.len() < CONFIRM_WINDOW {
                 let Some(msg) = outbox.pop_front() else { break };
                 match self.publish(&msg).await {
-                    Ok(confirm) => in_flight.push_back((msg, confirm)),
+                    Ok(confirm) => {
+                        Telemetry::add(&TELEMETRY.published, 1);
+                        in_flight.push_back((msg, confirm));
+                    }
                     Err(e) => {
                         outbox.push_front(msg);
                         return Err(anyhow::Error::from(e).context("publish failed"));
@@ -134,8 +138,12 @@ impl Publisher {
                 return Ok(());
             };
             match confirm.await {
-                Ok(Confirmation::Ack(_)) => *confirmed += 1,
+                Ok(Confirmation::Ack(_)) => {
+                    Telemetry::add(&TELEMETRY.confirmed, 1);
+                    *confirmed += 1;
+                }
                 Ok(Confirmation::Nack(_)) => {
+                    Telemetry::add(&TELEMETRY.nacked, 1);
                     msg.nacks += 1;
                     tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish");
                     let give_up = msg.nacks >= MAX_NACKS;

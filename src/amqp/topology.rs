@@ -98,3 +98,41 @@ impl Topology {
         Ok(queue.message_count())
     }
 }
+
+/// Samples the depth of the work queue and its dead-letter queue every few seconds on
+/// a channel of its own, into the process's telemetry, until the connection closes.
+pub async fn start_depth_monitor(
+    connection: &lapin::Connection,
+    topology: Topology,
+) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
+    tokio::spawn(async move {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        loop {
+            let mut depths = [0i64; 2];
+            for (depth, queue) in depths
+                .iter_mut()
+                .zip([&topology.queue, &topology.dead_queue])
+            {
+                match channel
+                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(q) => *depth = i64::from(q.message_count()),
+                    Err(_) => return, // the connection is gone; the next one starts a new monitor
+                }
+            }
+            let t = &crate::telemetry::TELEMETRY;
+            t.queue_depth
+                .store(depths[0], std::sync::atomic::Ordering::Relaxed);
+            t.dead_depth
+                .store(depths[1], std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    });
+    Ok(())
+}

@@ -5,6 +5,7 @@ use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, PgPool};
+use crate::telemetry::{Telemetry, TELEMETRY};
 use crate::worker::{batch_limit, queue, sweep, worker_id};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
@@ -22,6 +23,9 @@ const LINGER: Duration = Duration::from_millis(5);
 pub async fn run(args: ConsumeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::config::check_amqp_url(&args.amqp.amqp_url)?;
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
+    if let Some(addr) = args.metrics.metrics_addr {
+        crate::http::exporter::spawn(addr, Some(pool.clone()), shutdown.clone())?;
+    }
     run_with_pool(pool, &args.db, &args.amqp, &args.worker, shutdown).await
 }
 
@@ -81,7 +85,10 @@ async fn consume_queue(pool: &PgPool, amqp: &AmqpOpts, worker: &WorkerOpts, shut
         .await
         {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting"),
+            Err(e) => {
+                Telemetry::add(&TELEMETRY.reconnects, 1);
+                tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -118,6 +125,7 @@ async fn consume_connection(
         .context("cannot start consuming")?;
     tracing::info!(queue = %topology.queue, "consuming");
     backoff.reset();
+    amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
     let max = batch_limit(usize::from(worker.prefetch).div_ceil(2), worker.work_delay);
     loop {
         let batch = next_batch(&mut consumer, max, shutdown).await?;

@@ -6,6 +6,7 @@ use crate::amqp::Topology;
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ProduceArgs, ProduceOpts};
 use crate::shutdown::Shutdown;
+use crate::telemetry::{Telemetry, TELEMETRY};
 use anyhow::bail;
 use rand::Rng;
 use std::collections::VecDeque;
@@ -16,6 +17,9 @@ const FAST_CHUNK: u64 = 2_000;
 
 pub async fn run(args: ProduceArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    if let Some(addr) = args.metrics.metrics_addr {
+        crate::http::exporter::spawn(addr, None, shutdown.clone())?;
+    }
     let confirmed = produce(&args.amqp, &args.produce, &shutdown, true).await?;
     tracing::info!(confirmed, "producer stopped");
     Ok(())
@@ -84,6 +88,7 @@ pub async fn produce(
                 publisher = Some(current);
             }
             Err(e) => {
+                Telemetry::add(&TELEMETRY.reconnects, 1);
                 tracing::warn!(
                     error = format!("{e:#}"),
                     unconfirmed = outbox.len(),

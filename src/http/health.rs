@@ -40,24 +40,8 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
-    let pool = state.pool.status();
-    let _ = writeln!(out, "# TYPE ppctl_db_pool_connections gauge");
-    let _ = writeln!(
-        out,
-        "ppctl_db_pool_connections{{state=\"open\"}} {}",
-        pool.size
-    );
-    let _ = writeln!(
-        out,
-        "ppctl_db_pool_connections{{state=\"idle\"}} {}",
-        pool.available
-    );
-    let _ = writeln!(
-        out,
-        "ppctl_db_pool_connections{{state=\"max\"}} {}",
-        pool.max_size
-    );
-    let _ = writeln!(out, "ppctl_db_pool_waiting {}", pool.waiting);
+    crate::telemetry::TELEMETRY.render(&mut out);
+    super::exporter::render_pool(&state.pool, &mut out);
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
         let client = state.pool.get().await.ok()?;
@@ -74,6 +58,6 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         let _ = writeln!(out, "ppctl_works{{status=\"{status}\"}} {n}");
     }
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(super::exporter::CONTENT_TYPE)
         .body(out)
 }

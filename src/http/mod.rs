@@ -3,6 +3,7 @@
 
 pub mod dashboard;
 pub mod error;
+pub mod exporter;
 pub mod health;
 pub mod metrics;
 pub mod openapi;

@@ -6,6 +6,7 @@ use crate::backoff::Backoff;
 use crate::model::{new_work_code, Origin, WorkDemand};
 use crate::shutdown::Shutdown;
 use crate::storage::{works, PgPool};
+use crate::telemetry::{Telemetry, TELEMETRY};
 use anyhow::{bail, Context};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -76,6 +77,7 @@ pub async fn process_batch(
         }
     }
     let Some(last_good_tag) = last_good_tag else {
+        record(&outcome, deliveries.len());
         return Ok(outcome);
     };
     let finished = compute_all(&good, work_delay).await?;
@@ -87,7 +89,16 @@ pub async fn process_batch(
         .basic_ack(last_good_tag, BasicAckOptions { multiple: true })
         .await
         .context("ack failed after commit (the demands will be redelivered and deduplicated)")?;
+    record(&outcome, deliveries.len());
     Ok(outcome)
+}
+
+fn record(outcome: &BatchOutcome, deliveries: usize) {
+    let t = &TELEMETRY;
+    Telemetry::add(&t.works_stored, outcome.stored);
+    Telemetry::add(&t.duplicates, outcome.duplicates);
+    Telemetry::add(&t.dead_lettered, outcome.dead);
+    t.observe_batch(deliveries);
 }
 
 async fn compute_all(

@@ -4,6 +4,7 @@
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::storage::{claims, DbError, PgPool};
+use crate::telemetry::{Telemetry, TELEMETRY};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -55,6 +56,8 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
         }
     }
     let completed = claims::complete(&client, &opts.worker, &results).await?;
+    Telemetry::add(&TELEMETRY.swept, completed);
+    Telemetry::add(&TELEMETRY.failed, failed);
     Ok(SweepOutcome {
         claimed: claimed.len(),
         completed,

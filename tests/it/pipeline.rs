@@ -543,3 +543,57 @@ async fn a_quorum_queue_carries_the_same_pipeline() {
         .await;
     assert!(redeclared.is_err(), "the queue is not a quorum queue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_exporter_reports_the_consumers_work() {
+    let (db, queue) = (TestDb::new().await, TestQueue::new());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (exporter_stop, exporter_shutdown) = shutdown::channel();
+    ppctl::http::exporter::spawn(addr, Some(db.pool.clone()), exporter_shutdown).expect("exporter");
+    assert_eq!(produce(&queue, 50).await, 50);
+    let (_conn, channel) = queue.channel().await;
+    queue
+        .publish_raw(&channel, b"poison", Some("metrics-poison"))
+        .await;
+    let (trigger, task) = start_consumer(
+        &db,
+        &queue,
+        worker_opts(Duration::ZERO, Duration::from_secs(5)),
+    );
+    wait_for_works(&db, "SELECT count(*) FROM works WHERE status = 'done'", 50).await;
+    let request = ppctl::rawhttp::Request::new("GET", "/metrics").expect("request");
+    let body = eventually("the depth monitor's first sample", WAIT, || async {
+        let response = ppctl::rawhttp::send(&addr.to_string(), &request)
+            .await
+            .ok()?;
+        let body = String::from_utf8_lossy(&response.body).into_owned();
+        body.contains("ppctl_queue_depth").then_some(body)
+    })
+    .await;
+    stop(trigger, task).await;
+    exporter_stop.fire();
+    // Other tests in this process add to the same counters: at least ours must be there.
+    let value = |name: &str| -> u64 {
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{body}"));
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("a number")
+    };
+    assert!(value("ppctl_works_stored_total") >= 50, "{body}");
+    assert!(value("ppctl_dead_lettered_total") >= 1, "{body}");
+    assert!(value("ppctl_confirmed_total") >= 50, "{body}");
+    assert!(value("ppctl_batch_size_count") >= 1, "{body}");
+    assert!(
+        body.contains("ppctl_db_pool_connections{state=\"max\"} 8"),
+        "{body}"
+    );
+}
