@@ -5,7 +5,7 @@ CARGO ?= cargo
 COMPOSE ?= docker-compose
 PPCTL := ./target/release/ppctl
 
-.PHONY: run test chaos compose-check services build fmt clippy
+.PHONY: run test bench bench-smoke chaos compose-check services build fmt clippy e2e
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
@@ -18,9 +18,24 @@ test: services
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
 
+## Throughput and latency against this machine's own limits (several minutes).
+bench: services
+	scripts/services.sh bench-tools
+	$(CARGO) bench --bench pipeline
+
+## The same harness at tiny sizes, in seconds: CI runs it so the bench never rots.
+bench-smoke: services
+	scripts/services.sh bench-tools
+	$(CARGO) bench --profile dev --bench pipeline -- --smoke
+
 ## Fault injection: private PostgreSQL and RabbitMQ instances killed and restarted.
 chaos: services
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
+
+## Browser end-to-end test of the dashboard in headless Chromium (installs chromium and
+## playwright-core when missing); screenshots in target/e2e/.
+e2e:
+	scripts/e2e.sh
 
 ## Validate docker-compose.yml (installs docker-compose on Debian when missing).
 compose-check:

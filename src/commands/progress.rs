@@ -22,7 +22,10 @@ impl Progress {
     }
 
     fn line(&self, done: u64) -> String {
-        let pct = done.saturating_mul(100).checked_div(self.total).unwrap_or(100);
+        let pct = done
+            .saturating_mul(100)
+            .checked_div(self.total)
+            .unwrap_or(100);
         let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
         let filled = (pct as usize * 30 / 100).min(30);
         let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(30 - filled));

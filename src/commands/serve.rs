@@ -21,7 +21,7 @@ pub async fn serve(pool: PgPool, opts: &ServeOpts, shutdown: Shutdown) -> anyhow
         api_token: opts.api_token.clone(),
         workers: opts.http_workers.map(usize::from),
     };
-    let server = http::start(listener, pool, config)?;
+    let server = http::start_until(listener, pool, config, shutdown.clone())?;
     tracing::info!(addr = %opts.http_addr, "serving HTTP");
     let handle = server.handle();
     tokio::spawn(async move {

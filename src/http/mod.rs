@@ -5,10 +5,12 @@ pub mod dashboard;
 pub mod error;
 pub mod exporter;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod works;
 
+use crate::shutdown::Shutdown;
 use crate::storage::PgPool;
 use actix_web::dev::Server;
 use actix_web::{error::InternalError, web, App, HttpRequest, HttpResponse, HttpServer};
@@ -23,7 +25,28 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When set, POST routes require `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// Work changes for the dashboard's event streams: one LISTEN per server.
+    pub live: Arc<live::Hub>,
 }
+
+/// Every route the app registers, as (method, path pattern). The OpenAPI test checks
+/// this list against the document and probes each entry, so a route added to a
+/// `routes` function must be added here too (and documented) or that test fails.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/stats"),
+    ("GET", "/works/stream"),
+    ("POST", "/works"),
+    ("GET", "/works"),
+    ("GET", "/works/{id}"),
+    ("GET", "/works/{id}/events"),
+    ("POST", "/work"),
+    ("GET", "/work/search"),
+    ("GET", "/work/{id}"),
+    ("GET", "/openapi.json"),
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+];
 
 impl AppState {
     pub fn authorize(&self, req: &HttpRequest) -> Result<(), ApiError> {
@@ -62,12 +85,26 @@ pub struct ServerConfig {
 
 /// Starts serving on an already bound listener (port 0 in tests). The returned server
 /// must be awaited or spawned; it does not install signal handlers: the caller stops it
-/// through its handle.
+/// through its handle. Event streams end only when the server closes their connections:
+/// a graceful stop waits its shutdown timeout (10 s) for them; `start_until` does not.
 pub fn start(listener: TcpListener, pool: PgPool, config: ServerConfig) -> std::io::Result<Server> {
+    start_until(listener, pool, config, Shutdown::never())
+}
+
+/// Like `start`, and event streams (`/works/stream`) end as soon as `shutdown` fires:
+/// a graceful stop waits for open connections, and a dashboard's never finishes.
+pub fn start_until(
+    listener: TcpListener,
+    pool: PgPool,
+    config: ServerConfig,
+    shutdown: Shutdown,
+) -> std::io::Result<Server> {
+    let live = live::Hub::new(pool.database_url().to_string(), shutdown);
     let state = web::Data::new(AppState {
         pool,
         metrics: Arc::new(Metrics::default()),
         api_token: config.api_token,
+        live,
     });
     let mut server = HttpServer::new(move || {
         App::new()

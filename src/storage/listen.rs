@@ -1,24 +1,70 @@
-//! LISTEN on a dedicated connection, turned into wake-ups of a `Notify`. Reconnects
-//! with backoff; a notification missed while disconnected is covered by polling.
+//! LISTEN on a dedicated connection. A notification either wakes a `Notify` (the
+//! sweepers only need to know that something changed) or is forwarded with its payload
+//! to a broadcast channel (the dashboard's live stream, many subscribers). Reconnects
+//! with backoff; what was missed while disconnected is covered by polling (sweepers) or
+//! by a `Notice::Resync` telling subscribers to re-read what they show.
 
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use futures_util::future::poll_fn;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+/// Payload-less: a pending work was committed (sql/0001_init.sql).
 pub const PENDING_CHANNEL: &str = "pp_works_pending";
+/// `{"id", "status", "count"}` after each statement that inserts works or changes their
+/// status (sql/0002_work_changes_notify.sql).
+pub const CHANGES_CHANNEL: &str = "pp_work_changes";
+
+/// What a forwarding listener sends to its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// One notification's payload.
+    Payload(String),
+    /// The connection was (re)established: notifications may have been missed.
+    Resync,
+}
+
+/// Where a listener delivers.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Wake(Arc<Notify>),
+    /// A send with no subscriber is not an error: the listener keeps listening.
+    Forward(broadcast::Sender<Notice>),
+}
+
+impl Sink {
+    fn deliver(&self, notice: Notice) {
+        match self {
+            // The first wake-up after connecting finds what was committed meanwhile.
+            Sink::Wake(notify) => notify.notify_one(),
+            Sink::Forward(tx) => {
+                let _ = tx.send(notice);
+            }
+        }
+    }
+}
 
 /// Spawns a task that wakes `notify` on every notification on `channel` until shutdown.
 pub fn spawn(database_url: String, channel: &'static str, notify: Arc<Notify>, shutdown: Shutdown) {
+    spawn_sink(database_url, channel, Sink::Wake(notify), shutdown);
+}
+
+/// Spawns a task that delivers every notification on `channel` to `sink` until shutdown.
+pub fn spawn_sink(
+    database_url: String,
+    channel: &'static str,
+    sink: Sink,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Backoff::default();
         while !shutdown.is_triggered() {
             tokio::select! {
-                result = listen_once(&database_url, channel, &notify, &mut backoff) => {
+                result = listen_once(&database_url, channel, &sink, &mut backoff) => {
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        tracing::warn!(error = %e, channel, "LISTEN connection lost; reconnecting");
                     }
                 }
                 _ = shutdown.wait() => break,
@@ -28,13 +74,13 @@ pub fn spawn(database_url: String, channel: &'static str, notify: Arc<Notify>, s
                 _ = shutdown.wait() => break,
             }
         }
-    });
+    })
 }
 
 async fn listen_once(
     url: &str,
     channel: &str,
-    notify: &Notify,
+    sink: &Sink,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
     let config = crate::config::parse_database_url(url)?;
@@ -43,8 +89,8 @@ async fn listen_once(
     let driver = tokio::spawn(async move {
         loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    if tx.send(()).is_err() {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_string()).is_err() {
                         return Ok(());
                     }
                 }
@@ -56,10 +102,9 @@ async fn listen_once(
     });
     client.batch_execute(&format!("LISTEN {channel}")).await?;
     backoff.reset();
-    // Anything committed while we were not listening is found by this first wake-up.
-    notify.notify_one();
-    while rx.recv().await.is_some() {
-        notify.notify_one();
+    sink.deliver(Notice::Resync);
+    while let Some(payload) = rx.recv().await {
+        sink.deliver(Notice::Payload(payload));
     }
     drop(client);
     driver.await??;

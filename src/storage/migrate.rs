@@ -13,11 +13,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files here; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../sql/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "work_changes_notify",
+        sql: include_str!("../../sql/0002_work_changes_notify.sql"),
+    },
+];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.
 const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
@@ -96,7 +103,7 @@ pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Resul
 pub async fn applied(client: &Client) -> anyhow::Result<Vec<(i32, String, i64)>> {
     let rows = client
         .query(
-            "SELECT version, name, extract(epoch FROM applied_on)::bigint FROM schema_migrations ORDER BY version",
+            "SELECT version, name, floor(extract(epoch FROM applied_on))::bigint FROM schema_migrations ORDER BY version",
             &[],
         )
         .await?;

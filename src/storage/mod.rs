@@ -4,21 +4,57 @@ pub mod admin;
 pub mod claims;
 pub mod listen;
 pub mod migrate;
+pub mod stats;
 pub mod works;
 
 use crate::config::parse_database_url;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-pub use deadpool_postgres::{Client, Pool as PgPool};
+pub use deadpool_postgres::Client;
+
+/// The connection pool, and the URL it connects with. A LISTEN needs a connection of its
+/// own that a pool cannot lend (pooled connections drop notifications), and deadpool
+/// does not give its settings back, so the URL travels with the pool. Derefs to the
+/// deadpool `Pool` for everything else.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool,
+    url: Arc<str>,
+}
+
+impl PgPool {
+    /// For a dedicated connection (LISTEN). Contains the password: never log it.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::ops::Deref for PgPool {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
 
 /// How long a checkout, a connect or a recycle may take. Without these, deadpool waits
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Builds a pool; no connection is made until the first checkout.
-pub fn pool(database_url: &str, size: u16) -> anyhow::Result<Pool> {
+pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
     let config = parse_database_url(database_url)?;
     let manager = Manager::from_config(
         config,
@@ -34,6 +70,10 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<Pool> {
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
         .build()
+        .map(|pool| PgPool {
+            pool,
+            url: database_url.into(),
+        })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }
 

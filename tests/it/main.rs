@@ -5,5 +5,6 @@ mod api;
 mod cli;
 mod helpers;
 mod migrations;
+mod openapi;
 mod pipeline;
 mod rawhttp;
