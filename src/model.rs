@@ -104,13 +104,13 @@ impl WorkDemand {
 }
 
 /// Parses a body that must be a JSON object. serde alone would also read a struct from
-/// an array (`[4]`), which no client means.
+/// an array (`[4]`); going through `serde_json::Value` instead would silently keep the
+/// last of duplicate keys. So: check the first byte, then parse straight into `T`.
 pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if !value.is_object() {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("expected a JSON object".into());
     }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// The body of `POST /works`. Unknown fields are refused so a typo is not silently
@@ -173,6 +173,7 @@ mod tests {
             br#"{"add_up_to": 1e400}"#,
             br#"{}"#,
             br#"[1]"#,
+            br#"{"add_up_to": 1, "add_up_to": 2}"#,
         ] {
             assert!(
                 WorkDemand::parse(bad).is_err(),

@@ -44,6 +44,20 @@ pub struct RawQuery {
 
 impl RawQuery {
     pub fn validate(&self) -> Result<WorkQuery, String> {
+        let texts = [
+            &self.work_code,
+            &self.since,
+            &self.until,
+            &self.status,
+            &self.limit,
+            &self.before_id,
+        ];
+        if texts
+            .iter()
+            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        {
+            return Err("parameters must not contain NUL characters".into());
+        }
         let work_code = match &self.work_code {
             Some(p) if p.len() > 100 => {
                 return Err("work_code prefix is longer than 100 characters".into())
@@ -207,6 +221,13 @@ mod tests {
             .validate()
             .expect("valid");
         assert_eq!(q.status, Some(WorkStatus::Done));
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        assert!(raw(|q| q.work_code = Some("api\0".into()))
+            .validate()
+            .is_err());
     }
 
     #[test]

@@ -100,18 +100,22 @@ impl Publisher {
     }
 
     /// Publishes everything in `outbox`, keeping up to `CONFIRM_WINDOW` confirms in
-    /// flight, and removes each message once confirmed. Returns the number confirmed.
-    /// On error, every unconfirmed message is back in `outbox`.
-    pub async fn publish_confirmed(&self, outbox: &mut VecDeque<Outgoing>) -> anyhow::Result<u64> {
+    /// flight, and removes each message once confirmed, counting it in `confirmed` (also
+    /// when a later message fails: those confirmed have left the outbox for good). On
+    /// error, every unconfirmed message is back in `outbox`.
+    pub async fn publish_confirmed(
+        &self,
+        outbox: &mut VecDeque<Outgoing>,
+        confirmed: &mut u64,
+    ) -> anyhow::Result<()> {
         let mut in_flight: VecDeque<(Outgoing, PublisherConfirm)> =
             VecDeque::with_capacity(CONFIRM_WINDOW);
-        let mut confirmed = 0;
-        let result = self.drive(outbox, &mut in_flight, &mut confirmed).await;
+        let result = self.drive(outbox, &mut in_flight, confirmed).await;
         // Whatever is still in flight is unconfirmed: back into the outbox, in order.
         while let Some((msg, _)) = in_flight.pop_back() {
             outbox.push_front(msg);
         }
-        result.map(|()| confirmed)
+        result
     }
 
     async fn drive(

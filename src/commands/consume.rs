@@ -4,7 +4,7 @@ use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
-use crate::storage::{self, listen, PgPool};
+use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
 use crate::worker::{batch_limit, queue, sweep, worker_id};
 use anyhow::{bail, Context};
@@ -56,90 +56,100 @@ pub async fn run_with_pool(
         batch: batch_limit(sweep::SWEEP_BATCH, worker.work_delay),
     };
     tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch, "consumer starting");
+    let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let sweeper = tokio::spawn(sweep::run(
         pool.clone(),
         opts,
         worker.sweep_every,
         wake,
+        notifier.clone(),
         shutdown.clone(),
     ));
-    consume_queue(&pool, amqp, worker, &shutdown).await;
+    let queue = QueueWorker {
+        pool: &pool,
+        notifier: &notifier,
+        url: &amqp.amqp_url,
+        topology: Topology::with_type(&amqp.queue, amqp.queue_type),
+        worker,
+        shutdown: &shutdown,
+    };
+    queue.run().await;
     sweeper.await.context("the sweeper panicked")?;
     tracing::info!("consumer stopped");
     Ok(())
 }
 
-/// Connects, consumes until the channel fails, reconnects with backoff; until shutdown.
-async fn consume_queue(pool: &PgPool, amqp: &AmqpOpts, worker: &WorkerOpts, shutdown: &Shutdown) {
-    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
-    let mut backoff = Backoff::default();
-    while !shutdown.is_triggered() {
-        match consume_connection(
-            pool,
-            &amqp.amqp_url,
-            &topology,
-            worker,
-            shutdown,
-            &mut backoff,
-        )
-        .await
-        {
-            Ok(()) => return,
-            Err(e) => {
-                Telemetry::add(&TELEMETRY.reconnects, 1);
-                tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.wait() => {}
-        }
-    }
+/// What the queue worker's loop needs, borrowed from `run_with_pool`.
+struct QueueWorker<'a> {
+    pool: &'a PgPool,
+    notifier: &'a Notifier,
+    url: &'a str,
+    topology: Topology,
+    worker: &'a WorkerOpts,
+    shutdown: &'a Shutdown,
 }
 
-/// One connection's life. Returns Ok at shutdown, Err when the connection fails.
-async fn consume_connection(
-    pool: &PgPool,
-    url: &str,
-    topology: &Topology,
-    worker: &WorkerOpts,
-    shutdown: &Shutdown,
-    backoff: &mut Backoff,
-) -> anyhow::Result<()> {
-    let (connection, channel) = amqp::connect(url, "ppctl-consume").await?;
-    topology
-        .declare(&channel)
-        .await
-        .context("cannot declare the queues")?;
-    channel
-        .basic_qos(worker.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            topology.queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("cannot start consuming")?;
-    tracing::info!(queue = %topology.queue, "consuming");
-    backoff.reset();
-    amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
-    let max = batch_limit(usize::from(worker.prefetch).div_ceil(2), worker.work_delay);
-    loop {
-        let batch = next_batch(&mut consumer, max, shutdown).await?;
-        if batch.is_empty() {
-            break; // shutdown, with nothing in flight
+impl QueueWorker<'_> {
+    /// Connects, consumes until the channel fails, reconnects with backoff; until shutdown.
+    async fn run(&self) {
+        let mut backoff = Backoff::default();
+        while !self.shutdown.is_triggered() {
+            match self.consume_connection(&mut backoff).await {
+                Ok(()) => return,
+                Err(e) => {
+                    Telemetry::add(&TELEMETRY.reconnects, 1);
+                    tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = self.shutdown.wait() => {}
+            }
         }
-        let outcome =
-            queue::process_batch(pool, &channel, batch, worker.work_delay, shutdown).await?;
-        tracing::debug!(?outcome, "batch");
     }
-    // Close cleanly so the broker does not wait for a heartbeat timeout.
-    let _ = channel.close(200, "shutdown".into()).await;
-    let _ = connection.close(200, "shutdown".into()).await;
-    Ok(())
+
+    /// One connection's life. Returns Ok at shutdown, Err when the connection fails.
+    async fn consume_connection(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let (topology, worker) = (&self.topology, self.worker);
+        let (connection, channel) = amqp::connect(self.url, "ppctl-consume").await?;
+        topology
+            .declare(&channel)
+            .await
+            .context("cannot declare the queues")?;
+        channel
+            .basic_qos(worker.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                topology.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("cannot start consuming")?;
+        tracing::info!(queue = %topology.queue, "consuming");
+        backoff.reset();
+        amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
+        let max = batch_limit(usize::from(worker.prefetch).div_ceil(2), worker.work_delay);
+        loop {
+            let batch = next_batch(&mut consumer, max, self.shutdown).await?;
+            if batch.is_empty() {
+                break; // shutdown, with nothing in flight
+            }
+            let outcome =
+                queue::process_batch(self.pool, &channel, batch, worker.work_delay, self.shutdown)
+                    .await?;
+            if outcome.stored > 0 {
+                self.notifier.works_changed();
+            }
+            tracing::debug!(?outcome, "batch");
+        }
+        // Close cleanly so the broker does not wait for a heartbeat timeout.
+        let _ = channel.close(200, "shutdown".into()).await;
+        let _ = connection.close(200, "shutdown".into()).await;
+        Ok(())
+    }
 }
 
 /// Waits for one delivery, then gathers more for up to `LINGER` or until `max`.

@@ -78,12 +78,14 @@ pub async fn produce(
                 }
             },
         };
-        match current.publish_confirmed(&mut outbox).await {
-            Ok(n) => {
-                confirmed += n;
-                if let Some(p) = progress.as_mut() {
-                    p.update(confirmed);
-                }
+        // Every demand generated is either confirmed or still in the outbox, so the loop
+        // ends exactly when `wanted` are confirmed.
+        let published = current.publish_confirmed(&mut outbox, &mut confirmed).await;
+        if let Some(p) = progress.as_mut() {
+            p.update(confirmed);
+        }
+        match published {
+            Ok(()) => {
                 backoff.reset();
                 publisher = Some(current);
             }
@@ -97,6 +99,7 @@ pub async fn produce(
                 sleep_or_shutdown(backoff.next_delay(), shutdown).await;
             }
         }
+        debug_assert_eq!(confirmed + outbox.len() as u64, generated);
     }
     if let Some(p) = &progress {
         p.finish(confirmed);

@@ -7,7 +7,7 @@ use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
 use crate::rawhttp::{self, Request};
-use crate::storage::{self, works, DbError};
+use crate::storage::{self, notify, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -127,11 +127,14 @@ impl Backend {
         match self {
             Backend::Db(client) => {
                 let n = add_up_to.unwrap_or_else(|| rand::rng().random_range(1..=100));
-                Ok(
-                    works::create_pending(client, &new_work_code(Origin::Api), n as i64)
-                        .await
-                        .map_err(db_failure)?,
-                )
+                let work = works::create_pending(client, &new_work_code(Origin::Api), n as i64)
+                    .await
+                    .map_err(db_failure)?;
+                // After the commit, as the API does; a failure only delays the sweep.
+                if let Some(sql) = notify::statement(true, true) {
+                    let _ = client.batch_execute(sql).await;
+                }
+                Ok(work)
             }
             Backend::Http { .. } => {
                 let body = add_up_to

@@ -68,6 +68,7 @@ impl From<DbError> for ApiError {
                 Self::Unavailable
             }
             DbError::Constraint(detail) => Self::Conflict(detail),
+            DbError::InvalidInput(detail) => Self::BadRequest(detail),
             DbError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 Self::Internal

@@ -11,7 +11,7 @@ pub mod openapi;
 pub mod works;
 
 use crate::shutdown::Shutdown;
-use crate::storage::PgPool;
+use crate::storage::{notify::Notifier, PgPool};
 use actix_web::dev::Server;
 use actix_web::{error::InternalError, web, App, HttpRequest, HttpResponse, HttpServer};
 use error::ApiError;
@@ -27,6 +27,8 @@ pub struct AppState {
     pub api_token: Option<String>,
     /// Work changes for the dashboard's event streams: one LISTEN per server.
     pub live: Arc<live::Hub>,
+    /// Wakes sweepers and dashboards after a work is committed.
+    pub notifier: Notifier,
 }
 
 /// Every route the app registers, as (method, path pattern). The OpenAPI test checks
@@ -99,12 +101,14 @@ pub fn start_until(
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> std::io::Result<Server> {
+    let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let live = live::Hub::new(pool.database_url().to_string(), shutdown);
     let state = web::Data::new(AppState {
         pool,
         metrics: Arc::new(Metrics::default()),
         api_token: config.api_token,
         live,
+        notifier,
     });
     let mut server = HttpServer::new(move || {
         App::new()

@@ -67,6 +67,7 @@ async fn insert(
     let client = state.pool.get().await?;
     let work = works::create_pending(&client, &new_work_code(Origin::Api), add_up_to).await?;
     state.metrics.work_created();
+    state.notifier.work_created();
     Ok(work)
 }
 

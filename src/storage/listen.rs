@@ -11,10 +11,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-/// Payload-less: a pending work was committed (sql/0001_init.sql).
+/// Payload-less: a pending work was committed (sent by `notify::Notifier`).
 pub const PENDING_CHANNEL: &str = "pp_works_pending";
-/// `{"id", "status", "count"}` after each statement that inserts works or changes their
-/// status (sql/0002_work_changes_notify.sql).
+/// Payload-less: works were stored or changed status (sent by `notify::Notifier`).
 pub const CHANGES_CHANNEL: &str = "pp_work_changes";
 
 /// What a forwarding listener sends to its subscribers.

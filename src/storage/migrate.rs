@@ -13,18 +13,11 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files here; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../../sql/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "work_changes_notify",
-        sql: include_str!("../../sql/0002_work_changes_notify.sql"),
-    },
-];
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../sql/0001_init.sql"),
+}];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.
 const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;

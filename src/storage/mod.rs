@@ -4,6 +4,7 @@ pub mod admin;
 pub mod claims;
 pub mod listen;
 pub mod migrate;
+pub mod notify;
 pub mod stats;
 pub mod works;
 
@@ -86,6 +87,9 @@ pub enum DbError {
     /// A constraint refused the data: the input was wrong.
     #[error("rejected by the database: {0}")]
     Constraint(String),
+    /// A value the database cannot represent: the input was wrong.
+    #[error("invalid value: {0}")]
+    InvalidInput(String),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -110,6 +114,9 @@ impl From<tokio_postgres::Error> for DbError {
         let class = &code.code()[..2];
         if class == "23" {
             DbError::Constraint(db.message().to_string())
+        } else if class == "22" {
+            // data exceptions: a value the database cannot hold (NUL in text, ...)
+            DbError::InvalidInput(db.message().to_string())
         } else if matches!(class, "08" | "53" | "57") || *code == SqlState::ADMIN_SHUTDOWN {
             // connection exceptions, insufficient resources, operator intervention
             DbError::Unavailable(db.message().to_string())

@@ -3,7 +3,7 @@
 
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
-use crate::storage::{claims, DbError, PgPool};
+use crate::storage::{claims, notify::Notifier, DbError, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,12 +65,14 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
     })
 }
 
-/// Sweeps whenever woken or every `every`, draining full batches, until shutdown.
+/// Sweeps whenever woken or every `every`, draining full batches, until shutdown;
+/// tells the dashboards through `notifier` when works changed.
 pub async fn run(
     pool: PgPool,
     opts: SweepOpts,
     every: Duration,
     wake: Arc<Notify>,
+    notifier: Notifier,
     shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::default();
@@ -79,6 +81,7 @@ pub async fn run(
             Ok(outcome) => {
                 backoff.reset();
                 if outcome.claimed + outcome.failed as usize > 0 {
+                    notifier.works_changed();
                     tracing::debug!(?outcome, "sweep");
                 }
                 if outcome.claimed == opts.batch {

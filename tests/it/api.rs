@@ -110,7 +110,7 @@ fn ids(works: &[Value]) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_answers_201_with_location_and_a_pending_work() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -136,7 +136,7 @@ async fn create_answers_201_with_location_and_a_pending_work() {
     assert_eq!(db.count("SELECT count(*) FROM works").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_without_add_up_to_picks_1_to_100() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -149,7 +149,7 @@ async fn create_without_add_up_to_picks_1_to_100() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_refuses_bad_bodies_with_400() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -180,7 +180,7 @@ async fn create_refuses_bad_bodies_with_400() {
 
 /// serde reads a struct from a JSON array too (`[4]` as `{"add_up_to": 4}`); the
 /// contract's body is an object, so an array is a wrong type.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_refuses_a_json_array_that_serde_would_read_as_the_struct() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -191,7 +191,7 @@ async fn create_refuses_a_json_array_that_serde_would_read_as_the_struct() {
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_accepts_both_ends_of_the_range() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -202,7 +202,7 @@ async fn create_accepts_both_ends_of_the_range() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_refuses_an_oversize_body_with_413() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -212,7 +212,7 @@ async fn create_refuses_an_oversize_body_with_413() {
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_returns_the_work_or_a_json_error() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -236,7 +236,7 @@ async fn get_returns_the_work_or_a_json_error() {
     assert_error("1.5", &app.call("GET", "/works/1.5", None).await, 400);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_api_work_has_one_created_event() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -285,7 +285,7 @@ async fn a_new_api_work_has_one_created_event() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_is_newest_first_and_filters_by_prefix_and_status() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -346,7 +346,7 @@ async fn search_is_newest_first_and_filters_by_prefix_and_status() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_limit_is_checked_and_before_id_pages() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -385,7 +385,7 @@ async fn search_limit_is_checked_and_before_id_pages() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_filters_by_time() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -406,7 +406,7 @@ async fn search_filters_by_time() {
 /// A work's reported `created_on` must work as a search bound for that same work:
 /// `since=<created_on>` includes it and `until=<created_on>` excludes it, whatever the
 /// sub-second part of the stored time.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_bounds_agree_with_reported_created_on() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -442,7 +442,7 @@ async fn search_bounds_agree_with_reported_created_on() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_refuses_bad_parameters() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -464,7 +464,7 @@ async fn search_refuses_bad_parameters() {
 
 /// Unix times and durations that parse but lie outside what PostgreSQL's timestamp can
 /// hold are bad input (400), not an internal error.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_refuses_times_out_of_timestamp_range() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -481,7 +481,7 @@ async fn search_refuses_times_out_of_timestamp_range() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_matches_like_wildcards_literally() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -499,7 +499,7 @@ async fn search_matches_like_wildcards_literally() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_routes_keep_the_original_clients_working() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -536,7 +536,7 @@ async fn legacy_routes_keep_the_original_clients_working() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_a_connected_database() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -577,7 +577,7 @@ async fn a_database_outage_is_a_503_not_a_500_or_a_hang() {
     assert_error("abc", &app.call("GET", "/works/abc", None).await, 400);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -600,7 +600,7 @@ async fn metrics_are_prometheus_text() {
     assert!(!text.contains(&format!("route=\"/works/{id}\"")), "{text}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_get_json_errors() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -624,7 +624,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_token_guards_the_post_routes_only() {
     let db = TestDb::new().await;
     let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;

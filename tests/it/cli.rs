@@ -161,7 +161,7 @@ async fn an_unknown_work_exits_3() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_exits_4_with_one_line() {
     for command in [
         vec!["work", "get", "1"],
@@ -178,7 +178,7 @@ async fn an_unreachable_api_exits_4_with_one_line() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_exits_4_without_the_password() {
     let stderr = fails(
         &["work", "get", "1", "--via", "db", "--database-url", DB_DOWN],
@@ -255,7 +255,7 @@ async fn bad_arguments_are_refused() {
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_status_lists_migrations_and_counts() {
     let db = TestDb::new().await;
     ppctl::storage::works::create_pending(&db.client().await, "api-cliStatus01", 4)
@@ -271,7 +271,7 @@ async fn db_status_lists_migrations_and_counts() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_setup_twice_creates_then_finds_the_database() {
     let url = format!(
         "{PG_URL}/ppctl_cli_{:012x}",
@@ -293,7 +293,7 @@ async fn db_setup_twice_creates_then_finds_the_database() {
     assert!(status.contains("works: 0"), "{status}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_reset_needs_yes() {
     let db = TestDb::new().await;
     ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4)
@@ -308,7 +308,7 @@ async fn db_reset_needs_yes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_wait_gives_up_after_its_timeout() {
     let stderr = fails(
         &["db", "wait", "--timeout", "1s", "--database-url", DB_DOWN],
@@ -318,14 +318,14 @@ async fn db_wait_gives_up_after_its_timeout() {
     assert!(stderr.contains("not reachable"), "{stderr}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_wait_returns_once_the_database_answers() {
     let db = TestDb::new().await;
     let stdout = ok(&["db", "wait", "--timeout", "5s", "--database-url", &db.url]).await;
     assert!(stdout.contains("reachable"), "{stdout}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_lists_every_subcommand() {
     let help = ok(&["--help"]).await;
     let commands: Vec<&str> = help
@@ -345,7 +345,7 @@ async fn help_lists_every_subcommand() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_a_work_until_it_is_done() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -396,7 +396,7 @@ async fn watch_follows_a_work_until_it_is_done() {
     assert!(stderr.contains("still pending"), "{stderr}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_and_version_are_printed() {
     for shell in ["bash", "zsh", "fish"] {
         let script = ok(&["completions", shell]).await;

@@ -65,15 +65,27 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let url = self.url.clone();
-        // Drop cannot await; a short-lived runtime on another thread can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(admin::drop_database(&url)).ok()
-        })
-        .join();
+        // Drop cannot await; a short-lived runtime on another thread can. Its wait must
+        // not freeze the test's runtime: a connection that runtime is opening would stall
+        // in authentication, and DROP DATABASE would wait for it (60 s, the server's
+        // authentication_timeout). Tests run on the multi-thread runtime for this.
+        let drop_it = move || {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(admin::drop_database(&url)).ok()
+            })
+            .join()
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let _ = if multi_thread {
+            tokio::task::block_in_place(drop_it)
+        } else {
+            drop_it()
+        };
     }
 }
 

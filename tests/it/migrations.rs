@@ -28,7 +28,7 @@ async fn migrations_are_idempotent_and_concurrent_safe() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_applied_migration_is_an_error() {
     let db = TestDb::new().await;
     let mut client = ppctl::storage::admin::connect(&db.url)
@@ -47,7 +47,7 @@ async fn a_changed_applied_migration_is_an_error() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_migrations_apply_in_order_and_unknown_ones_are_reported() {
     let db = TestDb::new().await;
     let mut client = ppctl::storage::admin::connect(&db.url)
@@ -71,7 +71,7 @@ async fn new_migrations_apply_in_order_and_unknown_ones_are_reported() {
     assert!(err.to_string().contains("does not know"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schema_enforces_the_data_model() {
     let db = TestDb::new().await;
     let client = db.client().await;

@@ -75,7 +75,7 @@ fn allowed(response: &ppctl::rawhttp::Response) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_documented_and_every_documented_route_exists() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
@@ -163,7 +163,7 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
 }
 
 /// Every `$ref` in the document points at something in it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reference_in_the_document_resolves() {
     let doc: Value = serde_json::from_str(ppctl::http::openapi::DOCUMENT).expect("JSON");
     fn walk(doc: &Value, node: &Value, refs: &mut usize) {

@@ -308,7 +308,7 @@ fn sweep_opts(worker: &str, lease: Duration, max_attempts: i32) -> SweepOpts {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_claimed_again_and_the_old_worker_cannot_complete() {
     let db = TestDb::new().await;
     let client = db.client().await;
@@ -352,7 +352,7 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_cannot_complete() 
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_work_whose_workers_keep_dying_fails_after_max_attempts() {
     let db = TestDb::new().await;
     let client = db.client().await;
@@ -482,7 +482,7 @@ async fn shutdown_mid_stream_loses_nothing_and_a_restart_finishes_the_rest() {
     assert_consistent(&db).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
     let (trigger, shutdown) = shutdown::channel();
     let amqp = AmqpOpts {

@@ -86,7 +86,7 @@ fn split_at_every(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     parts
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_is_decoded_and_the_raw_bytes_kept() {
     let (addr, task) = stub(vec![CHUNKED.to_vec()], Duration::ZERO, End::KeepOpen).await;
     let response = rawhttp::send(&addr, &Request::new("GET", "/x?y=1").expect("request"))
@@ -101,7 +101,7 @@ async fn a_chunked_body_is_decoded_and_the_raw_bytes_kept() {
     assert!(request.contains(&format!("Host: {addr}\r\n")), "{request}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_split_across_writes_is_reassembled() {
     let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\nA\r\n0123456789\r\n0\r\n\r\n";
     let head_len = response
@@ -138,7 +138,7 @@ async fn a_chunked_body_split_across_writes_is_reassembled() {
     assert_eq!(got.raw, response);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_chunks_are_read_whole() {
     let data: Vec<u8> = (0..3 * 40_000).map(|i| b'a' + (i % 26) as u8).collect();
     let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -153,7 +153,7 @@ async fn large_chunks_are_read_whole() {
     assert_eq!(got.raw, response);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailers_after_the_last_chunk_are_consumed() {
     let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n";
     let got = fetch(response, End::KeepOpen).await.expect("response");
@@ -175,7 +175,7 @@ async fn trailers_after_the_last_chunk_are_consumed() {
     assert_eq!(got.raw, response);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_length_ends_the_body_on_an_open_connection() {
     let response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     let got = fetch(response, End::KeepOpen).await.expect("response");
@@ -194,7 +194,7 @@ async fn content_length_ends_the_body_on_an_open_connection() {
     assert_eq!((got.body.len(), got.raw.as_slice()), (0, &empty[..]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_without_a_body_end_at_the_head() {
     let no_content = b"HTTP/1.1 204 No Content\r\n\r\n";
     let got = fetch(no_content, End::KeepOpen).await.expect("response");
@@ -211,7 +211,7 @@ async fn responses_without_a_body_end_at_the_head() {
     assert_eq!(got.raw, head);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_length_or_chunking_the_body_ends_at_close() {
     let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end";
     let parts = split_at_every(response, &[30, response.len() - 4]);
@@ -223,7 +223,7 @@ async fn without_length_or_chunking_the_body_ends_at_close() {
     assert_eq!(got.raw, response);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_closed_early_is_an_error() {
     for truncated in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"[..],
@@ -240,7 +240,7 @@ async fn a_connection_closed_early_is_an_error() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_responses_are_errors() {
     for bad in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\nhello"[..],
@@ -254,7 +254,7 @@ async fn malformed_responses_are_errors() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_named_as_such() {
     let err = rawhttp::send("127.0.0.1:1", &Request::new("GET", "/").expect("request"))
         .await
@@ -407,7 +407,7 @@ async fn raw_http_fail_turns_an_error_status_into_exit_22() {
     assert_eq!(output.status.code(), Some(0), "{}", outputs(&output).1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_http_refuses_bad_headers_before_connecting() {
     for header in ["bad header", "X-A: b\r\nX-Injected: 1"] {
         // Nothing listens on port 1: the refusal must come from the header check.
@@ -430,7 +430,7 @@ async fn raw_http_refuses_bad_headers_before_connecting() {
     assert!(!output.status.success());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_http_says_when_nothing_listens() {
     let output = ppctl(&["raw-http", "GET", "/health", "--addr", "127.0.0.1:1"]).await;
     let (stdout, stderr) = outputs(&output);

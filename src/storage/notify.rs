@@ -1,0 +1,96 @@
+//! NOTIFY sent by the writers after they commit, coalesced, instead of by triggers.
+//!
+//! A NOTIFY inside a writing transaction takes a database-wide lock at commit that is
+//! held through the WAL flush, so every notifying commit waits for the one before it:
+//! no group commit. Measured with pgbench (64 clients, the API's insert): 1,100–1,350
+//! commits/s with a NOTIFY trigger, 3,300–3,700 without. So the writers commit plain,
+//! then ask this task to notify: it sends one `SELECT pg_notify(..)` (a read-only
+//! transaction: no WAL flush) for every change that arrived while the previous one was
+//! in flight. A process that dies between commit and notify only delays the wake-up to
+//! the listeners' polling fallback.
+
+use super::PgPool;
+use crate::shutdown::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone, Default)]
+pub struct Notifier(Arc<Flags>);
+
+#[derive(Default)]
+struct Flags {
+    pending: AtomicBool,
+    changed: AtomicBool,
+    wake: Notify,
+}
+
+impl Notifier {
+    /// Starts the coalescing task; it ends at shutdown.
+    pub fn spawn(pool: PgPool, shutdown: Shutdown) -> Self {
+        let notifier = Self::default();
+        let flags = notifier.0.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = flags.wake.notified() => {}
+                    _ = shutdown.wait() => return,
+                }
+                let pending = flags.pending.swap(false, Ordering::AcqRel);
+                let changed = flags.changed.swap(false, Ordering::AcqRel);
+                let Some(sql) = statement(pending, changed) else {
+                    continue;
+                };
+                let sent = async { pool.get().await.ok()?.batch_execute(sql).await.ok() };
+                if sent.await.is_none() {
+                    tracing::debug!("NOTIFY failed; listeners will find the work by polling");
+                }
+            }
+        });
+        notifier
+    }
+
+    /// A pending work was committed: wake the sweepers and the dashboards.
+    pub fn work_created(&self) {
+        self.0.pending.store(true, Ordering::Release);
+        self.works_changed();
+    }
+
+    /// Works were stored or changed status: tell the dashboards.
+    pub fn works_changed(&self) {
+        self.0.changed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
+/// The one statement that sends what is flagged, if anything. (The channel names are
+/// literals so the statements can be `'static`; the test ties them to the constants.)
+pub fn statement(pending: bool, changed: bool) -> Option<&'static str> {
+    match (pending, changed) {
+        (true, true) => {
+            Some("SELECT pg_notify('pp_works_pending', ''), pg_notify('pp_work_changes', '{}')")
+        }
+        (true, false) => Some("SELECT pg_notify('pp_works_pending', '')"),
+        (false, true) => Some("SELECT pg_notify('pp_work_changes', '{}')"),
+        (false, false) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::listen::{CHANGES_CHANNEL, PENDING_CHANNEL};
+    use super::*;
+
+    #[test]
+    fn statements_name_the_listened_channels() {
+        let both = statement(true, true).expect("both");
+        assert!(both.contains(PENDING_CHANNEL) && both.contains(CHANGES_CHANNEL));
+        assert!(statement(true, false)
+            .expect("pending")
+            .contains(PENDING_CHANNEL));
+        assert!(statement(false, true)
+            .expect("changed")
+            .contains(CHANGES_CHANNEL));
+        assert_eq!(statement(false, false), None);
+    }
+}

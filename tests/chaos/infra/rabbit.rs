@@ -1,0 +1,163 @@
+//! A private RabbitMQ node: its own name, ports, mnesia and cookie; killed with
+//! SIGKILL and booted again on the same mnesia directory.
+
+use super::{alive, children_of, free_ports, log_file, signal, tail, wait_gone, RunDir};
+use anyhow::{bail, Context};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RABBIT_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// A RabbitMQ 3.10 node of our own: own node name, AMQP and distribution ports, mnesia
+/// and log directories and Erlang cookie (HOME), no plugins. Runs as root.
+pub struct PrivateRabbit {
+    dir: PathBuf,
+    node: String,
+    pub port: u16,
+    dist_port: u16,
+    marker: (String, String),
+    shell: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl PrivateRabbit {
+    pub async fn start(run: &RunDir) -> anyhow::Result<Self> {
+        let dir = run.path.join("rmq");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        fs::write(dir.join("env.conf"), "")?;
+        let [port, dist_port] = free_ports::<2>();
+        fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users.guest = true\n"),
+        )?;
+        let cookie = dir.join(".erlang.cookie");
+        fs::write(&cookie, format!("CHAOS{:016X}", rand::random::<u64>()))?;
+        fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))?;
+        let mut rabbit = Self {
+            node: format!("chaos-{:08x}@localhost", rand::random::<u32>()),
+            log: dir.join("rabbitmq.log"),
+            dir,
+            port,
+            dist_port,
+            marker: run.marker(),
+            shell: None,
+        };
+        rabbit.restart().await?;
+        Ok(rabbit)
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Boots the node on its existing mnesia directory (durable queues and persistent
+    /// messages survive) and waits until AMQP connections succeed.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let d = |p: &str| self.dir.join(p).into_os_string();
+        let (out, err) = log_file(&self.log);
+        let child = Command::new(RABBIT_SERVER)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", &self.dir)
+            .env("LANG", "C.UTF-8")
+            .env(&self.marker.0, &self.marker.1)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_PID_FILE", d("beam.pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d("advanced.config"))
+            .env("RABBITMQ_CONF_ENV_FILE", d("env.conf"))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .context("start rabbitmq-server")?;
+        self.shell = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self
+                .shell
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("rabbitmq-server exited ({status}): {}", tail(&self.log, 30));
+            }
+            let props = lapin::ConnectionProperties::default();
+            let url = self.url();
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(3),
+                lapin::Connection::connect(&url, props),
+            );
+            if let Ok(Ok(conn)) = attempt.await {
+                let _ = conn.close(200, "ready".into()).await;
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                bail!(
+                    "RabbitMQ did not accept AMQP connections within 90s: {}",
+                    tail(&self.log, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The node's beam.smp: from its pid file, else the wrapper shell's child.
+    fn beam_pid(&self) -> Option<u32> {
+        let from_file = fs::read_to_string(self.dir.join("beam.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|&p| alive(p));
+        from_file.or_else(|| {
+            let shell = self.shell.as_ref()?.id();
+            children_of(shell).into_iter().find(|&p| alive(p))
+        })
+    }
+
+    /// A hard stop: SIGKILL to the node's Erlang VM. Returns once it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let beam = self
+            .beam_pid()
+            .context("no beam.smp found for the private node")?;
+        let mut pids = children_of(beam);
+        pids.push(beam);
+        signal(&pids, "KILL");
+        if !wait_gone(&pids, Duration::from_secs(10)) {
+            bail!("beam.smp survived SIGKILL for 10s");
+        }
+        if let Some(mut shell) = self.shell.take() {
+            let start = Instant::now();
+            while shell.try_wait()?.is_none() {
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = shell.kill();
+                    let _ = shell.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = fs::remove_file(self.dir.join("beam.pid"));
+        Ok(())
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        if self.shell.is_some() {
+            let _ = self.kill();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The six fault scenarios. Each gets its own database and queue on the private
+//! instances, drives real `ppctl` processes, injects its fault, waits (bounded) for the
+//! pipeline to finish, then judges the database and the broker. A failed step is
+//! recorded in the row and the judging still runs, so the table shows what was lost.
+
+mod crash;
+mod outage;
+mod parallel;
+mod poison;
+
+use crate::checks::{judge, judge_broker, stats};
+use crate::db::{wait_for, Db};
+use crate::infra::{free_ports, PrivatePostgres, PrivateRabbit, RunDir};
+use crate::procs::{run_ok, Env, Proc};
+use crate::report::Row;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Everything a scenario may start, stop or crash. Fields drop in order: the servers
+/// first, then the run directory (which kills whatever is left).
+pub struct Cluster {
+    pub pg: PrivatePostgres,
+    pub rabbit: PrivateRabbit,
+    pub run: RunDir,
+    pub log_dir: PathBuf,
+}
+
+pub(super) const STOP: Duration = Duration::from_secs(20);
+pub(super) const FINISH: Duration = Duration::from_secs(120);
+/// Once every demand is stored, the producer has had them all confirmed or is stuck.
+pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
+pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
+
+pub const NAMES: [&str; 6] = [
+    "1 kill -9 consumer",
+    "2 restart RabbitMQ",
+    "3 restart PostgreSQL",
+    "4 3 consumers + API",
+    "5 SIGTERM in batch",
+    "6 poison mix",
+];
+
+pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
+    let mut row = Row::new(NAMES[index]);
+    let start = Instant::now();
+    let result = match index {
+        0 => crash::kill_consumer(cluster, &mut row).await,
+        1 => outage::restart_rabbitmq(cluster, &mut row).await,
+        2 => outage::restart_postgres(cluster, &mut row).await,
+        3 => parallel::consumers_and_api(cluster, &mut row).await,
+        4 => crash::sigterm_in_batch(cluster, &mut row).await,
+        _ => poison::poison_mix(cluster, &mut row).await,
+    };
+    if let Err(e) = result {
+        row.problem(format!("{e:#}"));
+    }
+    row.notes
+        .push(format!("took {:.1}s", start.elapsed().as_secs_f64()));
+    row
+}
+
+/// A fresh database (migrated by `ppctl db setup`) and queue for scenario `tag`.
+pub(super) async fn setup(c: &Cluster, tag: &str, http: bool) -> anyhow::Result<Env> {
+    let env = Env {
+        scenario: tag.into(),
+        database_url: c.pg.url(&format!("chaos_{tag}")),
+        amqp_url: c.rabbit.url(),
+        queue: format!("chaos_{tag}_{:06x}", rand::random::<u32>() & 0xff_ffff),
+        http_addr: http.then(|| format!("127.0.0.1:{}", free_ports::<1>()[0])),
+        run_dir: c.run.path.clone(),
+        log_dir: c.log_dir.clone(),
+    };
+    run_ok(&env, "db-setup", &["db", "setup"], Duration::from_secs(60)).await?;
+    Ok(env)
+}
+
+/// Records a failed step without abandoning the scenario.
+pub(super) fn soft<T>(row: &mut Row, result: anyhow::Result<T>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            row.problem(format!("{e:#}"));
+            None
+        }
+    }
+}
+
+/// Waits (at most `timeout`) for a `produce --count n` to exit and returns how many
+/// demands it confirmed: n on exit 0, else the last count it reported.
+pub(super) async fn producer_confirmed(
+    row: &mut Row,
+    producer: &mut Proc,
+    n: u64,
+    timeout: Duration,
+) -> u64 {
+    let outcome = producer.wait(timeout).await;
+    if matches!(&outcome, Ok(status) if status.success()) {
+        return n;
+    }
+    match outcome {
+        Ok(status) => row.problem(format!(
+            "the producer exited with {status}: {}",
+            producer.tail(5)
+        )),
+        Err(e) => row.problem(format!("{e:#}")),
+    }
+    reported_confirmed(&producer.log_text(), n).unwrap_or(0)
+}
+
+/// What a producer's log says it confirmed: "stopped after X of N demands" (its
+/// error), else its last "X/N confirmed" progress line.
+pub(super) fn reported_confirmed(log: &str, n: u64) -> Option<u64> {
+    let stopped = log
+        .rsplit("stopped after ")
+        .next()
+        .filter(|_| log.contains("stopped after "))
+        .and_then(|s| s.split_whitespace().next()?.parse().ok());
+    let marker = format!("/{n} confirmed");
+    let progress = log.rfind(&marker).and_then(|end| {
+        let start = log[..end].rfind(|c: char| !c.is_ascii_digit())? + 1;
+        log[start..end].parse().ok()
+    });
+    stopped.or(progress)
+}
+
+/// Stops every process gracefully (SIGTERM, exit 0, bounded).
+pub(super) async fn stop_all(row: &mut Row, procs: &mut [&mut Proc]) {
+    for p in procs.iter_mut() {
+        let name = p.name.clone();
+        if let Err(e) = p.stop(STOP).await {
+            row.problem(format!("stopping {name}: {e:#}"));
+        }
+    }
+}
+
+/// Notes how many redelivered or republished demands the consumers acknowledged
+/// without a second work: evidence that the fault exercised the deduplication.
+pub(super) fn note_dedup(row: &mut Row, consumers: &[&Proc]) {
+    let n: u64 = consumers.iter().map(|p| p.deduplicated()).sum();
+    row.notes.push(format!(
+        "{n} redelivered demands recognised as already stored (acked, no second work)"
+    ));
+}
+
+pub(super) fn ensure_running(row: &mut Row, procs: &mut [&mut Proc], when: &str) {
+    for p in procs.iter_mut() {
+        if !p.running() {
+            row.problem(format!(
+                "{} exited {when}; log tail:\n{}",
+                p.name,
+                p.tail(10)
+            ));
+        }
+    }
+}
+
+/// Judges the end state: the database against the confirmed demands, then the broker.
+pub(super) async fn finish(
+    row: &mut Row,
+    env: &Env,
+    db: &mut Db,
+    queue_confirmed: u64,
+    queue_published: u64,
+    api_expected: u64,
+    dead: u64,
+) {
+    if let Some(s) = soft(row, stats(db).await) {
+        judge(row, &s, queue_confirmed, queue_published, api_expected);
+    }
+    judge_broker(row, &env.amqp_url, &env.queue, dead).await;
+}
+
+/// One GET or POST through the project's raw HTTP client, bounded by `timeout`.
+pub(super) async fn http(
+    addr: &str,
+    method: &str,
+    target: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut request = ppctl::rawhttp::Request::new(method, target)?;
+    request.body = body.map(|b| b.as_bytes().to_vec());
+    let response = tokio::time::timeout(timeout, ppctl::rawhttp::send(addr, &request))
+        .await
+        .with_context(|| format!("{method} {target} did not answer within {timeout:?}"))??;
+    Ok((response.status, response.body))
+}
+
+pub(super) async fn wait_healthy(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_for("GET /health to answer 200", timeout, || async {
+        let answer = http(addr, "GET", "/health", None, Duration::from_secs(5)).await;
+        matches!(answer, Ok((200, _))).then_some(())
+    })
+    .await
+}
+
+pub(super) const CONSUME_1MS: [&str; 5] = ["consume", "--work-delay", "1ms", "--prefetch", "300"];

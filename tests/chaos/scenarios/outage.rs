@@ -1,0 +1,159 @@
+//! Servers that die: RabbitMQ (scenario 2) and PostgreSQL (scenario 3), SIGKILLed
+//! and restarted under running ppctl processes.
+
+use super::*;
+use crate::checks;
+use crate::db::recovery;
+use anyhow::{bail, Context};
+
+/// Scenario 2: The broker is SIGKILLed and restarted while the producer and the consumer run;
+/// both must reconnect on their own and the producer must still reach --count.
+pub(super) async fn restart_rabbitmq(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
+    const N: u64 = 6000;
+    let env = setup(c, "s2", false).await?;
+    let mut db = Db::new(&env.database_url);
+    let mut consumer = Proc::spawn(&env, "consumer", &CONSUME_1MS)?;
+    // Bursts of 1000 every 250 ms, each taking about that long: the producer is nearly
+    // always waiting for a burst's confirms, so the restart lands mid-burst.
+    let mut producer = Proc::spawn(
+        &env,
+        "producer",
+        &[
+            "produce",
+            "--every",
+            "250ms",
+            "--burst",
+            "1000",
+            "--count",
+            &N.to_string(),
+        ],
+    )?;
+    row.published = N;
+    // The fault once about a third is published (stored, or waiting in the queue).
+    let start = Instant::now();
+    loop {
+        let done = db.int(DONE_SQL).await.unwrap_or(0);
+        let ready = checks::queue_counts(&env.amqp_url, &env.queue)
+            .await
+            .map_or(0, |(ready, _)| i64::from(ready));
+        if done + ready >= N as i64 / 3 {
+            break;
+        }
+        if start.elapsed() > FINISH {
+            bail!("the producer did not publish a third of its demands in {FINISH:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !producer.running() {
+        bail!("the producer finished before the fault: the scenario proves nothing");
+    }
+    let fault = Instant::now();
+    c.rabbit.kill()?;
+    let at_fault = db.must(DONE_SQL).await?;
+    let reported = reported_confirmed(&producer.log_text(), N);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure_running(
+        row,
+        &mut [&mut consumer, &mut producer],
+        "while RabbitMQ was down",
+    );
+    c.rabbit.restart().await?;
+    let down = fault.elapsed().as_secs_f64();
+    let base = db.must(DONE_SQL).await?;
+    row.notes.push(format!(
+        "broker SIGKILLed with {at_fault}/{N} done (producer had reported {reported:?} confirmed), back after {down:.1}s"
+    ));
+    row.recovery = soft(
+        row,
+        recovery(&mut db, base, fault, Duration::from_secs(60)).await,
+    );
+    soft(
+        row,
+        db.wait_done("every demand done", |n| n >= N as i64, FINISH)
+            .await,
+    );
+    row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    stop_all(row, &mut [&mut consumer]).await;
+    note_dedup(row, &[&consumer]);
+    finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;
+    Ok(())
+}
+
+/// Scenario 3: PostgreSQL is SIGKILLed (postmaster and backends) and restarted under a running
+/// consumer and API: /health answers 503 (promptly) while it is down, 200 after.
+pub(super) async fn restart_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
+    const N: u64 = 4000;
+    let env = setup(c, "s3", true).await?;
+    let addr = env.http_addr.clone().context("http addr")?;
+    let mut db = Db::new(&env.database_url);
+    let mut serve = Proc::spawn(&env, "serve", &["serve"])?;
+    wait_healthy(&addr, Duration::from_secs(30)).await?;
+    let mut consumer = Proc::spawn(&env, "consumer", &CONSUME_1MS)?;
+    let mut producer = Proc::spawn(
+        &env,
+        "producer",
+        &["produce", "--every", "0", "--count", &N.to_string()],
+    )?;
+    row.published = N;
+    let at_fault = db
+        .wait_done("1000 works done", |n| n >= 1000, FINISH)
+        .await?;
+    let fault = Instant::now();
+    c.pg.crash()?;
+    row.notes
+        .push(format!("PostgreSQL SIGKILLed with ~{at_fault}/{N} done"));
+    // While it is down: every API call must answer 503 within a bounded time.
+    let mut slowest = 0f64;
+    for (method, target) in [
+        ("GET", "/health"),
+        ("GET", "/works/1"),
+        ("POST", "/works"),
+        ("GET", "/health"),
+    ] {
+        let asked = Instant::now();
+        match http(&addr, method, target, None, Duration::from_secs(8)).await {
+            Ok((503, _)) => slowest = slowest.max(asked.elapsed().as_secs_f64()),
+            Ok((status, body)) => row.problem(format!(
+                "{method} {target} answered {status} while PostgreSQL was down (expected 503): {}",
+                String::from_utf8_lossy(&body)
+            )),
+            Err(e) => row.problem(format!(
+                "{method} {target} while PostgreSQL was down: {e:#}"
+            )),
+        }
+    }
+    row.notes.push(format!(
+        "API answered 503 during the outage, slowest in {slowest:.1}s"
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure_running(
+        row,
+        &mut [&mut consumer, &mut serve],
+        "while PostgreSQL was down",
+    );
+    c.pg.restart().await?;
+    let down = fault.elapsed().as_secs_f64();
+    let base = db.must(DONE_SQL).await?;
+    row.notes.push(format!("PostgreSQL back after {down:.1}s"));
+    row.recovery = soft(
+        row,
+        recovery(&mut db, base, fault, Duration::from_secs(60)).await,
+    );
+    let healthy = Instant::now();
+    if soft(row, wait_healthy(&addr, Duration::from_secs(30)).await).is_some() {
+        row.notes.push(format!(
+            "GET /health 200 again {:.1}s after the restart",
+            healthy.elapsed().as_secs_f64()
+        ));
+    }
+    soft(
+        row,
+        db.wait_done("every demand done", |n| n >= N as i64, FINISH)
+            .await,
+    );
+    row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    stop_all(row, &mut [&mut consumer, &mut serve]).await;
+    note_dedup(row, &[&consumer]);
+    finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;
+    Ok(())
+}
