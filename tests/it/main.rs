@@ -8,3 +8,4 @@ mod migrations;
 mod openapi;
 mod pipeline;
 mod rawhttp;
+mod scale;
