@@ -95,13 +95,16 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("work id must be an integer, got {raw:?}")))
 }
 
+/// 200 with the value, or the JSON 404 for an unknown work.
+fn found<T: serde::Serialize>(value: Option<T>, id: i64) -> Result<HttpResponse, ApiError> {
+    let value = value.ok_or_else(|| ApiError::NotFound(format!("work {id} not found")))?;
+    Ok(HttpResponse::Ok().json(value))
+}
+
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let client = state.pool.get().await?;
-    match works::get(&client, id).await? {
-        Some(work) => Ok(HttpResponse::Ok().json(work)),
-        None => Err(ApiError::NotFound(format!("work {id} not found"))),
-    }
+    found(works::get(&client, id).await?, id)
 }
 
 async fn events(
@@ -110,10 +113,7 @@ async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let client = state.pool.get().await?;
-    match works::events(&client, id).await? {
-        Some(events) => Ok(HttpResponse::Ok().json(events)),
-        None => Err(ApiError::NotFound(format!("work {id} not found"))),
-    }
+    found(works::events(&client, id).await?, id)
 }
 
 async fn search(

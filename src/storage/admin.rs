@@ -8,7 +8,22 @@ use tokio_postgres::{Client, NoTls};
 
 /// One connection outside any pool, its driver task spawned.
 pub async fn connect(database_url: &str) -> anyhow::Result<Client> {
-    let config = parse_database_url(database_url)?;
+    open(parse_database_url(database_url)?, database_url).await
+}
+
+/// Connects to the server's `postgres` database with the same credentials, to create
+/// or drop the target database. Returns the target's name too.
+async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, String)> {
+    let mut config = parse_database_url(database_url)?;
+    let name = config
+        .get_dbname()
+        .context("DATABASE_URL names no database")?
+        .to_string();
+    config.dbname("postgres");
+    Ok((open(config, database_url).await?, name))
+}
+
+async fn open(config: tokio_postgres::Config, database_url: &str) -> anyhow::Result<Client> {
     let (client, connection) = config.connect(NoTls).await.with_context(|| {
         format!(
             "cannot connect to PostgreSQL at {}",
@@ -21,27 +36,6 @@ pub async fn connect(database_url: &str) -> anyhow::Result<Client> {
         }
     });
     Ok(client)
-}
-
-/// Connects to the server's `postgres` database with the same credentials, to create
-/// or drop the target database.
-async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, String)> {
-    let mut config = parse_database_url(database_url)?;
-    let name = config
-        .get_dbname()
-        .context("DATABASE_URL names no database")?
-        .to_string();
-    config.dbname("postgres");
-    let (client, connection) = config.connect(NoTls).await.with_context(|| {
-        format!(
-            "cannot connect to PostgreSQL at {}",
-            redact_url(database_url)
-        )
-    })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok((client, name))
 }
 
 fn quote_ident(name: &str) -> String {
