@@ -47,6 +47,20 @@ pub fn wrk(addr: &str, conns: u32, secs: u64, lua: &str) -> anyhow::Result<HttpR
     parse_wrk(&text).with_context(|| format!("cannot read wrk's output:\n{text}"))
 }
 
+/// `wrk` for a throughput figure: any error or non-2xx response fails the run, so a
+/// misdirected load (404s are fast) can never pass for a result.
+pub fn wrk_clean(addr: &str, conns: u32, secs: u64, lua: &str) -> anyhow::Result<HttpRun> {
+    let run = wrk(addr, conns, secs, lua)?;
+    if run.errors > 0 {
+        bail!(
+            "{} of {} requests failed or were not 2xx",
+            run.errors,
+            run.requests
+        );
+    }
+    Ok(run)
+}
+
 fn millis(value: &str) -> Option<f64> {
     let split = value.find(|c: char| c.is_ascii_alphabetic())?;
     let (number, unit) = value.split_at(split);

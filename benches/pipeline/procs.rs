@@ -96,3 +96,25 @@ pub fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// Polls a `--metrics-addr` endpoint until counter `name` reaches `target`.
+pub async fn wait_counter(addr: &str, name: &str, target: u64) -> anyhow::Result<()> {
+    let request = ppctl::rawhttp::Request::new("GET", "/metrics")?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let prefix = format!("{name} ");
+    loop {
+        let value = match ppctl::rawhttp::send(addr, &request).await {
+            Ok(response) => String::from_utf8_lossy(&response.body)
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse::<u64>().ok())),
+            Err(_) => None, // not listening yet
+        };
+        if value.is_some_and(|v| v >= target) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} reached {value:?} of {target} in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -6,16 +6,23 @@ use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
-use crate::worker::{batch_limit, queue, sweep, worker_id};
+use crate::worker::queue::{self, Batch};
+use crate::worker::{batch_limit, sweep, worker_id};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Consumer;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Batches being stored at once: two keep both cores busy (the database commits one
+/// while the consumer gathers and computes the next); acks still go out in order.
+const STORES_IN_FLIGHT: usize = 2;
 
 /// How long a batch waits for more deliveries after its first one.
 const LINGER: Duration = Duration::from_millis(5);
@@ -131,19 +138,44 @@ impl QueueWorker<'_> {
         tracing::info!(queue = %topology.queue, "consuming");
         backoff.reset();
         amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
-        let max = batch_limit(usize::from(worker.prefetch).div_ceil(2), worker.work_delay);
+        // A batch's share of the prefetch window leaves room to gather the next batch
+        // while the earlier ones are being stored.
+        let window = usize::from(worker.prefetch) / (STORES_IN_FLIGHT + 1);
+        let max = batch_limit(window.max(1), worker.work_delay);
+        let mut storing: VecDeque<JoinHandle<anyhow::Result<Batch>>> = VecDeque::new();
         loop {
-            let batch = next_batch(&mut consumer, max, self.shutdown).await?;
-            if batch.is_empty() {
-                break; // shutdown, with nothing in flight
+            // Biased: once shutdown is requested, no new delivery is taken.
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => break,
+                stored = oldest(&mut storing), if !storing.is_empty() => Next::Stored(stored),
+                delivery = consumer.next() => Next::Delivery(Box::new(delivery_or_error(delivery)?)),
+            };
+            match next {
+                Next::Stored(stored) => {
+                    storing.pop_front();
+                    self.finish(&channel, stored).await?;
+                }
+                Next::Delivery(first) => {
+                    let deliveries = gather(&mut consumer, *first, max).await?;
+                    let batch = queue::prepare(deliveries, worker.work_delay).await?;
+                    if storing.len() == STORES_IN_FLIGHT {
+                        let stored = oldest(&mut storing).await;
+                        storing.pop_front();
+                        self.finish(&channel, stored).await?;
+                    }
+                    let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
+                    storing.push_back(tokio::spawn(async move {
+                        queue::store(&pool, batch, &shutdown).await
+                    }));
+                }
             }
-            let outcome =
-                queue::process_batch(self.pool, &channel, batch, worker.work_delay, self.shutdown)
-                    .await?;
-            if outcome.stored > 0 {
-                self.notifier.works_changed();
-            }
-            tracing::debug!(?outcome, "batch");
+        }
+        // Shutdown: what is being stored is committed and acknowledged before we close.
+        while !storing.is_empty() {
+            let stored = oldest(&mut storing).await;
+            storing.pop_front();
+            self.finish(&channel, stored).await?;
         }
         // Close cleanly so the broker does not wait for a heartbeat timeout.
         let _ = channel.close(200, "shutdown".into()).await;
@@ -152,20 +184,42 @@ impl QueueWorker<'_> {
     }
 }
 
-/// Waits for one delivery, then gathers more for up to `LINGER` or until `max`.
-/// Returns an empty batch at shutdown; an error when the stream ends.
-async fn next_batch(
+impl QueueWorker<'_> {
+    /// Acknowledges a stored batch (stores finish, and so are acked, in delivery order).
+    async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<()> {
+        let batch = stored.context("a batch store panicked")??;
+        queue::acknowledge(channel, &batch).await?;
+        if batch.outcome.stored > 0 {
+            self.notifier.works_changed();
+        }
+        tracing::debug!(outcome = ?batch.outcome, "batch");
+        Ok(())
+    }
+}
+
+type StoreResult = Result<anyhow::Result<Batch>, tokio::task::JoinError>;
+
+enum Next {
+    Stored(StoreResult),
+    Delivery(Box<Delivery>),
+}
+
+/// The oldest store in flight, awaited in place (it is popped by the caller).
+async fn oldest(storing: &mut VecDeque<JoinHandle<anyhow::Result<Batch>>>) -> StoreResult {
+    match storing.front_mut() {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// After the first delivery, gathers more for up to `LINGER` or until `max`. Not
+/// cancelled midway: deliveries taken from the stream must not be dropped.
+async fn gather(
     consumer: &mut Consumer,
+    first: Delivery,
     max: usize,
-    shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<Delivery>> {
-    // Biased: once shutdown is requested, no new delivery is taken even if one is ready.
-    let first = tokio::select! {
-        biased;
-        _ = shutdown.wait() => return Ok(Vec::new()),
-        next = consumer.next() => next,
-    };
-    let mut batch = vec![delivery_or_error(first)?];
+    let mut batch = vec![first];
     let deadline = Instant::now() + LINGER;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline.into(), consumer.next()).await {

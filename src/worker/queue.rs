@@ -38,7 +38,18 @@ pub fn parse(delivery: &Delivery) -> Result<(String, i64), String> {
     Ok((message_id, n as i64))
 }
 
-/// Processes one batch of deliveries received on `channel`.
+/// A batch between its steps: poison rejected, the rest computed, maybe stored.
+#[derive(Debug)]
+pub struct Batch {
+    finished: Vec<works::Finished>,
+    /// The highest tag that is not rejected: one multiple-ack covers the batch.
+    last_good_tag: Option<u64>,
+    deliveries: usize,
+    pub outcome: BatchOutcome,
+}
+
+/// Processes one batch of deliveries received on `channel`: the three steps below in
+/// a row. (The consume loop runs them itself, to overlap two batches' stores.)
 pub async fn process_batch(
     pool: &PgPool,
     channel: &Channel,
@@ -46,6 +57,14 @@ pub async fn process_batch(
     work_delay: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<BatchOutcome> {
+    let batch = prepare(deliveries, work_delay).await?;
+    let batch = store(pool, batch, shutdown).await?;
+    acknowledge(channel, &batch).await?;
+    Ok(batch.outcome)
+}
+
+/// Step 1: dead-letters what can never succeed, computes the rest.
+pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow::Result<Batch> {
     let mut outcome = BatchOutcome::default();
     let mut good: Vec<(String, i64)> = Vec::with_capacity(deliveries.len());
     let mut seen = HashSet::with_capacity(deliveries.len());
@@ -76,21 +95,42 @@ pub async fn process_batch(
             }
         }
     }
-    let Some(last_good_tag) = last_good_tag else {
-        record(&outcome, deliveries.len());
-        return Ok(outcome);
-    };
     let finished = compute_all(&good, work_delay).await?;
-    let stored = store_with_retry(pool, finished, shutdown).await?;
-    outcome.stored = stored;
-    outcome.duplicates += good.len() as u64 - stored;
-    // One ack for the whole batch; rejected tags are no longer outstanding.
-    channel
-        .basic_ack(last_good_tag, BasicAckOptions { multiple: true })
-        .await
-        .context("ack failed after commit (the demands will be redelivered and deduplicated)")?;
-    record(&outcome, deliveries.len());
-    Ok(outcome)
+    Ok(Batch {
+        finished,
+        last_good_tag,
+        deliveries: deliveries.len(),
+        outcome,
+    })
+}
+
+/// Step 2: stores the works and their events in one statement (retrying while the
+/// database is unreachable). Redeliveries already stored count as duplicates.
+pub async fn store(pool: &PgPool, mut batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Batch> {
+    if !batch.finished.is_empty() {
+        let finished = std::mem::take(&mut batch.finished);
+        let count = finished.len() as u64;
+        let stored = store_with_retry(pool, finished, shutdown).await?;
+        batch.outcome.stored = stored;
+        batch.outcome.duplicates += count - stored;
+    }
+    Ok(batch)
+}
+
+/// Step 3, only after step 2 committed: one multiple-ack for the whole batch (rejected
+/// tags are no longer outstanding). Acks must go in delivery order: a multiple-ack
+/// also covers every earlier tag.
+pub async fn acknowledge(channel: &Channel, batch: &Batch) -> anyhow::Result<()> {
+    if let Some(tag) = batch.last_good_tag {
+        channel
+            .basic_ack(tag, BasicAckOptions { multiple: true })
+            .await
+            .context(
+                "ack failed after commit (the demands will be redelivered and deduplicated)",
+            )?;
+    }
+    record(&batch.outcome, batch.deliveries);
+    Ok(())
 }
 
 fn record(outcome: &BatchOutcome, deliveries: usize) {
