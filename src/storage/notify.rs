@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// The least time between two notifications: bounds their rate at 200/s, and adds at
+/// most this much to the time an API work waits for a sweeper.
+const MIN_GAP: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[derive(Clone, Default)]
 pub struct Notifier(Arc<Flags>);
 
@@ -45,6 +49,9 @@ impl Notifier {
                 if sent.await.is_none() {
                     tracing::debug!("NOTIFY failed; listeners will find the work by polling");
                 }
+                // Under load a notification per commit would cost the database nearly as
+                // much as the commits; one per MIN_GAP wakes the sweepers just as well.
+                tokio::time::sleep(MIN_GAP).await;
             }
         });
         notifier
