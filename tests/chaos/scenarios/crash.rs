@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::checks;
-use crate::db::recovery;
 
 /// Scenario 1: A consumer is SIGKILLed mid-work; a new one must finish everything, once.
 pub(super) async fn kill_consumer(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
@@ -25,16 +24,8 @@ pub(super) async fn kill_consumer(c: &mut Cluster, row: &mut Row) -> anyhow::Res
     row.notes
         .push(format!("consumer SIGKILLed with {base}/{N} done"));
     let mut c2 = Proc::spawn(&env, "consumer2", &CONSUME_1MS)?;
-    row.recovery = soft(
-        row,
-        recovery(&mut db, base, fault, Duration::from_secs(60)).await,
-    );
-    soft(
-        row,
-        db.wait_done("every demand done", |n| n >= N as i64, FINISH)
-            .await,
-    );
-    row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    time_recovery(row, &mut db, base, fault).await;
+    drain_all(row, &mut db, &mut producer, N).await;
     stop_all(row, &mut [&mut c2]).await;
     note_dedup(row, &[&c1, &c2]);
     finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;

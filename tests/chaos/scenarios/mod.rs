@@ -9,7 +9,7 @@ mod parallel;
 mod poison;
 
 use crate::checks::{judge, judge_broker, stats};
-use crate::db::{wait_for, Db};
+use crate::db::{recovery, wait_for, Db};
 use crate::infra::{free_ports, PrivatePostgres, PrivateRabbit, RunDir};
 use crate::procs::{run_ok, Env, Proc};
 use crate::report::Row;
@@ -122,6 +122,24 @@ pub(super) fn reported_confirmed(log: &str, n: u64) -> Option<u64> {
         log[start..end].parse().ok()
     });
     stopped.or(progress)
+}
+
+/// After a fault: how long until the done count grows past `base` again.
+pub(super) async fn time_recovery(row: &mut Row, db: &mut Db, base: i64, fault: Instant) {
+    row.recovery = soft(
+        row,
+        recovery(db, base, fault, Duration::from_secs(60)).await,
+    );
+}
+
+/// Waits until all `n` demands are done, then for the producer's confirmed count.
+pub(super) async fn drain_all(row: &mut Row, db: &mut Db, producer: &mut Proc, n: u64) {
+    soft(
+        row,
+        db.wait_done("every demand done", |d| d >= n as i64, FINISH)
+            .await,
+    );
+    row.confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
 }
 
 /// Stops every process gracefully (SIGTERM, exit 0, bounded).

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::checks;
-use crate::db::recovery;
 use anyhow::{bail, Context};
 
 /// Scenario 2: The broker is SIGKILLed and restarted while the producer and the consumer run;
@@ -63,16 +62,8 @@ pub(super) async fn restart_rabbitmq(c: &mut Cluster, row: &mut Row) -> anyhow::
     row.notes.push(format!(
         "broker SIGKILLed with {at_fault}/{N} done (producer had reported {reported:?} confirmed), back after {down:.1}s"
     ));
-    row.recovery = soft(
-        row,
-        recovery(&mut db, base, fault, Duration::from_secs(60)).await,
-    );
-    soft(
-        row,
-        db.wait_done("every demand done", |n| n >= N as i64, FINISH)
-            .await,
-    );
-    row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    time_recovery(row, &mut db, base, fault).await;
+    drain_all(row, &mut db, &mut producer, N).await;
     stop_all(row, &mut [&mut consumer]).await;
     note_dedup(row, &[&consumer]);
     finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;
@@ -135,10 +126,7 @@ pub(super) async fn restart_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::
     let down = fault.elapsed().as_secs_f64();
     let base = db.must(DONE_SQL).await?;
     row.notes.push(format!("PostgreSQL back after {down:.1}s"));
-    row.recovery = soft(
-        row,
-        recovery(&mut db, base, fault, Duration::from_secs(60)).await,
-    );
+    time_recovery(row, &mut db, base, fault).await;
     let healthy = Instant::now();
     if soft(row, wait_healthy(&addr, Duration::from_secs(30)).await).is_some() {
         row.notes.push(format!(
@@ -146,12 +134,7 @@ pub(super) async fn restart_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::
             healthy.elapsed().as_secs_f64()
         ));
     }
-    soft(
-        row,
-        db.wait_done("every demand done", |n| n >= N as i64, FINISH)
-            .await,
-    );
-    row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    drain_all(row, &mut db, &mut producer, N).await;
     stop_all(row, &mut [&mut consumer, &mut serve]).await;
     note_dedup(row, &[&consumer]);
     finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;
