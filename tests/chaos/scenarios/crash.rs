@@ -10,12 +10,7 @@ pub(super) async fn kill_consumer(c: &mut Cluster, row: &mut Row) -> anyhow::Res
     let env = setup(c, "s1", false).await?;
     let mut db = Db::new(&env.database_url);
     let mut c1 = Proc::spawn(&env, "consumer1", &CONSUME_1MS)?;
-    let mut producer = Proc::spawn(
-        &env,
-        "producer",
-        &["produce", "--every", "0", "--count", &N.to_string()],
-    )?;
-    row.published = N;
+    let mut producer = start_producer(&env, row, N)?;
     db.wait_done("1000 works done", |n| n >= 1000, FINISH)
         .await?;
     let fault = Instant::now();
@@ -38,12 +33,7 @@ pub(super) async fn sigterm_in_batch(c: &mut Cluster, row: &mut Row) -> anyhow::
     const N: u64 = 3000;
     let env = setup(c, "s5", false).await?;
     let mut db = Db::new(&env.database_url);
-    let mut producer = Proc::spawn(
-        &env,
-        "producer",
-        &["produce", "--every", "0", "--count", &N.to_string()],
-    )?;
-    row.published = N;
+    let mut producer = start_producer(&env, row, N)?;
     row.confirmed = producer_confirmed(row, &mut producer, N, FINISH).await;
     // 20 ms a work: a batch of 50 takes about a second.
     let mut c1 = Proc::spawn(&env, "consumer1", &["consume", "--work-delay", "20ms"])?;

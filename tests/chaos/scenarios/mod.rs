@@ -124,6 +124,16 @@ pub(super) fn reported_confirmed(log: &str, n: u64) -> Option<u64> {
     stopped.or(progress)
 }
 
+/// Starts `produce --every 0 --count n` and records the n demands as published.
+pub(super) fn start_producer(env: &Env, row: &mut Row, n: u64) -> anyhow::Result<Proc> {
+    row.published = n;
+    Proc::spawn(
+        env,
+        "producer",
+        &["produce", "--every", "0", "--count", &n.to_string()],
+    )
+}
+
 /// After a fault: how long until the done count grows past `base` again.
 pub(super) async fn time_recovery(row: &mut Row, db: &mut Db, base: i64, fault: Instant) {
     row.recovery = soft(

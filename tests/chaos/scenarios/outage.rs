@@ -80,12 +80,7 @@ pub(super) async fn restart_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::
     let mut serve = Proc::spawn(&env, "serve", &["serve"])?;
     wait_healthy(&addr, Duration::from_secs(30)).await?;
     let mut consumer = Proc::spawn(&env, "consumer", &CONSUME_1MS)?;
-    let mut producer = Proc::spawn(
-        &env,
-        "producer",
-        &["produce", "--every", "0", "--count", &N.to_string()],
-    )?;
-    row.published = N;
+    let mut producer = start_producer(&env, row, N)?;
     let at_fault = db
         .wait_done("1000 works done", |n| n >= 1000, FINISH)
         .await?;

@@ -59,11 +59,7 @@ pub(super) async fn consumers_and_api(c: &mut Cluster, row: &mut Row) -> anyhow:
     for i in 1..=3 {
         consumers.push(Proc::spawn(&env, &format!("consumer{i}"), &args)?);
     }
-    let mut producer = Proc::spawn(
-        &env,
-        "producer",
-        &["produce", "--every", "0", "--count", &N.to_string()],
-    )?;
+    let mut producer = start_producer(&env, row, N)?;
     let posters: Vec<_> = (0..POSTERS)
         .map(|i| tokio::spawn(post_works(addr.clone(), i as u64, PER_POSTER)))
         .collect();
