@@ -9,5 +9,6 @@ mod leaks;
 mod migrations;
 mod openapi;
 mod pipeline;
+mod plans;
 mod rawhttp;
 mod scale;
