@@ -3,6 +3,8 @@
 -- Every status but `done` is a small set: one partial index serves both their exact
 -- counts (an index-only scan) and the status filter of the search.
 CREATE INDEX works_not_done ON works (status, id) WHERE status <> 'done';
+-- It also serves the sweepers' claims, which works_claimable served: one index fewer.
+DROP INDEX works_claimable;
 
 -- `done` is the history itself: its count is a running total kept by the writers in
 -- the transaction that makes works done (or prunes them). Spread over 16 rows, picked

@@ -46,7 +46,9 @@ fn combinations(now: i64) -> Vec<WorkQuery> {
         for since in [None, Some(now - 6 * 3600)] {
             for until in [None, Some(now - 3600)] {
                 for status in std::iter::once(None).chain(WorkStatus::ALL.map(Some)) {
-                    for before_id in [None, Some(WORKS / 2)] {
+                    // Paging from the first page down (a before_id far below a `since`
+                    // window reads back to it: see the README's search notes).
+                    for before_id in [None, Some(WORKS - 100)] {
                         all.push(WorkQuery {
                             work_code: prefix.map(str::to_string),
                             since,
