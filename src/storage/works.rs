@@ -66,12 +66,34 @@ pub async fn search(client: &impl GenericClient, q: &WorkQuery) -> Result<Vec<Wo
     let (sql, params) = search_sql(q);
     let stmt = client.prepare_cached(&sql).await?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        params.iter().map(|p| p.as_ref() as _).collect();
+        params.iter().map(Param::as_sql).collect();
     let rows = client.query(&stmt, &refs).await?;
     works_from_rows(&rows)
 }
 
-type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+/// A search parameter: bound as itself, or written out as an SQL literal (for
+/// `EXPLAIN EXECUTE`, which takes no bound parameters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Param::Text(s) => s,
+            Param::Int(n) => n,
+        }
+    }
+
+    pub fn literal(&self) -> String {
+        match self {
+            Param::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Param::Int(n) => n.to_string(),
+        }
+    }
+}
 
 /// Adds `value` as the next parameter; returns `clause` with its `?` numbered.
 fn bind(clause: &str, value: Param, params: &mut Vec<Param>) -> String {
@@ -86,28 +108,28 @@ pub fn search_sql(q: &WorkQuery) -> (String, Vec<Param>) {
     if let Some(prefix) = &q.work_code {
         clauses.push(bind(
             "work_code ~>=~ ?",
-            Box::new(prefix.clone()),
+            Param::Text(prefix.clone()),
             &mut params,
         ));
         let upper = format!("{prefix}\u{10FFFF}");
-        clauses.push(bind("work_code ~<~ ?", Box::new(upper), &mut params));
+        clauses.push(bind("work_code ~<~ ?", Param::Text(upper), &mut params));
         clauses.push(bind(
             "work_code LIKE ?",
-            Box::new(like_prefix(prefix)),
+            Param::Text(like_prefix(prefix)),
             &mut params,
         ));
     }
     if let Some(since) = q.since {
         clauses.push(bind(
             "created_on >= to_timestamp(?)",
-            Box::new(since),
+            Param::Int(since),
             &mut params,
         ));
     }
     if let Some(until) = q.until {
         clauses.push(bind(
             "created_on < to_timestamp(?)",
-            Box::new(until),
+            Param::Int(until),
             &mut params,
         ));
     }
@@ -115,14 +137,14 @@ pub fn search_sql(q: &WorkQuery) -> (String, Vec<Param>) {
         clauses.push(format!("status = '{}'", status.as_str()));
     }
     if let Some(before) = q.before_id {
-        clauses.push(bind("id < ?", Box::new(before), &mut params));
+        clauses.push(bind("id < ?", Param::Int(before), &mut params));
     }
     let filter = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {} ", clauses.join(" AND "))
     };
-    let limit = bind("LIMIT ?", Box::new(q.limit), &mut params);
+    let limit = bind("LIMIT ?", Param::Int(q.limit), &mut params);
     let sql = format!("SELECT {WORK_COLUMNS} FROM works {filter}ORDER BY id DESC {limit}");
     (sql, params)
 }

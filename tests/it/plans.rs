@@ -24,22 +24,6 @@ const LOAD: &str = "\
     LATERAL (SELECT CASE i % 97 WHEN 1 THEN 'failed' WHEN 2 THEN 'pending' WHEN 3 THEN 'expired' \
                     WHEN 4 THEN 'cancelled' WHEN 5 THEN 'running' ELSE 'done' END AS status) AS s";
 
-/// SQL literals for the search's parameters, in the order `search_sql` binds them.
-fn literals(q: &WorkQuery) -> Vec<String> {
-    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let mut out = Vec::new();
-    if let Some(p) = &q.work_code {
-        out.push(text(p));
-        out.push(text(&format!("{p}\u{10FFFF}")));
-        out.push(text(&ppctl::query::like_prefix(p)));
-    }
-    out.extend(q.since.map(|t| t.to_string()));
-    out.extend(q.until.map(|t| t.to_string()));
-    out.extend(q.before_id.map(|t| t.to_string()));
-    out.push(q.limit.to_string());
-    out
-}
-
 fn combinations(now: i64) -> Vec<WorkQuery> {
     let mut all = Vec::new();
     for prefix in [None, Some("api-"), Some("consumer-00000123")] {
@@ -87,15 +71,17 @@ async fn every_search_combination_uses_an_index_under_both_plan_modes() {
             .await
             .expect("plan_cache_mode");
         for (i, q) in combos.iter().enumerate() {
-            let (sql, _) = search_sql(q);
+            let (sql, params) = search_sql(q);
             let name = format!("s{i}_{mode}");
             client
                 .batch_execute(&format!("PREPARE {name} AS {sql}"))
                 .await
                 .expect("prepare");
+            // The search's own parameters, written out: EXECUTE takes no bound ones.
+            let args: Vec<String> = params.iter().map(|p| p.literal()).collect();
             let explain = format!(
                 "EXPLAIN (ANALYZE, TIMING OFF) EXECUTE {name}({})",
-                literals(q).join(", ")
+                args.join(", ")
             );
             let plan: Vec<String> = client
                 .query(&explain, &[])
