@@ -11,4 +11,5 @@ mod openapi;
 mod pipeline;
 mod plans;
 mod rawhttp;
+mod retention;
 mod scale;

@@ -29,6 +29,7 @@ pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> Worker
         sweep_window: Duration::from_secs(6 * 3600),
         lease: Duration::from_secs(30),
         max_attempts: 3,
+        retain: Duration::ZERO,
     }
 }
 
