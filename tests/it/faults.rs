@@ -237,3 +237,28 @@ async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
     let again = sweep::sweep_once(&db.pool, &opts).await.expect("sweep");
     assert_eq!(again.expired, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_do_not_wait_for_a_busy_pool() {
+    use ppctl::storage::{listen, notify::Notifier};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let pool = ppctl::storage::pool(&db.url, 1).expect("pool");
+    let _busy = pool.get().await.expect("the pool's only connection, held");
+    let (trigger, shutdown) = ppctl::shutdown::channel();
+    let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    listen::spawn(
+        db.url.clone(),
+        listen::PENDING_CHANNEL,
+        wake.clone(),
+        shutdown,
+    );
+    tokio::time::timeout(WAIT, wake.notified())
+        .await
+        .expect("the listener connected (its first wake-up)");
+    notifier.work_created();
+    let woken = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
+    trigger.fire();
+    assert!(woken.is_ok(), "the NOTIFY waited for the busy pool");
+}
