@@ -4,7 +4,7 @@
 
 use super::helpers::*;
 use super::pipeline::{
-    assert_consistent, produce, start_consumer, stop, sweep_opts, wait_for_works, worker_opts, WAIT,
+    assert_consistent, start_consumer, stop, sweep_opts, wait_for_works, worker_opts, WAIT,
 };
 use ppctl::amqp::publish::{Outgoing, Publisher};
 use ppctl::amqp::{Nodes, Topology};
