@@ -86,6 +86,10 @@ build_rust() {
     trap "rm -rf '$ctx'" RETURN
     mkdir -p "$ctx/rust/bin" "$ctx/rust/lib"
     cp "$here/rust/Containerfile" "$ctx/"
+    # This machine's extra trusted CAs (a TLS-inspecting egress proxy, say), so that
+    # cargo in the image reaches crates.io as cargo on the host does.
+    mkdir -p "$ctx/ca"
+    find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
     # Hard links where possible: ~600 MB that podman reads once and then caches by digest.
     cp -al "$toolchain/bin/rustc" "$toolchain/bin/cargo" "$ctx/rust/bin/" 2>/dev/null ||
         cp -a "$toolchain/bin/rustc" "$toolchain/bin/cargo" "$ctx/rust/bin/"
