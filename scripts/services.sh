@@ -5,9 +5,9 @@
 #   scripts/services.sh                  start (and on Debian, as root, install) both
 #   scripts/services.sh docker-compose   only make sure the docker-compose command exists
 #   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
-#   scripts/services.sh podman           only make sure podman, docker-compose and
-#                                        debootstrap exist and podman can run containers
-#                                        here (make compose-test)
+#   scripts/services.sh podman           only make sure podman, docker-compose,
+#                                        debootstrap, curl and jq exist and podman can
+#                                        run containers here (make compose-test)
 #
 # When both already answer this returns in well under a second. Otherwise it installs
 # what is missing (Debian/Ubuntu as root only), starts what is stopped, makes the default
@@ -226,7 +226,7 @@ PODMAN_CONF=/etc/containers/containers.conf.d/50-ppctl-compose-test.conf
 
 ensure_podman() {
     local missing=() tool
-    for tool in podman runc docker-compose debootstrap; do
+    for tool in podman runc docker-compose debootstrap curl jq; do
         have "$tool" || missing+=("$tool")
     done
     if ((${#missing[@]})); then
