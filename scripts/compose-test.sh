@@ -175,7 +175,7 @@ ticker_pid=$!
 # --- build ----------------------------------------------------------------------------
 
 t=$SECONDS
-compose build db-setup >"$OUT/build.log" 2>&1 || {
+compose build --force-rm db-setup >"$OUT/build.log" 2>&1 || {
     tail -n 40 "$OUT/build.log" >&2
     fail "docker-compose build"
 }
