@@ -28,6 +28,10 @@ POSTGRES_IMAGE=localhost/ppctl-standin-postgres:bookworm
 RABBITMQ_IMAGE=localhost/ppctl-standin-rabbitmq:bookworm
 MIRROR=${PP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
+# Scratch directories, removed on any exit (a failed step included).
+scratch=()
+trap 'rm -rf "${scratch[@]}"' EXIT
+
 # A Debian bookworm minbase root fs, slimmed the way debian:bookworm-slim is (no docs,
 # man pages or locales, now or in later installs), imported as an image.
 build_debian() {
@@ -37,8 +41,7 @@ build_debian() {
     command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/services.sh podman installs it)"
     local root
     root=$(mktemp -d /tmp/ppctl-minbase.XXXXXX)
-    # shellcheck disable=SC2064 # expand now: the trap must remove this very directory
-    trap "rm -rf '$root'" RETURN
+    scratch+=("$root")
     log "debootstrap --variant=minbase bookworm (once, ~30 s)"
     debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$root.log" 2>&1 ||
         die "debootstrap failed; see $root.log"
@@ -82,8 +85,7 @@ build_rust() {
     version=$(rustc --version | awk '{print $2}')
     RUST_IMAGE=localhost/ppctl-standin-rust:$version
     ctx=$(mktemp -d /tmp/ppctl-rustctx.XXXXXX)
-    # shellcheck disable=SC2064
-    trap "rm -rf '$ctx'" RETURN
+    scratch+=("$ctx")
     mkdir -p "$ctx/rust/bin" "$ctx/rust/lib"
     cp "$here/rust/Containerfile" "$ctx/"
     # This machine's extra trusted CAs (a TLS-inspecting egress proxy, say), so that
