@@ -50,7 +50,7 @@ FROM ${RUNTIME_IMAGE}
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin ppctl
 COPY --from=builder /app/target/release/ppctl /usr/local/bin/ppctl
 USER ppctl
-# RUST_LOG is deliberately unset: the binary's default filter (info,lapin=warn) applies
+# RUST_LOG is deliberately unset: the binary's default filter (info,lapin=off) applies
 # unless the environment sets one.
 ENV PP_HTTP_ADDR=0.0.0.0:3000
 EXPOSE 3000

@@ -386,16 +386,14 @@ wait_for burst_done || fail "the burst was not all done within ${WAIT_SECS}s of 
 wait_for queue_drained || fail "pp_work_queue still holds $(queue_messages) message(s)" consume rabbitmq
 record "burst all done after consume restarted" "ok ($((SECONDS - t)) s, queue empty)"
 
-# ppctl's consumer is about to default to quorum queues: the broker must take one. Asked
-# of the broker directly (management API), so the check does not depend on ppctl's flag.
-mgmt="http://127.0.0.1:$PP_RABBITMQ_UI_PORT/api/queues/%2f/pp_compose_quorum_probe"
-curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' \
-    -d '{"durable": true, "arguments": {"x-queue-type": "quorum"}}' "$mgmt" >/dev/null ||
-    fail "declaring a quorum queue" rabbitmq
-qtype=$(curl -fsS -u guest:guest "$mgmt" | jq -r .type)
-[[ $qtype == quorum ]] || fail "pp_compose_quorum_probe is '$qtype', not a quorum queue" rabbitmq
-curl -fsS -u guest:guest -X DELETE "$mgmt" >/dev/null || true
-record "broker takes a quorum queue" "ok"
+# ppctl's default queue type: the broker's own view of the queue the stack uses.
+mgmt="http://127.0.0.1:$PP_RABBITMQ_UI_PORT/api/queues/%2f/pp_work_queue"
+queue_json=$(curl -fsS -u guest:guest "$mgmt") || fail "reading pp_work_queue from the broker" rabbitmq
+qtype=$(jq -r .type <<<"$queue_json")
+limit=$(jq -r '.arguments["x-delivery-limit"]' <<<"$queue_json")
+[[ $qtype == quorum && $limit == 20 ]] ||
+    fail "pp_work_queue is '$qtype' with delivery limit '$limit', not quorum with 20" rabbitmq
+record "pp_work_queue is a quorum queue" "ok (delivery limit $limit)"
 
 t=$SECONDS
 compose stop consume produce serve >"$OUT/stop-2.log" 2>&1 || fail "docker-compose stop (ppctl services)"
