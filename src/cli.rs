@@ -226,6 +226,10 @@ pub enum WorkAction {
     Search(RawQuery),
     /// Show a work's events, oldest first.
     Events { id: i64 },
+    /// Put a failed or expired work back to pending (operators).
+    Retry { id: i64 },
+    /// Cancel a pending work (operators).
+    Cancel { id: i64 },
     /// Follow a work until it is done or failed, printing each change.
     Watch {
         id: i64,

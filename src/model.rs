@@ -41,6 +41,10 @@ pub mod var {
     pub const FAILED: &str = "compute/failed";
     /// Still pending or running when it fell out of the sweep window (value: why).
     pub const EXPIRED: &str = "work/expired";
+    /// An operator put a failed or expired work back to pending (value: its status).
+    pub const RETRIED: &str = "work/retried";
+    /// An operator cancelled a pending work (value: its status).
+    pub const CANCELLED: &str = "work/cancelled";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

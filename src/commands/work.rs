@@ -1,4 +1,4 @@
-//! `ppctl work create|get|search|events`, through the API or straight to the database.
+//! `ppctl work create|get|search|events|retry|cancel|watch`, through the API or straight to the database.
 //! Both paths return the same types, so their output is identical.
 
 use super::{table, Failure};
@@ -7,7 +7,7 @@ use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
 use crate::rawhttp::{self, Request};
-use crate::storage::{self, notify, works, DbError};
+use crate::storage::{self, actions, notify, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -32,6 +32,8 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         WorkAction::Events { id } => {
             render(&backend.events(*id).await?, json, |e| table::events(e))?
         }
+        WorkAction::Retry { id } => render(&backend.act("retry", *id).await?, json, table::work)?,
+        WorkAction::Cancel { id } => render(&backend.act("cancel", *id).await?, json, table::work)?,
         WorkAction::Watch { id, timeout } => return watch(&backend, *id, *timeout, json).await,
     };
     super::emit(out.as_bytes())
@@ -179,6 +181,29 @@ impl Backend {
         found.ok_or_else(|| Failure::NotFound(format!("work {id} not found")).into())
     }
 
+    /// `retry` or `cancel` one work: the changed work, not found (3), or the refusal.
+    async fn act(&self, action: &str, id: i64) -> anyhow::Result<Work> {
+        let outcome = match self {
+            Backend::Db(client) => {
+                let outcome = if action == "retry" {
+                    actions::retry(client, id).await
+                } else {
+                    actions::cancel(client, id).await
+                };
+                match outcome.map_err(db_failure)? {
+                    actions::Outcome::Changed(work) => Some(work),
+                    actions::Outcome::NotFound => None,
+                    actions::Outcome::Refused(reason) => bail!("{reason}"),
+                }
+            }
+            Backend::Http { .. } => {
+                let path = format!("/works/{id}/{action}");
+                self.call("POST", &path, None).await?
+            }
+        };
+        outcome.ok_or_else(|| Failure::NotFound(format!("work {id} not found")).into())
+    }
+
     /// One API call: Ok(None) on 404, the API's own error message on other failures.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -203,7 +228,7 @@ impl Backend {
             200..=299 => Ok(Some(
                 serde_json::from_slice(&response.body).context("the API sent unexpected JSON")?,
             )),
-            404 if method == "GET" => Ok(None),
+            404 if method == "GET" || path.starts_with("/works/") => Ok(None),
             status => {
                 let message = serde_json::from_slice::<serde_json::Value>(&response.body)
                     .ok()

@@ -46,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/works"),
     ("GET", "/works/{id}"),
     ("GET", "/works/{id}/events"),
+    ("POST", "/works/{id}/retry"),
+    ("POST", "/works/{id}/cancel"),
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),

@@ -3,7 +3,7 @@
 use super::{error::ApiError, AppState};
 use crate::model::{from_json_object, new_work_code, CreateWork, Origin, Work};
 use crate::query::RawQuery;
-use crate::storage::works;
+use crate::storage::{actions, works};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use rand::Rng;
@@ -15,6 +15,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/works", "GET, POST").get(search).post(create))
         .service(resource("/works/{id}", "GET").get(get))
         .service(resource("/works/{id}/events", "GET").get(events))
+        .service(resource("/works/{id}/retry", "POST").post(retry))
+        .service(resource("/works/{id}/cancel", "POST").post(cancel))
         .service(resource("/work", "POST").post(legacy_create))
         .service(resource("/work/search", "GET").get(search))
         .service(resource("/work/{id}", "GET").get(get));
@@ -114,6 +116,45 @@ async fn events(
     let id = parse_id(&id)?;
     let client = state.pool.get().await?;
     found(works::events(&client, id).await?, id)
+}
+
+/// `POST /works/{id}/retry`: a failed or expired work back to pending; 409 otherwise.
+async fn retry(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize(&req)?;
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    let outcome = actions::retry(&client, id).await?;
+    let response = acted(outcome, id)?;
+    state.notifier.work_created(); // wakes the sweepers
+    Ok(response)
+}
+
+/// `POST /works/{id}/cancel`: a pending work cancelled; 409 otherwise.
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.authorize(&req)?;
+    let id = parse_id(&id)?;
+    let client = state.pool.get().await?;
+    let outcome = actions::cancel(&client, id).await?;
+    let response = acted(outcome, id)?;
+    state.notifier.works_changed();
+    Ok(response)
+}
+
+/// 200 with the changed work, 404, or 409 with the reason.
+fn acted(outcome: actions::Outcome, id: i64) -> Result<HttpResponse, ApiError> {
+    match outcome {
+        actions::Outcome::Changed(work) => Ok(HttpResponse::Ok().json(work)),
+        actions::Outcome::NotFound => Err(ApiError::NotFound(format!("work {id} not found"))),
+        actions::Outcome::Refused(reason) => Err(ApiError::Conflict(reason)),
+    }
 }
 
 async fn search(

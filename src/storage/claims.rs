@@ -19,7 +19,8 @@ fn millis(d: Duration) -> f64 {
 }
 
 /// Claims up to `limit` works that are pending, or running with an expired lease
-/// (their worker died), created within `window`, with attempts left. Records a
+/// (their worker died), changed within `window` (created, retried or last claimed),
+/// with attempts left. Records a
 /// `compute/start` event per claim. Concurrent claimers never get the same work.
 pub async fn claim(
     client: &impl GenericClient,
@@ -38,7 +39,7 @@ pub async fn claim(
                 SELECT id FROM works \
                 WHERE status IN ('pending', 'running') \
                   AND (status = 'pending' OR locked_until < now()) \
-                  AND created_on >= now() - $3 * interval '1 millisecond' \
+                  AND updated_on >= now() - $3 * interval '1 millisecond' \
                   AND attempts < $4 \
                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, add_up_to, attempts), \
@@ -123,8 +124,9 @@ pub async fn fail_exhausted(
     Ok(client.execute(&stmt, &[&max_attempts]).await?)
 }
 
-/// Marks `expired`, with a `work/expired` event saying why, every work created before
-/// `window` that is still pending, or running with an expired lease: no sweeper claims
+/// Marks `expired`, with a `work/expired` event saying why, every work unchanged for
+/// `window` (since created, retried or last claimed) that is still pending, or running
+/// with an expired lease: no sweeper claims
 /// it any more, and it must not stay pending forever, unnoticed. A work whose worker
 /// still holds a live lease is left to finish. Returns how many.
 pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Result<u64, DbError> {
@@ -135,7 +137,7 @@ pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Resu
                 SELECT id FROM works \
                 WHERE status IN ('pending', 'running') \
                   AND (status = 'pending' OR locked_until < now()) \
-                  AND created_on < now() - $1 * interval '1 millisecond' \
+                  AND updated_on < now() - $1 * interval '1 millisecond' \
                 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, status), \
         ev AS ( \

@@ -1,5 +1,6 @@
 //! PostgreSQL: the pool, migrations, and the queries on works, events and claims.
 
+pub mod actions;
 pub mod admin;
 pub mod claims;
 pub mod listen;

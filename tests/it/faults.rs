@@ -211,7 +211,8 @@ async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
         .expect("work");
     client
         .execute(
-            "UPDATE works SET created_on = now() - interval '2 hours' WHERE id = $1",
+            "UPDATE works SET created_on = now() - interval '2 hours', \
+             updated_on = now() - interval '2 hours' WHERE id = $1",
             &[&old.id],
         )
         .await

@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and RabbitMQ. One binary (one link) for
 //! the whole suite; every test makes its own database and queues.
 
+mod actions;
 mod api;
 mod cli;
 mod faults;
