@@ -230,7 +230,8 @@ pub enum WorkAction {
     Retry { id: i64 },
     /// Cancel a pending work (operators).
     Cancel { id: i64 },
-    /// Follow a work until it is done or failed, printing each change.
+    /// Follow a work until it is done (exit 0) or ends otherwise (exit 1), printing
+    /// each change.
     Watch {
         id: i64,
         /// Give up (exit 1) after this long.

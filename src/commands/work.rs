@@ -39,8 +39,9 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     super::emit(out.as_bytes())
 }
 
-/// Prints the work each time its status changes until it is done or failed: a line
-/// per change, or one compact JSON object per line with `--json`.
+/// Prints the work each time its status changes until it is done (exit 0) or ends any
+/// other way (failed, expired, cancelled: exit 1): a line per change, or one compact
+/// JSON object per line with `--json`.
 async fn watch(backend: &Backend, id: i64, timeout: Duration, json: bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = None;
@@ -62,8 +63,13 @@ async fn watch(backend: &Backend, id: i64, timeout: Duration, json: bool) -> any
             };
             super::emit(format!("{line}\n").as_bytes())?;
         }
-        if matches!(work.status, WorkStatus::Done | WorkStatus::Failed) {
-            return Ok(());
+        match work.status {
+            WorkStatus::Done => return Ok(()),
+            WorkStatus::Failed | WorkStatus::Expired | WorkStatus::Cancelled => {
+                // Printed above; the exit code tells a script it did not succeed.
+                bail!("work {id} ended {}", work.status)
+            }
+            WorkStatus::Pending | WorkStatus::Running => {}
         }
         if Instant::now() >= deadline {
             bail!(

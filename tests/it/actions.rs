@@ -72,8 +72,10 @@ async fn cancel_a_pending_work_and_retry_a_failed_one_through_the_api() {
         ("work/retried".into(), "was failed".into())
     );
     assert_eq!(
-        db.count(&format!("SELECT attempts::bigint FROM works WHERE id = {id}"))
-            .await,
+        db.count(&format!(
+            "SELECT attempts::bigint FROM works WHERE id = {id}"
+        ))
+        .await,
         0
     );
     // Fresh attempts: a sweeper takes it and finishes it.
@@ -127,6 +129,11 @@ async fn the_cli_retries_and_cancels_through_both_backends() {
         let (_, stderr) = outputs(&again);
         assert_eq!(again.status.code(), Some(1), "{via:?}: {stderr}");
         assert!(stderr.contains("is cancelled"), "{via:?}: {stderr}");
+        // Watching a work that ended other than done says so, and exits 1 at once.
+        let watch = ppctl(&[&["work", "watch", &id][..], &via[..]].concat()).await;
+        let (stdout, _) = outputs(&watch);
+        assert_eq!(watch.status.code(), Some(1), "{via:?}: {stdout}");
+        assert!(stdout.contains("cancelled"), "{via:?}: {stdout}");
         let unknown = ppctl(&[&["work", "retry", "999999"][..], &via[..]].concat()).await;
         assert_eq!(unknown.status.code(), Some(3), "{via:?}");
     }
