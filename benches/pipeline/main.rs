@@ -147,8 +147,8 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     // same statement through pgbench shows what is HTTP overhead and what is database.
     let api_sql = "WITH w AS (INSERT INTO works (work_code, add_up_to) \
                    VALUES ('pgb-' || md5(random()::text), 10) RETURNING *) \
-                   INSERT INTO events (work_id, work_code, variable, created_on) \
-                   SELECT id, work_code, 'work/created', created_on FROM w;\n";
+                   INSERT INTO event_log (work_id, variable, created_on) \
+                   SELECT id, 'work/created', created_on FROM w;\n";
     let pg_api = load::pgbench(db_url, 64, s.http_secs, api_sql, &[])?;
     report.note(format!(
         "pgbench with the API's own insert (work + event), 64 clients: {pg_api:.0}/s; POST /works is {:.2} of it",
@@ -200,7 +200,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let (limit, which) = if ack_only < copy {
         (ack_only, "ack-only drain")
     } else {
-        (copy, "COPY works+events")
+        (copy, "COPY works (events in the row)")
     };
     report.ratio(
         "consume drain works/s",
@@ -209,7 +209,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
         limit,
         0.5,
     );
-    report.note(format!("baselines: ack-only drain {ack_only:.0} msg/s, COPY {copy:.0} works/s (with 4 events each)"));
+    report.note(format!("baselines: ack-only drain {ack_only:.0} msg/s, COPY {copy:.0} works/s (events in the row, as the consumer stores them)"));
 
     // 5: latency at a steady rate, through the queue and through the API.
     let lat = latency::queue_latency(AMQP, queue, db_url, s.e2e_rate, s.e2e_secs).await?;
@@ -257,24 +257,23 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
 const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
     extract(epoch FROM created_on)::bigint, extract(epoch FROM updated_on)::bigint";
 
-/// `n` done works with their events, for the read benchmarks.
+/// `n` done works as the consumer stores them (their events in the row), for the read
+/// benchmarks.
 async fn seed(db_url: &str, n: u64) -> anyhow::Result<()> {
     let client = ppctl::storage::admin::connect(db_url).await?;
     client
         .execute(
-            "WITH w AS (INSERT INTO works (work_code, add_up_to, status, result, message_id) \
-             SELECT 'seed-' || lpad(i::text, 10, '0'), i % 100, 'done', (i % 100) * (i % 100 + 1) / 2, 'seed-' || i \
-             FROM generate_series(1, $1::bigint) i RETURNING id, work_code, result) \
-             INSERT INTO events (work_id, work_code, variable, value) \
-             SELECT id, work_code, v, CASE WHEN v = 'compute/result' THEN result::text END FROM w, \
-             unnest(ARRAY['work/created', 'compute/start', 'compute/stop', 'compute/result']) v",
+            "INSERT INTO works (work_code, add_up_to, status, result, message_id, first_event_id) \
+             SELECT 'seed-' || lpad(i::text, 10, '0'), i % 100, 'done', (i % 100) * (i % 100 + 1) / 2, \
+                    'seed-' || i, nextval('event_log_id_seq') \
+             FROM generate_series(1, $1::bigint) i",
             &[&(n as i64)],
         )
         .await?;
     // One statement per call: VACUUM cannot run inside the implicit transaction of a
     // multi-statement query.
     client.batch_execute("VACUUM ANALYZE works").await?;
-    client.batch_execute("VACUUM ANALYZE events").await?;
+    client.batch_execute("VACUUM ANALYZE event_log").await?;
     Ok(())
 }
 

@@ -42,8 +42,8 @@ async fn act(
             FROM target t WHERE w.id = t.id AND t.status = ANY($3::text[]) \
             RETURNING w.id, w.work_code), \
         ev AS ( \
-            INSERT INTO events (work_id, work_code, variable, value) \
-            SELECT c.id, c.work_code, $4, 'was ' || t.status FROM changed c, target t) \
+            INSERT INTO event_log (work_id, variable, value) \
+            SELECT c.id, $4, 'was ' || t.status FROM changed c, target t) \
         SELECT (SELECT status FROM target), (SELECT count(*) FROM changed)";
     let stmt = client.prepare_cached(SQL).await?;
     let row = client.query_one(&stmt, &[&id, &to, &from, &event]).await?;

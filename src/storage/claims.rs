@@ -44,8 +44,8 @@ pub async fn claim(
                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, add_up_to, attempts), \
         ev AS ( \
-            INSERT INTO events (work_id, work_code, variable, value) \
-            SELECT id, work_code, 'compute/start', 'attempt ' || attempts FROM claimed) \
+            INSERT INTO event_log (work_id, variable, value) \
+            SELECT id, 'compute/start', 'attempt ' || attempts FROM claimed) \
         SELECT id, work_code, add_up_to, attempts FROM claimed ORDER BY id";
     let stmt = client.prepare_cached(SQL).await?;
     let rows = client
@@ -89,8 +89,8 @@ pub async fn complete(
             RETURNING w.id, w.work_code, w.result), \
         counted AS ( \
             UPDATE work_counts SET done = done + (SELECT count(*) FROM done) WHERE shard = $4) \
-        INSERT INTO events (work_id, work_code, variable, value) \
-        SELECT d.id, d.work_code, e.variable, e.value FROM done d \
+        INSERT INTO event_log (work_id, variable, value) \
+        SELECT d.id, e.variable, e.value FROM done d \
         CROSS JOIN LATERAL (VALUES (1, 'compute/stop', NULL::text), (2, 'compute/result', d.result::text)) \
             AS e(ord, variable, value) \
         ORDER BY d.id, e.ord";
@@ -118,8 +118,8 @@ pub async fn fail_exhausted(
                 WHERE status = 'running' AND locked_until < now() AND attempts >= $1 \
                 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, attempts) \
-        INSERT INTO events (work_id, work_code, variable, value) \
-        SELECT id, work_code, 'compute/failed', 'lease expired after ' || attempts || ' attempts' FROM failed";
+        INSERT INTO event_log (work_id, variable, value) \
+        SELECT id, 'compute/failed', 'lease expired after ' || attempts || ' attempts' FROM failed";
     let stmt = client.prepare_cached(SQL).await?;
     Ok(client.execute(&stmt, &[&max_attempts]).await?)
 }
@@ -141,8 +141,8 @@ pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Resu
                 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, status), \
         ev AS ( \
-            INSERT INTO events (work_id, work_code, variable, value) \
-            SELECT id, work_code, 'work/expired', \
+            INSERT INTO event_log (work_id, variable, value) \
+            SELECT id, 'work/expired', \
                    'not finished within the sweep window of ' || $2 FROM expired) \
         SELECT count(*) FROM expired";
     let stmt = client.prepare_cached(SQL).await?;

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "counts_and_search",
         sql: include_str!("../../sql/0003_counts_and_search.sql"),
     },
+    Migration {
+        version: 4,
+        name: "queue_events_in_the_work",
+        sql: include_str!("../../sql/0004_queue_events_in_the_work.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.

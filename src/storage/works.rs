@@ -39,8 +39,8 @@ pub async fn create_pending(
 ) -> Result<Work, DbError> {
     let sql = format!(
         "WITH w AS (INSERT INTO works (work_code, add_up_to) VALUES ($1, $2) RETURNING *), \
-         e AS (INSERT INTO events (work_id, work_code, variable, created_on) \
-               SELECT id, work_code, 'work/created', created_on FROM w) \
+         e AS (INSERT INTO event_log (work_id, variable, created_on) \
+               SELECT id, 'work/created', created_on FROM w) \
          SELECT {WORK_COLUMNS} FROM w"
     );
     let stmt = client.prepare_cached(&sql).await?;
@@ -210,7 +210,9 @@ pub struct Finished {
     pub stopped: SystemTime,
 }
 
-/// Stores a batch of finished works and their four events each in one statement.
+/// Stores a batch of finished works in one statement, each with its block of four
+/// event ids: its events (created and started at `started`, stopped with the result at
+/// `stopped`) are read from the row through the `events` view (migration 0004).
 /// A `message_id` already stored is skipped (a redelivery): the returned count is of
 /// works actually inserted. `batch` must not repeat a message_id.
 pub async fn insert_finished(
@@ -222,21 +224,15 @@ pub async fn insert_finished(
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[]) \
                 AS t(message_id, work_code, add_up_to, result, started, stopped)), \
         ins AS ( \
-            INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, updated_on) \
-            SELECT message_id, work_code, add_up_to, 'done', result, started, now() FROM input \
+            INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, \
+                               updated_on, first_event_id) \
+            SELECT message_id, work_code, add_up_to, 'done', result, started, stopped, \
+                   nextval('event_log_id_seq') FROM input \
             ON CONFLICT (message_id) DO NOTHING \
-            RETURNING id, work_code, message_id), \
+            RETURNING 1), \
         counted AS ( \
             UPDATE work_counts SET done = done + (SELECT count(*) FROM ins) WHERE shard = $7) \
-        INSERT INTO events (work_id, work_code, variable, value, created_on) \
-        SELECT ins.id, ins.work_code, e.variable, e.value, e.at \
-        FROM ins JOIN input i ON i.message_id = ins.message_id \
-        CROSS JOIN LATERAL (VALUES \
-            (1, 'work/created', NULL::text, i.started), \
-            (2, 'compute/start', NULL, i.started), \
-            (3, 'compute/stop', NULL, i.stopped), \
-            (4, 'compute/result', i.result::text, i.stopped)) AS e(ord, variable, value, at) \
-        ORDER BY ins.id, e.ord";
+        SELECT count(*) FROM ins";
     let stmt = client.prepare_cached(SQL).await?;
     let ids: Vec<&str> = batch.iter().map(|f| f.message_id.as_str()).collect();
     let codes: Vec<&str> = batch.iter().map(|f| f.work_code.as_str()).collect();
@@ -244,19 +240,15 @@ pub async fn insert_finished(
     let results: Vec<i64> = batch.iter().map(|f| f.result).collect();
     let started: Vec<SystemTime> = batch.iter().map(|f| f.started).collect();
     let stopped: Vec<SystemTime> = batch.iter().map(|f| f.stopped).collect();
-    let events = client
-        .execute(
-            &stmt,
-            &[
-                &ids,
-                &codes,
-                &ns,
-                &results,
-                &started,
-                &stopped,
-                &count_shard(),
-            ],
-        )
-        .await?;
-    Ok(events / 4)
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &ids,
+        &codes,
+        &ns,
+        &results,
+        &started,
+        &stopped,
+        &count_shard(),
+    ];
+    let row = client.query_one(&stmt, &params).await?;
+    Ok(row.get::<_, i64>(0) as u64)
 }

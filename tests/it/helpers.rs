@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub const PG_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn random_suffix() -> String {
+pub fn random_suffix() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 

@@ -92,3 +92,97 @@ async fn the_schema_enforces_the_data_model() {
         .await;
     assert!(dup.is_err(), "duplicate work_code accepted");
 }
+
+/// A database migrated only to `version`, with history written the way that
+/// version's ppctl wrote it; then upgraded by every migration since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_the_first_release_upgrades_with_its_history() {
+    let url = format!("{PG_URL}/ppctl_test_{}", random_suffix());
+    ppctl::storage::admin::create_database(&url)
+        .await
+        .expect("create");
+    let db = TestDb {
+        pool: ppctl::storage::pool(&url, 4).expect("pool"),
+        url,
+    };
+    let mut client = ppctl::storage::admin::connect(&db.url)
+        .await
+        .expect("connect");
+    migrate::run(&mut client, &MIGRATIONS[..1])
+        .await
+        .expect("0001");
+    // 0001's consumer: a done work and its four event rows, with the work code in each.
+    client
+        .batch_execute(
+            "WITH w AS (INSERT INTO works (work_code, add_up_to, status, result, message_id) \
+               VALUES ('consumer-old0000001', 4, 'done', 10, 'old-1') RETURNING id, work_code) \
+             INSERT INTO events (work_id, work_code, variable, value) \
+             SELECT id, work_code, v, CASE WHEN v = 'compute/result' THEN '10' END FROM w, \
+               unnest(ARRAY['work/created','compute/start','compute/stop','compute/result']) v; \
+             INSERT INTO works (work_code, add_up_to) VALUES ('api-old0000002', 3)",
+        )
+        .await
+        .expect("old history");
+    let old_events = "SELECT string_agg(id || ':' || work_code || ':' || variable || ':' || \
+                      coalesce(value, '-'), ',' ORDER BY id) FROM events";
+    let before: String = client
+        .query_one(old_events, &[])
+        .await
+        .expect("events")
+        .get(0);
+    let applied = migrate::run(&mut client, MIGRATIONS)
+        .await
+        .expect("upgrade");
+    assert_eq!(applied, MIGRATIONS.len() - 1);
+    let after: String = client
+        .query_one(old_events, &[])
+        .await
+        .expect("events")
+        .get(0);
+    assert_eq!(
+        after, before,
+        "the old events read the same through the view"
+    );
+    // The running done total starts from the history; new works add to it.
+    let pg = db.client().await;
+    let batch = [ppctl::storage::works::Finished {
+        message_id: "new-1".into(),
+        work_code: "consumer-new0000001".into(),
+        add_up_to: 5,
+        result: 15,
+        started: std::time::SystemTime::now(),
+        stopped: std::time::SystemTime::now(),
+    }];
+    assert_eq!(
+        ppctl::storage::works::insert_finished(&pg, &batch)
+            .await
+            .expect("insert"),
+        1
+    );
+    assert_eq!(
+        super::pipeline::counts(&db).await,
+        super::pipeline::exact_counts(&db).await
+    );
+    // The new work's events come from its row, after the old ones, in order.
+    let new_events: Vec<String> = pg
+        .query(
+            "SELECT e.variable FROM events e JOIN works w ON w.id = e.work_id \
+             WHERE w.message_id = 'new-1' ORDER BY e.id",
+            &[],
+        )
+        .await
+        .expect("new events")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        new_events,
+        [
+            "work/created",
+            "compute/start",
+            "compute/stop",
+            "compute/result"
+        ]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 8, "4 old, 4 new");
+}
