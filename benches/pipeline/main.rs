@@ -2,6 +2,7 @@
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
 
 mod baseline;
+mod history;
 mod latency;
 mod load;
 mod procs;
@@ -24,6 +25,7 @@ pub struct Sizes {
     pub api_rate: u64,
     pub soak_conns: u32,
     pub soak_secs: u64,
+    pub history: history::HistorySizes,
 }
 
 const FULL: Sizes = Sizes {
@@ -35,6 +37,13 @@ const FULL: Sizes = Sizes {
     api_rate: 100,
     soak_conns: 1_000,
     soak_secs: 30,
+    history: history::HistorySizes {
+        small: 100_000,
+        big: 10_000_000,
+        chunk: 1_000_000,
+        samples: 200,
+        demands: 100_000,
+    },
 };
 const SMOKE: Sizes = Sizes {
     seed_works: 1_000,
@@ -45,6 +54,13 @@ const SMOKE: Sizes = Sizes {
     api_rate: 20,
     soak_conns: 50,
     soak_secs: 1,
+    history: history::HistorySizes {
+        small: 1_000,
+        big: 5_000,
+        chunk: 2_000,
+        samples: 10,
+        demands: 1_000,
+    },
 };
 
 fn suffix() -> String {
@@ -251,6 +267,29 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     }
     consume.stop()?;
     serve.stop()?;
+
+    // 8: a history of `big` works, in a database of its own.
+    let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());
+    ppctl::storage::admin::setup(&hist_db).await?;
+    let hist_addr = format!("127.0.0.1:{}", procs::free_port()?);
+    let hist_env = vec![
+        ("DATABASE_URL", hist_db.clone()),
+        ("AMQP_URL", AMQP.to_string()),
+        ("PP_QUEUE", queue.to_string()),
+        ("PP_HTTP_ADDR", hist_addr.clone()),
+    ];
+    let empty = (post.rps, drain);
+    let history = history::run(
+        &mut report,
+        &s.history,
+        &hist_env,
+        &hist_db,
+        &hist_addr,
+        empty,
+    )
+    .await;
+    let _ = ppctl::storage::admin::drop_database(&hist_db).await;
+    history?;
     Ok(report)
 }
 

@@ -184,5 +184,9 @@ async fn a_database_from_the_first_release_upgrades_with_its_history() {
             "compute/result"
         ]
     );
-    assert_eq!(db.count("SELECT count(*) FROM events").await, 8, "4 old, 4 new");
+    assert_eq!(
+        db.count("SELECT count(*) FROM events").await,
+        8,
+        "4 old, 4 new"
+    );
 }
