@@ -7,7 +7,8 @@ use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
 use crate::rawhttp::{self, Request};
-use crate::storage::{self, actions, notify, works, DbError};
+use crate::storage::actions::{self, Action};
+use crate::storage::{self, notify, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -32,8 +33,12 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         WorkAction::Events { id } => {
             render(&backend.events(*id).await?, json, |e| table::events(e))?
         }
-        WorkAction::Retry { id } => render(&backend.act("retry", *id).await?, json, table::work)?,
-        WorkAction::Cancel { id } => render(&backend.act("cancel", *id).await?, json, table::work)?,
+        WorkAction::Retry { id } => {
+            render(&backend.act(Action::Retry, *id).await?, json, table::work)?
+        }
+        WorkAction::Cancel { id } => {
+            render(&backend.act(Action::Cancel, *id).await?, json, table::work)?
+        }
         WorkAction::Watch { id, timeout } => return watch(&backend, *id, *timeout, json).await,
     };
     super::emit(out.as_bytes())
@@ -188,14 +193,10 @@ impl Backend {
     }
 
     /// `retry` or `cancel` one work: the changed work, not found (3), or the refusal.
-    async fn act(&self, action: &str, id: i64) -> anyhow::Result<Work> {
+    async fn act(&self, action: Action, id: i64) -> anyhow::Result<Work> {
         let outcome = match self {
             Backend::Db(client) => {
-                let outcome = if action == "retry" {
-                    actions::retry(client, id).await
-                } else {
-                    actions::cancel(client, id).await
-                };
+                let outcome = actions::apply(client, id, action).await;
                 match outcome.map_err(db_failure)? {
                     actions::Outcome::Changed(work) => Some(work),
                     actions::Outcome::NotFound => None,
@@ -203,7 +204,7 @@ impl Backend {
                 }
             }
             Backend::Http { .. } => {
-                let path = format!("/works/{id}/{action}");
+                let path = format!("/works/{id}/{}", action.as_str());
                 self.call("POST", &path, None).await?
             }
         };

@@ -3,7 +3,8 @@
 use super::{error::ApiError, AppState};
 use crate::model::{from_json_object, new_work_code, CreateWork, Origin, Work};
 use crate::query::RawQuery;
-use crate::storage::{actions, works};
+use crate::storage::actions::{self, Action};
+use crate::storage::works;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use rand::Rng;
@@ -15,8 +16,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/works", "GET, POST").get(search).post(create))
         .service(resource("/works/{id}", "GET").get(get))
         .service(resource("/works/{id}/events", "GET").get(events))
-        .service(resource("/works/{id}/retry", "POST").post(retry))
-        .service(resource("/works/{id}/cancel", "POST").post(cancel))
+        .service(
+            resource("/works/{id}/retry", "POST")
+                .post(|state, req, id| act(state, req, id, Action::Retry)),
+        )
+        .service(
+            resource("/works/{id}/cancel", "POST")
+                .post(|state, req, id| act(state, req, id, Action::Cancel)),
+        )
         .service(resource("/work", "POST").post(legacy_create))
         .service(resource("/work/search", "GET").get(search))
         .service(resource("/work/{id}", "GET").get(get));
@@ -118,33 +125,21 @@ async fn events(
     found(works::events(&client, id).await?, id)
 }
 
-/// `POST /works/{id}/retry`: a failed or expired work back to pending; 409 otherwise.
-async fn retry(
+/// `POST /works/{id}/retry` and `/cancel`: the work changed, 404, or 409 with the reason.
+async fn act(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
+    action: Action,
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(&req)?;
     let id = parse_id(&id)?;
     let client = state.pool.get().await?;
-    let outcome = actions::retry(&client, id).await?;
-    let response = acted(outcome, id)?;
-    state.notifier.work_created(); // wakes the sweepers
-    Ok(response)
-}
-
-/// `POST /works/{id}/cancel`: a pending work cancelled; 409 otherwise.
-async fn cancel(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    state.authorize(&req)?;
-    let id = parse_id(&id)?;
-    let client = state.pool.get().await?;
-    let outcome = actions::cancel(&client, id).await?;
-    let response = acted(outcome, id)?;
-    state.notifier.works_changed();
+    let response = acted(actions::apply(&client, id, action).await?, id)?;
+    match action {
+        Action::Retry => state.notifier.work_created(), // wakes the sweepers
+        Action::Cancel => state.notifier.works_changed(),
+    }
     Ok(response)
 }
 

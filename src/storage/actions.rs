@@ -15,25 +15,36 @@ pub enum Outcome {
     Refused(String),
 }
 
-/// A failed or expired work back to `pending`, with a `work/retried` event. Its sweep
-/// window starts again now (the window counts from the last change).
-pub async fn retry(client: &impl GenericClient, id: i64) -> Result<Outcome, DbError> {
-    act(client, id, &["failed", "expired"], "pending", var::RETRIED).await
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A failed or expired work back to `pending`, with a `work/retried` event. Its
+    /// sweep window starts again now (the window counts from the last change).
+    Retry,
+    /// A pending work to `cancelled`, with a `work/cancelled` event. A running work is
+    /// refused: its worker would finish it anyway.
+    Cancel,
 }
 
-/// A pending work to `cancelled`, with a `work/cancelled` event. A running work is
-/// refused: its worker would finish it anyway.
-pub async fn cancel(client: &impl GenericClient, id: i64) -> Result<Outcome, DbError> {
-    act(client, id, &["pending"], "cancelled", var::CANCELLED).await
+impl Action {
+    /// Its name in routes and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Cancel => "cancel",
+        }
+    }
 }
 
-async fn act(
+/// Applies `action` to work `id`.
+pub async fn apply(
     client: &impl GenericClient,
     id: i64,
-    from: &[&str],
-    to: &str,
-    event: &str,
+    action: Action,
 ) -> Result<Outcome, DbError> {
+    let (from, to, event): (&[&str], &str, &str) = match action {
+        Action::Retry => (&["failed", "expired"], "pending", var::RETRIED),
+        Action::Cancel => (&["pending"], "cancelled", var::CANCELLED),
+    };
     const SQL: &str = "\
         WITH target AS (SELECT id, status FROM works WHERE id = $1 FOR UPDATE), \
         changed AS ( \
