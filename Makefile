@@ -30,6 +30,7 @@ bench-smoke: services
 
 ## Fault injection: private PostgreSQL and RabbitMQ instances killed and restarted.
 chaos: services
+	scripts/services.sh chaos-tools
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
 
 ## Browser end-to-end test of the dashboard in headless Chromium (installs chromium and

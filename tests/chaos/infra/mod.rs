@@ -6,9 +6,11 @@
 //! `postmaster.pid` instead). A run directory whose owner process is gone (a run killed
 //! before its Drop guards ran) is cleaned up by the next run, processes included.
 
+mod cluster;
 mod postgres;
 mod rabbit;
 
+pub use cluster::RabbitCluster;
 pub use postgres::PrivatePostgres;
 pub use rabbit::PrivateRabbit;
 
@@ -41,6 +43,27 @@ pub fn signal(pids: &[u32], signal: &str) {
         .args(pids.iter().map(u32::to_string))
         .stderr(Stdio::null())
         .status();
+}
+
+/// Processes stopped with SIGSTOP; SIGCONT when dropped, so a scenario that fails
+/// half-way never leaves a frozen server behind.
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Frozen {
+    pub fn new(pids: Vec<u32>) -> Self {
+        signal(&pids, "STOP");
+        Self { pids }
+    }
+
+    pub fn thaw(self) {} // Drop does it
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(&self.pids, "CONT");
+    }
 }
 
 /// (state, ppid) of a process from /proc, or None when it is gone.

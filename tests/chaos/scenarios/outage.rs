@@ -14,20 +14,7 @@ pub(super) async fn restart_rabbitmq(c: &mut Cluster, row: &mut Row) -> anyhow::
     let mut consumer = Proc::spawn(&env, "consumer", &CONSUME_1MS)?;
     // Bursts of 1000 every 250 ms, each taking about that long: the producer is nearly
     // always waiting for a burst's confirms, so the restart lands mid-burst.
-    let mut producer = Proc::spawn(
-        &env,
-        "producer",
-        &[
-            "produce",
-            "--every",
-            "250ms",
-            "--burst",
-            "1000",
-            "--count",
-            &N.to_string(),
-        ],
-    )?;
-    row.published = N;
+    let mut producer = start_paced_producer(&env, row, N, "250ms", 1000)?;
     // The fault once about a third is published (stored, or waiting in the queue).
     let start = Instant::now();
     loop {
