@@ -60,16 +60,17 @@ pub struct DbOpts {
 
 #[derive(Debug, Clone, Args)]
 pub struct AmqpOpts {
-    /// RabbitMQ connection URL.
+    /// RabbitMQ connection URL; several nodes of a cluster as a comma-separated list
+    /// (the first that answers is used, the next when it is lost).
     #[arg(long, env = "AMQP_URL", default_value = config::DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true)]
     pub amqp_url: String,
     /// The work queue; `<queue>.dead` is its dead-letter queue.
     #[arg(long, env = "PP_QUEUE", default_value = config::DEFAULT_QUEUE, value_parser = parse_queue_name)]
     pub queue: String,
-    /// classic, or quorum for a replicated queue on a RabbitMQ cluster (with a delivery
-    /// limit, so a message that keeps crashing consumers is dead-lettered). Producer and
+    /// quorum (the default: replicated on a cluster, with a delivery limit so a message
+    /// that keeps crashing consumers is dead-lettered), or classic. Producer and
     /// consumer must agree: RabbitMQ refuses to redeclare a queue with another type.
-    #[arg(long, env = "PP_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    #[arg(long, env = "PP_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
     pub queue_type: QueueType,
 }
 

@@ -49,20 +49,35 @@ pub fn parse_database_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     if config.get_dbname().is_none() {
         bail!("DATABASE_URL {} names no database", redact_url(url));
     }
-    config.connect_timeout(Duration::from_secs(5));
+    bound_waits(&mut config);
     config.application_name("ppctl");
     Ok(config)
 }
 
-/// Checks the shape of `AMQP_URL` up front, so a typo is a one-line error at start
-/// rather than an endless reconnect loop.
-pub fn check_amqp_url(url: &str) -> anyhow::Result<()> {
-    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        bail!("AMQP_URL must start with amqp:// (got {})", redact_url(url));
+/// Server-side cap on one statement, unless DATABASE_URL sets its own in `options`.
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// Bounds every wait on the database: the connect, each statement (server side), and
+/// a peer that vanished (TCP keepalives, and a cap on unacknowledged sends), so that no
+/// connection, pooled or LISTEN, waits forever on a dead server.
+fn bound_waits(config: &mut tokio_postgres::Config) {
+    config.connect_timeout(Duration::from_secs(5));
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    config.keepalives_interval(Duration::from_secs(5));
+    config.keepalives_retries(3);
+    config.tcp_user_timeout(Duration::from_secs(30));
+    let options = config.get_options().unwrap_or_default().to_string();
+    if !options.contains("statement_timeout") {
+        let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");
+        config.options(format!("{options} {timeout}").trim());
     }
-    url.parse::<lapin::uri::AMQPUri>()
-        .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("invalid AMQP_URL {}: {e}", redact_url(url)))
+}
+
+/// Checks `AMQP_URL` (one URL or several, comma-separated) up front, so a typo is a
+/// one-line error at start rather than an endless reconnect loop.
+pub fn check_amqp_url(url: &str) -> anyhow::Result<()> {
+    crate::amqp::Nodes::parse(url).map(|_| ())
 }
 
 /// Parses a duration like `5s`, `250ms`, `6h`, or `0`.
@@ -122,7 +137,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("***"));
-        assert!(parse_database_url(DEFAULT_DATABASE_URL).is_ok());
+        let config = parse_database_url(DEFAULT_DATABASE_URL).expect("default URL");
+        assert_eq!(config.get_options(), Some("-c statement_timeout=30000"));
+        assert!(config.get_keepalives());
+        let own = parse_database_url("postgres://h/db?options=-c%20statement_timeout%3D0")
+            .expect("URL with options");
+        assert_eq!(own.get_options(), Some("-c statement_timeout=0"));
     }
 
     #[test]

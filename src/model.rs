@@ -39,6 +39,8 @@ pub mod var {
     pub const STOP: &str = "compute/stop";
     pub const RESULT: &str = "compute/result";
     pub const FAILED: &str = "compute/failed";
+    /// Still pending or running when it fell out of the sweep window (value: why).
+    pub const EXPIRED: &str = "work/expired";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,10 +50,21 @@ pub enum WorkStatus {
     Running,
     Done,
     Failed,
+    /// Not finished within the sweep window (terminal).
+    Expired,
+    /// Cancelled by an operator (terminal).
+    Cancelled,
 }
 
 impl WorkStatus {
-    pub const ALL: [WorkStatus; 4] = [Self::Pending, Self::Running, Self::Done, Self::Failed];
+    pub const ALL: [WorkStatus; 6] = [
+        Self::Pending,
+        Self::Running,
+        Self::Done,
+        Self::Failed,
+        Self::Expired,
+        Self::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +72,8 @@ impl WorkStatus {
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -77,7 +92,7 @@ impl FromStr for WorkStatus {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown status {s:?}: expected pending, running, done or failed")
+                format!("unknown status {s:?}: expected pending, running, done, failed, expired or cancelled")
             })
     }
 }

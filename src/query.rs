@@ -31,7 +31,7 @@ pub struct RawQuery {
     /// Created before: a duration back from now (`1h`) or a Unix time.
     #[arg(long)]
     pub until: Option<String>,
-    /// pending, running, done or failed.
+    /// pending, running, done, failed, expired or cancelled.
     #[arg(long)]
     pub status: Option<String>,
     /// 1..=1000, default 100.

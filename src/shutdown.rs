@@ -42,6 +42,17 @@ impl Shutdown {
     }
 }
 
+/// A spawned task that is aborted when this guard is dropped, so a task tied to one
+/// connection (a depth monitor, a batch store) cannot outlive it when `?` returns early.
+#[derive(Debug)]
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a graceful shutdown may take before the process exits anyway.
 pub const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -14,14 +14,18 @@ pub struct Telemetry {
     pub dead_lettered: AtomicU64,
     pub swept: AtomicU64,
     pub failed: AtomicU64,
+    pub expired: AtomicU64,
     pub published: AtomicU64,
     pub confirmed: AtomicU64,
     pub nacked: AtomicU64,
+    pub returned: AtomicU64,
     pub reconnects: AtomicU64,
     /// Messages ready in the work queue and in its dead-letter queue, as last seen by
     /// this process (-1: not known).
     pub queue_depth: AtomicI64,
     pub dead_depth: AtomicI64,
+    /// Batch stores running in this process's tasks (a reconnect must not leak them).
+    pub store_tasks: AtomicI64,
     batch_buckets: [AtomicU64; BATCH_BUCKETS.len()],
     batch_count: AtomicU64,
     batch_sum: AtomicU64,
@@ -37,12 +41,15 @@ impl Telemetry {
             dead_lettered: AtomicU64::new(0),
             swept: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             published: AtomicU64::new(0),
             confirmed: AtomicU64::new(0),
             nacked: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             queue_depth: AtomicI64::new(-1),
             dead_depth: AtomicI64::new(-1),
+            store_tasks: AtomicI64::new(0),
             batch_buckets: [const { AtomicU64::new(0) }; BATCH_BUCKETS.len()],
             batch_count: AtomicU64::new(0),
             batch_sum: AtomicU64::new(0),
@@ -93,6 +100,11 @@ impl Telemetry {
                 &self.failed,
             ),
             (
+                "ppctl_works_expired_total",
+                "API works expired: not finished within the sweep window",
+                &self.expired,
+            ),
+            (
                 "ppctl_published_total",
                 "demands published",
                 &self.published,
@@ -106,6 +118,11 @@ impl Telemetry {
                 "ppctl_nacked_total",
                 "publishes refused by the broker",
                 &self.nacked,
+            ),
+            (
+                "ppctl_returned_total",
+                "publishes returned unroutable (mandatory), published again",
+                &self.returned,
             ),
             (
                 "ppctl_reconnects_total",
@@ -123,6 +140,7 @@ impl Telemetry {
         for (name, value) in [
             ("ppctl_queue_depth", &self.queue_depth),
             ("ppctl_dead_letter_depth", &self.dead_depth),
+            ("ppctl_store_tasks", &self.store_tasks),
         ] {
             let v = value.load(Relaxed);
             if v >= 0 {

@@ -1,25 +1,146 @@
-//! RabbitMQ: connecting, the queue topology, publishing with confirms. Reconnection is
-//! the caller's loop: on any channel or connection error, drop everything, back off,
-//! connect again and redeclare (lapin's own auto-recovery is not relied on).
+//! RabbitMQ: connecting to one node of a list, the queue topology, publishing with
+//! confirms. Reconnection is the caller's loop: on any channel or connection error,
+//! drop everything, back off, connect again (to the next node) and redeclare (lapin's
+//! own auto-recovery is not relied on).
 
 pub mod publish;
 pub mod topology;
 
 use crate::config::redact_url;
-use anyhow::Context;
+use anyhow::{bail, Context};
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-pub use topology::Topology;
+pub use topology::{Topology, TopologyMismatch};
 
-/// Opens a connection and one channel on it.
-pub async fn connect(amqp_url: &str, name: &str) -> anyhow::Result<(Connection, Channel)> {
+/// A node that accepts TCP but never answers (a frozen broker) must not hold a client
+/// forever: each connection attempt, handshake included, is bounded by this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Heartbeat asked for when the URL does not set one (`?heartbeat=N`): RabbitMQ's
+/// default of 60 s would leave a client on a frozen node for two minutes.
+const DEFAULT_HEARTBEAT_SECS: u16 = 5;
+
+/// The broker's nodes, from `AMQP_URL` (comma-separated, as with Celery's failover):
+/// clients connect to the first that answers and, once it is lost, start from the next.
+#[derive(Debug)]
+pub struct Nodes {
+    nodes: Vec<(AMQPUri, String)>,
+    preferred: AtomicUsize,
+}
+
+impl Nodes {
+    /// Parses and checks every URL; the error names the node without its password.
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let mut nodes = Vec::new();
+        for url in list.split(',').map(str::trim) {
+            let shown = redact_url(url);
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                bail!("AMQP_URL must be amqp:// URLs, comma-separated (got {shown})");
+            }
+            let mut uri: AMQPUri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid AMQP_URL {shown}: {e}"))?;
+            uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+            nodes.push((uri, shown));
+        }
+        Ok(Self {
+            nodes,
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// Connects to the preferred node or, failing that, to each next one in turn, and
+    /// opens a channel. The node that answered becomes the preferred one.
+    pub async fn connect(&self, name: &str) -> anyhow::Result<(Connection, Channel)> {
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for i in (0..self.nodes.len()).map(|k| (start + k) % self.nodes.len()) {
+            let (uri, shown) = &self.nodes[i];
+            match tokio::time::timeout(CONNECT_TIMEOUT, open(uri, name)).await {
+                Ok(Ok(opened)) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    tracing::debug!(node = %shown, "connected to RabbitMQ");
+                    return Ok(opened);
+                }
+                Ok(Err(e)) => errors.push(format!("{shown}: {e:#}")),
+                Err(_) => errors.push(format!("{shown}: no answer within {CONNECT_TIMEOUT:?}")),
+            }
+        }
+        bail!("cannot connect to RabbitMQ ({})", errors.join("; "))
+    }
+
+    /// The connection to the preferred node was lost: try the next one first.
+    pub fn lost(&self) {
+        let next = (self.preferred.load(Ordering::Relaxed) + 1) % self.nodes.len();
+        self.preferred.store(next, Ordering::Relaxed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+async fn open(uri: &AMQPUri, name: &str) -> anyhow::Result<(Connection, Channel)> {
     let props = ConnectionProperties::default().with_connection_name(name.to_string().into());
-    let connection = Connection::connect(amqp_url, props)
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {}", redact_url(amqp_url)))?;
+    let connection = Connection::connect_uri(uri.clone(), props).await?;
     let channel = connection
         .create_channel()
         .await
         .context("cannot open an AMQP channel")?;
     Ok((connection, channel))
+}
+
+/// Opens a connection to the first node of `amqp_urls` that answers, and one channel.
+pub async fn connect(amqp_urls: &str, name: &str) -> anyhow::Result<(Connection, Channel)> {
+    Nodes::parse(amqp_urls)?.connect(name).await
+}
+
+/// True when `error` (anywhere in its chain) is lapin failing to parse a frame the
+/// broker sent: a message whose properties break the AMQP rules (a non-UTF-8
+/// message_id). The connection is gone, and the same message will come back.
+pub fn is_unparseable_frame(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<lapin::Error>()
+            .is_some_and(|e| matches!(e.kind(), lapin::ErrorKind::ParsingError(_)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_lists_parse_and_rotate() {
+        let nodes = Nodes::parse("amqp://u:secret@h1:5672/%2f, amqp://u:secret@h2:5673/%2f")
+            .expect("two nodes");
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(
+            nodes.nodes[0].0.query.heartbeat,
+            Some(DEFAULT_HEARTBEAT_SECS)
+        );
+        assert_eq!(nodes.nodes[1].0.authority.port, 5673);
+        nodes.lost();
+        assert_eq!(nodes.preferred.load(Ordering::Relaxed), 1);
+        nodes.lost();
+        assert_eq!(nodes.preferred.load(Ordering::Relaxed), 0);
+        let custom = Nodes::parse("amqp://h/%2f?heartbeat=30").expect("one node");
+        assert_eq!(custom.nodes[0].0.query.heartbeat, Some(30));
+        for bad in [
+            "",
+            "amqp://h/%2f,",
+            "http://u:secret@h",
+            "amqp://u:secret@h:x/v",
+        ] {
+            let err = Nodes::parse(bad).expect_err(bad).to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
 }

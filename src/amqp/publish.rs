@@ -3,7 +3,7 @@
 //! connection leaves it there to be published again under the same message_id, which
 //! the consumer deduplicates.
 
-use super::Topology;
+use super::{Nodes, Topology};
 use crate::model::WorkDemand;
 use crate::telemetry::{Telemetry, TELEMETRY};
 use anyhow::{bail, Context};
@@ -61,9 +61,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects, declares the topology and turns on confirms.
-    pub async fn connect(amqp_url: &str, topology: &Topology) -> anyhow::Result<Self> {
-        let (connection, channel) = super::connect(amqp_url, "ppctl-produce").await?;
+    /// Connects to a node, declares the topology and turns on confirms.
+    pub async fn connect(nodes: &Nodes, topology: &Topology) -> anyhow::Result<Self> {
+        let name = format!("ppctl-produce {}", topology.queue);
+        let (connection, channel) = nodes.connect(&name).await?;
         topology
             .declare(&channel)
             .await
@@ -92,7 +93,12 @@ impl Publisher {
             .basic_publish(
                 "".into(),
                 self.queue.as_str().into(),
-                BasicPublishOptions::default(),
+                // Mandatory: a message no queue takes comes back instead of being
+                // confirmed and dropped.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &msg.body,
                 props,
             )
@@ -142,11 +148,20 @@ impl Publisher {
                 return Ok(());
             };
             match confirm.await {
-                Ok(Confirmation::Ack(_)) => {
+                Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
+                    // Returned unroutable: the queue is gone. Reconnecting redeclares it.
+                    Telemetry::add(&TELEMETRY.returned, 1);
+                    outbox.push_front(msg);
+                    bail!(
+                        "the broker returned a message as unroutable (queue {} missing?)",
+                        self.queue
+                    );
+                }
+                Ok(Confirmation::Ack(None)) => {
                     Telemetry::add(&TELEMETRY.confirmed, 1);
                     *confirmed += 1;
                 }
-                Ok(Confirmation::Nack(_)) => {
+                Ok(Confirmation::Nack(None)) => {
                     Telemetry::add(&TELEMETRY.nacked, 1);
                     msg.nacks += 1;
                     tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish");

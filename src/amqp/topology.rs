@@ -2,13 +2,32 @@
 //! both declare all three, so either may start first.
 
 use crate::cli::QueueType;
+use crate::shutdown::AbortOnDrop;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-/// A quorum queue dead-letters a message after this many redeliveries: one that crashes
-/// every consumer that takes it must not loop forever.
-pub const QUORUM_DELIVERY_LIMIT: i64 = 10;
+/// A quorum queue dead-letters a message after this many returns: one that crashes
+/// every consumer that takes it (a frame the client cannot parse) must not loop
+/// forever. RabbitMQ 4's default; high enough that a good message caught in a few
+/// consumer crashes or node losses is never dead-lettered.
+pub const QUORUM_DELIVERY_LIMIT: i64 = 20;
+
+/// The queue exists with arguments other than ours (another type, another limit):
+/// not something a reconnect can fix, so commands stop with this one-line error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "queue {queue} already exists with other arguments than {wanted} ({detail}); \
+     either run with --queue-type {other} (PP_QUEUE_TYPE), or migrate: stop the \
+     producers, let the consumers drain it, delete it (rabbitmqctl delete_queue {queue}) \
+     and start again, or pick a new --queue name"
+)]
+pub struct TopologyMismatch {
+    pub queue: String,
+    pub wanted: &'static str,
+    pub other: &'static str,
+    pub detail: String,
+}
 
 /// Names derived from the work queue's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +39,9 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The default type: quorum, replicated and with a delivery limit.
     pub fn new(queue: &str) -> Self {
-        Self::with_type(queue, QueueType::Classic)
+        Self::with_type(queue, QueueType::Quorum)
     }
 
     pub fn with_type(queue: &str, queue_type: QueueType) -> Self {
@@ -33,8 +53,29 @@ impl Topology {
         }
     }
 
-    /// Declares everything (idempotent). Returns the work queue's message count.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<u32> {
+    /// The work queue's arguments: dead-lettering always; for a quorum queue, its
+    /// type, the delivery limit and at-least-once dead-lettering (which RabbitMQ
+    /// allows only with reject-publish overflow), so a dead letter is never dropped.
+    pub fn queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(s.into());
+        args.insert("x-dead-letter-exchange".into(), text(&self.dead_exchange));
+        args.insert("x-dead-letter-routing-key".into(), text(&self.queue));
+        if self.queue_type == QueueType::Quorum {
+            args.insert("x-queue-type".into(), text("quorum"));
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(QUORUM_DELIVERY_LIMIT),
+            );
+            args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+            args.insert("x-overflow".into(), text("reject-publish"));
+        }
+        args
+    }
+
+    /// Declares everything (idempotent). Returns the work queue's message count. A
+    /// queue that exists with other arguments is a `TopologyMismatch` in the chain.
+    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<u32> {
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -66,19 +107,30 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(self.dead_exchange.as_str().into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.queue.as_str().into()),
-        );
-        let queue = channel
-            .queue_declare(self.queue.as_str().into(), durable, args)
-            .await?;
-        Ok(queue.message_count())
+        let declared = channel
+            .queue_declare(self.queue.as_str().into(), durable, self.queue_arguments())
+            .await;
+        match declared {
+            Ok(queue) => Ok(queue.message_count()),
+            Err(e) => Err(self.mismatch(&e).map_or_else(|| e.into(), Into::into)),
+        }
+    }
+
+    fn mismatch(&self, e: &lapin::Error) -> Option<TopologyMismatch> {
+        let lapin::ErrorKind::ProtocolError(amqp) = e.kind() else {
+            return None;
+        };
+        let message = amqp.get_message().as_str();
+        let (wanted, other) = match self.queue_type {
+            QueueType::Quorum => ("a quorum queue", "classic"),
+            QueueType::Classic => ("a classic queue", "quorum"),
+        };
+        (amqp.get_id() == 406 && message.contains("inequivalent arg")).then(|| TopologyMismatch {
+            queue: self.queue.clone(),
+            wanted,
+            other,
+            detail: message.to_string(),
+        })
     }
 
     /// Messages waiting in the dead-letter queue (passive declare: creates nothing).
@@ -100,13 +152,15 @@ impl Topology {
 }
 
 /// Samples the depth of the work queue and its dead-letter queue every few seconds on
-/// a channel of its own, into the process's telemetry, until the connection closes.
+/// a channel of its own, into the process's telemetry, until the connection closes or
+/// the returned guard is dropped (its channel would otherwise keep a connection the
+/// consumer has given up on open).
 pub async fn start_depth_monitor(
     connection: &lapin::Connection,
     topology: Topology,
-) -> lapin::Result<()> {
+) -> lapin::Result<AbortOnDrop<()>> {
     let channel = connection.create_channel().await?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let passive = QueueDeclareOptions {
             passive: true,
             durable: true,
@@ -134,5 +188,5 @@ pub async fn start_depth_monitor(
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
-    Ok(())
+    Ok(AbortOnDrop(task))
 }

@@ -3,7 +3,7 @@
 use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
 use crate::worker::queue::{self, Batch};
@@ -13,12 +13,12 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::Consumer;
+use lapin::{Channel, Consumer};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 /// Batches being stored at once: two keep both cores busy (the database commits one
 /// while the consumer gathers and computes the next); acks still go out in order.
@@ -75,12 +75,12 @@ pub async fn run_with_pool(
     let queue = QueueWorker {
         pool: &pool,
         notifier: &notifier,
-        url: &amqp.amqp_url,
+        nodes: amqp::Nodes::parse(&amqp.amqp_url)?,
         topology: Topology::with_type(&amqp.queue, amqp.queue_type),
         worker,
         shutdown: &shutdown,
     };
-    queue.run().await;
+    queue.run().await?;
     sweeper.await.context("the sweeper panicked")?;
     tracing::info!("consumer stopped");
     Ok(())
@@ -90,21 +90,50 @@ pub async fn run_with_pool(
 struct QueueWorker<'a> {
     pool: &'a PgPool,
     notifier: &'a Notifier,
-    url: &'a str,
+    nodes: amqp::Nodes,
     topology: Topology,
     worker: &'a WorkerOpts,
     shutdown: &'a Shutdown,
 }
 
+/// How a connection's life ended, when it was not lost.
+enum Ended {
+    Shutdown,
+    /// Safe mode consumed past the suspect message: reconnect at the full prefetch.
+    SafeModeOver,
+}
+
+/// In safe mode, deliveries acked one at a time before the full prefetch comes back.
+const SAFE_DELIVERIES: u64 = 10;
+
 impl QueueWorker<'_> {
-    /// Connects, consumes until the channel fails, reconnects with backoff; until shutdown.
-    async fn run(&self) {
+    /// Connects, consumes until the channel fails, reconnects with backoff; until
+    /// shutdown. A queue declared with other arguments is the one error returned.
+    ///
+    /// After a connection dies on a frame lapin cannot parse (a non-UTF-8 message_id),
+    /// the same message comes back first, and nothing in ppctl can reject it: the
+    /// consumer goes on with prefetch 1 ("safe mode"), so each crash returns only that
+    /// message, and the quorum queue's delivery limit dead-letters it without touching
+    /// the rest of the window.
+    async fn run(&self) -> anyhow::Result<()> {
         let mut backoff = Backoff::default();
+        let mut safe = false;
         while !self.shutdown.is_triggered() {
-            match self.consume_connection(&mut backoff).await {
-                Ok(()) => return,
+            match self.consume_connection(&mut backoff, safe).await {
+                Ok(Ended::Shutdown) => return Ok(()),
+                Ok(Ended::SafeModeOver) => {
+                    tracing::info!("safe mode over: back to the full prefetch");
+                    safe = false;
+                    continue;
+                }
+                Err(e) if e.downcast_ref::<amqp::TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
                     Telemetry::add(&TELEMETRY.reconnects, 1);
+                    self.nodes.lost();
+                    if amqp::is_unparseable_frame(&e) {
+                        safe = true;
+                        tracing::warn!("a delivery the AMQP client cannot parse closed the connection; consuming one at a time until the broker's delivery limit dead-letters it (a classic queue has none: it will come back forever)");
+                    }
                     tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
                 }
             }
@@ -113,18 +142,22 @@ impl QueueWorker<'_> {
                 _ = self.shutdown.wait() => {}
             }
         }
+        Ok(())
     }
 
-    /// One connection's life. Returns Ok at shutdown, Err when the connection fails.
-    async fn consume_connection(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+    /// One connection's life. Err when the connection fails; every task tied to it
+    /// (batch stores, the depth monitor) is aborted whichever way it ends.
+    async fn consume_connection(&self, backoff: &mut Backoff, safe: bool) -> anyhow::Result<Ended> {
         let (topology, worker) = (&self.topology, self.worker);
-        let (connection, channel) = amqp::connect(self.url, "ppctl-consume").await?;
+        let name = format!("ppctl-consume {}", topology.queue);
+        let (connection, channel) = self.nodes.connect(&name).await?;
         topology
             .declare(&channel)
             .await
             .context("cannot declare the queues")?;
+        let prefetch = if safe { 1 } else { worker.prefetch };
         channel
-            .basic_qos(worker.prefetch, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let mut consumer = channel
             .basic_consume(
@@ -135,65 +168,129 @@ impl QueueWorker<'_> {
             )
             .await
             .context("cannot start consuming")?;
-        tracing::info!(queue = %topology.queue, "consuming");
+        tracing::info!(queue = %topology.queue, prefetch, "consuming");
         backoff.reset();
-        amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
+        let _monitor = amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.
-        let window = usize::from(worker.prefetch) / (STORES_IN_FLIGHT + 1);
+        let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
         let max = batch_limit(window.max(1), worker.work_delay);
-        let mut storing: VecDeque<JoinHandle<anyhow::Result<Batch>>> = VecDeque::new();
+        let mut storing = Stores::default();
+        let mut acked = 0u64;
         loop {
+            if safe && acked >= SAFE_DELIVERIES {
+                storing.finish_all(self, &channel).await?;
+                let _ = connection.close(200, "leaving safe mode".into()).await;
+                return Ok(Ended::SafeModeOver);
+            }
             // Biased: once shutdown is requested, no new delivery is taken.
             let next = tokio::select! {
                 biased;
                 _ = self.shutdown.wait() => break,
-                stored = oldest(&mut storing), if !storing.is_empty() => Next::Stored(stored),
+                stored = storing.oldest(), if !storing.is_empty() => Next::Stored(stored),
                 delivery = consumer.next() => Next::Delivery(Box::new(delivery_or_error(delivery)?)),
             };
             match next {
                 Next::Stored(stored) => {
-                    storing.pop_front();
-                    self.finish(&channel, stored).await?;
+                    storing.pop();
+                    acked += self.finish(&channel, stored).await?;
                 }
                 Next::Delivery(first) => {
                     let deliveries = gather(&mut consumer, *first, max).await?;
                     let batch = queue::prepare(deliveries, worker.work_delay).await?;
                     if storing.len() == STORES_IN_FLIGHT {
-                        let stored = oldest(&mut storing).await;
-                        storing.pop_front();
-                        self.finish(&channel, stored).await?;
+                        let stored = storing.oldest().await;
+                        storing.pop();
+                        acked += self.finish(&channel, stored).await?;
                     }
-                    let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
-                    storing.push_back(tokio::spawn(async move {
-                        queue::store(&pool, batch, &shutdown).await
-                    }));
+                    storing.spawn(self.pool.clone(), batch, self.shutdown.clone());
                 }
             }
         }
         // Shutdown: what is being stored is committed and acknowledged before we close.
-        while !storing.is_empty() {
-            let stored = oldest(&mut storing).await;
-            storing.pop_front();
-            self.finish(&channel, stored).await?;
-        }
+        storing.finish_all(self, &channel).await?;
         // Close cleanly so the broker does not wait for a heartbeat timeout.
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
-        Ok(())
+        Ok(Ended::Shutdown)
     }
-}
 
-impl QueueWorker<'_> {
-    /// Acknowledges a stored batch (stores finish, and so are acked, in delivery order).
-    async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<()> {
+    /// Acknowledges a stored batch (stores finish, and so are acked, in delivery
+    /// order). Returns how many deliveries it settled.
+    async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<u64> {
         let batch = stored.context("a batch store panicked")??;
         queue::acknowledge(channel, &batch).await?;
         if batch.outcome.stored > 0 {
             self.notifier.works_changed();
         }
         tracing::debug!(outcome = ?batch.outcome, "batch");
+        let o = batch.outcome;
+        Ok(o.stored + o.duplicates + o.dead)
+    }
+}
+
+/// The batch stores in flight, oldest first. Dropped with the connection (any `?`),
+/// they are aborted: their deliveries were not acked, so the broker redelivers them,
+/// and a store that committed meanwhile is deduplicated by message_id.
+#[derive(Default)]
+struct Stores(VecDeque<AbortOnDrop<anyhow::Result<Batch>>>);
+
+impl Stores {
+    fn spawn(&mut self, pool: PgPool, batch: Batch, shutdown: Shutdown) {
+        let task = tokio::spawn(async move {
+            let _counted = StoreTaskCount::new();
+            queue::store(&pool, batch, &shutdown).await
+        });
+        self.0.push_back(AbortOnDrop(task));
+    }
+
+    /// The oldest store, awaited in place (`pop` removes it).
+    async fn oldest(&mut self) -> StoreResult {
+        match self.0.front_mut() {
+            Some(task) => (&mut task.0).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn pop(&mut self) {
+        self.0.pop_front();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    async fn finish_all(
+        &mut self,
+        worker: &QueueWorker<'_>,
+        channel: &Channel,
+    ) -> anyhow::Result<()> {
+        while !self.is_empty() {
+            let stored = self.oldest().await;
+            self.pop();
+            worker.finish(channel, stored).await?;
+        }
         Ok(())
+    }
+}
+
+/// Counts a running store task in `ppctl_store_tasks`, however the task ends.
+struct StoreTaskCount;
+
+impl StoreTaskCount {
+    fn new() -> Self {
+        TELEMETRY.store_tasks.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for StoreTaskCount {
+    fn drop(&mut self) {
+        TELEMETRY.store_tasks.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -202,14 +299,6 @@ type StoreResult = Result<anyhow::Result<Batch>, tokio::task::JoinError>;
 enum Next {
     Stored(StoreResult),
     Delivery(Box<Delivery>),
-}
-
-/// The oldest store in flight, awaited in place (it is popped by the caller).
-async fn oldest(storing: &mut VecDeque<JoinHandle<anyhow::Result<Batch>>>) -> StoreResult {
-    match storing.front_mut() {
-        Some(handle) => handle.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// After the first delivery, gathers more for up to `LINGER` or until `max`. Not

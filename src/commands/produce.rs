@@ -2,7 +2,7 @@
 //! it counts. Unconfirmed demands survive reconnects and are published again.
 
 use crate::amqp::publish::{Outgoing, Publisher};
-use crate::amqp::Topology;
+use crate::amqp::{Nodes, Topology, TopologyMismatch};
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ProduceArgs, ProduceOpts};
 use crate::shutdown::Shutdown;
@@ -35,6 +35,7 @@ pub async fn produce(
     show_progress: bool,
 ) -> anyhow::Result<u64> {
     let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
+    let nodes = Nodes::parse(&amqp.amqp_url)?;
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut publisher: Option<Publisher> = None;
     let mut backoff = Backoff::default();
@@ -65,8 +66,9 @@ pub async fn produce(
         }
         let current = match publisher.take() {
             Some(p) => p,
-            None => match Publisher::connect(&amqp.amqp_url, &topology).await {
+            None => match Publisher::connect(&nodes, &topology).await {
                 Ok(p) => p,
+                Err(e) if e.downcast_ref::<TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -91,6 +93,7 @@ pub async fn produce(
             }
             Err(e) => {
                 Telemetry::add(&TELEMETRY.reconnects, 1);
+                nodes.lost();
                 tracing::warn!(
                     error = format!("{e:#}"),
                     unconfirmed = outbox.len(),

@@ -21,6 +21,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("database unavailable, try again later")]
     Unavailable,
+    #[error("no answer within {0:?} (the database is not answering); try again later")]
+    Timeout(std::time::Duration),
     #[error("internal error")]
     Internal,
 }
@@ -40,14 +42,14 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable) {
+        if matches!(self, Self::Unavailable | Self::Timeout(_)) {
             response.insert_header(("Retry-After", "1"));
         }
         if matches!(self, Self::Unauthorized) {

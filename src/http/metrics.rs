@@ -33,7 +33,7 @@ impl Metrics {
         self.works_created.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn observe(&self, method: &str, route: String, status: u16, seconds: f64) {
+    pub fn observe(&self, method: &str, route: String, status: u16, seconds: f64) {
         let Ok(mut map) = self.requests.lock() else {
             return;
         };
@@ -86,6 +86,20 @@ impl Metrics {
     }
 }
 
+/// The method as a label: exotic ones share one, so they cannot grow the series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: times every request and counts it by route pattern and status.
 pub async fn record(
     req: ServiceRequest,
@@ -98,15 +112,12 @@ pub async fn record(
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
         // The route is known only after routing; unmatched paths share one label so a
-        // scanner cannot grow the series without bound. Same for exotic methods.
+        // scanner cannot grow the series without bound.
         let route = response
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_string());
-        let method = match response.request().method().as_str() {
-            m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "PATCH" | "OPTIONS") => m,
-            _ => "other",
-        };
+        let method = method_label(response.request().method());
         metrics.observe(
             method,
             route,

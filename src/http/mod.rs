@@ -12,12 +12,15 @@ pub mod works;
 
 use crate::shutdown::Shutdown;
 use crate::storage::{notify::Notifier, PgPool};
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{error::InternalError, web, App, HttpRequest, HttpResponse, HttpServer};
 use error::ApiError;
 use metrics::Metrics;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What every handler shares.
 pub struct AppState {
@@ -119,6 +122,7 @@ pub fn start_until(
                     .error_handler(|e, _| bad_request(format!("invalid query: {e}"))),
             )
             .wrap(actix_web::middleware::from_fn(metrics::record))
+            .wrap(actix_web::middleware::from_fn(bounded))
             .configure(dashboard::routes)
             .configure(works::routes)
             .configure(openapi::routes)
@@ -131,6 +135,39 @@ pub fn start_until(
         server = server.workers(n);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// How long a request may take to produce its response head. A stalled database
+/// (a frozen server accepts TCP and never answers; no statement timeout fires) must not
+/// hang the API: past this the handler is dropped and the client gets a JSON 503.
+/// Event streams are unaffected: their head is sent at once.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+
+async fn bounded(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let (method, path) = (req.method().clone(), req.path().to_string());
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.call(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%method, %path, "request timed out: database stalled?");
+            // The inner middleware that counts requests was dropped with the handler.
+            if let Some(metrics) = metrics {
+                let secs = REQUEST_TIMEOUT.as_secs_f64();
+                metrics.observe(
+                    metrics::method_label(&method),
+                    "timed out".into(),
+                    503,
+                    secs,
+                );
+            }
+            Err(ApiError::Timeout(REQUEST_TIMEOUT).into())
+        }
+    }
 }
 
 fn bad_request(message: String) -> actix_web::Error {

@@ -116,3 +116,31 @@ pub async fn fail_exhausted(
     let stmt = client.prepare_cached(SQL).await?;
     Ok(client.execute(&stmt, &[&max_attempts]).await?)
 }
+
+/// Marks `expired`, with a `work/expired` event saying why, every work created before
+/// `window` that is still pending, or running with an expired lease: no sweeper claims
+/// it any more, and it must not stay pending forever, unnoticed. A work whose worker
+/// still holds a live lease is left to finish. Returns how many.
+pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Result<u64, DbError> {
+    const SQL: &str = "\
+        WITH expired AS ( \
+            UPDATE works SET status = 'expired', locked_by = NULL, locked_until = NULL, updated_on = now() \
+            WHERE id IN ( \
+                SELECT id FROM works \
+                WHERE status IN ('pending', 'running') \
+                  AND (status = 'pending' OR locked_until < now()) \
+                  AND created_on < now() - $1 * interval '1 millisecond' \
+                ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
+            RETURNING id, work_code, status), \
+        ev AS ( \
+            INSERT INTO events (work_id, work_code, variable, value) \
+            SELECT id, work_code, 'work/expired', \
+                   'not finished within the sweep window of ' || $2 FROM expired) \
+        SELECT count(*) FROM expired";
+    let stmt = client.prepare_cached(SQL).await?;
+    let window_text = humantime::format_duration(window).to_string();
+    let row = client
+        .query_one(&stmt, &[&millis(window), &window_text])
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}

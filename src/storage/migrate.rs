@@ -13,11 +13,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files here; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../sql/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "expired_cancelled",
+        sql: include_str!("../../sql/0002_expired_cancelled.sql"),
+    },
+];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.
 const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
@@ -41,6 +48,9 @@ pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Resul
         .transaction()
         .await
         .context("cannot start the migration transaction")?;
+    // A migration rewriting a large table may rightly run longer than the statement
+    // timeout every connection carries; waiting on the lock behind another migrator too.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
     tx.batch_execute(

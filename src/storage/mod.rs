@@ -117,8 +117,9 @@ impl From<tokio_postgres::Error> for DbError {
         } else if class == "22" {
             // data exceptions: a value the database cannot hold (NUL in text, ...)
             DbError::InvalidInput(db.message().to_string())
-        } else if matches!(class, "08" | "53" | "57") || *code == SqlState::ADMIN_SHUTDOWN {
-            // connection exceptions, insufficient resources, operator intervention
+        } else if matches!(class, "08" | "40" | "53" | "57") || *code == SqlState::ADMIN_SHUTDOWN {
+            // connection exceptions, serialization failures and deadlocks, insufficient
+            // resources, operator intervention (statement timeouts included)
             DbError::Unavailable(db.message().to_string())
         } else {
             DbError::Other(db.message().to_string())
@@ -129,5 +130,10 @@ impl From<tokio_postgres::Error> for DbError {
 impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::Unavailable(_))
+    }
+
+    /// The data itself was refused: retrying the same data cannot succeed.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, DbError::Constraint(_) | DbError::InvalidInput(_))
     }
 }

@@ -1,11 +1,13 @@
 //! Queued demands become finished works. One batch: dead-letter what can never
 //! succeed, compute the rest, store works and events in one statement, then one
-//! multiple-ack. Nothing is acknowledged before its work is committed.
+//! multiple-ack. Nothing is acknowledged before its work is committed, and nothing a
+//! publisher sends can hold a batch up: a demand the database refuses is dead-lettered
+//! alone, and only outages are retried.
 
 use crate::backoff::Backoff;
 use crate::model::{new_work_code, Origin, WorkDemand};
 use crate::shutdown::Shutdown;
-use crate::storage::{works, PgPool};
+use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
 use anyhow::{bail, Context};
 use lapin::message::Delivery;
@@ -27,23 +29,30 @@ pub struct BatchOutcome {
 /// Why a delivery can never succeed, or its message id and `add_up_to`.
 pub fn parse(delivery: &Delivery) -> Result<(String, i64), String> {
     let message_id = match delivery.properties.message_id() {
-        Some(id) if !id.as_str().is_empty() => id.as_str().to_string(),
+        Some(id) if !id.as_str().is_empty() => id.as_str(),
         _ => return Err(
             "missing message_id: it is the idempotency key, so the demand cannot be deduplicated"
                 .into(),
         ),
     };
+    if message_id.contains('\0') {
+        // PostgreSQL text cannot hold NUL: such an id could never be stored.
+        return Err(format!("message_id {message_id:?} contains a NUL byte"));
+    }
     let n = WorkDemand::parse(&delivery.data)?;
     // validate() bounds n to 0..=4294967295, which fits in i64.
-    Ok((message_id, n as i64))
+    Ok((message_id.to_string(), n as i64))
 }
 
 /// A batch between its steps: poison rejected, the rest computed, maybe stored.
 #[derive(Debug)]
 pub struct Batch {
-    finished: Vec<works::Finished>,
-    /// The highest tag that is not rejected: one multiple-ack covers the batch.
-    last_good_tag: Option<u64>,
+    /// Computed works and the delivery tag each came from.
+    finished: Vec<(works::Finished, u64)>,
+    /// Tags of the deliveries acked by this batch's multiple-ack (duplicates included).
+    good_tags: Vec<u64>,
+    /// Deliveries the database refused for good, with the reason: dead-lettered.
+    refused: Vec<(u64, String)>,
     deliveries: usize,
     pub outcome: BatchOutcome,
 }
@@ -66,9 +75,9 @@ pub async fn process_batch(
 /// Step 1: dead-letters what can never succeed, computes the rest.
 pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow::Result<Batch> {
     let mut outcome = BatchOutcome::default();
-    let mut good: Vec<(String, i64)> = Vec::with_capacity(deliveries.len());
+    let mut good: Vec<(String, i64, u64)> = Vec::with_capacity(deliveries.len());
     let mut seen = HashSet::with_capacity(deliveries.len());
-    let mut last_good_tag = None;
+    let mut good_tags = Vec::with_capacity(deliveries.len());
     for delivery in &deliveries {
         match parse(delivery) {
             Err(reason) => {
@@ -86,9 +95,9 @@ pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow:
                 outcome.dead += 1;
             }
             Ok((message_id, n)) => {
-                last_good_tag = Some(delivery.delivery_tag);
+                good_tags.push(delivery.delivery_tag);
                 if seen.insert(message_id.clone()) {
-                    good.push((message_id, n));
+                    good.push((message_id, n, delivery.delivery_tag));
                 } else {
                     outcome.duplicates += 1;
                 }
@@ -98,30 +107,65 @@ pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow:
     let finished = compute_all(&good, work_delay).await?;
     Ok(Batch {
         finished,
-        last_good_tag,
+        good_tags,
+        refused: Vec::new(),
         deliveries: deliveries.len(),
         outcome,
     })
 }
 
 /// Step 2: stores the works and their events in one statement (retrying while the
-/// database is unreachable). Redeliveries already stored count as duplicates.
+/// database is unreachable). Redeliveries already stored count as duplicates. When the
+/// database refuses the batch for good (a value it cannot hold), each work is stored
+/// alone and only the refused ones are set aside, to be dead-lettered.
 pub async fn store(pool: &PgPool, mut batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Batch> {
-    if !batch.finished.is_empty() {
-        let finished = std::mem::take(&mut batch.finished);
-        let count = finished.len() as u64;
-        let stored = store_with_retry(pool, finished, shutdown).await?;
-        batch.outcome.stored = stored;
-        batch.outcome.duplicates += count - stored;
+    if batch.finished.is_empty() {
+        return Ok(batch);
     }
+    let finished = std::mem::take(&mut batch.finished);
+    let count = finished.len() as u64;
+    let rows: Vec<works::Finished> = finished.iter().map(|(f, _)| f.clone()).collect();
+    let stored = match store_with_retry(pool, rows, shutdown).await? {
+        Ok(stored) => stored,
+        Err(batch_error) => {
+            tracing::warn!(error = %batch_error, works = count, "the database refused the batch; storing its works one by one");
+            let mut stored = 0;
+            for (mut row, tag) in finished {
+                // A fresh code, in case the refusal was a work_code collision.
+                row.work_code = new_work_code(Origin::Consumer);
+                match store_with_retry(pool, vec![row], shutdown).await? {
+                    Ok(n) => stored += n,
+                    Err(e) => batch.refused.push((tag, e.to_string())),
+                }
+            }
+            stored
+        }
+    };
+    let refused = batch.refused.len() as u64;
+    batch.outcome.stored = stored;
+    batch.outcome.dead += refused;
+    batch.outcome.duplicates += count - refused - stored;
     Ok(batch)
 }
 
-/// Step 3, only after step 2 committed: one multiple-ack for the whole batch (rejected
-/// tags are no longer outstanding). Acks must go in delivery order: a multiple-ack
-/// also covers every earlier tag.
+/// Step 3, only after step 2 committed: the refused deliveries dead-lettered, then one
+/// multiple-ack for the rest (rejected tags are no longer outstanding). Acks must go in
+/// delivery order: a multiple-ack also covers every earlier tag.
 pub async fn acknowledge(channel: &Channel, batch: &Batch) -> anyhow::Result<()> {
-    if let Some(tag) = batch.last_good_tag {
+    for (tag, reason) in &batch.refused {
+        tracing::warn!(delivery_tag = tag, %reason, "dead-lettering a demand the database refuses");
+        channel
+            .basic_reject(*tag, BasicRejectOptions { requeue: false })
+            .await
+            .context("reject failed after commit")?;
+    }
+    let refused: HashSet<u64> = batch.refused.iter().map(|(tag, _)| *tag).collect();
+    let last = batch
+        .good_tags
+        .iter()
+        .filter(|t| !refused.contains(t))
+        .max();
+    if let Some(&tag) = last {
         channel
             .basic_ack(tag, BasicAckOptions { multiple: true })
             .await
@@ -142,50 +186,50 @@ fn record(outcome: &BatchOutcome, deliveries: usize) {
 }
 
 async fn compute_all(
-    good: &[(String, i64)],
+    good: &[(String, i64, u64)],
     work_delay: Duration,
-) -> anyhow::Result<Vec<works::Finished>> {
+) -> anyhow::Result<Vec<(works::Finished, u64)>> {
     let mut finished = Vec::with_capacity(good.len());
-    for (message_id, n) in good {
+    for (message_id, n, tag) in good {
         let started = SystemTime::now();
         let result = super::compute(*n, work_delay).await?;
-        finished.push(works::Finished {
+        let work = works::Finished {
             message_id: message_id.clone(),
             work_code: new_work_code(Origin::Consumer),
             add_up_to: *n,
             result,
             started,
             stopped: SystemTime::now(),
-        });
+        };
+        finished.push((work, *tag));
     }
     Ok(finished)
 }
 
-/// Stores the batch, retrying with backoff while the database is unreachable. Gives up
-/// only at shutdown: the deliveries are then left unacked and the broker requeues them.
+/// Stores `rows`, retrying with backoff while the database is unavailable (or fails
+/// in a way that is not about the data, such as a missing table). The outer
+/// error is shutdown (the deliveries are then left unacked and the broker requeues
+/// them); the inner one is the database refusing the rows, which no retry can fix.
 async fn store_with_retry(
     pool: &PgPool,
-    mut batch: Vec<works::Finished>,
+    rows: Vec<works::Finished>,
     shutdown: &Shutdown,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Result<u64, DbError>> {
     let mut backoff = Backoff::default();
     loop {
         let result = async {
             let client = pool.get().await?;
-            works::insert_finished(&client, &batch).await
+            works::insert_finished(&client, &rows).await
         }
         .await;
         match result {
-            Ok(stored) => return Ok(stored),
+            Ok(stored) => return Ok(Ok(stored)),
+            Err(e) if e.is_refusal() => return Ok(Err(e)),
             Err(e) if shutdown.is_triggered() => {
                 bail!("shutting down before the batch could be stored: {e}")
             }
             Err(e) => {
-                tracing::warn!(error = %e, works = batch.len(), "cannot store the batch yet; retrying");
-                // A work_code collision is astronomically rare but would repeat: new codes.
-                for f in &mut batch {
-                    f.work_code = new_work_code(Origin::Consumer);
-                }
+                tracing::warn!(error = %e, works = rows.len(), "cannot store the batch yet; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = shutdown.wait() => {}

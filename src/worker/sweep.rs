@@ -27,12 +27,15 @@ pub struct SweepOutcome {
     pub claimed: usize,
     pub completed: u64,
     pub failed: u64,
+    pub expired: u64,
 }
 
-/// One sweep: fail the works out of attempts, claim a batch, compute, complete.
+/// One sweep: fail the works out of attempts, expire those out of the window, claim a
+/// batch, compute, complete.
 pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome, DbError> {
     let client = pool.get().await?;
     let failed = claims::fail_exhausted(&client, opts.max_attempts).await?;
+    let expired = claims::expire_stale(&client, opts.window).await?;
     // The lease covers the whole batch's simulated work, so a slow batch is not
     // mistaken for a dead worker.
     let lease = opts.lease + opts.work_delay * opts.batch as u32;
@@ -58,10 +61,12 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
     let completed = claims::complete(&client, &opts.worker, &results).await?;
     Telemetry::add(&TELEMETRY.swept, completed);
     Telemetry::add(&TELEMETRY.failed, failed);
+    Telemetry::add(&TELEMETRY.expired, expired);
     Ok(SweepOutcome {
         claimed: claimed.len(),
         completed,
         failed,
+        expired,
     })
 }
 
@@ -80,7 +85,7 @@ pub async fn run(
         match sweep_once(&pool, &opts).await {
             Ok(outcome) => {
                 backoff.reset();
-                if outcome.claimed + outcome.failed as usize > 0 {
+                if outcome.claimed as u64 + outcome.failed + outcome.expired > 0 {
                     notifier.works_changed();
                     tracing::debug!(?outcome, "sweep");
                 }
