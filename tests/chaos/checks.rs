@@ -127,31 +127,11 @@ pub fn judge(
     }
 }
 
-/// A connection to the first node of a comma-separated URL list that answers within
-/// 5 s (a frozen or dead node is skipped).
-pub async fn connect_any(
-    amqp_urls: &str,
-    name: &str,
-) -> anyhow::Result<(lapin::Connection, lapin::Channel)> {
-    let mut last = None;
-    for url in amqp_urls.split(',').map(str::trim) {
-        let attempt = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            ppctl::amqp::connect(url, name),
-        );
-        match attempt.await {
-            Ok(Ok(pair)) => return Ok(pair),
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => last = Some(anyhow::anyhow!("{url}: no answer within 5s")),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no AMQP URL given")))
-}
-
 /// (ready messages in the queue, ready messages in its dead-letter queue), by passive
 /// declares on a fresh connection.
 pub async fn queue_counts(amqp_url: &str, queue: &str) -> anyhow::Result<(u32, u32)> {
-    let (conn, channel) = connect_any(amqp_url, "chaos-check").await?;
+    // A comma-separated list: the first node that answers (a frozen one is skipped).
+    let (conn, channel) = ppctl::amqp::connect(amqp_url, "chaos-check").await?;
     let passive = QueueDeclareOptions {
         passive: true,
         durable: true,

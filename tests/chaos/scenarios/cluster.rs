@@ -7,6 +7,8 @@ use anyhow::Context;
 /// How long a node stays frozen in scenario 10: several heartbeat intervals.
 const FROZEN: Duration = Duration::from_secs(25);
 const REJOIN: Duration = Duration::from_secs(90);
+/// In-flight batches commit this soon after a fault; later progress is recovery.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// The cluster (started on first use), a fresh database and queue; every process of the
 /// scenario gets the URL list from `env_on`.
@@ -150,24 +152,51 @@ pub(super) async fn freeze_node(c: &mut Cluster, row: &mut Row) -> anyhow::Resul
         .await?;
     let fault = Instant::now();
     let frozen = rc.nodes[0].freeze()?;
+    let probe = tokio::spawn(time_redeclare(rc.urls_from(1), env.queue.clone()));
+    // Batches already in flight commit in the first moments: progress after that can
+    // only come through another node (heartbeats notice within ~2 intervals).
+    tokio::time::sleep(SETTLE).await;
     let base = db.must(DONE_SQL).await?;
-    let moved = recovery(&mut db, base, fault, FROZEN).await;
-    match moved {
+    match recovery(&mut db, base, fault, FROZEN.saturating_sub(fault.elapsed())).await {
         Ok(s) => {
             row.recovery = Some(s);
             tokio::time::sleep(FROZEN.saturating_sub(fault.elapsed())).await;
         }
         Err(_) => row.problem(format!(
-            "no work done in the {FROZEN:?} n1 was frozen ({base}/{N} done at SIGSTOP): the clients did not move to another node"
+            "no work done from {SETTLE:?} to {FROZEN:?} after n1 was frozen (SIGSTOP) with every client connected to it ({base}/{N} done): the clients did not resume on another node while it stayed frozen"
         )),
     }
     frozen.thaw();
     let during = db.must(DONE_SQL).await?;
     row.notes.push(format!(
-        "n1 frozen for {:.1}s with {base}/{N} done; {during} done at SIGCONT",
+        "n1 frozen for {:.1}s with {base}/{N} done {SETTLE:?} in; {during} done at SIGCONT",
         fault.elapsed().as_secs_f64()
     ));
+    match probe.await {
+        Ok(took) => row.notes.push(format!(
+            "diagnostic: declaring the topology on n2 (as a reconnecting client does), started 0.5s into the freeze, {took}"
+        )),
+        Err(e) => row.notes.push(format!("diagnostic probe failed: {e}")),
+    }
     soft(row, rc.wait_member(0, REJOIN).await);
     end(row, &env, &mut db, procs, N).await;
     Ok(())
+}
+
+/// How long the topology declaration a reconnecting client makes takes on another node
+/// while one is frozen (the broker may block it on the frozen member): a diagnostic.
+async fn time_redeclare(urls: String, queue: String) -> String {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let declare = async {
+        let (conn, channel) = ppctl::amqp::connect(&urls, "chaos-probe").await?;
+        ppctl::amqp::Topology::new(&queue).declare(&channel).await?;
+        let _ = conn.close(200, "bye".into()).await;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(40), declare).await {
+        Ok(Ok(())) => format!("took {:.1}s", start.elapsed().as_secs_f64()),
+        Ok(Err(e)) => format!("failed after {:.1}s: {e:#}", start.elapsed().as_secs_f64()),
+        Err(_) => "did not finish within 40s".into(),
+    }
 }

@@ -90,8 +90,10 @@ fn judge_probes(row: &mut Row, probes: &[Probe], frozen: Duration, thawed: Durat
     }
     let slowest = probes.iter().map(|p| p.took).max().unwrap_or_default();
     row.notes.push(format!(
-        "{} API probes, {during} answered 503 while frozen, slowest {:.2}s",
+        "{} API probes, {during} answered 503 while frozen ({:.1}s..{:.1}s on the probe clock), slowest {:.2}s",
         probes.len(),
+        frozen.as_secs_f64(),
+        thawed.as_secs_f64(),
         slowest.as_secs_f64()
     ));
     row.check(bad.is_empty(), || {
@@ -158,5 +160,36 @@ pub(super) async fn freeze_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::R
     stop_all(row, &mut [&mut consumer, &mut serve]).await;
     note_dedup(row, &[&consumer]);
     finish(row, &env, &mut db, queue_confirmed, N, api, 0).await;
+    ghosts(row, &mut db, &created, origin).await
+}
+
+/// API works that exist although their POST was not answered 201 (it answered 503 or
+/// nothing): a client that retries such a POST gets two works.
+async fn ghosts(
+    row: &mut Row,
+    db: &mut Db,
+    created: &[i64],
+    origin: Instant,
+) -> anyhow::Result<()> {
+    let sql = "SELECT id, EXTRACT(EPOCH FROM now() - created_on)::float8 FROM works \
+        WHERE message_id IS NULL AND NOT (id = ANY($1)) ORDER BY id";
+    let rows = db.client().await?.query(sql, &[&created]).await?;
+    let age_origin = origin.elapsed().as_secs_f64();
+    let found: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "id {} created at {:.1}s",
+                r.get::<_, i64>(0),
+                age_origin - r.get::<_, f64>(1)
+            )
+        })
+        .collect();
+    row.check(found.is_empty(), || {
+        format!(
+            "POST /works not answered 201 yet the work was created (a retrying client gets a duplicate): {}",
+            found.join(", ")
+        )
+    });
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 use super::poison::wait_accounted;
 use super::*;
-use crate::checks;
 use crate::infra::MARKER;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -122,7 +121,7 @@ pub(super) async fn hostile_messages(c: &mut Cluster, row: &mut Row) -> anyhow::
     let env = setup(c, "s11", false).await?;
     let mut db = Db::new(&env.database_url);
     // Declared here with the library's default queue type, as the consumer does.
-    let (conn, channel) = checks::connect_any(&env.amqp_url, "chaos-declare").await?;
+    let (conn, channel) = ppctl::amqp::connect(&env.amqp_url, "chaos-declare").await?;
     ppctl::amqp::Topology::new(&env.queue)
         .declare(&channel)
         .await?;
