@@ -183,20 +183,38 @@ pub(super) async fn freeze_node(c: &mut Cluster, row: &mut Row) -> anyhow::Resul
     Ok(())
 }
 
-/// How long the topology declaration a reconnecting client makes takes on another node
-/// while one is frozen (the broker may block it on the frozen member): a diagnostic.
+/// How long a passive declare, then the topology declaration a reconnecting client
+/// makes, take on another node while one is frozen (the broker may block them on the
+/// frozen member): a diagnostic for the report.
 async fn time_redeclare(urls: String, queue: String) -> String {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
+    let mut passive = None;
     let declare = async {
         let (conn, channel) = ppctl::amqp::connect(&urls, "chaos-probe").await?;
+        let connected = start.elapsed().as_secs_f64();
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(queue.as_str().into(), options, Default::default())
+            .await?;
+        passive = Some((connected, start.elapsed().as_secs_f64()));
         ppctl::amqp::Topology::new(&queue).declare(&channel).await?;
         let _ = conn.close(200, "bye".into()).await;
         anyhow::Ok(())
     };
-    match tokio::time::timeout(Duration::from_secs(40), declare).await {
-        Ok(Ok(())) => format!("took {:.1}s", start.elapsed().as_secs_f64()),
-        Ok(Err(e)) => format!("failed after {:.1}s: {e:#}", start.elapsed().as_secs_f64()),
-        Err(_) => "did not finish within 40s".into(),
+    let outcome = tokio::time::timeout(Duration::from_secs(40), declare).await;
+    let took = start.elapsed().as_secs_f64();
+    let steps = match passive {
+        Some((c, p)) => format!("connected after {c:.1}s, passive queue declare done at {p:.1}s"),
+        None => "no passive declare".into(),
+    };
+    match outcome {
+        Ok(Ok(())) => format!("{steps}, full declare done at {took:.1}s"),
+        Ok(Err(e)) => format!("{steps}, failed after {took:.1}s: {e:#}"),
+        Err(_) => format!("{steps}, full declare not done within 40s"),
     }
 }

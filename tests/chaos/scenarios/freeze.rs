@@ -12,6 +12,7 @@ const FROZEN: Duration = Duration::from_secs(20);
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// After SIGCONT the API may still answer 503 this long (pools re-connecting).
 const GRACE: Duration = Duration::from_secs(5);
+const MARGIN: Duration = Duration::from_millis(250);
 const PROBES: [(&str, &str); 3] = [("GET", "/works/1"), ("GET", "/health"), ("POST", "/works")];
 
 /// One probe: when it was sent (since the poller started), what, the status (None: no
@@ -66,7 +67,8 @@ fn judge_probes(row: &mut Row, probes: &[Probe], frozen: Duration, thawed: Durat
     let mut during = 0;
     for p in probes {
         let late = p.status.is_none() || p.took > ANSWER_WITHIN;
-        let in_freeze = p.sent >= frozen && p.sent + p.took < thawed;
+        // A margin for signal delivery and scheduling on a loaded machine.
+        let in_freeze = p.sent >= frozen + MARGIN && p.sent + p.took + MARGIN < thawed;
         let healthy_phase = p.sent + p.took < frozen || p.sent > thawed + GRACE;
         let ok_status = match p.status {
             Some(503) if in_freeze => {
@@ -129,8 +131,9 @@ pub(super) async fn freeze_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::R
     let frozen_at = origin.elapsed();
     let frozen = c.pg.freeze()?;
     tokio::time::sleep(FROZEN).await;
-    frozen.thaw();
+    // Taken before SIGCONT: kill(1) delivers it some milliseconds into its run.
     let (thawed_at, thawed) = (origin.elapsed(), Instant::now());
+    frozen.thaw();
     ensure_running(
         row,
         &mut [&mut consumer, &mut serve],
