@@ -8,7 +8,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,lapin=warn".into()),
+                // lapin logs, at error level, the same failures ppctl reports (and
+                // retries) with their context: one line per fault is enough.
+                .unwrap_or_else(|_| "info,lapin=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

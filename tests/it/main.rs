@@ -3,7 +3,9 @@
 
 mod api;
 mod cli;
+mod faults;
 mod helpers;
+mod leaks;
 mod migrations;
 mod openapi;
 mod pipeline;

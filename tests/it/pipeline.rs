@@ -8,7 +8,7 @@ use ppctl::worker::sweep::{self, SweepOpts};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(super) const WAIT: Duration = Duration::from_secs(30);
 
 /// Works whose stored result is not n(n+1)/2 (computed in numeric: no overflow).
 const WRONG_SUMS: &str = "SELECT count(*) FROM works WHERE status = 'done' \
@@ -21,7 +21,7 @@ const BAD_EVENTS: &str = "SELECT count(*) FROM works w WHERE status = 'done' AND
 const BAD_RESULT_EVENTS: &str = "SELECT count(*) FROM events e JOIN works w ON w.id = e.work_id \
     WHERE e.variable = 'compute/result' AND e.value <> w.result::text";
 
-fn worker_opts(work_delay: Duration, sweep_every: Duration) -> WorkerOpts {
+pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> WorkerOpts {
     WorkerOpts {
         prefetch: 200,
         work_delay,
@@ -32,7 +32,7 @@ fn worker_opts(work_delay: Duration, sweep_every: Duration) -> WorkerOpts {
     }
 }
 
-fn amqp_opts(queue: &TestQueue) -> AmqpOpts {
+pub(super) fn amqp_opts(queue: &TestQueue) -> AmqpOpts {
     AmqpOpts {
         amqp_url: AMQP_URL.into(),
         queue: queue.name().into(),
@@ -41,7 +41,7 @@ fn amqp_opts(queue: &TestQueue) -> AmqpOpts {
 }
 
 /// Starts a consumer in the background; returns how to stop it and its task.
-fn start_consumer(
+pub(super) fn start_consumer(
     db: &TestDb,
     queue: &TestQueue,
     opts: WorkerOpts,
@@ -58,7 +58,7 @@ fn start_consumer(
     (trigger, task)
 }
 
-async fn stop(trigger: Trigger, task: JoinHandle<anyhow::Result<()>>) {
+pub(super) async fn stop(trigger: Trigger, task: JoinHandle<anyhow::Result<()>>) {
     trigger.fire();
     let result = tokio::time::timeout(WAIT, task)
         .await
@@ -67,7 +67,7 @@ async fn stop(trigger: Trigger, task: JoinHandle<anyhow::Result<()>>) {
     result.expect("consumer exits cleanly");
 }
 
-async fn produce(queue: &TestQueue, count: u64) -> u64 {
+pub(super) async fn produce(queue: &TestQueue, count: u64) -> u64 {
     let opts = ProduceOpts {
         every: Duration::ZERO,
         count: Some(count),
@@ -78,7 +78,7 @@ async fn produce(queue: &TestQueue, count: u64) -> u64 {
         .expect("produce")
 }
 
-async fn wait_for_works(db: &TestDb, sql: &str, expected: i64) {
+pub(super) async fn wait_for_works(db: &TestDb, sql: &str, expected: i64) {
     eventually(&format!("{expected} rows from {sql}"), WAIT, || async {
         (db.count(sql).await == expected).then_some(())
     })
@@ -86,7 +86,7 @@ async fn wait_for_works(db: &TestDb, sql: &str, expected: i64) {
 }
 
 /// Checks the invariants every finished pipeline run must satisfy.
-async fn assert_consistent(db: &TestDb) {
+pub(super) async fn assert_consistent(db: &TestDb) {
     assert_eq!(db.count(WRONG_SUMS).await, 0, "wrong sums");
     assert_eq!(
         db.count(BAD_EVENTS).await,
@@ -297,7 +297,7 @@ async fn api_works_are_swept_on_notify() {
     assert_consistent(&db).await;
 }
 
-fn sweep_opts(worker: &str, lease: Duration, max_attempts: i32) -> SweepOpts {
+pub(super) fn sweep_opts(worker: &str, lease: Duration, max_attempts: i32) -> SweepOpts {
     SweepOpts {
         worker: worker.into(),
         work_delay: Duration::ZERO,

@@ -1,0 +1,127 @@
+//! Reconnects must not leak: a consumer whose channel fails N times keeps one broker
+//! connection and no more batch stores than it has in flight. Run as a process, so its
+//! `/metrics` counts only its own store tasks.
+
+use super::helpers::*;
+use super::pipeline::WAIT;
+use std::process::Stdio;
+use std::time::Duration;
+
+const RECONNECTS: usize = 5;
+
+/// How many broker connections carry `name` (the client-provided connection name).
+async fn connections_named(name: &str) -> usize {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "client_properties",
+            "--formatter",
+            "json",
+        ])
+        .output()
+        .await
+        .expect("run rabbitmqctl");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_connections failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .matches(&format!("\"{name}\""))
+        .count()
+}
+
+async fn store_tasks(metrics_addr: &str) -> Option<i64> {
+    let request = ppctl::rawhttp::Request::new("GET", "/metrics").ok()?;
+    let response = ppctl::rawhttp::send(metrics_addr, &request).await.ok()?;
+    let body = String::from_utf8_lossy(&response.body).into_owned();
+    body.lines()
+        .find_map(|l| l.strip_prefix("ppctl_store_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_leak_neither_connections_nor_store_tasks() {
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    let (_conn, channel) = queue.channel().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let mut consumer = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
+        .args([
+            "consume",
+            "--queue",
+            queue.name(),
+            "--metrics-addr",
+            &metrics_addr,
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("AMQP_URL", AMQP_URL)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ppctl consume");
+    let name = format!("ppctl-consume {}", queue.name());
+    eventually("the consumer connected", WAIT, || async {
+        (connections_named(&name).await == 1).then_some(())
+    })
+    .await;
+    // Every store now hangs on the lock, as it would on a stalled database.
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.expect("transaction");
+    lock.batch_execute("LOCK TABLE works IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    for round in 0..RECONNECTS {
+        let body = br#"{"add_up_to": 3}"#;
+        queue
+            .publish_raw(&channel, body, Some(&format!("leak-{round}")))
+            .await;
+        eventually("a batch store in flight", WAIT, || async {
+            (store_tasks(&metrics_addr).await? >= 1).then_some(())
+        })
+        .await;
+        // Deleting the queue cancels the consumer (a channel failure on a live
+        // connection); it reconnects and declares the queue again.
+        channel
+            .queue_delete(queue.name().into(), Default::default())
+            .await
+            .expect("delete the queue");
+        eventually("the consumer redeclared its queue", WAIT, || async {
+            queue.topology.dead_count(&channel).await.ok()?;
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let (_c, probe) = require_rabbitmq().await;
+            probe
+                .queue_declare(queue.name().into(), passive, Default::default())
+                .await
+                .ok()
+        })
+        .await;
+    }
+    // Give a leaked connection or task every chance to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (connections, tasks) = (
+        connections_named(&name).await,
+        store_tasks(&metrics_addr).await,
+    );
+    lock.rollback().await.expect("unlock");
+    let _ = consumer.start_kill();
+    assert_eq!(
+        connections, 1,
+        "broker connections after {RECONNECTS} reconnects"
+    );
+    let tasks = tasks.expect("metrics answered");
+    assert!(
+        tasks <= 2,
+        "{tasks} store tasks after {RECONNECTS} reconnects"
+    );
+}
