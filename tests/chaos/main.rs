@@ -26,7 +26,8 @@
 //! nothing was done twice, that poison went to the dead-letter queue, and measures the
 //! recovery time and the longest stall (sampled: the longest time the done count stood
 //! still while demands were outstanding). The table is printed and written to `target/chaos-report.txt`; any
-//! loss or duplicate fails the run. Process logs are kept in `target/chaos-logs/`.
+//! loss or duplicate fails the run. Process and server logs are kept in
+//! `target/chaos-logs/`.
 //!
 //! `api_bad_input` sends thousands of generated malformed requests to `ppctl serve`.
 //!
@@ -116,6 +117,7 @@ async fn fault_injection_scenarios() {
     if let Err(e) = std::fs::write(&path, &report) {
         eprintln!("cannot write {}: {e}", path.display());
     }
+    infra::keep_server_logs(&cluster.run, &log_dir);
     drop(cluster);
     let failed: Vec<&str> = rows
         .iter()

@@ -232,6 +232,25 @@ pub(crate) fn log_file(path: &Path) -> (Stdio, Stdio) {
     (Stdio::from(file), Stdio::from(err))
 }
 
+/// Copies every `*.log` under the run directory (server logs: PostgreSQL, each
+/// RabbitMQ node) into `dest` before the run directory is removed, named after their
+/// path, so a failed scenario can be read afterwards.
+pub fn keep_server_logs(run: &RunDir, dest: &Path) {
+    let mut dirs = vec![run.path.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let rel = path.strip_prefix(&run.path).unwrap_or(&path);
+                let name = rel.to_string_lossy().replace('/', "_");
+                let _ = fs::copy(&path, dest.join(format!("server-{name}")));
+            }
+        }
+    }
+}
+
 /// The last `n` lines of a log file, for failure messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();

@@ -151,14 +151,7 @@ pub(super) async fn freeze_postgres(c: &mut Cluster, row: &mut Row) -> anyhow::R
     let probes = std::mem::take(&mut *probes.lock().expect("probes"));
     let created = judge_probes(row, &probes, frozen_at, thawed_at);
     let api = created.len() as u64;
-    let total = (N + api) as i64;
-    soft(
-        row,
-        db.wait_done("every queue and API work done", |n| n >= total, FINISH)
-            .await,
-    );
-    let queue_confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
-    row.confirmed = queue_confirmed + api;
+    let queue_confirmed = drain_with_api(row, &mut db, &mut producer, N, api).await;
     row.published = N + probes.iter().filter(|p| p.what == "POST /works").count() as u64;
     stop_all(row, &mut [&mut consumer, &mut serve]).await;
     note_dedup(row, &[&consumer]);

@@ -141,6 +141,26 @@ pub(super) async fn drain_all(row: &mut Row, db: &mut Db, producer: &mut Proc, n
     row.confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
 }
 
+/// Like `drain_all` with `api` works created through the API as well; returns the
+/// producer's confirmed count (the row's confirmed count includes the API works).
+pub(super) async fn drain_with_api(
+    row: &mut Row,
+    db: &mut Db,
+    producer: &mut Proc,
+    n: u64,
+    api: u64,
+) -> u64 {
+    let total = (n + api) as i64;
+    soft(
+        row,
+        db.wait_done("every queue and API work done", |d| d >= total, FINISH)
+            .await,
+    );
+    let queue_confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
+    row.confirmed = queue_confirmed + api;
+    queue_confirmed
+}
+
 /// Stops every process gracefully (SIGTERM, exit 0, bounded).
 pub(super) async fn stop_all(row: &mut Row, procs: &mut [&mut Proc]) {
     for p in procs.iter_mut() {

@@ -50,7 +50,26 @@ pub(super) async fn restart_rabbitmq(c: &mut Cluster, row: &mut Row) -> anyhow::
         "broker SIGKILLed with {at_fault}/{N} done (producer had reported {reported:?} confirmed), back after {down:.1}s"
     ));
     time_recovery(row, &mut db, base, fault).await;
-    drain_all(row, &mut db, &mut producer, N).await;
+    if row.recovery.is_some() {
+        drain_all(row, &mut db, &mut producer, N).await;
+    } else {
+        // No progress at all: say what the broker thinks of the queue, and do not wait
+        // minutes more for a drain that cannot happen.
+        let queues = c
+            .rabbit
+            .ctl(&["list_queues", "name", "type", "leader", "messages"]);
+        let queues = queues.await.unwrap_or_else(|e| format!("{e:#}"));
+        row.problem(format!(
+            "no progress after the restart; the broker lists (name type leader messages): {}",
+            queues
+                .lines()
+                .filter(|l| l.contains(&env.queue))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+        row.confirmed = reported_confirmed(&producer.log_text(), N).unwrap_or(0);
+        let _ = producer.kill9().await;
+    }
     stop_all(row, &mut [&mut consumer]).await;
     note_dedup(row, &[&consumer]);
     finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;
