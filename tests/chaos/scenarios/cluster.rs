@@ -45,18 +45,22 @@ fn env_on(env: &Env, rc: &RabbitCluster, first: usize) -> Env {
     }
 }
 
-/// A producer preferring node `p`, and two consumers preferring nodes `c1` and `c2`.
+/// 300 demands every 200 ms: about 5 s of stream for 6000.
+const BRISK: (&str, u64) = ("200ms", 300);
+
+/// A producer preferring node `p` and publishing `burst` demands `every` so often, and
+/// two consumers preferring nodes `c1` and `c2`.
 fn start_pipeline(
     env: &Env,
     rc: &RabbitCluster,
     row: &mut Row,
     n: u64,
     [p, c1, c2]: [usize; 3],
+    (every, burst): (&str, u64),
 ) -> anyhow::Result<[Proc; 3]> {
     let consumer1 = Proc::spawn(&env_on(env, rc, c1), "consumer1", &CONSUME_1MS)?;
     let consumer2 = Proc::spawn(&env_on(env, rc, c2), "consumer2", &CONSUME_1MS)?;
-    // 300 demands every 200 ms: about 5 s of stream for 6000.
-    let producer = start_paced_producer(&env_on(env, rc, p), row, n, "200ms", 300)?;
+    let producer = start_paced_producer(&env_on(env, rc, p), row, n, every, burst)?;
     Ok([producer, consumer1, consumer2])
 }
 
@@ -75,7 +79,7 @@ pub(super) async fn kill_leader(c: &mut Cluster, row: &mut Row) -> anyhow::Resul
     const N: u64 = 6000;
     let (env, mut db) = cluster_setup(c, "s7").await?;
     let rc = nodes(c)?;
-    let mut procs = start_pipeline(&env, rc, row, N, [1, 2, 0])?;
+    let mut procs = start_pipeline(&env, rc, row, N, [1, 2, 0], BRISK)?;
     db.wait_done("a quarter done", |d| d >= N as i64 / 4, FINISH)
         .await?;
     let leader = rc.leader_of(&env.queue, None).await?;
@@ -109,11 +113,8 @@ pub(super) async fn rolling_restart(c: &mut Cluster, row: &mut Row) -> anyhow::R
     const N: u64 = 6000;
     let (env, mut db) = cluster_setup(c, "s8").await?;
     let rc = nodes(c)?;
-    let consumer1 = Proc::spawn(&env_on(&env, rc, 1), "consumer1", &CONSUME_1MS)?;
-    let consumer2 = Proc::spawn(&env_on(&env, rc, 2), "consumer2", &CONSUME_1MS)?;
     // 100 every 500 ms: the stream lasts the whole rolling restart (~30 s).
-    let producer = start_paced_producer(&env_on(&env, rc, 0), row, N, "500ms", 100)?;
-    let mut procs = [producer, consumer1, consumer2];
+    let mut procs = start_pipeline(&env, rc, row, N, [0, 1, 2], ("500ms", 100))?;
     db.wait_done("the first works", |d| d >= 300, FINISH)
         .await?;
     let mut slowest = 0f64;
@@ -150,7 +151,7 @@ pub(super) async fn freeze_node(c: &mut Cluster, row: &mut Row) -> anyhow::Resul
     const N: u64 = 6000;
     let (env, mut db) = cluster_setup(c, "s10").await?;
     let rc = nodes(c)?;
-    let procs = start_pipeline(&env, rc, row, N, [0, 0, 0])?;
+    let procs = start_pipeline(&env, rc, row, N, [0, 0, 0], BRISK)?;
     db.wait_done("a fifth done", |d| d >= N as i64 / 5, FINISH)
         .await?;
     let fault = Instant::now();
