@@ -45,10 +45,18 @@ impl StallMeter {
     }
 
     /// Stops sampling; the longest stall in seconds (None if nothing was ever done).
-    pub fn stop(self) -> Option<f64> {
+    /// `unfinished`: demands were still outstanding at the end (lost or stuck), so the
+    /// time since the last progress is a stall too.
+    pub fn stop(self, unfinished: bool) -> Option<f64> {
         self.task.abort();
         let s = self.state.lock().expect("stall state");
-        s.1.map(|_| s.0.as_secs_f64())
+        let last = s.1?;
+        let trailing = if unfinished {
+            last.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        Some(s.0.max(trailing).as_secs_f64())
     }
 }
 

@@ -70,6 +70,12 @@ impl PrivateRabbit {
         })
     }
 
+    /// The node's own log (RABBITMQ_LOG_BASE/NODE.log).
+    pub fn node_log(&self) -> String {
+        fs::read_to_string(self.dir.join("log").join(format!("{}.log", self.node)))
+            .unwrap_or_default()
+    }
+
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }

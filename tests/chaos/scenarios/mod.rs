@@ -78,7 +78,8 @@ pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
     if let Err(e) = result {
         row.problem(format!("{e:#}"));
     }
-    row.stall = cluster.stall.take().and_then(StallMeter::stop);
+    let unfinished = row.lost > 0;
+    row.stall = cluster.stall.take().and_then(|s| s.stop(unfinished));
     row.notes
         .push(format!("took {:.1}s", start.elapsed().as_secs_f64()));
     row

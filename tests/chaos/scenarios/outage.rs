@@ -67,6 +67,17 @@ pub(super) async fn restart_rabbitmq(c: &mut Cluster, row: &mut Row) -> anyhow::
                 .collect::<Vec<_>>()
                 .join(" | ")
         ));
+        // The queue's Raft member is named '%2F_<queue>' in the node's log.
+        let member = format!("_{}'", env.queue);
+        let leaderless = c
+            .rabbit
+            .node_log()
+            .lines()
+            .filter(|l| l.contains(&member) && l.contains("leader not known"))
+            .count();
+        if leaderless > 0 {
+            row.problem(format!("the broker log says \"leader not known\" {leaderless} times for this quorum queue: its Raft member did not come back after the SIGKILL (a broker-side recovery failure; cf. rabbitmq-server#10070)"));
+        }
         row.confirmed = reported_confirmed(&producer.log_text(), N).unwrap_or(0);
         let _ = producer.kill9().await;
     }
