@@ -103,35 +103,32 @@ enum Ended {
     SafeModeOver,
 }
 
-/// In safe mode, deliveries acked one at a time before the full prefetch comes back.
-const SAFE_DELIVERIES: u64 = 10;
-
 impl QueueWorker<'_> {
     /// Connects, consumes until the channel fails, reconnects with backoff; until
     /// shutdown. A queue declared with other arguments is the one error returned.
     ///
     /// After a connection dies on a frame lapin cannot parse (a non-UTF-8 message_id),
-    /// the same message comes back first, and nothing in ppctl can reject it: the
-    /// consumer goes on with prefetch 1 ("safe mode"), so each crash returns only that
-    /// message, and the quorum queue's delivery limit dead-letters it without touching
-    /// the rest of the window.
+    /// the whole window comes back in order, the culprit somewhere in it, and nothing
+    /// in ppctl can reject it: the consumer goes on with prefetch 1 ("safe mode") for
+    /// one window's worth of deliveries. Each crash then returns only the culprit, and
+    /// the quorum queue's delivery limit dead-letters it without touching the rest.
     async fn run(&self) -> anyhow::Result<()> {
         let mut backoff = Backoff::default();
-        let mut safe = false;
+        // Deliveries still to settle one at a time; 0: full prefetch.
+        let mut safe_left = 0u64;
         while !self.shutdown.is_triggered() {
-            match self.consume_connection(&mut backoff, safe).await {
+            match self.consume_connection(&mut backoff, &mut safe_left).await {
                 Ok(Ended::Shutdown) => return Ok(()),
                 Ok(Ended::SafeModeOver) => {
                     tracing::info!("safe mode over: back to the full prefetch");
-                    safe = false;
                     continue;
                 }
                 Err(e) if e.downcast_ref::<amqp::TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
                     Telemetry::add(&TELEMETRY.reconnects, 1);
                     self.nodes.lost();
-                    if amqp::is_unparseable_frame(&e) {
-                        safe = true;
+                    if amqp::is_unparseable_frame(&e) && safe_left == 0 {
+                        safe_left = u64::from(self.worker.prefetch);
                         tracing::warn!("a delivery the AMQP client cannot parse closed the connection; consuming one at a time until the broker's delivery limit dead-letters it (a classic queue has none: it will come back forever)");
                     }
                     tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
@@ -147,7 +144,12 @@ impl QueueWorker<'_> {
 
     /// One connection's life. Err when the connection fails; every task tied to it
     /// (batch stores, the depth monitor) is aborted whichever way it ends.
-    async fn consume_connection(&self, backoff: &mut Backoff, safe: bool) -> anyhow::Result<Ended> {
+    async fn consume_connection(
+        &self,
+        backoff: &mut Backoff,
+        safe_left: &mut u64,
+    ) -> anyhow::Result<Ended> {
+        let safe = *safe_left > 0;
         let (topology, worker) = (&self.topology, self.worker);
         let name = format!("ppctl-consume {}", topology.queue);
         let (connection, channel) = self.nodes.connect(&name).await?;
@@ -176,9 +178,8 @@ impl QueueWorker<'_> {
         let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
         let max = batch_limit(window.max(1), worker.work_delay);
         let mut storing = Stores::default();
-        let mut acked = 0u64;
         loop {
-            if safe && acked >= SAFE_DELIVERIES {
+            if safe && *safe_left == 0 {
                 storing.finish_all(self, &channel).await?;
                 let _ = connection.close(200, "leaving safe mode".into()).await;
                 return Ok(Ended::SafeModeOver);
@@ -193,7 +194,8 @@ impl QueueWorker<'_> {
             match next {
                 Next::Stored(stored) => {
                     storing.pop();
-                    acked += self.finish(&channel, stored).await?;
+                    let settled = self.finish(&channel, stored).await?;
+                    *safe_left = safe_left.saturating_sub(settled);
                 }
                 Next::Delivery(first) => {
                     let deliveries = gather(&mut consumer, *first, max).await?;
@@ -201,7 +203,8 @@ impl QueueWorker<'_> {
                     if storing.len() == STORES_IN_FLIGHT {
                         let stored = storing.oldest().await;
                         storing.pop();
-                        acked += self.finish(&channel, stored).await?;
+                        let settled = self.finish(&channel, stored).await?;
+                        *safe_left = safe_left.saturating_sub(settled);
                     }
                     storing.spawn(self.pool.clone(), batch, self.shutdown.clone());
                 }

@@ -50,7 +50,7 @@ async fn broker_queue(name: &str) -> (String, serde_json::Map<String, Value>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_holds_a_quorum_queue_with_a_delivery_limit_by_default() {
     let queue = TestQueue::new();
-    assert_eq!(produce(&queue, 5).await, 5);
+    let _channel = queue.channel().await;
     let (kind, args) = broker_queue(queue.name()).await;
     assert_eq!(kind, "quorum", "{args:?}");
     assert_eq!(args.get("x-delivery-limit"), Some(&Value::from(20)));
@@ -64,7 +64,7 @@ async fn the_broker_holds_a_quorum_queue_with_a_delivery_limit_by_default() {
 
     let mut classic = TestQueue::new();
     classic.topology = Topology::with_type(classic.name(), QueueType::Classic);
-    assert_eq!(produce(&classic, 5).await, 5);
+    let _channel = classic.channel().await;
     let (kind, args) = broker_queue(classic.name()).await;
     assert_eq!(kind, "classic", "{args:?}");
     assert!(!args.contains_key("x-delivery-limit"), "{args:?}");
