@@ -32,7 +32,9 @@
 //! `api_bad_input` sends thousands of generated malformed requests to `ppctl serve`.
 //!
 //! Environment knobs for iterating: `CHAOS_SCENARIOS=1,3` runs only those scenarios;
-//! `CHAOS_BAD_INPUT_CASES=500` shrinks the bad-input run.
+//! `CHAOS_BAD_INPUT_CASES=500` shrinks the bad-input run; `CHAOS_S2_QUEUE_AGE=0` makes
+//! scenario 2 kill the broker seconds after its quorum queue is declared (RabbitMQ 3.10
+//! then loses the queue's leader: see outage.rs).
 
 mod badinput;
 mod checks;
