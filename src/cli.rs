@@ -126,6 +126,10 @@ pub struct WorkerOpts {
     /// Claims of one work before it is marked failed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
     pub max_attempts: i32,
+    /// Keep finished works this long, then prune them (one consumer at a time does it,
+    /// hourly); 0 keeps everything. Redelivered demands are deduplicated within it.
+    #[arg(long, env = "PP_RETAIN", default_value = "30d", value_parser = parse_duration)]
+    pub retain: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +278,13 @@ pub enum DbAction {
     Wait {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+    /// Delete finished works (done, failed, expired, cancelled) created more than
+    /// --older-than ago, with their events; pending and running works are kept.
+    Prune {
+        /// e.g. 30d, 12h.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Duration,
     },
 }
 

@@ -7,7 +7,7 @@ use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
 use crate::worker::queue::{self, Batch};
-use crate::worker::{batch_limit, sweep, worker_id};
+use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -70,6 +70,11 @@ pub async fn run_with_pool(
         worker.sweep_every,
         wake,
         notifier.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(retention::run(
+        pool.clone(),
+        worker.retain,
         shutdown.clone(),
     ));
     let queue = QueueWorker {

@@ -85,7 +85,9 @@ pub async fn complete(
             UPDATE works w SET status = 'done', result = input.result, \
                    locked_by = NULL, locked_until = NULL, updated_on = now() \
             FROM input WHERE w.id = input.id AND w.status = 'running' AND w.locked_by = $1 \
-            RETURNING w.id, w.work_code, w.result) \
+            RETURNING w.id, w.work_code, w.result), \
+        counted AS ( \
+            UPDATE work_counts SET done = done + (SELECT count(*) FROM done) WHERE shard = $4) \
         INSERT INTO events (work_id, work_code, variable, value) \
         SELECT d.id, d.work_code, e.variable, e.value FROM done d \
         CROSS JOIN LATERAL (VALUES (1, 'compute/stop', NULL::text), (2, 'compute/result', d.result::text)) \
@@ -94,7 +96,11 @@ pub async fn complete(
     let stmt = client.prepare_cached(SQL).await?;
     let ids: Vec<i64> = done.iter().map(|d| d.0).collect();
     let results: Vec<i64> = done.iter().map(|d| d.1).collect();
-    Ok(client.execute(&stmt, &[&worker, &ids, &results]).await? / 2)
+    let shard = super::works::count_shard();
+    Ok(client
+        .execute(&stmt, &[&worker, &ids, &results, &shard])
+        .await?
+        / 2)
 }
 
 /// Marks `failed`, with a `compute/failed` event, every work whose lease expired after

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "expired_cancelled",
         sql: include_str!("../../sql/0002_expired_cancelled.sql"),
     },
+    Migration {
+        version: 3,
+        name: "counts_and_search",
+        sql: include_str!("../../sql/0003_counts_and_search.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.

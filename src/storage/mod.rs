@@ -5,6 +5,7 @@ pub mod claims;
 pub mod listen;
 pub mod migrate;
 pub mod notify;
+pub mod prune;
 pub mod stats;
 pub mod works;
 

@@ -2,6 +2,7 @@
 //! works. Each has a one-step function the tests call directly and a thin loop.
 
 pub mod queue;
+pub mod retention;
 pub mod sweep;
 
 use crate::engine::{self, OutOfRange};

@@ -9,5 +9,7 @@ mod leaks;
 mod migrations;
 mod openapi;
 mod pipeline;
+mod plans;
 mod rawhttp;
+mod retention;
 mod scale;

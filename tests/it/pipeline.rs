@@ -29,6 +29,7 @@ pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> Worker
         sweep_window: Duration::from_secs(6 * 3600),
         lease: Duration::from_secs(30),
         max_attempts: 3,
+        retain: Duration::ZERO,
     }
 }
 
@@ -103,6 +104,25 @@ pub(super) async fn assert_consistent(db: &TestDb) {
             .await,
         0
     );
+    assert_eq!(
+        counts(db).await,
+        exact_counts(db).await,
+        "the running done total"
+    );
+}
+
+/// `count_by_status` without its zero rows.
+pub(super) async fn counts(db: &TestDb) -> Vec<(String, i64)> {
+    let counted = works::count_by_status(&db.client().await).await;
+    let counted = counted.expect("counts");
+    counted.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+/// Counts by status the slow, obviously right way.
+pub(super) async fn exact_counts(db: &TestDb) -> Vec<(String, i64)> {
+    let sql = "SELECT status, count(*) FROM works GROUP BY status ORDER BY status";
+    let rows = db.client().await.query(sql, &[]).await.expect(sql);
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

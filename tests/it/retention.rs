@@ -1,0 +1,115 @@
+//! Retention: `db prune` and the consumer's pruner delete finished works past the
+//! cut-off with their events, keep everything else, and keep the counts exact.
+
+use super::helpers::*;
+use super::pipeline::{counts, exact_counts};
+use ppctl::storage::{prune, works};
+use std::time::{Duration, SystemTime};
+
+const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86_400);
+
+/// 10 done queue works, one pending and one failed API work; then the first five done,
+/// the pending and the failed one are aged to 40 days.
+async fn history(db: &TestDb) {
+    let client = db.client().await;
+    let batch: Vec<works::Finished> = (0..10)
+        .map(|i| works::Finished {
+            message_id: format!("retention-{i}"),
+            work_code: format!("consumer-retention{i:02}"),
+            add_up_to: i,
+            result: i * (i + 1) / 2,
+            started: SystemTime::now(),
+            stopped: SystemTime::now(),
+        })
+        .collect();
+    assert_eq!(
+        works::insert_finished(&client, &batch)
+            .await
+            .expect("insert"),
+        10
+    );
+    let pending = works::create_pending(&client, "api-retention-p", 1)
+        .await
+        .expect("work");
+    let failed = works::create_pending(&client, "api-retention-f", 2)
+        .await
+        .expect("work");
+    client
+        .execute(
+            "UPDATE works SET status = 'failed' WHERE id = $1",
+            &[&failed.id],
+        )
+        .await
+        .expect("fail it");
+    let old = "UPDATE works SET created_on = now() - interval '40 days' \
+               WHERE message_id IN ('retention-0','retention-1','retention-2','retention-3','retention-4') \
+                  OR id = $1 OR id = $2";
+    client
+        .execute(old, &[&pending.id, &failed.id])
+        .await
+        .expect("age");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_old_finished_works_and_their_events_only() {
+    let db = TestDb::new().await;
+    history(&db).await;
+    let pruned = prune::prune(&db.pool, THIRTY_DAYS).await.expect("prune");
+    assert_eq!((pruned.ran, pruned.works), (true, 6), "5 done + 1 failed");
+    assert_eq!(
+        db.count("SELECT count(*) FROM works").await,
+        6,
+        "5 done + pending"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM works WHERE status = 'pending'")
+            .await,
+        1,
+        "pending works are never pruned, however old"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM works w WHERE w.id = e.work_id)")
+            .await,
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 5 * 4 + 1);
+    assert_eq!(
+        counts(&db).await,
+        exact_counts(&db).await,
+        "the done total follows"
+    );
+    // Nothing left to prune: a second run deletes nothing.
+    let again = prune::prune(&db.pool, THIRTY_DAYS).await.expect("prune");
+    assert_eq!(again.works, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pruner_at_a_time_and_the_cli_reports_what_it_did() {
+    let db = TestDb::new().await;
+    history(&db).await;
+    let holder = db.client().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&prune::LOCK_KEY])
+        .await
+        .expect("take the pruning lock");
+    let blocked = prune::prune(&db.pool, THIRTY_DAYS).await.expect("prune");
+    assert!(!blocked.ran, "another process holds the lock: {blocked:?}");
+    assert_eq!(db.count("SELECT count(*) FROM works").await, 12);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&prune::LOCK_KEY])
+        .await
+        .expect("release");
+    let output = ppctl(&[
+        "db",
+        "prune",
+        "--older-than",
+        "30d",
+        "--database-url",
+        &db.url,
+    ])
+    .await;
+    let (stdout, stderr) = outputs(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("pruned 6 finished works"), "{stdout}");
+    assert_eq!(db.count("SELECT count(*) FROM works").await, 6);
+}
