@@ -7,6 +7,9 @@
 #   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
 #   scripts/services.sh chaos-tools      only make sure Python's pika exists (make chaos
 #                                        publishes non-UTF-8 AMQP properties with it)
+#   scripts/services.sh podman           only make sure podman, docker-compose,
+#                                        debootstrap, curl and jq exist and podman can
+#                                        run containers here (make compose-test)
 #
 # When both already answer this returns in well under a second. Otherwise it installs
 # what is missing (Debian/Ubuntu as root only), starts what is stopped, makes the default
@@ -219,6 +222,40 @@ ensure_docker_compose() {
     apt_install docker-compose
 }
 
+# --- podman, for `make compose-test` ---------------------------------------------
+
+PODMAN_CONF=/etc/containers/containers.conf.d/50-ppctl-compose-test.conf
+
+ensure_podman() {
+    local missing=() tool
+    for tool in podman runc docker-compose debootstrap curl jq; do
+        have "$tool" || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        if [[ $EUID -ne 0 ]] || ! have apt-get; then
+            die "${missing[*]} missing; install them (Debian: apt-get install ${missing[*]})"
+        fi
+        apt_install "${missing[@]}"
+    fi
+    # In a container without systemd and with hybrid cgroups (this CI machine), podman's
+    # default crun refuses to start ("cgroups in hybrid mode not supported") and runc
+    # cannot set the default rlimits ("error setting rlimit type 7"): run runc, with the
+    # inherited limits. A drop-in, so the machine's own containers.conf is left alone.
+    if [[ ! -f $PODMAN_CONF ]]; then
+        [[ $EUID -eq 0 ]] || die "podman needs $PODMAN_CONF (as root: scripts/services.sh podman)"
+        log "writing $PODMAN_CONF (runc, no default ulimits)"
+        mkdir -p "$(dirname "$PODMAN_CONF")"
+        cat >"$PODMAN_CONF" <<'CONF'
+# Written by ppctl's scripts/services.sh podman, for make compose-test.
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+CONF
+    fi
+}
+
 # --- load tools for `make bench` ----------------------------------------------------
 
 ensure_bench_tools() {
@@ -256,7 +293,11 @@ bench-tools)
     ensure_bench_tools
     exit 0
     ;;
-*) die "usage: $0 [docker-compose|bench-tools|chaos-tools]" ;;
+podman)
+    ensure_podman
+    exit 0
+    ;;
+*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|podman]" ;;
 esac
 
 ensure_postgres

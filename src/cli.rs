@@ -136,6 +136,9 @@ pub struct WorkerOpts {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbOpts,
+    /// Only looked at: the dashboard shows the dead-letter queue's depth.
+    #[command(flatten)]
+    pub amqp: AmqpOpts,
     #[command(flatten)]
     pub serve: ServeOpts,
 }

@@ -3,6 +3,7 @@
 //! drop everything, back off, connect again (to the next node) and redeclare (lapin's
 //! own auto-recovery is not relied on).
 
+pub mod depth;
 pub mod publish;
 pub mod topology;
 

@@ -2,7 +2,6 @@
 //! both declare all three, so either may start first.
 
 use crate::cli::QueueType;
-use crate::shutdown::AbortOnDrop;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
@@ -149,44 +148,4 @@ impl Topology {
             .await?;
         Ok(queue.message_count())
     }
-}
-
-/// Samples the depth of the work queue and its dead-letter queue every few seconds on
-/// a channel of its own, into the process's telemetry, until the connection closes or
-/// the returned guard is dropped (its channel would otherwise keep a connection the
-/// consumer has given up on open).
-pub async fn start_depth_monitor(
-    connection: &lapin::Connection,
-    topology: Topology,
-) -> lapin::Result<AbortOnDrop<()>> {
-    let channel = connection.create_channel().await?;
-    let task = tokio::spawn(async move {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        loop {
-            let mut depths = [0i64; 2];
-            for (depth, queue) in depths
-                .iter_mut()
-                .zip([&topology.queue, &topology.dead_queue])
-            {
-                match channel
-                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                    .await
-                {
-                    Ok(q) => *depth = i64::from(q.message_count()),
-                    Err(_) => return, // the connection is gone; the next one starts a new monitor
-                }
-            }
-            let t = &crate::telemetry::TELEMETRY;
-            t.queue_depth
-                .store(depths[0], std::sync::atomic::Ordering::Relaxed);
-            t.dead_depth
-                .store(depths[1], std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        }
-    });
-    Ok(AbortOnDrop(task))
 }

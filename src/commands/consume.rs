@@ -177,7 +177,7 @@ impl QueueWorker<'_> {
             .context("cannot start consuming")?;
         tracing::info!(queue = %topology.queue, prefetch, "consuming");
         backoff.reset();
-        let _monitor = amqp::topology::start_depth_monitor(&connection, topology.clone()).await?;
+        let _monitor = amqp::depth::start_depth_monitor(&connection, topology.clone()).await?;
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.
         let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);

@@ -1,5 +1,6 @@
 //! `ppctl serve`: the HTTP API until SIGINT/SIGTERM, then a graceful stop.
 
+use crate::amqp::{depth, Nodes, Topology};
 use crate::cli::{ServeArgs, ServeOpts};
 use crate::http::{self, ServerConfig};
 use crate::shutdown::Shutdown;
@@ -9,6 +10,10 @@ use std::net::TcpListener;
 
 pub async fn run(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
+    // The dashboard's dead-letter card: the queues' depths, watched (never declared).
+    let nodes = Nodes::parse(&args.amqp.amqp_url)?;
+    let topology = Topology::with_type(&args.amqp.queue, args.amqp.queue_type);
+    tokio::spawn(depth::watch(nodes, topology, shutdown.clone()));
     serve(pool, &args.serve, shutdown).await
 }
 

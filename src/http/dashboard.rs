@@ -31,19 +31,37 @@ async fn page() -> HttpResponse {
         .body(PAGE)
 }
 
+/// How long one `/stats` answer is reused: however many dashboards poll one server, the
+/// database sees at most one count per second from it.
+const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last `/stats` answer and when it was computed.
+pub type StatsCache = tokio::sync::Mutex<Option<(std::time::Instant, Stats)>>;
+
 /// The body of `GET /stats`.
-#[derive(Debug, Serialize)]
-struct Stats {
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
     /// Every status, zero included, so the page need not know the list.
     counts: BTreeMap<&'static str, i64>,
     throughput: Vec<stats::Bucket>,
     bucket_seconds: i64,
-    /// Messages in the dead-letter queue. Always null: the API holds no broker
-    /// connection, and opening one per request to ask would cost more than the answer.
+    /// Messages in the dead-letter queue, as last sampled (every 5 s) by this process;
+    /// null until the broker has answered once.
     dead_letter: Option<u64>,
 }
 
 async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // Held while computing, so concurrent pollers wait for one answer, not ask again.
+    let mut cache = state.stats_cache.lock().await;
+    if let Some((_, stats)) = cache.as_ref().filter(|(at, _)| at.elapsed() < STATS_TTL) {
+        return Ok(HttpResponse::Ok().json(stats));
+    }
+    let stats = compute_stats(&state).await?;
+    *cache = Some((std::time::Instant::now(), stats.clone()));
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
     let client = state.pool.get().await?;
     let mut counts: BTreeMap<&'static str, i64> =
         WorkStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
@@ -53,12 +71,17 @@ async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         }
     }
     let throughput = stats::throughput(&client, BUCKET_SECS, BUCKETS).await?;
-    Ok(HttpResponse::Ok().json(Stats {
+    Ok(Stats {
         counts,
         throughput,
         bucket_seconds: BUCKET_SECS,
-        dead_letter: None,
-    }))
+        dead_letter: u64::try_from(
+            crate::telemetry::TELEMETRY
+                .dead_depth
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .ok(),
+    })
 }
 
 /// Server-Sent Events of work changes; see `live::event_stream` for the messages.

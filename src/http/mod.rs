@@ -32,6 +32,7 @@ pub struct AppState {
     pub live: Arc<live::Hub>,
     /// Wakes sweepers and dashboards after a work is committed.
     pub notifier: Notifier,
+    pub stats_cache: dashboard::StatsCache,
 }
 
 /// Every route the app registers, as (method, path pattern). The OpenAPI test checks
@@ -112,6 +113,7 @@ pub fn start_until(
         api_token: config.api_token,
         live,
         notifier,
+        stats_cache: Default::default(),
     });
     let mut server = HttpServer::new(move || {
         App::new()

@@ -7,7 +7,8 @@
 //! then ask this task to notify: it sends one `SELECT pg_notify(..)` (a read-only
 //! transaction: no WAL flush) for every change that arrived while the previous one was
 //! in flight. A process that dies between commit and notify only delays the wake-up to
-//! the listeners' polling fallback.
+//! the listeners' polling fallback. The task has a connection of its own: borrowing one
+//! from the pool would queue it behind every request of a busy API.
 
 use super::PgPool;
 use crate::shutdown::Shutdown;
@@ -35,6 +36,7 @@ impl Notifier {
         let notifier = Self::default();
         let flags = notifier.0.clone();
         tokio::spawn(async move {
+            let mut connection: Option<tokio_postgres::Client> = None;
             loop {
                 tokio::select! {
                     _ = flags.wake.notified() => {}
@@ -45,9 +47,9 @@ impl Notifier {
                 let Some(sql) = statement(pending, changed) else {
                     continue;
                 };
-                let sent = async { pool.get().await.ok()?.batch_execute(sql).await.ok() };
-                if sent.await.is_none() {
-                    tracing::debug!("NOTIFY failed; listeners will find the work by polling");
+                if let Err(e) = send(&mut connection, pool.database_url(), sql).await {
+                    connection = None; // reconnect next time
+                    tracing::debug!(error = %e, "NOTIFY failed; listeners will find the work by polling");
                 }
                 // Under load a notification per commit would cost the database nearly as
                 // much as the commits; one per MIN_GAP wakes the sweepers just as well.
@@ -68,6 +70,24 @@ impl Notifier {
         self.0.changed.store(true, Ordering::Release);
         self.0.wake.notify_one();
     }
+}
+
+/// Runs `sql` on the notifier's own connection, connecting first when there is none.
+async fn send(
+    connection: &mut Option<tokio_postgres::Client>,
+    url: &str,
+    sql: &str,
+) -> anyhow::Result<()> {
+    if connection.as_ref().is_none_or(|c| c.is_closed()) {
+        let config = crate::config::parse_database_url(url)?;
+        let (client, driver) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(driver);
+        *connection = Some(client);
+    }
+    if let Some(client) = connection {
+        client.batch_execute(sql).await?;
+    }
+    Ok(())
 }
 
 /// The one statement that sends what is flagged, if anything. (The channel names are

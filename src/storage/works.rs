@@ -121,14 +121,14 @@ pub fn search_sql(q: &WorkQuery) -> (String, Vec<Param>) {
     }
     if let Some(since) = q.since {
         clauses.push(bind(
-            "created_on >= to_timestamp(?)",
+            "created_on >= to_timestamp(?::bigint)",
             Param::Int(since),
             &mut params,
         ));
     }
     if let Some(until) = q.until {
         clauses.push(bind(
-            "created_on < to_timestamp(?)",
+            "created_on < to_timestamp(?::bigint)",
             Param::Int(until),
             &mut params,
         ));

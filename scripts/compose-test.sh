@@ -1,0 +1,412 @@
+#!/usr/bin/env bash
+# make compose-test: the real Dockerfile and docker-compose.yml, run with podman's Docker
+# API and docker-compose on a machine with no Docker engine and no registry.
+#
+#  1. scripts/services.sh podman: podman, runc, docker-compose, debootstrap (Debian, root)
+#  2. scripts/images/build.sh: local stand-ins for the base images that cannot be pulled
+#     (PP_RUST_IMAGE, PP_RUNTIME_IMAGE, PP_POSTGRES_IMAGE, PP_RABBITMQ_IMAGE)
+#  3. podman system service on a private socket; DOCKER_HOST points docker-compose at it
+#  4. docker-compose build, up -d, and checks from the host; stop, down, up again; down -v
+#
+# Published host ports are picked free (never 5432/5672 of the host's own services).
+# Everything the run creates is removed on exit, failed or not, except the stand-in base
+# images and podman's build cache (expensive, and ppctl-named). On failure it prints the
+# failing service's last log lines. Timings and results: target/compose-test/summary.txt.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PROJECT=ppctl-compose-test
+RUN_DIR=/run/ppctl-compose-test
+SOCK=$RUN_DIR/podman.sock
+OUT=target/compose-test
+WAIT_SECS=${PP_COMPOSE_WAIT:-120}
+export COMPOSE_PROJECT_NAME=$PROJECT DOCKER_HOST=unix://$SOCK
+# docker-compose 1.29 would otherwise nag about BuildKit on every build.
+export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
+
+started=$SECONDS
+service_pid=
+ticker_pid=
+summary=()
+
+log() { echo "compose-test: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+compose() { docker-compose --ansi never "$@"; }
+
+# A result line for the summary (and the log as it happens).
+record() {
+    summary+=("$(printf '%-44s %s' "$1" "$2")")
+    log "$1: $2"
+}
+
+# Fail with the last log lines of the services concerned (all of them when none named).
+fail() {
+    local what=$1
+    shift
+    echo "compose-test: FAILED: $what" >&2
+    local services=("$@")
+    ((${#services[@]})) || mapfile -t services < <(compose config --services 2>/dev/null)
+    for s in "${services[@]}"; do
+        echo "----- last log lines of $s -----" >&2
+        compose logs --no-color --tail=25 "$s" >&2 2>&1 || true
+    done
+    record "$what" FAILED
+    exit 1
+}
+
+# Poll CHECK (a command) every second for up to WAIT_SECS.
+wait_for() {
+    local deadline=$((SECONDS + WAIT_SECS))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+
+project_ids() {
+    podman ps -a -q --filter "label=com.docker.compose.project=$PROJECT" "$@"
+}
+
+service_ids() {
+    project_ids --filter "label=com.docker.compose.service=$1"
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ -S $SOCK ]]; then
+        compose down -v --remove-orphans -t 10 >/dev/null 2>&1
+    fi
+    # Whatever the API could not remove (the service died, say): straight through podman.
+    project_ids | xargs -r podman rm -f -t 5 >/dev/null 2>&1
+    podman volume ls -q --filter "label=com.docker.compose.project=$PROJECT" |
+        xargs -r podman volume rm -f >/dev/null 2>&1
+    podman network ls -q --filter "label=com.docker.compose.project=$PROJECT" |
+        xargs -r podman network rm -f >/dev/null 2>&1
+    [[ -z $ticker_pid ]] || kill "$ticker_pid" 2>/dev/null
+    if [[ -n $service_pid ]]; then
+        kill "$service_pid" 2>/dev/null
+        wait "$service_pid" 2>/dev/null
+    fi
+    rm -rf "$RUN_DIR"
+    mkdir -p "$OUT"
+    {
+        printf '%s\n' "${summary[@]}"
+        printf '%-44s %s\n' "compose-test wall time" "$((SECONDS - started)) s"
+        ((rc == 0)) && echo "compose-test: PASSED" || echo "compose-test: FAILED (exit $rc)"
+    } | tee "$OUT/summary.txt" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools, stand-in images, the Docker API -------------------------------------------
+
+scripts/services.sh podman
+
+t=$SECONDS
+while IFS='=' read -r key value; do
+    [[ $key == PP_*_IMAGE ]] && export "$key=$value"
+done < <(scripts/images/build.sh)
+record "stand-in base images ready" "$((SECONDS - t)) s"
+
+mkdir -p "$RUN_DIR" "$OUT"
+rm -f "$SOCK"
+podman system service --time=0 "unix://$SOCK" >"$OUT/podman-service.log" 2>&1 &
+service_pid=$!
+wait_for test -S "$SOCK" || fail "podman system service did not open $SOCK"
+
+# A previous run killed hard may have left its stack behind.
+compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+
+# Free host ports for the published ones.
+port_free() { ! timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+pick_port() {
+    local p
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 20000))
+        if port_free "$p" && [[ " ${picked[*]:-} " != *" $p "* ]]; then
+            echo "$p"
+            return
+        fi
+    done
+    fail "no free port found"
+}
+picked=()
+PP_HTTP_PORT=$(pick_port) && picked+=("$PP_HTTP_PORT")
+PP_PG_PORT=$(pick_port) && picked+=("$PP_PG_PORT")
+PP_AMQP_PORT=$(pick_port) && picked+=("$PP_AMQP_PORT")
+PP_RABBITMQ_UI_PORT=$(pick_port)
+export PP_HTTP_PORT PP_PG_PORT PP_AMQP_PORT PP_RABBITMQ_UI_PORT
+PPCTL_GIT_REV=$(git rev-parse --short=12 HEAD)
+export PPCTL_GIT_REV
+log "ports: http $PP_HTTP_PORT, postgres $PP_PG_PORT, amqp $PP_AMQP_PORT, rabbitmq ui $PP_RABBITMQ_UI_PORT; revision $PPCTL_GIT_REV"
+API=http://127.0.0.1:$PP_HTTP_PORT
+
+# Podman runs healthchecks from systemd timers; with no systemd (this CI machine) nothing
+# schedules them. This loop does, at each container's own interval, with `podman
+# healthcheck run`: the healthcheck command from docker-compose.yml, its status as podman
+# records it. A Docker engine does this itself.
+health_ticker() {
+    declare -A next=()
+    local id interval now
+    while sleep 1; do
+        now=$SECONDS
+        for id in $(project_ids --filter status=running); do
+            [[ ${next[$id]:-0} -le $now ]] || continue
+            interval=$(podman inspect --format '{{.Config.Healthcheck.Interval}}' "$id" 2>/dev/null) || continue
+            [[ -n $interval && $interval != "<no value>" && $interval != 0* ]] || {
+                next[$id]=$((now + 3600))
+                continue
+            }
+            # Intervals come as Go durations (5s, 2s) or nanoseconds.
+            interval=${interval%s}
+            [[ $interval =~ ^[0-9]+$ ]] || interval=5
+            ((interval < 1000)) || interval=$((interval / 1000000000))
+            next[$id]=$((now + interval))
+            podman healthcheck run "$id" >/dev/null 2>&1 &
+        done
+    done
+}
+health_ticker &
+ticker_pid=$!
+
+# --- build ----------------------------------------------------------------------------
+
+t=$SECONDS
+compose build --force-rm db-setup >"$OUT/build.log" 2>&1 || {
+    tail -n 40 "$OUT/build.log" >&2
+    fail "docker-compose build"
+}
+build_secs=$((SECONDS - t))
+if grep -q 'Compiling actix-web' "$OUT/build.log"; then deps=rebuilt; else deps=cached; fi
+record "image build (dependencies $deps)" "$build_secs s"
+size=$(podman image inspect --format '{{.Size}}' ppctl:latest)
+record "image size" "$((size / 1000000)) MB ($size bytes)"
+
+version=$(podman run --rm ppctl:latest --version)
+[[ $version == *"$PPCTL_GIT_REV"* ]] || fail "ppctl --version in the image is '$version', not revision $PPCTL_GIT_REV"
+record "ppctl --version names the revision" "ok ($version)"
+user=$(podman run --rm --entrypoint id ppctl:latest -u)
+[[ $user != 0 ]] || fail "the image runs as root"
+record "image user is not root" "ok (uid $user)"
+stopsignal=$(podman image inspect --format '{{.Config.StopSignal}}' ppctl:latest)
+record "image STOPSIGNAL" "${stopsignal:-none}"
+
+# --- the checks -------------------------------------------------------------------------
+
+psql_c() {
+    podman exec "$(service_ids postgres)" psql -X -qAt -U postgres -d personalproject -c "$1"
+}
+
+check_db_setup() { # $1: expected "N migration(s) applied" pattern
+    local id code
+    id=$(service_ids db-setup)
+    [[ -n $id ]] || fail "db-setup was never created" db-setup
+    code=$(podman wait "$id") || fail "db-setup could not be waited for" db-setup
+    [[ $code == 0 ]] || fail "db-setup exited $code" db-setup postgres
+    local out
+    out=$(compose logs --no-color db-setup 2>&1)
+    [[ $out =~ $1 ]] || fail "db-setup said something else than /$1/" db-setup
+    record "db-setup exit 0 ($2)" "ok ($(grep -o 'database .*applied' <<<"$out" | tail -n1))"
+}
+
+serve_healthy() {
+    [[ $(podman inspect --format '{{.State.Health.Status}}' "$(service_ids serve)" 2>/dev/null) == healthy ]]
+}
+
+check_serve() {
+    local t=$SECONDS
+    wait_for serve_healthy || fail "serve did not become healthy within ${WAIT_SECS}s" serve
+    record "serve healthy by its healthcheck ($1)" "ok after $((SECONDS - t)) s"
+    local body
+    body=$(curl -fsS "$API/health") || fail "GET /health on the published port $PP_HTTP_PORT" serve
+    [[ $body == *'"healthy"'* && $body == *"$PPCTL_GIT_REV"* ]] ||
+        fail "GET /health answered $body" serve
+    record "GET /health on published port ($1)" "ok"
+}
+
+consumer_done() { psql_c "SELECT count(*) FROM works WHERE work_code LIKE 'consumer-%' AND status = 'done'"; }
+
+# At least $1 more demands done than $2.
+demands_done() { (($(consumer_done 2>/dev/null || echo 0) >= $2 + $1)); }
+
+api_work_done() {
+    curl -fsS "$API/works/$1" | grep -q '"status":"done"'
+}
+
+# Consuming channels with deliveries, by the broker's management API, one per
+# consume replica's address.
+consumers_with_deliveries() {
+    local ips
+    ips=$(for id in $(service_ids consume); do
+        podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id"
+    done)
+    curl -fsS -u guest:guest "http://127.0.0.1:$PP_RABBITMQ_UI_PORT/api/channels" |
+        jq -r '.[] | select(.consumer_count > 0 and (.message_stats.deliver_get // 0) > 0)
+                   | .connection_details.peer_host' |
+        sort -u | { grep -cFxf <(tr ' ' '\n' <<<"$ips" | grep .) || true; }
+}
+
+three_consumers_delivered() { [[ $(consumers_with_deliveries 2>/dev/null) == 3 ]]; }
+
+# Every consume container (and the others of ppctl) ended with exit code 0, not killed.
+check_graceful() {
+    local s id code ids
+    for s in consume produce serve; do
+        ids=$(service_ids "$s")
+        for id in $ids; do
+            code=$(podman inspect --format '{{.State.ExitCode}}' "$id")
+            [[ $code == 0 ]] || fail "$s ($id) exited $code on stop: not graceful" "$s"
+        done
+    done
+    local stopped
+    stopped=$(compose logs --no-color consume 2>&1 | grep -c 'consumer stopped' || true)
+    ((stopped >= 3)) || fail "only $stopped of 3 consume replicas logged 'consumer stopped'" consume
+}
+
+# "service N.N s" of the container that took longest to exit after $1 (epoch seconds).
+slowest_stop() {
+    local id name fin
+    for id in $(project_ids); do
+        read -r name fin < <(podman inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.FinishedAt}}' "$id" | sed 's/ +0000 UTC.*//')
+        printf '%s %s\n' "$name" "$(date -d "$fin" +%s.%N)"
+    done | awk -v t0="$1" '$1 != "db-setup" { d = $2 - t0; if (d > max) { max = d; who = $1 } }
+        END { printf "%s %.1f s", who, max }'
+}
+
+check_no_duplicates() {
+    local dups left
+    dups=$(psql_c "SELECT count(message_id) - count(DISTINCT message_id) FROM works")
+    [[ $dups == 0 ]] || fail "$dups duplicate message_id(s) in works" consume
+    left=$(psql_c "SELECT count(*) FROM works WHERE status <> 'done' AND NOT (work_code LIKE 'api-%' AND status = 'pending')")
+    [[ $left == 0 ]] || fail "$left work(s) left neither done nor pending API works" consume
+    record "no duplicate message_id, nothing half-done" "ok ($(psql_c "SELECT count(*) FROM works") works)"
+}
+
+volumes_before=$(podman volume ls -q | sort)
+
+# Round 1: a fresh stack.
+t=$SECONDS
+compose up -d >"$OUT/up-1.log" 2>&1 || {
+    tail -n 30 "$OUT/up-1.log" >&2
+    fail "docker-compose up -d"
+}
+record "docker-compose up -d (fresh)" "$((SECONDS - t)) s"
+check_db_setup '[1-9][0-9]* migration\(s\) applied' "migrations applied"
+check_serve "fresh"
+
+work=$(curl -fsS -X POST -H 'Content-Type: application/json' -d '{"add_up_to": 10}' \
+    -o "$OUT/post.json" -w '%{http_code}' "$API/works") || fail "POST /works" serve
+[[ $work == 201 ]] || fail "POST /works answered $work" serve
+work_id=$(jq -r .id "$OUT/post.json")
+record "POST /works on published port" "ok (201, work $work_id)"
+wait_for api_work_done "$work_id" || fail "API work $work_id was not done within ${WAIT_SECS}s" consume
+record "API work picked up and done" "ok"
+
+t=$SECONDS
+wait_for demands_done 3 0 || fail "fewer than 3 produced demands became done works within ${WAIT_SECS}s" produce consume
+record "demands (every 5 s) became done works" "ok ($(consumer_done) after $((SECONDS - t)) s)"
+t=$SECONDS
+wait_for three_consumers_delivered ||
+    fail "not all 3 consume replicas received deliveries (broker saw $(consumers_with_deliveries 2>/dev/null))" consume rabbitmq
+record "all 3 consume replicas received deliveries" "ok (broker's channel stats, $((SECONDS - t)) s more)"
+
+works_before=$(psql_c "SELECT count(*) FROM works")
+
+t=$SECONDS
+stop_began=$(date +%s.%N)
+compose stop >"$OUT/stop.log" 2>&1 || fail "docker-compose stop"
+record "docker-compose stop" "$((SECONDS - t)) s (slowest: $(slowest_stop "$stop_began"))"
+check_graceful
+record "graceful stop (all ppctl exit 0, consumers stopped)" "ok"
+
+t=$SECONDS
+compose down >"$OUT/down.log" 2>&1 || fail "docker-compose down"
+record "docker-compose down (volumes kept)" "$((SECONDS - t)) s"
+
+# Round 2: the same volume.
+t=$SECONDS
+compose up -d >"$OUT/up-2.log" 2>&1 || {
+    tail -n 30 "$OUT/up-2.log" >&2
+    fail "docker-compose up -d (again)"
+}
+record "docker-compose up -d (again)" "$((SECONDS - t)) s"
+check_db_setup 'exists, 0 migration\(s\) applied' "migrations a no-op"
+works_after=$(psql_c "SELECT count(*) FROM works")
+((works_after >= works_before)) || fail "works lost over down/up: $works_before before, $works_after after" postgres
+api_work_done "$work_id" || fail "work $work_id is gone or not done after down/up" serve
+record "works kept over down/up" "ok ($works_before before, $works_after after)"
+check_serve "again"
+done_now=$(consumer_done)
+wait_for demands_done 2 "$done_now" || fail "no new demands done after up again" produce consume
+record "new demands done after up again" "ok"
+
+# Graceful stop under load: a burst of demands, `docker-compose stop consume` while the
+# replicas are mid-stream (prefetch 300 each), start them again, drain. Whatever a
+# stopping consumer had stored it must have acknowledged; what it had not stored goes
+# back to the queue; a redelivery of a stored message must not become a second work.
+queue_messages() {
+    curl -fsS -u guest:guest "http://127.0.0.1:$PP_RABBITMQ_UI_PORT/api/queues/%2f/pp_work_queue" | jq -r .messages
+}
+queue_drained() { [[ $(queue_messages 2>/dev/null) == 0 ]]; }
+burst_done() { (($(consumer_done 2>/dev/null || echo 0) >= BURST + consumer_before)); }
+BURST=${PP_COMPOSE_BURST:-60000}
+consumer_before=$(consumer_done)
+# (docker-compose run needs container links, which podman's API does not offer: a plain
+# podman run of the same image on the stack's network, labelled for the cleanup.)
+burst_id=$(podman run -d --network "${PROJECT}_default" --label "com.docker.compose.project=$PROJECT" \
+    -e AMQP_URL=amqp://guest:guest@rabbitmq:5672/%2f ppctl:latest \
+    produce --every 0 --count "$BURST") || fail "starting a burst of $BURST demands"
+busy() { (($(consumer_done 2>/dev/null || echo 0) >= consumer_before + 1000)); }
+wait_for busy || fail "the consumers did not get going on the burst" consume
+in_flight=$(($(consumer_done) - consumer_before))
+t=$SECONDS
+compose stop consume >"$OUT/stop-consume.log" 2>&1 || fail "docker-compose stop consume"
+stop_secs=$((SECONDS - t))
+for id in $(service_ids consume); do
+    code=$(podman inspect --format '{{.State.ExitCode}}' "$id")
+    [[ $code == 0 ]] || fail "consume ($id) exited $code on stop under load: not graceful" consume
+done
+# The premise: the stop interrupted the stream (demands were still queued after it).
+sleep 6 # the management API's statistics are refreshed every 5 s
+queued=$(queue_messages)
+((queued > 0)) || fail "the burst was done before consume stopped: raise PP_COMPOSE_BURST (now $BURST)"
+record "consume stopped mid-burst, gracefully" "ok (exit 0 x3 in $stop_secs s; $in_flight of $BURST done at the stop, $queued still queued)"
+code=$(podman wait "$burst_id") || code="unknown (podman wait failed)"
+if [[ $code != 0 ]]; then
+    podman logs --tail 20 "$burst_id" >&2
+    fail "the burst publisher exited $code"
+fi
+podman rm "$burst_id" >/dev/null
+compose start consume >"$OUT/start-consume.log" 2>&1 || fail "docker-compose start consume" consume
+t=$SECONDS
+wait_for burst_done || fail "the burst was not all done within ${WAIT_SECS}s of the restart" consume
+wait_for queue_drained || fail "pp_work_queue still holds $(queue_messages) message(s)" consume rabbitmq
+record "burst all done after consume restarted" "ok ($((SECONDS - t)) s, queue empty)"
+
+# ppctl's default queue type: the broker's own view of the queue the stack uses.
+mgmt="http://127.0.0.1:$PP_RABBITMQ_UI_PORT/api/queues/%2f/pp_work_queue"
+queue_json=$(curl -fsS -u guest:guest "$mgmt") || fail "reading pp_work_queue from the broker" rabbitmq
+qtype=$(jq -r .type <<<"$queue_json")
+limit=$(jq -r '.arguments["x-delivery-limit"]' <<<"$queue_json")
+[[ $qtype == quorum && $limit == 20 ]] ||
+    fail "pp_work_queue is '$qtype' with delivery limit '$limit', not quorum with 20" rabbitmq
+record "pp_work_queue is a quorum queue" "ok (delivery limit $limit)"
+
+t=$SECONDS
+compose stop consume produce serve >"$OUT/stop-2.log" 2>&1 || fail "docker-compose stop (ppctl services)"
+record "docker-compose stop consume produce serve" "$((SECONDS - t)) s"
+check_graceful
+check_no_duplicates
+
+t=$SECONDS
+compose down -v >"$OUT/down-v.log" 2>&1 || fail "docker-compose down -v"
+left=$(
+    project_ids
+    comm -13 <(echo "$volumes_before") <(podman volume ls -q | sort)
+    podman network ls -q --filter "label=com.docker.compose.project=$PROJECT"
+)
+[[ -z $left ]] || fail "down -v left: $left"
+record "docker-compose down -v leaves nothing" "ok ($((SECONDS - t)) s)"

@@ -1,0 +1,77 @@
+//! How deep the work queue and its dead-letter queue are, sampled into the process's
+//! telemetry: by `consume` on its own connection, and by `serve` (for the dashboard's
+//! dead-letter card) on a connection that only ever looks.
+
+use super::{Nodes, Topology};
+use crate::backoff::Backoff;
+use crate::shutdown::{AbortOnDrop, Shutdown};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+
+/// Samples the depth of the work queue and its dead-letter queue every few seconds on
+/// a channel of its own, into the process's telemetry, until the connection closes or
+/// the returned guard is dropped (its channel would otherwise keep a connection the
+/// consumer has given up on open).
+pub async fn start_depth_monitor(
+    connection: &lapin::Connection,
+    topology: Topology,
+) -> lapin::Result<AbortOnDrop<()>> {
+    let channel = connection.create_channel().await?;
+    let task = tokio::spawn(async move {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        loop {
+            let mut depths = [0i64; 2];
+            for (depth, queue) in depths
+                .iter_mut()
+                .zip([&topology.queue, &topology.dead_queue])
+            {
+                match channel
+                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(q) => *depth = i64::from(q.message_count()),
+                    Err(_) => return, // the connection is gone; the next one starts a new monitor
+                }
+            }
+            let t = &crate::telemetry::TELEMETRY;
+            t.queue_depth
+                .store(depths[0], std::sync::atomic::Ordering::Relaxed);
+            t.dead_depth
+                .store(depths[1], std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    });
+    Ok(AbortOnDrop(task))
+}
+
+/// Keeps a depth monitor running on some node until shutdown, reconnecting with
+/// backoff; while the broker is out of reach the depths stay at their last value.
+pub async fn watch(nodes: Nodes, topology: Topology, shutdown: Shutdown) {
+    let mut backoff = Backoff::default();
+    while !shutdown.is_triggered() {
+        let name = format!("ppctl-serve {}", topology.queue);
+        if let Ok((connection, _channel)) = nodes.connect(&name).await {
+            if let Ok(monitor) = start_depth_monitor(&connection, topology.clone()).await {
+                backoff.reset();
+                tokio::select! {
+                    _ = monitor_ended(monitor) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+            let _ = connection.close(200, "bye".into()).await;
+        }
+        nodes.lost();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+}
+
+async fn monitor_ended(mut monitor: AbortOnDrop<()>) {
+    let _ = (&mut monitor.0).await;
+}
