@@ -28,8 +28,10 @@ bench-smoke: services
 	scripts/services.sh bench-tools
 	$(CARGO) bench --profile dev --bench pipeline -- --smoke
 
-## Fault injection: private PostgreSQL and RabbitMQ instances killed and restarted.
+## Fault injection: private PostgreSQL and RabbitMQ instances (one node and a three-node
+## cluster) killed, frozen and restarted (~7 min). Installs python3-pika when missing.
 chaos: services
+	scripts/services.sh chaos-tools
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
 
 ## Browser end-to-end test of the dashboard in headless Chromium (installs chromium and

@@ -5,6 +5,8 @@
 #   scripts/services.sh                  start (and on Debian, as root, install) both
 #   scripts/services.sh docker-compose   only make sure the docker-compose command exists
 #   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
+#   scripts/services.sh chaos-tools      only make sure Python's pika exists (make chaos
+#                                        publishes non-UTF-8 AMQP properties with it)
 #   scripts/services.sh podman           only make sure podman, docker-compose,
 #                                        debootstrap, curl and jq exist and podman can
 #                                        run containers here (make compose-test)
@@ -264,8 +266,25 @@ ensure_bench_tools() {
     apt_install wrk postgresql-client
 }
 
+# --- tools for `make chaos` --------------------------------------------------------
+
+# lapin cannot put non-UTF-8 bytes in a short string; pika can, so the suite's hostile
+# publisher is a small Python script. Debian's python3-pika belongs to /usr/bin/python3
+# (a pyenv or venv python3 first on PATH would not see it), so that is the one checked.
+ensure_chaos_tools() {
+    [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import pika' 2>/dev/null && return
+    if [[ $EUID -ne 0 ]] || ! have apt-get; then
+        die "python3 with pika is needed; install it (Debian: apt-get install python3-pika)"
+    fi
+    apt_install python3-pika
+}
+
 case "${1:-}" in
 "") ;;
+chaos-tools)
+    ensure_chaos_tools
+    exit 0
+    ;;
 docker-compose)
     ensure_docker_compose
     exit 0
@@ -278,7 +297,7 @@ podman)
     ensure_podman
     exit 0
     ;;
-*) die "usage: $0 [docker-compose|bench-tools|podman]" ;;
+*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|podman]" ;;
 esac
 
 ensure_postgres

@@ -130,6 +130,7 @@ pub fn judge(
 /// (ready messages in the queue, ready messages in its dead-letter queue), by passive
 /// declares on a fresh connection.
 pub async fn queue_counts(amqp_url: &str, queue: &str) -> anyhow::Result<(u32, u32)> {
+    // A comma-separated list: the first node that answers (a frozen one is skipped).
     let (conn, channel) = ppctl::amqp::connect(amqp_url, "chaos-check").await?;
     let passive = QueueDeclareOptions {
         passive: true,

@@ -9,18 +9,32 @@
 //! 3. SIGKILL and restart PostgreSQL under a consumer and the API (503, then 200);
 //! 4. three consumers plus API works being swept, one consumer killed holding leases;
 //! 5. SIGTERM during an in-flight batch;
-//! 6. poison messages (and duplicate publishes) among good ones.
+//! 6. poison messages (and duplicate publishes) among good ones;
+//! 7. SIGKILL the RabbitMQ node leading the quorum queue, then start it again;
+//! 8. a rolling restart of all three RabbitMQ nodes under load;
+//! 9. PostgreSQL frozen with SIGSTOP for 20 s: the API answers (503) within 5 s;
+//! 10. the RabbitMQ node every client is connected to frozen with SIGSTOP: heartbeats
+//!     notice, clients move to another node;
+//! 11. hostile messages (NUL or non-UTF-8 message_id, non-UTF-8 and 100 KB headers, no
+//!     message_id, 1 MB bodies) published with Python's pika among 3,000 good ones.
+//!
+//! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster (own node names, ports,
+//! directories and cookie), started only when one of them is selected.
 //!
 //! Each scenario then checks, from the database and the broker, that every confirmed
 //! demand has exactly one finished work with the right sum and complete events, that
 //! nothing was done twice, that poison went to the dead-letter queue, and measures the
-//! recovery time. The table is printed and written to `target/chaos-report.txt`; any
-//! loss or duplicate fails the run. Process logs are kept in `target/chaos-logs/`.
+//! recovery time and the longest stall (sampled: the longest time the done count stood
+//! still while demands were outstanding). The table is printed and written to `target/chaos-report.txt`; any
+//! loss or duplicate fails the run. Process and server logs are kept in
+//! `target/chaos-logs/`.
 //!
 //! `api_bad_input` sends thousands of generated malformed requests to `ppctl serve`.
 //!
 //! Environment knobs for iterating: `CHAOS_SCENARIOS=1,3` runs only those scenarios;
-//! `CHAOS_BAD_INPUT_CASES=500` shrinks the bad-input run.
+//! `CHAOS_BAD_INPUT_CASES=500` shrinks the bad-input run; `CHAOS_S2_QUEUE_AGE=0` makes
+//! scenario 2 kill the broker seconds after its quorum queue is declared (RabbitMQ 3.10
+//! then loses the queue's leader: see outage.rs).
 
 mod badinput;
 mod checks;
@@ -29,6 +43,7 @@ mod infra;
 mod procs;
 mod report;
 mod scenarios;
+mod stall;
 
 use infra::{PrivatePostgres, PrivateRabbit, RunDir};
 use scenarios::Cluster;
@@ -78,8 +93,10 @@ async fn fault_injection_scenarios() {
     let mut cluster = Cluster {
         pg,
         rabbit,
+        rabbits: None,
         run,
         log_dir: log_dir.clone(),
+        stall: None,
     };
     let mut rows = Vec::new();
     for index in selected_scenarios() {
@@ -102,6 +119,7 @@ async fn fault_injection_scenarios() {
     if let Err(e) = std::fs::write(&path, &report) {
         eprintln!("cannot write {}: {e}", path.display());
     }
+    infra::keep_server_logs(&cluster.run, &log_dir);
     drop(cluster);
     let failed: Vec<&str> = rows
         .iter()

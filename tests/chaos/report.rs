@@ -18,6 +18,8 @@ pub struct Row {
     /// Confirmed good demands without a finished work.
     pub lost: u64,
     pub dead_lettered: u64,
+    /// Longest time the done count stood still while demands were outstanding.
+    pub stall: Option<f64>,
     pub recovery: Option<f64>,
     pub problems: Vec<String>,
     pub notes: Vec<String>,
@@ -52,6 +54,7 @@ pub fn render(rows: &[Row], elapsed: Duration) -> String {
         "duplicates",
         "lost",
         "dead-lettered",
+        "longest stall s",
         "recovery s",
         "result",
     ];
@@ -66,6 +69,7 @@ pub fn render(rows: &[Row], elapsed: Duration) -> String {
                 r.duplicates.to_string(),
                 r.lost.to_string(),
                 r.dead_lettered.to_string(),
+                r.stall.map_or("-".into(), |s| format!("{s:.2}")),
                 r.recovery.map_or("-".into(), |s| format!("{s:.2}")),
                 if r.problems.is_empty() { "ok" } else { "FAIL" }.into(),
             ]

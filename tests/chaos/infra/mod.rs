@@ -6,9 +6,11 @@
 //! `postmaster.pid` instead). A run directory whose owner process is gone (a run killed
 //! before its Drop guards ran) is cleaned up by the next run, processes included.
 
+mod cluster;
 mod postgres;
 mod rabbit;
 
+pub use cluster::RabbitCluster;
 pub use postgres::PrivatePostgres;
 pub use rabbit::PrivateRabbit;
 
@@ -41,6 +43,27 @@ pub fn signal(pids: &[u32], signal: &str) {
         .args(pids.iter().map(u32::to_string))
         .stderr(Stdio::null())
         .status();
+}
+
+/// Processes stopped with SIGSTOP; SIGCONT when dropped, so a scenario that fails
+/// half-way never leaves a frozen server behind.
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Frozen {
+    pub fn new(pids: Vec<u32>) -> Self {
+        signal(&pids, "STOP");
+        Self { pids }
+    }
+
+    pub fn thaw(self) {} // Drop does it
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(&self.pids, "CONT");
+    }
 }
 
 /// (state, ppid) of a process from /proc, or None when it is gone.
@@ -207,6 +230,25 @@ pub(crate) fn log_file(path: &Path) -> (Stdio, Stdio) {
         .expect("open a log file");
     let err = file.try_clone().expect("clone a log file handle");
     (Stdio::from(file), Stdio::from(err))
+}
+
+/// Copies every `*.log` under the run directory (server logs: PostgreSQL, each
+/// RabbitMQ node) into `dest` before the run directory is removed, named after their
+/// path, so a failed scenario can be read afterwards.
+pub fn keep_server_logs(run: &RunDir, dest: &Path) {
+    let mut dirs = vec![run.path.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let rel = path.strip_prefix(&run.path).unwrap_or(&path);
+                let name = rel.to_string_lossy().replace('/', "_");
+                let _ = fs::copy(&path, dest.join(format!("server-{name}")));
+            }
+        }
+    }
 }
 
 /// The last `n` lines of a log file, for failure messages.

@@ -1,7 +1,9 @@
 //! A private PostgreSQL 15 cluster: initdb, start, crash (SIGKILL to every process),
 //! restart with crash recovery.
 
-use super::{children_of, free_ports, log_file, signal, tail, user_ids, wait_gone, RunDir, MARKER};
+use super::{
+    children_of, free_ports, log_file, signal, tail, user_ids, wait_gone, Frozen, RunDir, MARKER,
+};
 use anyhow::{bail, Context};
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -138,6 +140,19 @@ impl PrivatePostgres {
             }
             _ => false,
         }
+    }
+
+    /// SIGSTOP to the postmaster and every backend until the guard is dropped: TCP
+    /// connections are still accepted, nothing answers.
+    pub fn freeze(&self) -> anyhow::Result<Frozen> {
+        let pid = self
+            .postmaster
+            .as_ref()
+            .context("postgres is not running")?
+            .id();
+        let mut pids = children_of(pid);
+        pids.push(pid);
+        Ok(Frozen::new(pids))
     }
 
     /// A crash: SIGKILL to the postmaster and every backend at once, as when the

@@ -1,21 +1,27 @@
 //! A private RabbitMQ node: its own name, ports, mnesia and cookie; killed with
-//! SIGKILL and booted again on the same mnesia directory.
+//! SIGKILL (or frozen with SIGSTOP) and booted again on the same mnesia directory.
+//! The nodes of a cluster (cluster.rs) are the same thing sharing one cookie home.
 
-use super::{alive, children_of, free_ports, log_file, signal, tail, wait_gone, RunDir};
+use super::{alive, children_of, free_ports, log_file, signal, tail, wait_gone, Frozen, RunDir};
 use anyhow::{bail, Context};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RABBIT_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// Not the /usr/sbin wrappers: they switch to the rabbitmq user and its cookie.
+const RABBITMQCTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A RabbitMQ 3.10 node of our own: own node name, AMQP and distribution ports, mnesia
 /// and log directories and Erlang cookie (HOME), no plugins. Runs as root.
 pub struct PrivateRabbit {
     dir: PathBuf,
-    node: String,
+    /// HOME of the node and of rabbitmqctl: holds the Erlang cookie.
+    home: PathBuf,
+    pub node: String,
     pub port: u16,
     dist_port: u16,
     marker: (String, String),
@@ -26,28 +32,48 @@ pub struct PrivateRabbit {
 impl PrivateRabbit {
     pub async fn start(run: &RunDir) -> anyhow::Result<Self> {
         let dir = run.path.join("rmq");
-        fs::create_dir_all(&dir)?;
+        let node = format!("chaos-{:08x}@localhost", rand::random::<u32>());
+        let mut rabbit = Self::create(run, &dir, &dir, node, "")?;
+        rabbit.restart().await?;
+        Ok(rabbit)
+    }
+
+    /// Writes the node's files (not booted yet). `home` must hold the cookie
+    /// (`write_cookie`); `extra_conf` is appended to rabbitmq.conf.
+    pub fn create(
+        run: &RunDir,
+        dir: &Path,
+        home: &Path,
+        node: String,
+        extra_conf: &str,
+    ) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir)?;
         fs::write(dir.join("enabled_plugins"), "[].\n")?;
         fs::write(dir.join("env.conf"), "")?;
         let [port, dist_port] = free_ports::<2>();
         fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users.guest = true\n"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users.guest = true\n{extra_conf}"),
         )?;
-        let cookie = dir.join(".erlang.cookie");
-        fs::write(&cookie, format!("CHAOS{:016X}", rand::random::<u64>()))?;
-        fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))?;
-        let mut rabbit = Self {
-            node: format!("chaos-{:08x}@localhost", rand::random::<u32>()),
+        if dir == home {
+            write_cookie(home)?;
+        }
+        Ok(Self {
+            node,
             log: dir.join("rabbitmq.log"),
-            dir,
+            dir: dir.to_path_buf(),
+            home: home.to_path_buf(),
             port,
             dist_port,
             marker: run.marker(),
             shell: None,
-        };
-        rabbit.restart().await?;
-        Ok(rabbit)
+        })
+    }
+
+    /// The node's own log (RABBITMQ_LOG_BASE/NODE.log).
+    pub fn node_log(&self) -> String {
+        fs::read_to_string(self.dir.join("log").join(format!("{}.log", self.node)))
+            .unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -61,11 +87,8 @@ impl PrivateRabbit {
         let (out, err) = log_file(&self.log);
         let child = Command::new(RABBIT_SERVER)
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("HOME", &self.dir)
+            .env("PATH", PATH)
+            .env("HOME", &self.home)
             .env("LANG", "C.UTF-8")
             .env(&self.marker.0, &self.marker.1)
             .env("RABBITMQ_NODENAME", &self.node)
@@ -138,10 +161,26 @@ impl PrivateRabbit {
         if !wait_gone(&pids, Duration::from_secs(10)) {
             bail!("beam.smp survived SIGKILL for 10s");
         }
+        self.reap_shell(Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// A graceful stop (`rabbitmqctl shutdown` waits for the VM to exit); SIGKILL if
+    /// that does not work within its bound.
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Err(e) = self.ctl(&["shutdown"]).await {
+            eprintln!("chaos: {} did not shut down ({e:#}); SIGKILL", self.node);
+            return self.kill();
+        }
+        self.reap_shell(Duration::from_secs(30));
+        Ok(())
+    }
+
+    fn reap_shell(&mut self, timeout: Duration) {
         if let Some(mut shell) = self.shell.take() {
             let start = Instant::now();
-            while shell.try_wait()?.is_none() {
-                if start.elapsed() > Duration::from_secs(10) {
+            while matches!(shell.try_wait(), Ok(None)) {
+                if start.elapsed() > timeout {
                     let _ = shell.kill();
                     let _ = shell.wait();
                     break;
@@ -150,8 +189,54 @@ impl PrivateRabbit {
             }
         }
         let _ = fs::remove_file(self.dir.join("beam.pid"));
-        Ok(())
     }
+
+    /// SIGSTOP to the node's Erlang VM until the guard is dropped: a frozen node keeps
+    /// its sockets open and accepts TCP connections, but answers nothing.
+    pub fn freeze(&self) -> anyhow::Result<Frozen> {
+        let beam = self.beam_pid().context("no beam.smp found")?;
+        Ok(Frozen::new(vec![beam]))
+    }
+
+    /// `rabbitmqctl -n NODE args...` with the node's HOME (and so its cookie), bounded
+    /// to 60 s; its stdout on success.
+    pub async fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let run = tokio::process::Command::new(RABBITMQCTL)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env(&self.marker.0, &self.marker.1)
+            .args(["-n", &self.node])
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .with_context(|| format!("rabbitmqctl {args:?} on {} took over 60s", self.node))?
+            .context("run rabbitmqctl")?;
+        if !out.status.success() {
+            bail!(
+                "rabbitmqctl -n {} {args:?} failed ({}): {}{}",
+                self.node,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// One Erlang cookie (mode 400) in `home`, for every node and rabbitmqctl using it.
+pub fn write_cookie(home: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(home)?;
+    let cookie = home.join(".erlang.cookie");
+    fs::write(&cookie, format!("CHAOS{:016X}", rand::random::<u64>()))?;
+    fs::set_permissions(&cookie, fs::Permissions::from_mode(0o400))?;
+    Ok(())
 }
 
 impl Drop for PrivateRabbit {

@@ -1,19 +1,28 @@
-//! The six fault scenarios. Each gets its own database and queue on the private
+//! The fault scenarios. Each gets its own database and queue on the private
 //! instances, drives real `ppctl` processes, injects its fault, waits (bounded) for the
 //! pipeline to finish, then judges the database and the broker. A failed step is
 //! recorded in the row and the judging still runs, so the table shows what was lost.
+//! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use.
 
+mod api;
+mod cluster;
 mod crash;
+mod freeze;
+mod hostile;
 mod outage;
 mod parallel;
 mod poison;
+mod producer;
+
+use api::{http, wait_healthy};
+use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
 
 use crate::checks::{judge, judge_broker, stats};
-use crate::db::{recovery, wait_for, Db};
-use crate::infra::{free_ports, PrivatePostgres, PrivateRabbit, RunDir};
+use crate::db::{recovery, Db};
+use crate::infra::{free_ports, PrivatePostgres, PrivateRabbit, RabbitCluster, RunDir};
 use crate::procs::{run_ok, Env, Proc};
 use crate::report::Row;
-use anyhow::Context;
+use crate::stall::StallMeter;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,8 +31,12 @@ use std::time::{Duration, Instant};
 pub struct Cluster {
     pub pg: PrivatePostgres,
     pub rabbit: PrivateRabbit,
+    /// The three-node cluster, started when a cluster scenario first needs it.
+    pub rabbits: Option<RabbitCluster>,
     pub run: RunDir,
     pub log_dir: PathBuf,
+    /// The current scenario's done-count sampler, started by `setup`.
+    pub stall: Option<StallMeter>,
 }
 
 pub(super) const STOP: Duration = Duration::from_secs(20);
@@ -32,13 +45,18 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 11] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
     "4 3 consumers + API",
     "5 SIGTERM in batch",
     "6 poison mix",
+    "7 kill queue leader",
+    "8 rolling restart",
+    "9 freeze PostgreSQL",
+    "10 freeze a node",
+    "11 hostile messages",
 ];
 
 pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
@@ -50,28 +68,48 @@ pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
         2 => outage::restart_postgres(cluster, &mut row).await,
         3 => parallel::consumers_and_api(cluster, &mut row).await,
         4 => crash::sigterm_in_batch(cluster, &mut row).await,
-        _ => poison::poison_mix(cluster, &mut row).await,
+        5 => poison::poison_mix(cluster, &mut row).await,
+        6 => cluster::kill_leader(cluster, &mut row).await,
+        7 => cluster::rolling_restart(cluster, &mut row).await,
+        8 => freeze::freeze_postgres(cluster, &mut row).await,
+        9 => cluster::freeze_node(cluster, &mut row).await,
+        _ => hostile::hostile_messages(cluster, &mut row).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));
     }
+    let unfinished = row.lost > 0;
+    row.stall = cluster.stall.take().and_then(|s| s.stop(unfinished));
     row.notes
         .push(format!("took {:.1}s", start.elapsed().as_secs_f64()));
     row
 }
 
-/// A fresh database (migrated by `ppctl db setup`) and queue for scenario `tag`.
-pub(super) async fn setup(c: &Cluster, tag: &str, http: bool) -> anyhow::Result<Env> {
+/// A fresh database (migrated by `ppctl db setup`) and queue for scenario `tag`, on the
+/// single private node.
+pub(super) async fn setup(c: &mut Cluster, tag: &str, http: bool) -> anyhow::Result<Env> {
+    let amqp_url = c.rabbit.url();
+    setup_on(c, tag, http, amqp_url).await
+}
+
+/// Like `setup`, with the broker(s) at `amqp_url`; starts the scenario's stall meter.
+pub(super) async fn setup_on(
+    c: &mut Cluster,
+    tag: &str,
+    http: bool,
+    amqp_url: String,
+) -> anyhow::Result<Env> {
     let env = Env {
         scenario: tag.into(),
         database_url: c.pg.url(&format!("chaos_{tag}")),
-        amqp_url: c.rabbit.url(),
+        amqp_url,
         queue: format!("chaos_{tag}_{:06x}", rand::random::<u32>() & 0xff_ffff),
         http_addr: http.then(|| format!("127.0.0.1:{}", free_ports::<1>()[0])),
         run_dir: c.run.path.clone(),
         log_dir: c.log_dir.clone(),
     };
     run_ok(&env, "db-setup", &["db", "setup"], Duration::from_secs(60)).await?;
+    c.stall = Some(StallMeter::start(&env.database_url));
     Ok(env)
 }
 
@@ -84,54 +122,6 @@ pub(super) fn soft<T>(row: &mut Row, result: anyhow::Result<T>) -> Option<T> {
             None
         }
     }
-}
-
-/// Waits (at most `timeout`) for a `produce --count n` to exit and returns how many
-/// demands it confirmed: n on exit 0, else the last count it reported.
-pub(super) async fn producer_confirmed(
-    row: &mut Row,
-    producer: &mut Proc,
-    n: u64,
-    timeout: Duration,
-) -> u64 {
-    let outcome = producer.wait(timeout).await;
-    if matches!(&outcome, Ok(status) if status.success()) {
-        return n;
-    }
-    match outcome {
-        Ok(status) => row.problem(format!(
-            "the producer exited with {status}: {}",
-            producer.tail(5)
-        )),
-        Err(e) => row.problem(format!("{e:#}")),
-    }
-    reported_confirmed(&producer.log_text(), n).unwrap_or(0)
-}
-
-/// What a producer's log says it confirmed: "stopped after X of N demands" (its
-/// error), else its last "X/N confirmed" progress line.
-pub(super) fn reported_confirmed(log: &str, n: u64) -> Option<u64> {
-    let stopped = log
-        .rsplit("stopped after ")
-        .next()
-        .filter(|_| log.contains("stopped after "))
-        .and_then(|s| s.split_whitespace().next()?.parse().ok());
-    let marker = format!("/{n} confirmed");
-    let progress = log.rfind(&marker).and_then(|end| {
-        let start = log[..end].rfind(|c: char| !c.is_ascii_digit())? + 1;
-        log[start..end].parse().ok()
-    });
-    stopped.or(progress)
-}
-
-/// Starts `produce --every 0 --count n` and records the n demands as published.
-pub(super) fn start_producer(env: &Env, row: &mut Row, n: u64) -> anyhow::Result<Proc> {
-    row.published = n;
-    Proc::spawn(
-        env,
-        "producer",
-        &["produce", "--every", "0", "--count", &n.to_string()],
-    )
 }
 
 /// After a fault: how long until the done count grows past `base` again.
@@ -150,6 +140,26 @@ pub(super) async fn drain_all(row: &mut Row, db: &mut Db, producer: &mut Proc, n
             .await,
     );
     row.confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
+}
+
+/// Like `drain_all` with `api` works created through the API as well; returns the
+/// producer's confirmed count (the row's confirmed count includes the API works).
+pub(super) async fn drain_with_api(
+    row: &mut Row,
+    db: &mut Db,
+    producer: &mut Proc,
+    n: u64,
+    api: u64,
+) -> u64 {
+    let total = (n + api) as i64;
+    soft(
+        row,
+        db.wait_done("every queue and API work done", |d| d >= total, FINISH)
+            .await,
+    );
+    let queue_confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
+    row.confirmed = queue_confirmed + api;
+    queue_confirmed
 }
 
 /// Stops every process gracefully (SIGTERM, exit 0, bounded).
@@ -197,30 +207,6 @@ pub(super) async fn finish(
         judge(row, &s, queue_confirmed, queue_published, api_expected);
     }
     judge_broker(row, &env.amqp_url, &env.queue, dead).await;
-}
-
-/// One GET or POST through the project's raw HTTP client, bounded by `timeout`.
-pub(super) async fn http(
-    addr: &str,
-    method: &str,
-    target: &str,
-    body: Option<&str>,
-    timeout: Duration,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut request = ppctl::rawhttp::Request::new(method, target)?;
-    request.body = body.map(|b| b.as_bytes().to_vec());
-    let response = tokio::time::timeout(timeout, ppctl::rawhttp::send(addr, &request))
-        .await
-        .with_context(|| format!("{method} {target} did not answer within {timeout:?}"))??;
-    Ok((response.status, response.body))
-}
-
-pub(super) async fn wait_healthy(addr: &str, timeout: Duration) -> anyhow::Result<()> {
-    wait_for("GET /health to answer 200", timeout, || async {
-        let answer = http(addr, "GET", "/health", None, Duration::from_secs(5)).await;
-        matches!(answer, Ok((200, _))).then_some(())
-    })
-    .await
 }
 
 pub(super) const CONSUME_1MS: [&str; 5] = ["consume", "--work-delay", "1ms", "--prefetch", "300"];

@@ -122,14 +122,7 @@ pub(super) async fn consumers_and_api(c: &mut Cluster, row: &mut Row) -> anyhow:
     row.check(api == posted as u64, || {
         format!("only {api} of {posted} POST /works answered 201")
     });
-    let total = (N + api) as i64;
-    soft(
-        row,
-        db.wait_done("every queue and API work done", |n| n >= total, FINISH)
-            .await,
-    );
-    let queue_confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
-    row.confirmed = queue_confirmed + api;
+    let queue_confirmed = drain_with_api(row, &mut db, &mut producer, N, api).await;
     let mut alive: Vec<&mut Proc> = consumers
         .iter_mut()
         .enumerate()

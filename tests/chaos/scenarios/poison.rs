@@ -48,6 +48,28 @@ fn poison_bodies() -> Vec<(Vec<u8>, bool)> {
     bodies
 }
 
+/// Waits until the queue is drained and every message is accounted for, as a work or a
+/// dead letter (so a poison message taken for a good one ends the wait too).
+pub(super) async fn wait_accounted(row: &mut Row, env: &Env, db: &mut Db, expected: i64) {
+    let start = Instant::now();
+    loop {
+        let works = db.int("SELECT count(*) FROM works").await.unwrap_or(0);
+        let counts = checks::queue_counts(&env.amqp_url, &env.queue).await.ok();
+        if let Some((0, dead)) = counts {
+            if works + i64::from(dead) >= expected {
+                return;
+            }
+        }
+        if start.elapsed() > FINISH {
+            row.problem(format!(
+                "timed out: {works} works and queue counts (ready, dead) {counts:?}, expected {expected} works and dead letters in all"
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Scenario 6: Poison messages among good ones (and republished duplicates): every good demand
 /// becomes one work with the right value, every poison message is dead-lettered.
 pub(super) async fn poison_mix(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
@@ -130,27 +152,8 @@ pub(super) async fn poison_mix(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     row.check(confirmed == published, || {
         format!("only {confirmed} of {published} publishes confirmed")
     });
-    // Done when the queue is drained and every message is accounted for, as a work or
-    // a dead letter (so a poison message taken for a good one ends the wait too).
     let expected = (good.len() as u64 + poison_count) as i64;
-    let start = Instant::now();
-    loop {
-        let works = db.int("SELECT count(*) FROM works").await.unwrap_or(0);
-        let counts = checks::queue_counts(&env.amqp_url, &env.queue).await.ok();
-        if let Some((0, dead)) = counts {
-            if works + i64::from(dead) >= expected {
-                break;
-            }
-        }
-        if start.elapsed() > FINISH {
-            row.problem(format!(
-                "timed out: {works} works and queue counts {counts:?}, expected {} works and {poison_count} dead letters",
-                good.len()
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_accounted(row, &env, &mut db, expected).await;
     stop_all(row, &mut [&mut consumer]).await;
     note_dedup(row, &[&consumer]);
     // A poison message stored as a work is not a duplicate: it is caught below.
