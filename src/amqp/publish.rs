@@ -61,14 +61,18 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects to a node, declares the topology and turns on confirms.
-    pub async fn connect(nodes: &Nodes, topology: &Topology) -> anyhow::Result<Self> {
+    /// Connects to a node, declares the topology (or, `declared_before`, checks it is
+    /// there: see `Topology::ensure`) and turns on confirms.
+    pub async fn connect(
+        nodes: &Nodes,
+        topology: &Topology,
+        declared_before: bool,
+    ) -> anyhow::Result<Self> {
         let name = format!("ppctl-produce {}", topology.queue);
         let (connection, channel) = nodes.connect(&name).await?;
-        topology
-            .declare(&channel)
-            .await
-            .context("cannot declare the queues")?;
+        let channel = topology
+            .ensure(&connection, channel, declared_before)
+            .await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await

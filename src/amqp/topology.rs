@@ -2,9 +2,10 @@
 //! both declare all three, so either may start first.
 
 use crate::cli::QueueType;
+use anyhow::Context;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// A quorum queue dead-letters a message after this many returns: one that crashes
 /// every consumer that takes it (a frame the client cannot parse) must not loop
@@ -113,6 +114,43 @@ impl Topology {
             Ok(queue) => Ok(queue.message_count()),
             Err(e) => Err(self.mismatch(&e).map_or_else(|| e.into(), Into::into)),
         }
+    }
+
+    /// The queues, ready on a channel of `connection`. After a first full declare,
+    /// `declared_before` makes a reconnect only check that the work queue is there (a
+    /// passive declare, answered by the node itself): a full declare is a broker-wide
+    /// write that waits on every cluster member, so with one node frozen it would hold
+    /// a reconnecting client for as long as the freeze. A queue that is gone (deleted)
+    /// is declared in full again.
+    pub async fn ensure(
+        &self,
+        connection: &Connection,
+        channel: Channel,
+        declared_before: bool,
+    ) -> anyhow::Result<Channel> {
+        if declared_before {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            let found = channel
+                .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
+                .await;
+            if found.is_ok() {
+                return Ok(channel);
+            }
+        }
+        // A failed passive declare closed that channel: a new one either way is fine.
+        let channel = if declared_before {
+            connection.create_channel().await?
+        } else {
+            channel
+        };
+        self.declare(&channel)
+            .await
+            .context("cannot declare the queues")?;
+        Ok(channel)
     }
 
     fn mismatch(&self, e: &lapin::Error) -> Option<TopologyMismatch> {

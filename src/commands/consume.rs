@@ -15,7 +15,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -84,6 +84,7 @@ pub async fn run_with_pool(
         topology: Topology::with_type(&amqp.queue, amqp.queue_type),
         worker,
         shutdown: &shutdown,
+        declared: AtomicBool::new(false),
     };
     queue.run().await?;
     sweeper.await.context("the sweeper panicked")?;
@@ -99,7 +100,20 @@ struct QueueWorker<'a> {
     topology: Topology,
     worker: &'a WorkerOpts,
     shutdown: &'a Shutdown,
+    /// The first connection declares the queues in full; reconnects only check them.
+    declared: AtomicBool,
 }
+
+/// One connection's consuming state; the monitor is aborted when it is dropped.
+struct Session {
+    connection: lapin::Connection,
+    channel: Channel,
+    consumer: Consumer,
+    monitor: AbortOnDrop<()>,
+}
+
+/// How long connecting, declaring and subscribing may take before it is retried.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a connection's life ended, when it was not lost.
 enum Ended {
@@ -155,29 +169,22 @@ impl QueueWorker<'_> {
         safe_left: &mut u64,
     ) -> anyhow::Result<Ended> {
         let safe = *safe_left > 0;
-        let (topology, worker) = (&self.topology, self.worker);
-        let name = format!("ppctl-consume {}", topology.queue);
-        let (connection, channel) = self.nodes.connect(&name).await?;
-        topology
-            .declare(&channel)
-            .await
-            .context("cannot declare the queues")?;
+        let worker = self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                topology.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .context("cannot start consuming")?;
-        tracing::info!(queue = %topology.queue, prefetch, "consuming");
+        // Every step of the setup waits on the broker, and a connection that died
+        // midway (a frame lapin cannot parse) may leave one waiting forever: bounded,
+        // and shutdown is heard meanwhile.
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(SETUP_TIMEOUT, self.open(prefetch)) => opened,
+            _ = self.shutdown.wait() => return Ok(Ended::Shutdown),
+        };
+        let Session {
+            connection,
+            channel,
+            mut consumer,
+            monitor: _monitor,
+        } = opened.map_err(|_| anyhow::anyhow!("consumer setup took over {SETUP_TIMEOUT:?}"))??;
         backoff.reset();
-        let _monitor = amqp::depth::start_depth_monitor(&connection, topology.clone()).await?;
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.
         let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
@@ -223,11 +230,47 @@ impl QueueWorker<'_> {
         Ok(Ended::Shutdown)
     }
 
+    /// Connects, makes sure of the queues, and starts consuming with a depth monitor.
+    async fn open(&self, prefetch: u16) -> anyhow::Result<Session> {
+        let topology = &self.topology;
+        let name = format!("ppctl-consume {}", topology.queue);
+        let (connection, channel) = self.nodes.connect(&name).await?;
+        let declared_before = self.declared.swap(true, Ordering::Relaxed);
+        let channel = topology
+            .ensure(&connection, channel, declared_before)
+            .await
+            .inspect_err(|_| self.declared.store(declared_before, Ordering::Relaxed))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let monitor = amqp::depth::start_depth_monitor(&connection, topology.clone()).await?;
+        let consumer = channel
+            .basic_consume(
+                topology.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("cannot start consuming")?;
+        tracing::info!(queue = %topology.queue, prefetch, "consuming");
+        Ok(Session {
+            connection,
+            channel,
+            consumer,
+            monitor,
+        })
+    }
+
     /// Acknowledges a stored batch (stores finish, and so are acked, in delivery
     /// order). Returns how many deliveries it settled.
     async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<u64> {
         let batch = stored.context("a batch store panicked")??;
-        queue::acknowledge(channel, &batch).await?;
+        // A dead connection must not hold the loop: the broker redelivers what is not
+        // acked, and the redeliveries are deduplicated.
+        tokio::time::timeout(SETUP_TIMEOUT, queue::acknowledge(channel, &batch))
+            .await
+            .map_err(|_| anyhow::anyhow!("acknowledging took over {SETUP_TIMEOUT:?}"))??;
         if batch.outcome.stored > 0 {
             self.notifier.works_changed();
         }

@@ -36,6 +36,8 @@ pub async fn produce(
 ) -> anyhow::Result<u64> {
     let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
     let nodes = Nodes::parse(&amqp.amqp_url)?;
+    // The first connection declares in full (and meets a queue of the other type).
+    let mut declared = false;
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut publisher: Option<Publisher> = None;
     let mut backoff = Backoff::default();
@@ -66,8 +68,11 @@ pub async fn produce(
         }
         let current = match publisher.take() {
             Some(p) => p,
-            None => match Publisher::connect(&nodes, &topology).await {
-                Ok(p) => p,
+            None => match Publisher::connect(&nodes, &topology, declared).await {
+                Ok(p) => {
+                    declared = true;
+                    p
+                }
                 Err(e) if e.downcast_ref::<TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
                     tracing::warn!(

@@ -14,6 +14,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     Conflict(String),
     /// The methods the resource does allow.
@@ -40,6 +42,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@ use crate::storage::works;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use rand::Rng;
+use std::time::{Duration, SystemTime};
 
 /// Largest request body accepted; a work demand is a few dozen bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -36,8 +37,18 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// How long the body may take to arrive: a client that sends less than its
+/// Content-Length gets a 408 well before the request's own bound (a 503).
+const BODY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Reads the body up to `MAX_BODY`, answering 413 past it without reading the rest.
-async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+async fn read_body(payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_all(payload))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))?
+}
+
+async fn read_all(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
@@ -71,10 +82,14 @@ async fn insert(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Work, ApiError> {
+    // Past this the client has been told 503 (see `http::REQUEST_TIMEOUT`): the
+    // database must not create the work any later.
+    let deadline = SystemTime::now() + super::REQUEST_TIMEOUT - Duration::from_secs(1);
     state.authorize(req)?;
     let add_up_to = parse_create(&read_body(payload).await?)?;
     let client = state.pool.get().await?;
-    let work = works::create_pending(&client, &new_work_code(Origin::Api), add_up_to).await?;
+    let code = new_work_code(Origin::Api);
+    let work = works::create_pending(&client, &code, add_up_to, Some(deadline)).await?;
     state.metrics.work_created();
     state.notifier.work_created();
     Ok(work)

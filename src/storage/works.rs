@@ -30,22 +30,36 @@ fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
     rows.iter().map(work_from_row).collect()
 }
 
-/// Inserts a pending work and its `work/created` event in one statement; the insert
-/// trigger's NOTIFY wakes the sweepers at commit.
+/// Inserts a pending work and its `work/created` event in one statement (the caller
+/// notifies the sweepers after the commit). With a `deadline`, the insert happens only
+/// if the database runs it before then: a request that timed out (its client was told
+/// 503) must not leave a work behind when a stalled database wakes up and runs the
+/// statement waiting in its socket. (The deadline is this host's clock, compared with
+/// the database's: they are assumed to agree, as NTP keeps them.)
 pub async fn create_pending(
     client: &impl GenericClient,
     work_code: &str,
     add_up_to: i64,
+    deadline: Option<SystemTime>,
 ) -> Result<Work, DbError> {
     let sql = format!(
-        "WITH w AS (INSERT INTO works (work_code, add_up_to) VALUES ($1, $2) RETURNING *), \
+        "WITH w AS (INSERT INTO works (work_code, add_up_to) \
+                    SELECT $1, $2 WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
+                    RETURNING *), \
          e AS (INSERT INTO event_log (work_id, variable, created_on) \
                SELECT id, 'work/created', created_on FROM w) \
          SELECT {WORK_COLUMNS} FROM w"
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let row = client.query_one(&stmt, &[&work_code, &add_up_to]).await?;
-    work_from_row(&row)
+    match client
+        .query_opt(&stmt, &[&work_code, &add_up_to, &deadline])
+        .await?
+    {
+        Some(row) => work_from_row(&row),
+        None => Err(DbError::Unavailable(
+            "the database ran the insert after its deadline; nothing was created".into(),
+        )),
+    }
 }
 
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Work>, DbError> {

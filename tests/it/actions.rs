@@ -96,7 +96,7 @@ async fn cancel_a_pending_work_and_retry_a_failed_one_through_the_api() {
 async fn actions_need_the_token_like_every_write() {
     let db = TestDb::new().await;
     let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;
-    let work = ppctl::storage::works::create_pending(&db.client().await, "api-tokentest1", 1)
+    let work = ppctl::storage::works::create_pending(&db.client().await, "api-tokentest1", 1, None)
         .await
         .expect("work");
     let (status, _) = app
@@ -115,10 +115,14 @@ async fn the_cli_retries_and_cancels_through_both_backends() {
         vec!["--api-url", api.as_str()],
         vec!["--via", "db", "--database-url", db.url.as_str()],
     ] {
-        let work =
-            ppctl::storage::works::create_pending(&client, &format!("api-cli{}", via.len()), 2)
-                .await
-                .expect("work");
+        let work = ppctl::storage::works::create_pending(
+            &client,
+            &format!("api-cli{}", via.len()),
+            2,
+            None,
+        )
+        .await
+        .expect("work");
         let id = work.id.to_string();
         let output = ppctl(&[&["work", "cancel", &id, "--json"][..], &via[..]].concat()).await;
         let (stdout, stderr) = outputs(&output);

@@ -258,7 +258,7 @@ async fn bad_arguments_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_status_lists_migrations_and_counts() {
     let db = TestDb::new().await;
-    ppctl::storage::works::create_pending(&db.client().await, "api-cliStatus01", 4)
+    ppctl::storage::works::create_pending(&db.client().await, "api-cliStatus01", 4, None)
         .await
         .expect("create");
     let status = ok(&["db", "status", "--database-url", &db.url]).await;
@@ -296,7 +296,7 @@ async fn db_setup_twice_creates_then_finds_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_reset_needs_yes() {
     let db = TestDb::new().await;
-    ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4)
+    ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4, None)
         .await
         .expect("create");
     let stderr = fails(&["db", "reset", "--database-url", &db.url], None).await;

@@ -112,7 +112,7 @@ async fn a_queue_of_the_other_type_stops_the_consumer_with_a_one_line_error() {
 async fn a_returned_publish_is_not_counted_as_confirmed() {
     let queue = TestQueue::new();
     let nodes = Nodes::parse(AMQP_URL).expect("nodes");
-    let publisher = Publisher::connect(&nodes, &queue.topology)
+    let publisher = Publisher::connect(&nodes, &queue.topology, false)
         .await
         .expect("publisher");
     let (_conn, channel) = require_rabbitmq().await;
@@ -203,10 +203,10 @@ async fn a_demand_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
 async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let old = works::create_pending(&client, "api-expiretest1", 5)
+    let old = works::create_pending(&client, "api-expiretest1", 5, None)
         .await
         .expect("work");
-    let fresh = works::create_pending(&client, "api-expiretest2", 6)
+    let fresh = works::create_pending(&client, "api-expiretest2", 6, None)
         .await
         .expect("work");
     client
@@ -267,4 +267,41 @@ async fn notifications_do_not_wait_for_a_busy_pool() {
     let woken = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
     trigger.fire();
     assert!(woken.is_ok(), "the NOTIFY waited for the busy pool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_run_after_its_deadline_creates_nothing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    let late = works::create_pending(&client, "api-toolate0001", 3, Some(past)).await;
+    assert!(
+        matches!(&late, Err(e) if e.is_unavailable()),
+        "a late insert is a 503, not a work: {late:?}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
+    let soon = std::time::SystemTime::now() + Duration::from_secs(5);
+    let work = works::create_pending(&client, "api-intime00001", 3, Some(soon)).await;
+    assert!(work.is_ok(), "{work:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_its_length_is_a_408_not_a_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    let mut socket = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = "POST /works HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n{\"add_up_to\"";
+    socket.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, socket.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
 }

@@ -28,10 +28,10 @@ async fn history(db: &TestDb) {
             .expect("insert"),
         10
     );
-    let pending = works::create_pending(&client, "api-retention-p", 1)
+    let pending = works::create_pending(&client, "api-retention-p", 1, None)
         .await
         .expect("work");
-    let failed = works::create_pending(&client, "api-retention-f", 2)
+    let failed = works::create_pending(&client, "api-retention-f", 2, None)
         .await
         .expect("work");
     client
