@@ -6,7 +6,8 @@ use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::telemetry::{Telemetry, TELEMETRY};
-use crate::worker::queue::{self, Batch};
+use crate::worker::queue;
+use crate::worker::stores::{StoreResult, Stores};
 use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
@@ -14,7 +15,6 @@ use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,7 +192,7 @@ impl QueueWorker<'_> {
         let mut storing = Stores::default();
         loop {
             if safe && *safe_left == 0 {
-                storing.finish_all(self, &channel).await?;
+                self.finish_all(&mut storing, &channel).await?;
                 let _ = connection.close(200, "leaving safe mode".into()).await;
                 return Ok(Ended::SafeModeOver);
             }
@@ -223,7 +223,7 @@ impl QueueWorker<'_> {
             }
         }
         // Shutdown: what is being stored is committed and acknowledged before we close.
-        storing.finish_all(self, &channel).await?;
+        self.finish_all(&mut storing, &channel).await?;
         // Close cleanly so the broker does not wait for a heartbeat timeout.
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
@@ -262,6 +262,16 @@ impl QueueWorker<'_> {
         })
     }
 
+    /// Waits for every store in flight and acknowledges each, in order.
+    async fn finish_all(&self, storing: &mut Stores, channel: &Channel) -> anyhow::Result<()> {
+        while !storing.is_empty() {
+            let stored = storing.oldest().await;
+            storing.pop();
+            self.finish(channel, stored).await?;
+        }
+        Ok(())
+    }
+
     /// Acknowledges a stored batch (stores finish, and so are acked, in delivery
     /// order). Returns how many deliveries it settled.
     async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<u64> {
@@ -279,73 +289,6 @@ impl QueueWorker<'_> {
         Ok(o.stored + o.duplicates + o.dead)
     }
 }
-
-/// The batch stores in flight, oldest first. Dropped with the connection (any `?`),
-/// they are aborted: their deliveries were not acked, so the broker redelivers them,
-/// and a store that committed meanwhile is deduplicated by message_id.
-#[derive(Default)]
-struct Stores(VecDeque<AbortOnDrop<anyhow::Result<Batch>>>);
-
-impl Stores {
-    fn spawn(&mut self, pool: PgPool, batch: Batch, shutdown: Shutdown) {
-        let task = tokio::spawn(async move {
-            let _counted = StoreTaskCount::new();
-            queue::store(&pool, batch, &shutdown).await
-        });
-        self.0.push_back(AbortOnDrop(task));
-    }
-
-    /// The oldest store, awaited in place (`pop` removes it).
-    async fn oldest(&mut self) -> StoreResult {
-        match self.0.front_mut() {
-            Some(task) => (&mut task.0).await,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn pop(&mut self) {
-        self.0.pop_front();
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    async fn finish_all(
-        &mut self,
-        worker: &QueueWorker<'_>,
-        channel: &Channel,
-    ) -> anyhow::Result<()> {
-        while !self.is_empty() {
-            let stored = self.oldest().await;
-            self.pop();
-            worker.finish(channel, stored).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Counts a running store task in `ppctl_store_tasks`, however the task ends.
-struct StoreTaskCount;
-
-impl StoreTaskCount {
-    fn new() -> Self {
-        TELEMETRY.store_tasks.fetch_add(1, Ordering::Relaxed);
-        Self
-    }
-}
-
-impl Drop for StoreTaskCount {
-    fn drop(&mut self) {
-        TELEMETRY.store_tasks.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-type StoreResult = Result<anyhow::Result<Batch>, tokio::task::JoinError>;
 
 enum Next {
     Stored(StoreResult),

@@ -8,7 +8,7 @@ use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
 use crate::rawhttp::{self, Request};
 use crate::storage::actions::{self, Action};
-use crate::storage::{self, notify, works, DbError};
+use crate::storage::{self, notify, search, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -173,7 +173,7 @@ impl Backend {
         match self {
             Backend::Db(client) => {
                 let query = raw.validate().map_err(anyhow::Error::msg)?;
-                Ok(works::search(client, &query).await.map_err(db_failure)?)
+                Ok(search::search(client, &query).await.map_err(db_failure)?)
             }
             Backend::Http { .. } => {
                 let target = format!("/works?{}", raw.to_query_string());

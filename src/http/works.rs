@@ -4,7 +4,7 @@ use super::{error::ApiError, AppState};
 use crate::model::{from_json_object, new_work_code, CreateWork, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
-use crate::storage::works;
+use crate::storage::{search, works};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use rand::Rng;
@@ -173,7 +173,7 @@ async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
     let client = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(works::search(&client, &query).await?))
+    Ok(HttpResponse::Ok().json(search::search(&client, &query).await?))
 }
 
 #[cfg(test)]

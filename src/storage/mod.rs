@@ -7,6 +7,7 @@ pub mod listen;
 pub mod migrate;
 pub mod notify;
 pub mod prune;
+pub mod search;
 pub mod stats;
 pub mod works;
 

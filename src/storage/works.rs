@@ -2,13 +2,12 @@
 
 use super::DbError;
 use crate::model::{Event, Work, WorkStatus};
-use crate::query::{like_prefix, WorkQuery};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use tokio_postgres::Row;
 
 /// The columns every Work query selects, in the order `work_from_row` reads them.
-const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
+pub(super) const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
     floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint";
 
 fn work_from_row(row: &Row) -> Result<Work, DbError> {
@@ -26,7 +25,7 @@ fn work_from_row(row: &Row) -> Result<Work, DbError> {
     })
 }
 
-fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
+pub(super) fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
     rows.iter().map(work_from_row).collect()
 }
 
@@ -68,99 +67,6 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Work>, D
         .await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
     row.as_ref().map(work_from_row).transpose()
-}
-
-/// Newest first. The WHERE clause holds only the filters given, so every combination
-/// is its own cached statement and each keeps its index under a generic plan too: a
-/// `$n IS NULL OR …` filter defeats most indexes, and `LIKE $1` cannot use one once the
-/// planner stops looking at the value (after five runs). So the prefix is a range on the
-/// `text_pattern_ops` index (LIKE stays, to be exact), and the status, one of six words
-/// of ours, is written into the SQL, where the partial indexes can see it.
-pub async fn search(client: &impl GenericClient, q: &WorkQuery) -> Result<Vec<Work>, DbError> {
-    let (sql, params) = search_sql(q);
-    let stmt = client.prepare_cached(&sql).await?;
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        params.iter().map(Param::as_sql).collect();
-    let rows = client.query(&stmt, &refs).await?;
-    works_from_rows(&rows)
-}
-
-/// A search parameter: bound as itself, or written out as an SQL literal (for
-/// `EXPLAIN EXECUTE`, which takes no bound parameters).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Param {
-    Text(String),
-    Int(i64),
-}
-
-impl Param {
-    fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
-        match self {
-            Param::Text(s) => s,
-            Param::Int(n) => n,
-        }
-    }
-
-    pub fn literal(&self) -> String {
-        match self {
-            Param::Text(s) => format!("'{}'", s.replace('\'', "''")),
-            Param::Int(n) => n.to_string(),
-        }
-    }
-}
-
-/// Adds `value` as the next parameter; returns `clause` with its `?` numbered.
-fn bind(clause: &str, value: Param, params: &mut Vec<Param>) -> String {
-    params.push(value);
-    clause.replace('?', &format!("${}", params.len()))
-}
-
-/// The search's SQL and its parameters, in order.
-pub fn search_sql(q: &WorkQuery) -> (String, Vec<Param>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut params: Vec<Param> = Vec::new();
-    if let Some(prefix) = &q.work_code {
-        clauses.push(bind(
-            "work_code ~>=~ ?",
-            Param::Text(prefix.clone()),
-            &mut params,
-        ));
-        let upper = format!("{prefix}\u{10FFFF}");
-        clauses.push(bind("work_code ~<~ ?", Param::Text(upper), &mut params));
-        clauses.push(bind(
-            "work_code LIKE ?",
-            Param::Text(like_prefix(prefix)),
-            &mut params,
-        ));
-    }
-    if let Some(since) = q.since {
-        clauses.push(bind(
-            "created_on >= to_timestamp(?::bigint)",
-            Param::Int(since),
-            &mut params,
-        ));
-    }
-    if let Some(until) = q.until {
-        clauses.push(bind(
-            "created_on < to_timestamp(?::bigint)",
-            Param::Int(until),
-            &mut params,
-        ));
-    }
-    if let Some(status) = q.status {
-        clauses.push(format!("status = '{}'", status.as_str()));
-    }
-    if let Some(before) = q.before_id {
-        clauses.push(bind("id < ?", Param::Int(before), &mut params));
-    }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {} ", clauses.join(" AND "))
-    };
-    let limit = bind("LIMIT ?", Param::Int(q.limit), &mut params);
-    let sql = format!("SELECT {WORK_COLUMNS} FROM works {filter}ORDER BY id DESC {limit}");
-    (sql, params)
 }
 
 /// A work's events oldest first, or None when the work does not exist.

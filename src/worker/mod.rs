@@ -3,6 +3,7 @@
 
 pub mod queue;
 pub mod retention;
+pub mod stores;
 pub mod sweep;
 
 use crate::engine::{self, OutOfRange};

@@ -7,7 +7,8 @@ use super::helpers::*;
 use super::pipeline::{counts, exact_counts};
 use ppctl::model::WorkStatus;
 use ppctl::query::WorkQuery;
-use ppctl::storage::works::{search_sql, COUNTS_SQL};
+use ppctl::storage::search::search_sql;
+use ppctl::storage::works::COUNTS_SQL;
 
 const WORKS: i64 = 100_000;
 /// More rows than this read and thrown away by one plan node is a scan of history.
