@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue_events_in_the_work",
         sql: include_str!("../../sql/0004_queue_events_in_the_work.sql"),
     },
+    Migration {
+        version: 5,
+        name: "one_work_code_index",
+        sql: include_str!("../../sql/0005_one_work_code_index.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.
