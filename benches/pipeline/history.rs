@@ -16,7 +16,7 @@ pub struct HistorySizes {
 
 /// Rows shaped as `consume` and the API leave them, over 40 days (so a quarter is past
 /// a 30-day retention): done queue works with their events in the row, 2% API works,
-/// a few failed, expired and cancelled. Adds the done ones to the running total.
+/// a few failed, expired and cancelled. Adds them to the running totals.
 const GROW: &str = "\
     WITH ins AS ( \
       INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, \
@@ -31,7 +31,10 @@ const GROW: &str = "\
                       CASE i % 1000 WHEN 7 THEN 'failed' WHEN 8 THEN 'expired' \
                                     WHEN 9 THEN 'cancelled' ELSE 'done' END AS st) AS s \
       RETURNING status) \
-    UPDATE work_counts SET done = done + (SELECT count(*) FROM ins WHERE status = 'done') \
+    UPDATE work_counts SET done = done + (SELECT count(*) FROM ins WHERE status = 'done'), \
+        failed = failed + (SELECT count(*) FROM ins WHERE status = 'failed'), \
+        expired = expired + (SELECT count(*) FROM ins WHERE status = 'expired'), \
+        cancelled = cancelled + (SELECT count(*) FROM ins WHERE status = 'cancelled') \
     WHERE shard = 0";
 
 /// Grows the works table from `from` rows to `to`, chunk by chunk, then tidies up.

@@ -54,10 +54,18 @@ pub async fn apply(
             RETURNING w.id, w.work_code), \
         ev AS ( \
             INSERT INTO event_log (work_id, variable, value) \
-            SELECT c.id, $4, 'was ' || t.status FROM changed c, target t) \
+            SELECT c.id, $4, 'was ' || t.status FROM changed c, target t), \
+        counted AS ( \
+            UPDATE work_counts SET \
+                failed = failed - (SELECT count(*) FROM changed, target t WHERE t.status = 'failed'), \
+                expired = expired - (SELECT count(*) FROM changed, target t WHERE t.status = 'expired'), \
+                cancelled = cancelled + (SELECT count(*) FROM changed WHERE $2 = 'cancelled') \
+            WHERE shard = $5) \
         SELECT (SELECT status FROM target), (SELECT count(*) FROM changed)";
     let stmt = client.prepare_cached(SQL).await?;
-    let row = client.query_one(&stmt, &[&id, &to, &from, &event]).await?;
+    let shard = super::works::count_shard();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&id, &to, &from, &event, &shard];
+    let row = client.query_one(&stmt, &params).await?;
     let (was, changed): (Option<String>, i64) = (row.get(0), row.get(1));
     let Some(was) = was else {
         return Ok(Outcome::NotFound);

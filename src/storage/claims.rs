@@ -117,11 +117,14 @@ pub async fn fail_exhausted(
                 SELECT id FROM works \
                 WHERE status = 'running' AND locked_until < now() AND attempts >= $1 \
                 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
-            RETURNING id, work_code, attempts) \
+            RETURNING id, work_code, attempts), \
+        counted AS ( \
+            UPDATE work_counts SET failed = failed + (SELECT count(*) FROM failed) WHERE shard = $2) \
         INSERT INTO event_log (work_id, variable, value) \
         SELECT id, 'compute/failed', 'lease expired after ' || attempts || ' attempts' FROM failed";
     let stmt = client.prepare_cached(SQL).await?;
-    Ok(client.execute(&stmt, &[&max_attempts]).await?)
+    let shard = super::works::count_shard();
+    Ok(client.execute(&stmt, &[&max_attempts, &shard]).await?)
 }
 
 /// Marks `expired`, with a `work/expired` event saying why, every work unchanged for
@@ -143,12 +146,15 @@ pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Resu
         ev AS ( \
             INSERT INTO event_log (work_id, variable, value) \
             SELECT id, 'work/expired', \
-                   'not finished within the sweep window of ' || $2 FROM expired) \
+                   'not finished within the sweep window of ' || $2 FROM expired), \
+        counted AS ( \
+            UPDATE work_counts SET expired = expired + (SELECT count(*) FROM expired) WHERE shard = $3) \
         SELECT count(*) FROM expired";
     let stmt = client.prepare_cached(SQL).await?;
     let window_text = humantime::format_duration(window).to_string();
+    let shard = super::works::count_shard();
     let row = client
-        .query_one(&stmt, &[&millis(window), &window_text])
+        .query_one(&stmt, &[&millis(window), &window_text, &shard])
         .await?;
     Ok(row.get::<_, i64>(0) as u64)
 }

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one_work_code_index",
         sql: include_str!("../../sql/0005_one_work_code_index.sql"),
     },
+    Migration {
+        version: 6,
+        name: "terminal_counts",
+        sql: include_str!("../../sql/0006_terminal_counts.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.

@@ -38,7 +38,11 @@ pub async fn prune_batch(
             ORDER BY created_on LIMIT $2 FOR UPDATE SKIP LOCKED), \
         gone AS (DELETE FROM works WHERE id IN (SELECT id FROM doomed) RETURNING status), \
         counted AS ( \
-            UPDATE work_counts SET done = done - (SELECT count(*) FROM gone WHERE status = 'done') \
+            UPDATE work_counts SET \
+                done = done - (SELECT count(*) FROM gone WHERE status = 'done'), \
+                failed = failed - (SELECT count(*) FROM gone WHERE status = 'failed'), \
+                expired = expired - (SELECT count(*) FROM gone WHERE status = 'expired'), \
+                cancelled = cancelled - (SELECT count(*) FROM gone WHERE status = 'cancelled') \
             WHERE shard = $3) \
         SELECT count(*) FROM gone";
     let tx = client.transaction().await?;

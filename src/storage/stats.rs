@@ -39,9 +39,7 @@ pub async fn throughput(
         .map_or(0, |d| d.as_secs() as i64);
     let last = now / bucket_secs * bucket_secs;
     let first = last - bucket_secs * (buckets - 1);
-    let rows = client
-        .query(SQL, &[&bucket_secs, &first, &last])
-        .await?;
+    let rows = client.query(SQL, &[&bucket_secs, &first, &last]).await?;
     Ok(rows
         .iter()
         .map(|r| Bucket {

@@ -100,13 +100,19 @@ pub async fn events(
 }
 
 pub const COUNTS_SQL: &str = "\
-    SELECT status, count(*) FROM works WHERE status <> 'done' GROUP BY status \
-    UNION ALL SELECT 'done', coalesce(sum(done), 0)::bigint FROM work_counts \
+    SELECT status, count(*) FROM works WHERE status IN ('pending', 'running') GROUP BY status \
+    UNION ALL SELECT s.status, s.n::bigint FROM ( \
+        SELECT sum(done) AS done, sum(failed) AS failed, sum(expired) AS expired, \
+               sum(cancelled) AS cancelled FROM work_counts) t, \
+      LATERAL (VALUES ('done', t.done), ('failed', t.failed), ('expired', t.expired), \
+                      ('cancelled', t.cancelled)) AS s(status, n) \
     ORDER BY 1";
 
 /// Works counted by status, for `db status`, health and metrics, exactly and without
-/// reading the history: the small statuses from their partial index, `done` from the
-/// running total the writers keep (see `count_shard`).
+/// reading the history: the works in flight (pending, running) from their partial
+/// index, the finished ones (done, failed, expired, cancelled, which are the history)
+/// from running totals the writers keep in the transaction that changes them (see
+/// `count_shard`).
 pub async fn count_by_status(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
     let stmt = client.prepare_cached(COUNTS_SQL).await?;
     let rows = client.query(&stmt, &[]).await?;

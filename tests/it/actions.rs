@@ -2,7 +2,7 @@
 //! API and the CLI (both backends); anything else is a 409 with the reason.
 
 use super::helpers::*;
-use super::pipeline::sweep_opts;
+use super::pipeline::{counts, exact_counts, sweep_opts};
 use ppctl::worker::sweep;
 use serde_json::Value;
 use std::time::Duration;
@@ -65,6 +65,12 @@ async fn cancel_a_pending_work_and_retry_a_failed_one_through_the_api() {
         )
         .await
         .expect("fail it");
+    // By hand, so counted by hand, as a sweeper's failure would be.
+    db.client()
+        .await
+        .batch_execute("UPDATE work_counts SET failed = failed + 1 WHERE shard = 0")
+        .await
+        .expect("count it");
     let (status, retried) = app.call("POST", &format!("/works/{id}/retry"), None).await;
     assert_eq!((status, retried["status"].as_str()), (200, Some("pending")));
     assert_eq!(
@@ -90,6 +96,11 @@ async fn cancel_a_pending_work_and_retry_a_failed_one_through_the_api() {
     );
     let (status, body) = app.call("POST", &format!("/works/{id}/cancel"), None).await;
     assert_eq!(status, 409, "a done work cannot be cancelled: {body}");
+    assert_eq!(
+        counts(&db).await,
+        exact_counts(&db).await,
+        "the running totals"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,6 +242,10 @@ async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
     // Terminal: a second sweep leaves it alone.
     let again = sweep::sweep_once(&db.pool, &opts).await.expect("sweep");
     assert_eq!(again.expired, 0);
+    assert_eq!(
+        super::pipeline::counts(&db).await,
+        super::pipeline::exact_counts(&db).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

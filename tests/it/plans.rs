@@ -117,10 +117,14 @@ async fn counts_by_status_are_exact_without_scanning_the_history() {
     let client = db.client().await;
     client.execute(LOAD, &[&WORKS]).await.expect("load works");
     // Loaded behind the writers' back, like an upgraded database's history: the
-    // migration starts the running total from such rows the same way.
+    // migrations start the running totals from such rows the same way.
     client
         .batch_execute(
-            "UPDATE work_counts SET done = (SELECT count(*) FROM works WHERE status = 'done') \
+            "UPDATE work_counts SET \
+               done = (SELECT count(*) FROM works WHERE status = 'done'), \
+               failed = (SELECT count(*) FROM works WHERE status = 'failed'), \
+               expired = (SELECT count(*) FROM works WHERE status = 'expired'), \
+               cancelled = (SELECT count(*) FROM works WHERE status = 'cancelled') \
              WHERE shard = 0; ANALYZE works",
         )
         .await

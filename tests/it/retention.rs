@@ -41,6 +41,11 @@ async fn history(db: &TestDb) {
         )
         .await
         .expect("fail it");
+    // By hand, so counted by hand, as a sweeper's failure would be.
+    client
+        .batch_execute("UPDATE work_counts SET failed = failed + 1 WHERE shard = 0")
+        .await
+        .expect("count it");
     let old = "UPDATE works SET created_on = now() - interval '40 days' \
                WHERE message_id IN ('retention-0','retention-1','retention-2','retention-3','retention-4') \
                   OR id = $1 OR id = $2";
