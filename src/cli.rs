@@ -117,7 +117,8 @@ pub struct WorkerOpts {
     /// Poll for pending API works this often (a NOTIFY also wakes the sweeper).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub sweep_every: Duration,
-    /// Only sweep pending works created within this window.
+    /// Sweep pending works changed (created, retried, last claimed) within this window;
+    /// older ones become `expired`.
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub sweep_window: Duration,
     /// How long a claimed work stays leased to this worker before others may retry it.
