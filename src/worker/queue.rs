@@ -122,18 +122,18 @@ pub async fn store(pool: &PgPool, mut batch: Batch, shutdown: &Shutdown) -> anyh
     if batch.finished.is_empty() {
         return Ok(batch);
     }
-    let finished = std::mem::take(&mut batch.finished);
-    let count = finished.len() as u64;
-    let rows: Vec<works::Finished> = finished.iter().map(|(f, _)| f.clone()).collect();
-    let stored = match store_with_retry(pool, rows, shutdown).await? {
+    let (rows, tags): (Vec<works::Finished>, Vec<u64>) =
+        std::mem::take(&mut batch.finished).into_iter().unzip();
+    let count = rows.len() as u64;
+    let stored = match store_with_retry(pool, &rows, shutdown).await? {
         Ok(stored) => stored,
         Err(batch_error) => {
             tracing::warn!(error = %batch_error, works = count, "the database refused the batch; storing its works one by one");
             let mut stored = 0;
-            for (mut row, tag) in finished {
+            for (mut row, tag) in rows.into_iter().zip(tags) {
                 // A fresh code, in case the refusal was a work_code collision.
                 row.work_code = new_work_code(Origin::Consumer);
-                match store_with_retry(pool, vec![row], shutdown).await? {
+                match store_with_retry(pool, std::slice::from_ref(&row), shutdown).await? {
                     Ok(n) => stored += n,
                     Err(e) => batch.refused.push((tag, e.to_string())),
                 }
@@ -212,14 +212,14 @@ async fn compute_all(
 /// them); the inner one is the database refusing the rows, which no retry can fix.
 async fn store_with_retry(
     pool: &PgPool,
-    rows: Vec<works::Finished>,
+    rows: &[works::Finished],
     shutdown: &Shutdown,
 ) -> anyhow::Result<Result<u64, DbError>> {
     let mut backoff = Backoff::default();
     loop {
         let result = async {
             let client = pool.get().await?;
-            works::insert_finished(&client, &rows).await
+            works::insert_finished(&client, rows).await
         }
         .await;
         match result {
