@@ -9,14 +9,10 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
 /// Samples the depth of the work queue and its dead-letter queue every few seconds on
-/// a channel of its own, into the process's telemetry, until the connection closes or
-/// the returned guard is dropped (its channel would otherwise keep a connection the
-/// consumer has given up on open).
-pub async fn start_depth_monitor(
-    connection: &lapin::Connection,
-    topology: Topology,
-) -> lapin::Result<AbortOnDrop<()>> {
-    let channel = connection.create_channel().await?;
+/// `channel` (one of its own), into the process's telemetry, until the connection
+/// closes or the returned guard is dropped (its channel would otherwise keep a
+/// connection the consumer has given up on open).
+pub fn start_depth_monitor(channel: lapin::Channel, topology: Topology) -> AbortOnDrop<()> {
     let task = tokio::spawn(async move {
         let passive = QueueDeclareOptions {
             passive: true,
@@ -45,7 +41,7 @@ pub async fn start_depth_monitor(
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });
-    Ok(AbortOnDrop(task))
+    AbortOnDrop(task)
 }
 
 /// Keeps a depth monitor running on some node until shutdown, reconnecting with
@@ -54,15 +50,18 @@ pub async fn watch(nodes: Nodes, topology: Topology, shutdown: Shutdown) {
     let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
         let name = format!("ppctl-serve {}", topology.queue);
-        if let Ok((connection, _channel)) = nodes.connect(&name).await {
-            if let Ok(monitor) = start_depth_monitor(&connection, topology.clone()).await {
-                backoff.reset();
-                tokio::select! {
-                    _ = monitor_ended(monitor) => {}
-                    _ = shutdown.wait() => {}
-                }
+        if let Ok((connection, channel)) = nodes.connect(&name).await {
+            let started = std::time::Instant::now();
+            tokio::select! {
+                _ = monitor_ended(start_depth_monitor(channel, topology.clone())) => {}
+                _ = shutdown.wait() => {}
             }
             let _ = connection.close(200, "bye".into()).await;
+            // A monitor that ends at once (no queue declared yet) must not reconnect
+            // at full speed: only one that ran a while earns a fresh backoff.
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                backoff.reset();
+            }
         }
         nodes.lost();
         tokio::select! {

@@ -243,7 +243,8 @@ impl QueueWorker<'_> {
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
-        let monitor = amqp::depth::start_depth_monitor(&connection, topology.clone()).await?;
+        let monitor =
+            amqp::depth::start_depth_monitor(connection.create_channel().await?, topology.clone());
         let consumer = channel
             .basic_consume(
                 topology.queue.as_str().into(),
