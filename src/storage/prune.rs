@@ -5,7 +5,6 @@
 //! that is within the retention period (redeliveries come within minutes or hours).
 
 use super::{works::count_shard, DbError, PgPool};
-use deadpool_postgres::GenericClient;
 use std::time::Duration;
 
 /// Works deleted per transaction: a few milliseconds of locks at a time.
@@ -23,8 +22,8 @@ pub struct Pruned {
 }
 
 /// Deletes one batch of finished works created before `now - older_than` (and their
-/// events, by the foreign key's cascade), taking the done ones off the running total
-/// in the same transaction. None when another process is pruning.
+/// events, by the foreign key's cascade), taking them off the running totals in the
+/// same transaction. None when another process is pruning.
 pub async fn prune_batch(
     client: &mut deadpool_postgres::Client,
     older_than: Duration,
@@ -81,16 +80,4 @@ pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbErro
         drop(client);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Estimated rows of a table, from the planner's statistics: `count(*)` on the
-/// history would be a full scan.
-pub async fn estimated_rows(client: &impl GenericClient, table: &str) -> Result<i64, DbError> {
-    let row = client
-        .query_one(
-            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)",
-            &[&table],
-        )
-        .await?;
-    Ok(row.get(0))
 }

@@ -1,4 +1,5 @@
-//! Aggregates for the dashboard: how many works were finished, bucket by bucket.
+//! Aggregates that must not read the history: works finished per time bucket (the
+//! dashboard), and a table's estimated size.
 
 use super::DbError;
 use deadpool_postgres::GenericClient;
@@ -47,4 +48,16 @@ pub async fn throughput(
             done: r.get(1),
         })
         .collect())
+}
+
+/// Estimated rows of a table, from the planner's statistics: `count(*)` on the
+/// history would be a full scan.
+pub async fn estimated_rows(client: &impl GenericClient, table: &str) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)",
+            &[&table],
+        )
+        .await?;
+    Ok(row.get(0))
 }
