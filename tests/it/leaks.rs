@@ -50,6 +50,9 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         .expect("a free port")
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
+    // The consumer's log, for the failure message (a CI run once waited out a round).
+    let log_path = std::env::temp_dir().join(format!("ppctl-leaks-{}.log", queue.name()));
+    let log = std::fs::File::create(&log_path).expect("log file");
     let mut consumer = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
         .args([
             "consume",
@@ -60,10 +63,11 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         ])
         .env("DATABASE_URL", &db.url)
         .env("AMQP_URL", AMQP_URL)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log file")))
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .expect("start ppctl consume");
@@ -83,10 +87,18 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         queue
             .publish_raw(&channel, body, Some(&format!("leak-{round}")))
             .await;
-        eventually("a batch store in flight", WAIT, || async {
-            (store_tasks(&metrics_addr).await? >= 1).then_some(())
+        let in_flight = tokio::time::timeout(2 * WAIT, async {
+            while store_tasks(&metrics_addr).await.is_none_or(|n| n < 1) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         })
         .await;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        assert!(
+            in_flight.is_ok(),
+            "round {round}: no batch store in flight after {:?}; consumer log:\n{log}",
+            2 * WAIT
+        );
         // Deleting the queue cancels the consumer (a channel failure on a live
         // connection); it reconnects and declares the queue again.
         channel
@@ -114,6 +126,7 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         store_tasks(&metrics_addr).await,
     );
     lock.rollback().await.expect("unlock");
+    let _ = std::fs::remove_file(&log_path);
     let _ = consumer.start_kill();
     assert_eq!(
         connections, 1,
