@@ -5,7 +5,7 @@ CARGO ?= cargo
 COMPOSE ?= docker-compose
 PPCTL := ./target/release/ppctl
 
-.PHONY: run test bench bench-smoke chaos compose-check compose-test services build fmt clippy e2e
+.PHONY: run test bench bench-smoke chaos compose-check compose-test services build fmt clippy e2e schemathesis
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
@@ -33,6 +33,12 @@ bench-smoke: services
 chaos: services
 	scripts/services.sh chaos-tools
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
+
+## Schemathesis 4 (from PyPI, in a venv of its own) against a live `ppctl serve` of its
+## own, driven by its /openapi.json: all checks, stateful phase included, 100 examples per
+## operation; fails on any failure (~1 min). Reports in target/schemathesis/.
+schemathesis: services
+	scripts/schemathesis.sh
 
 ## Browser end-to-end test of the dashboard in headless Chromium (installs chromium and
 ## playwright-core when missing); screenshots in target/e2e/.

@@ -7,6 +7,9 @@
 #   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
 #   scripts/services.sh chaos-tools      only make sure Python's pika exists (make chaos
 #                                        publishes non-UTF-8 AMQP properties with it)
+#   scripts/services.sh schemathesis     only make sure Schemathesis 4 is installed (in a
+#                                        venv of its own) and print the venv's path
+#                                        (make schemathesis)
 #   scripts/services.sh podman           only make sure podman, docker-compose,
 #                                        debootstrap, curl and jq exist and podman can
 #                                        run containers here (make compose-test)
@@ -279,8 +282,40 @@ ensure_chaos_tools() {
     apt_install python3-pika
 }
 
+# --- Schemathesis for `make schemathesis` -------------------------------------------
+
+# PyPI's Schemathesis 4 in a venv of its own, so the system's Python stays untouched
+# (Debian's is externally managed: no pip install outside a venv). Debian splits venv's
+# pip bootstrap (ensurepip) into python3-venv. The venv is kept between runs.
+SCHEMATHESIS_VENV=${PP_SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/schemathesis}
+SCHEMATHESIS_SPEC='schemathesis>=4,<5'
+
+ensure_schemathesis() {
+    local venv=$SCHEMATHESIS_VENV python=/usr/bin/python3
+    if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q 'version 4\.'; then
+        [[ -x $python ]] || python=$(command -v python3 || true)
+        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+            if [[ $EUID -ne 0 ]] || ! have apt-get; then
+                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
+            fi
+            apt_install python3 python3-venv
+            python=/usr/bin/python3
+        fi
+        log "installing $SCHEMATHESIS_SPEC from PyPI into $venv (once)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv" >&2
+        "$venv/bin/pip" install --quiet "$SCHEMATHESIS_SPEC" >&2 ||
+            die "pip could not install $SCHEMATHESIS_SPEC into $venv"
+    fi
+    echo "$venv"
+}
+
 case "${1:-}" in
 "") ;;
+schemathesis)
+    ensure_schemathesis
+    exit 0
+    ;;
 chaos-tools)
     ensure_chaos_tools
     exit 0
@@ -297,7 +332,7 @@ podman)
     ensure_podman
     exit 0
     ;;
-*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|podman]" ;;
+*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|schemathesis|podman]" ;;
 esac
 
 ensure_postgres

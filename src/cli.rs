@@ -91,6 +91,11 @@ pub struct ServeOpts {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "PP_HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
+    /// Event streams (GET /works/stream, the dashboard's live updates) open at once;
+    /// more get a 503 with Retry-After.
+    #[arg(long, env = "PP_MAX_STREAMS", default_value_t = crate::http::live::DEFAULT_MAX_STREAMS,
+        value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub max_streams: u16,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,15 +4,24 @@
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
+use utoipa::ToSchema;
 
 /// A unit of work: "add together the numbers 1..=add_up_to".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 21, "work_code": "api-bjq8euwsEA", "add_up_to": 4, "done": true,
+    "status": "done", "result": 10, "created_on": 1634115736, "updated_on": 1634115736}))]
 pub struct Work {
     pub id: i64,
+    /// `api-` or `consumer-` plus 10 random alphanumerics.
+    #[schema(pattern = "^(api|consumer)-[A-Za-z0-9]{10}$")]
     pub work_code: String,
+    #[schema(minimum = 0, maximum = 4294967295_u64)]
     pub add_up_to: i64,
+    /// True iff status is `done`.
     pub done: bool,
     pub status: WorkStatus,
+    /// 1 + 2 + ... + add_up_to; null until done.
+    #[schema(required = true)]
     pub result: Option<i64>,
     /// Unix seconds.
     pub created_on: i64,
@@ -21,12 +30,17 @@ pub struct Work {
 }
 
 /// One recorded step of a work's execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     pub id: i64,
     pub work_id: i64,
     pub work_code: String,
+    /// What happened: one of `var::ALL`.
+    #[schema(schema_with = var::schema)]
     pub variable: String,
+    /// The sum for `compute/result`; the reason for `compute/failed` and `work/expired`;
+    /// the earlier status for `work/retried` and `work/cancelled`; else null.
+    #[schema(required = true)]
     pub value: Option<String>,
     /// Unix seconds.
     pub created_on: i64,
@@ -45,9 +59,21 @@ pub mod var {
     pub const RETRIED: &str = "work/retried";
     /// An operator cancelled a pending work (value: its status).
     pub const CANCELLED: &str = "work/cancelled";
+
+    pub const ALL: [&str; 8] = [
+        CREATED, START, STOP, RESULT, FAILED, EXPIRED, RETRIED, CANCELLED,
+    ];
+
+    /// The OpenAPI schema of an event's `variable`: a string, one of `ALL`.
+    pub fn schema() -> utoipa::openapi::Object {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(ALL))
+            .build()
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkStatus {
     Pending,
@@ -134,10 +160,69 @@ pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 
 /// The body of `POST /works`. Unknown fields are refused so a typo is not silently
 /// turned into a random work.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"add_up_to": 4}))]
 pub struct CreateWork {
-    pub add_up_to: Option<i128>,
+    /// Absent: a random 1..=100.
+    // Kept as raw JSON so a wrong value is reported for what it is (`null`, a string, a
+    // fraction), not as serde's parse error mid-number.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = u64, minimum = 0, maximum = 4294967295_u64)]
+    pub add_up_to: Option<serde_json::Value>,
+}
+
+/// `Some` for any value present, `null` included (plain `Option` would read it as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl CreateWork {
+    /// The `add_up_to` asked for, if any, range-checked, with a message naming the fault.
+    pub fn add_up_to(&self) -> Result<Option<u64>, String> {
+        let Some(value) = &self.add_up_to else {
+            return Ok(None);
+        };
+        let n = match value {
+            serde_json::Value::Number(n) => n,
+            other => {
+                return Err(format!(
+                    "add_up_to must be an integer, got {}",
+                    json_kind(other)
+                ))
+            }
+        };
+        // JSON Schema counts 4.0 as an integer, and so does the document.
+        let n = if let Some(i) = n.as_i64() {
+            i128::from(i)
+        } else if let Some(u) = n.as_u64() {
+            i128::from(u)
+        } else {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if !f.is_finite() || f.fract() != 0.0 {
+                return Err(format!("add_up_to must be an integer, got {n}"));
+            }
+            if f.abs() > 1e18 {
+                let max = crate::engine::MAX_N;
+                return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
+            }
+            f as i128
+        };
+        crate::engine::validate(n)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Where a work came from; it decides the work code's prefix.

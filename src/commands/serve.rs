@@ -25,6 +25,7 @@ pub async fn serve(pool: PgPool, opts: &ServeOpts, shutdown: Shutdown) -> anyhow
     let config = ServerConfig {
         api_token: opts.api_token.clone(),
         workers: opts.http_workers.map(usize::from),
+        max_streams: usize::from(opts.max_streams),
     };
     let server = http::start_until(listener, pool, config, shutdown.clone())?;
     tracing::info!(addr = %opts.http_addr, "serving HTTP");

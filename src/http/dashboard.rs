@@ -3,6 +3,8 @@
 //! inline CSS and JS, compiled into the binary, so it works offline and needs no build.
 //! Registered before the works routes, so `/works/stream` is not taken for a work id.
 
+use super::params::NoQuery;
+use super::responses::{BadRequest, Unavailable};
 use super::{error::ApiError, live, works::resource, AppState};
 use crate::model::WorkStatus;
 use crate::storage::{stats, works};
@@ -23,7 +25,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/works/stream", "GET").get(stream));
 }
 
-async fn page() -> HttpResponse {
+/// The live dashboard: one self-contained HTML page (no external resources): counts,
+/// throughput, recent works with filters, a work's events; live through `/works/stream`.
+#[utoipa::path(get, path = "/", tag = "dashboard", operation_id = "dashboard",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 400, response = BadRequest),
+    ))]
+pub async fn page(_: web::Query<NoQuery>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // Small enough to fetch every time; a cached copy would outlive an upgrade.
@@ -39,18 +48,33 @@ const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 pub type StatsCache = tokio::sync::Mutex<Option<(std::time::Instant, Stats)>>;
 
 /// The body of `GET /stats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
-    /// Every status, zero included, so the page need not know the list.
+    /// Works by status, every status, zero included, so the page need not know the list.
+    #[schema(value_type = BTreeMap<WorkStatus, i64>)]
     counts: BTreeMap<&'static str, i64>,
+    /// Works done per bucket over the last 10 minutes, oldest first.
     throughput: Vec<stats::Bucket>,
+    /// The width of a throughput bucket, in seconds.
     bucket_seconds: i64,
     /// Messages in the dead-letter queue, as last sampled (every 5 s) by this process;
     /// null until the broker has answered once.
+    #[schema(required = true)]
     dead_letter: Option<u64>,
 }
 
-async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Counts by status and recent throughput, for the dashboard; computed at most once a
+/// second per server.
+#[utoipa::path(get, path = "/stats", tag = "dashboard", operation_id = "getStats",
+    responses(
+        (status = 200, description = "Counts and throughput.", body = Stats),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn get_stats(
+    state: web::Data<AppState>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
     // Held while computing, so concurrent pollers wait for one answer, not ask again.
     let mut cache = state.stats_cache.lock().await;
     if let Some((_, stats)) = cache.as_ref().filter(|(at, _)| at.elapsed() < STATS_TTL) {
@@ -84,13 +108,38 @@ async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
     })
 }
 
-/// Server-Sent Events of work changes; see `live::event_stream` for the messages.
-async fn stream(state: web::Data<AppState>) -> HttpResponse {
-    let subscription = state.live.subscribe();
-    HttpResponse::Ok()
+/// Work changes as Server-Sent Events.
+// `live::event_stream` writes the messages the description lists.
+#[utoipa::path(get, path = "/works/stream", tag = "dashboard", operation_id = "streamWorkChanges",
+    description = "A never-ending `text/event-stream`, fed by PostgreSQL LISTEN/NOTIFY. It starts \
+        with `retry: 2000` and a `: connected` comment. Then `event: work` with data `{}` when \
+        works were created or changed status (changes close together are folded into one \
+        message: re-read what you show), `event: resync` with data `{}` when changes may \
+        have been missed (also when the server's LISTEN connection (re)connects: re-read what \
+        you show), and a `: keep-alive` comment every 15 s. It ends when the server shuts \
+        down; an EventSource reconnects by itself. At most `--max-streams` (default 64) are \
+        open at once per server; beyond that, 503.",
+    responses(
+        (status = 200, description = "The event stream; the schema is one event's.",
+            content_type = "text/event-stream", body = live::StreamEvent,
+            example = json!({"event": "work", "data": "{}"})),
+        (status = 400, response = BadRequest),
+        (status = 503, description = "`--max-streams` streams are open already.",
+            body = super::error::ErrorBody,
+            headers(("Retry-After" = i64, description = "Seconds to wait: `5`."))),
+    ))]
+pub async fn stream(
+    state: web::Data<AppState>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let subscription = state
+        .live
+        .subscribe()
+        .ok_or_else(|| ApiError::TooManyStreams(state.live.max_streams()))?;
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Tells a buffering reverse proxy (nginx) to pass each message on at once.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(live::event_stream(subscription))
+        .streaming(live::event_stream(subscription)))
 }

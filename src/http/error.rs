@@ -23,6 +23,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("database unavailable, try again later")]
     Unavailable,
+    /// `--max-streams` event streams are open already.
+    #[error("too many open event streams (this server allows {0}); try again later")]
+    TooManyStreams(usize),
     #[error("no answer within {0:?} (the database is not answering); try again later")]
     Timeout(std::time::Duration),
     #[error("internal error")]
@@ -45,7 +48,9 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Timeout(_) | Self::TooManyStreams(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,14 +60,31 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable | Self::Timeout(_)) {
             response.insert_header(("Retry-After", "1"));
         }
+        // A stream lasts as long as its dashboard stays open: no slot frees up in 1 s.
+        if matches!(self, Self::TooManyStreams(_)) {
+            response.insert_header(("Retry-After", STREAMS_RETRY_AFTER));
+        }
         if matches!(self, Self::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
         if let Self::MethodNotAllowed(allow) = self {
             response.insert_header(("Allow", *allow));
         }
-        response.json(serde_json::json!({ "error": self.to_string() }))
+        response.json(ErrorBody {
+            error: self.to_string(),
+        })
     }
+}
+
+/// Seconds a client is told to wait when every event stream slot is taken.
+pub const STREAMS_RETRY_AFTER: &str = "5";
+
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "work 7 not found"}))]
+pub struct ErrorBody {
+    /// Human-readable message.
+    pub error: String,
 }
 
 impl From<DbError> for ApiError {

@@ -1,17 +1,34 @@
 //! `/health` for load balancers and Compose, `/metrics` for Prometheus.
 
-use super::AppState;
+use super::params::NoQuery;
+use super::responses::BadRequest;
+use super::{works::resource, AppState};
 use crate::storage::works;
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
 use std::fmt::Write;
 use std::time::Duration;
 
 /// A health check answers within this even when the database hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Other methods get the JSON 405 with `Allow`, as on every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(resource("/health", "GET").get(health))
+        .service(resource("/metrics", "GET").get(metrics));
+}
+
+/// The body of `GET /health`, healthy or not.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "healthy", "database": "connected", "version": "0.1.0 (abc123)"}))]
+pub struct Health {
+    /// `healthy` when the database answered within 2 s.
+    #[schema(pattern = "^(healthy|unhealthy)$")]
+    status: &'static str,
+    #[schema(pattern = "^(connected|unreachable)$")]
+    database: &'static str,
+    /// `ppctl --version`: the package version and the build's revision.
+    version: &'static str,
 }
 
 async fn database_ok(state: &AppState) -> bool {
@@ -25,19 +42,40 @@ async fn database_ok(state: &AppState) -> bool {
     )
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// Liveness and database reachability, for load balancers and Compose.
+#[utoipa::path(get, path = "/health", tag = "operations", operation_id = "health",
+    responses(
+        (status = 200, description = "Healthy: the database answered.", body = Health),
+        (status = 400, response = BadRequest),
+        (status = 503, description = "Unhealthy: the database did not answer within 2 s.",
+            body = Health),
+    ))]
+pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
     let version = crate::cli::VERSION;
     if database_ok(&state).await {
-        HttpResponse::Ok().json(
-            serde_json::json!({"status": "healthy", "database": "connected", "version": version}),
-        )
+        HttpResponse::Ok().json(Health {
+            status: "healthy",
+            database: "connected",
+            version,
+        })
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "unhealthy", "database": "unreachable", "version": version}))
+        HttpResponse::ServiceUnavailable().json(Health {
+            status: "unhealthy",
+            database: "unreachable",
+            version,
+        })
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus metrics of this server (the database's gauges are the same from every
+/// replica).
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.",
+            content_type = "text/plain", body = String),
+        (status = 400, response = BadRequest),
+    ))]
+pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
     crate::telemetry::TELEMETRY.render(&mut out);

@@ -1,7 +1,9 @@
 //! Live work changes for the dashboard, as Server-Sent Events. One LISTEN connection per
 //! server feeds a broadcast channel that every open `/works/stream` response reads. The
 //! connection is opened by the first subscriber and closed with the last, so a server
-//! without an open dashboard (and every test that never opens one) holds none.
+//! without an open dashboard (and every test that never opens one) holds none. At most
+//! `max_streams` are open at once (`--max-streams`): each holds a connection and a
+//! task for as long as its client stays, so without a cap clients could exhaust them.
 
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::storage::listen::{self, Notice, Sink};
@@ -23,8 +25,13 @@ pub struct Hub {
     database_url: String,
     /// The server's: ends every stream.
     shutdown: Shutdown,
+    max_streams: usize,
     feed: Mutex<Feed>,
 }
+
+/// The default of `--max-streams`: far more dashboards than one API serves, far fewer
+/// connections than it can hold.
+pub const DEFAULT_MAX_STREAMS: u16 = 64;
 
 /// The running LISTEN task, if any, and how many streams read it.
 #[derive(Default)]
@@ -35,12 +42,17 @@ struct Feed {
 }
 
 impl Hub {
-    pub fn new(database_url: String, shutdown: Shutdown) -> Arc<Self> {
+    pub fn new(database_url: String, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
         Arc::new(Self {
             database_url,
             shutdown,
+            max_streams,
             feed: Mutex::default(),
         })
+    }
+
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
     }
 
     fn feed(&self) -> MutexGuard<'_, Feed> {
@@ -48,10 +60,15 @@ impl Hub {
         self.feed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the LISTEN task unless it runs. Call from within a Tokio runtime.
-    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+    /// Starts the LISTEN task unless it runs; `None` when `max_streams` are open (counted
+    /// under the lock, so concurrent requests cannot overshoot). Call from within a
+    /// Tokio runtime.
+    pub fn subscribe(self: &Arc<Self>) -> Option<Subscription> {
         let mut guard = self.feed();
         let feed = &mut *guard;
+        if feed.subscribers >= self.max_streams {
+            return None;
+        }
         let tx = feed.tx.get_or_insert_with(|| broadcast::channel(BACKLOG).0);
         let rx = tx.subscribe();
         if feed.stop.is_none() {
@@ -62,10 +79,10 @@ impl Hub {
             feed.stop = Some(trigger);
         }
         feed.subscribers += 1;
-        Subscription {
+        Some(Subscription {
             rx,
             hub: self.clone(),
-        }
+        })
     }
 
     /// How many streams are open (for tests and metrics).
@@ -93,11 +110,31 @@ impl Drop for Subscription {
     }
 }
 
-/// One SSE message; the payload is JSON on one line, but a newline must never end the
-/// `data:` field early, so any is turned into a continuation line.
-fn message(event: &str, data: &str) -> Bytes {
-    let data = data.replace('\n', "\ndata: ");
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+/// One message of the stream, as an EventSource client reads it (the OpenAPI schema of
+/// `/works/stream`'s events). Its data is always `{}`: a message says only that
+/// something changed, and the client re-reads what it shows.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a description, never built: `message` writes the bytes
+pub struct StreamEvent {
+    event: StreamEventKind,
+    #[schema(pattern = "^\\{\\}$", example = "{}")]
+    data: String,
+}
+
+/// `work`: works were created or changed status (changes close together are folded
+/// into one message); `resync`: changes may have been missed.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StreamEventKind {
+    Work,
+    Resync,
+}
+
+/// One SSE message. The NOTIFY payload is not passed on: the contract is `{}`, whatever
+/// another process might send on the channel.
+fn message(event: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {{}}\n\n"))
 }
 
 /// The body of `/works/stream`: a `retry:` hint, then `event: work` per change,
@@ -120,8 +157,8 @@ pub fn event_stream(
             _ = shutdown.wait() => return None,
             _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
             received = sub.rx.recv() => match received {
-                Ok(Notice::Payload(payload)) => message("work", &payload),
-                Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => message("resync", "{}"),
+                Ok(Notice::Payload(_)) => message("work"),
+                Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => message("resync"),
                 Err(RecvError::Closed) => return None,
             },
         };
@@ -136,21 +173,22 @@ mod tests {
     #[test]
     fn messages_are_well_formed() {
         assert_eq!(
-            message("work", r#"{"id":1}"#),
-            Bytes::from_static(b"event: work\ndata: {\"id\":1}\n\n")
-        );
-        assert_eq!(
-            message("x", "a\nb"),
-            Bytes::from_static(b"event: x\ndata: a\ndata: b\n\n")
+            message("work"),
+            Bytes::from_static(b"event: work\ndata: {}\n\n")
         );
     }
 
     #[tokio::test]
     async fn the_last_subscriber_stops_the_feed() {
         // No database here: the LISTEN task only retries in the background.
-        let hub = Hub::new("postgres://u:p@127.0.0.1:1/none".into(), Shutdown::never());
+        let hub = Hub::new(
+            "postgres://u:p@127.0.0.1:1/none".into(),
+            Shutdown::never(),
+            2,
+        );
         let (a, b) = (hub.subscribe(), hub.subscribe());
         assert_eq!(hub.subscribers(), 2);
+        assert!(hub.subscribe().is_none(), "a third stream is over the cap");
         drop(a);
         assert!(hub.feed().stop.is_some());
         drop(b);
@@ -162,8 +200,8 @@ mod tests {
     async fn a_stream_ends_on_shutdown_and_leaves_the_feed() {
         use futures_util::StreamExt;
         let (trigger, shutdown) = shutdown::channel();
-        let hub = Hub::new("postgres://u:p@127.0.0.1:1/none".into(), shutdown);
-        let mut stream = Box::pin(event_stream(hub.subscribe()));
+        let hub = Hub::new("postgres://u:p@127.0.0.1:1/none".into(), shutdown, 1);
+        let mut stream = Box::pin(event_stream(hub.subscribe().expect("a slot")));
         let hello = stream.next().await.expect("hello").expect("bytes");
         assert!(hello.starts_with(b"retry: "));
         trigger.fire();

@@ -1,13 +1,17 @@
 //! The HTTP API (actix-web): app state, start-up on a bound listener, JSON errors for
 //! everything the framework itself would answer in plain text.
 
+pub mod body;
 pub mod dashboard;
 pub mod error;
 pub mod exporter;
 pub mod health;
+pub mod legacy;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod params;
+pub mod responses;
 pub mod works;
 
 use crate::shutdown::Shutdown;
@@ -33,6 +37,8 @@ pub struct AppState {
     /// Wakes sweepers and dashboards after a work is committed.
     pub notifier: Notifier,
     pub stats_cache: dashboard::StatsCache,
+    /// The OpenAPI document, rendered once for this server's settings.
+    pub openapi: web::Bytes,
 }
 
 /// Every route the app registers, as (method, path pattern). The OpenAPI test checks
@@ -89,6 +95,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct ServerConfig {
     pub api_token: Option<String>,
     pub workers: Option<usize>,
+    /// Event streams (`/works/stream`) open at once; more get a 503.
+    pub max_streams: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_token: None,
+            workers: None,
+            max_streams: usize::from(live::DEFAULT_MAX_STREAMS),
+        }
+    }
 }
 
 /// Starts serving on an already bound listener (port 0 in tests). The returned server
@@ -108,7 +126,12 @@ pub fn start_until(
     shutdown: Shutdown,
 ) -> std::io::Result<Server> {
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
-    let live = live::Hub::new(pool.database_url().to_string(), shutdown);
+    let live = live::Hub::new(
+        pool.database_url().to_string(),
+        shutdown,
+        config.max_streams,
+    );
+    let openapi = openapi::render(config.api_token.is_some()).into();
     let state = web::Data::new(AppState {
         pool,
         metrics: Arc::new(Metrics::default()),
@@ -116,6 +139,7 @@ pub fn start_until(
         live,
         notifier,
         stats_cache: Default::default(),
+        openapi,
     });
     let mut server = HttpServer::new(move || {
         App::new()

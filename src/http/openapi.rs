@@ -1,20 +1,115 @@
-//! GET /openapi.json: the API described in OpenAPI 3.0, written by hand as a static
-//! file next to this one and compiled in. tests/it/openapi.rs keeps it honest: every
-//! documented operation must exist and every route in `super::ROUTES` must be documented.
+//! GET /openapi.json: the API described in OpenAPI 3.1, derived from the handlers'
+//! `#[utoipa::path]` attributes and the types they send and take (`ToSchema`,
+//! `IntoParams`). tests/it/openapi.rs keeps it complete: every documented operation must
+//! exist and every route in `super::ROUTES` must be documented; `make schemathesis`
+//! checks that the server does what it says.
 
+use super::params::NoQuery;
+use super::responses::{self, BadRequest};
+use super::{dashboard, error, health, legacy, live, works, AppState};
+use crate::model;
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, PathItem, RefOr, Schema};
+use utoipa::OpenApi;
 
-/// The document, exactly as served.
-pub const DOCUMENT: &str = include_str!("openapi.json");
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ppctl", description = "The ppctl work pipeline's HTTP API (`ppctl serve`). \
+        A work is \"add together the numbers 1..=add_up_to\". Times are Unix seconds. Every \
+        error has the body `{\"error\": \"...\"}`: an unknown route is a 404; a method a path \
+        does not document (HEAD included) is a 405 with an `Allow` header; a query parameter \
+        a route does not document is a 400. Any request may get a 503 with `Retry-After` \
+        when the database does not answer within 4 s."),
+    paths(
+        dashboard::page, dashboard::get_stats, dashboard::stream,
+        works::create, works::search, works::get, works::events, works::retry, works::cancel,
+        legacy::create, legacy::get, legacy::search,
+        document, health::health, health::metrics,
+    ),
+    components(
+        schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
+            model::CreateWork, dashboard::Stats, health::Health, live::StreamEvent),
+        responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
+            responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
+            responses::PayloadTooLarge, responses::Unavailable),
+    ),
+    tags(
+        (name = "works"),
+        (name = "legacy", description = "The original project's routes, kept for its clients."),
+        (name = "dashboard"),
+        (name = "operations"),
+    ),
+)]
+struct ApiDoc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::works::resource("/openapi.json", "GET").get(document));
+/// The document as this server behaves: with an API token, the POST routes require it
+/// (and may answer 401); without one they do not, and the document says neither.
+pub fn document_for(api_token: bool) -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = crate::cli::VERSION.to_string();
+    let components = doc.components.get_or_insert_with(Default::default);
+    let bearer = HttpAuthScheme::Bearer;
+    components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(bearer)));
+    for item in doc.paths.paths.values_mut() {
+        body_not_null(item);
+        if !api_token {
+            without_auth(item);
+        }
+    }
+    doc
 }
 
-async fn document() -> HttpResponse {
+/// `Option<T>` is how utoipa marks a request body optional, but it also documents a
+/// `null` body, which the server refuses (a body must be an object): keep only `T`.
+fn body_not_null(item: &mut PathItem) {
+    let bodies = [&mut item.post, &mut item.put].into_iter().flatten();
+    for body in bodies.filter_map(|op| op.request_body.as_mut()) {
+        for content in body.content.values_mut() {
+            let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                continue;
+            };
+            let inner = one_of.items.iter().find(|s| matches!(s, RefOr::Ref(_)));
+            content.schema = inner.cloned();
+        }
+    }
+}
+
+fn without_auth(item: &mut PathItem) {
+    let operations = [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+    ];
+    for operation in operations.into_iter().flatten() {
+        operation.security = None;
+        operation.responses.responses.remove("401");
+    }
+}
+
+/// The document served by `GET /openapi.json`, as JSON.
+pub fn render(api_token: bool) -> String {
+    document_for(api_token)
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(works::resource("/openapi.json", "GET").get(document));
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "getOpenApi",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this server.",
+            content_type = "application/json", body = Object),
+        (status = 400, response = BadRequest),
+    ))]
+async fn document(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(DOCUMENT)
+        .body(state.openapi.clone())
 }
 
 #[cfg(test)]
@@ -22,11 +117,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_is_json_and_openapi_3() {
-        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
-        assert!(doc["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.0")));
-        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    fn the_document_is_openapi_3_and_follows_the_token() {
+        let doc: serde_json::Value = serde_json::from_str(&render(true)).expect("valid JSON");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        assert_eq!(doc["info"]["version"], crate::cli::VERSION);
+        let create = &doc["paths"]["/works"]["post"];
+        assert!(create["responses"]["401"].is_object() && create["security"].is_array());
+        let body = &create["requestBody"];
+        assert!(body["required"].is_null(), "optional: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert_eq!(
+            schema["$ref"], "#/components/schemas/CreateWork",
+            "not nullable"
+        );
+        let open: serde_json::Value = serde_json::from_str(&render(false)).expect("JSON");
+        let create = &open["paths"]["/works"]["post"];
+        assert!(create["responses"]["401"].is_null() && create["security"].is_null());
+    }
+
+    #[test]
+    fn time_parameters_carry_the_grammar_the_server_parses() {
+        let doc: serde_json::Value = serde_json::from_str(&render(false)).expect("JSON");
+        for path in ["/works", "/work/search"] {
+            let params = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("params");
+            for name in ["since", "until"] {
+                let param = params.iter().find(|p| p["name"] == name).expect(name);
+                assert_eq!(param["schema"]["pattern"], crate::query::time::PATTERN);
+            }
+        }
     }
 }

@@ -1,33 +1,30 @@
 //! The works routes, and the original project's `/work` routes kept for its clients.
+//! Each handler carries its OpenAPI description (`#[utoipa::path]`): the statuses it
+//! lists are the ones its code can return.
 
-use super::{error::ApiError, AppState};
-use crate::model::{from_json_object, new_work_code, CreateWork, Origin, Work};
+use super::params::{NoQuery, WorkId};
+use super::responses::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+};
+use super::{body, error::ApiError, legacy, AppState};
+use crate::model::{new_work_code, CreateWork, Event, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
 use crate::storage::{search, works};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-use rand::Rng;
 use std::time::{Duration, SystemTime};
 
-/// Largest request body accepted; a work demand is a few dozen bytes.
-pub const MAX_BODY: usize = 16 * 1024;
+pub use body::MAX_BODY;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/works", "GET, POST").get(search).post(create))
         .service(resource("/works/{id}", "GET").get(get))
         .service(resource("/works/{id}/events", "GET").get(events))
-        .service(
-            resource("/works/{id}/retry", "POST")
-                .post(|state, req, id| act(state, req, id, Action::Retry)),
-        )
-        .service(
-            resource("/works/{id}/cancel", "POST")
-                .post(|state, req, id| act(state, req, id, Action::Cancel)),
-        )
-        .service(resource("/work", "POST").post(legacy_create))
-        .service(resource("/work/search", "GET").get(search))
-        .service(resource("/work/{id}", "GET").get(get));
+        .service(resource("/works/{id}/retry", "POST").post(retry))
+        .service(resource("/works/{id}/cancel", "POST").post(cancel))
+        .service(resource("/work", "POST").post(legacy::create))
+        .service(resource("/work/search", "GET").get(legacy::search))
+        .service(resource("/work/{id}", "GET").get(legacy::get));
 }
 
 /// A resource whose other methods get a JSON 405 listing the allowed ones.
@@ -37,47 +34,7 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
-/// How long the body may take to arrive: a client that sends less than its
-/// Content-Length gets a 408 well before the request's own bound (a 503).
-const BODY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Reads the body up to `MAX_BODY`, answering 413 past it without reading the rest.
-async fn read_body(payload: web::Payload) -> Result<web::BytesMut, ApiError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_all(payload))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))?
-}
-
-async fn read_all(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The `add_up_to` asked for, or a random 1..=100 for an empty body or `{}`.
-fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
-    let request: CreateWork = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateWork::default()
-    } else {
-        from_json_object(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
-    match request.add_up_to {
-        None => Ok(rand::rng().random_range(1..=100)),
-        Some(n) => crate::engine::validate(n)
-            .map(|n| n as i64)
-            .map_err(|e| ApiError::bad_request(e.to_string())),
-    }
-}
-
-async fn insert(
+pub(super) async fn insert(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,
@@ -86,7 +43,7 @@ async fn insert(
     // database must not create the work any later.
     let deadline = SystemTime::now() + super::REQUEST_TIMEOUT - Duration::from_secs(1);
     state.authorize(req)?;
-    let add_up_to = parse_create(&read_body(payload).await?)?;
+    let add_up_to = body::parse_create(&body::read(payload).await?)?;
     let client = state.pool.get().await?;
     let code = new_work_code(Origin::Api);
     let work = works::create_pending(&client, &code, add_up_to, Some(deadline)).await?;
@@ -95,9 +52,24 @@ async fn insert(
     Ok(work)
 }
 
-async fn create(
+/// Create a work, `pending` until a worker picks it up.
+#[utoipa::path(post, path = "/works", tag = "works", operation_id = "createWork",
+    request_body(content = Option<CreateWork>, description = "Optional: an empty body or `{}` asks \
+        for a random `add_up_to` in 1..=100. Unknown fields are refused."),
+    responses(
+        (status = 201, description = "Created.", body = Work,
+            headers(("Location" = String, description = "`/works/{id}` of the new work."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
+    _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let work = insert(&state, &req, payload).await?;
@@ -106,15 +78,7 @@ async fn create(
         .json(work))
 }
 
-async fn legacy_create(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(insert(&state, &req, payload).await?))
-}
-
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("work id must be an integer, got {raw:?}")))
 }
@@ -125,32 +89,111 @@ fn found<T: serde::Serialize>(value: Option<T>, id: i64) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(value))
 }
 
-async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+pub(super) async fn get_work(state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id)?;
     let client = state.pool.get().await?;
     found(works::get(&client, id).await?, id)
 }
 
-async fn events(
+/// One work.
+#[utoipa::path(get, path = "/works/{id}", tag = "works", operation_id = "getWork",
+    params(WorkId),
+    responses(
+        (status = 200, description = "The work.", body = Work),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    get_work(&state, &id).await
+}
+
+/// A work's events, oldest first.
+#[utoipa::path(get, path = "/works/{id}/events", tag = "works", operation_id = "getWorkEvents",
+    params(WorkId),
+    responses(
+        (status = 200, description = "The events, oldest first.", body = Vec<Event>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    _: web::Query<NoQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let client = state.pool.get().await?;
     found(works::events(&client, id).await?, id)
 }
 
-/// `POST /works/{id}/retry` and `/cancel`: the work changed, 404, or 409 with the reason.
-async fn act(
+/// Put a failed or expired work back to pending.
+#[utoipa::path(post, path = "/works/{id}/retry", tag = "works", operation_id = "retryWork",
+    description = "Resets its attempts and records a `work/retried` event; the sweep window \
+        starts again. Any other status: 409.",
+    params(WorkId),
+    responses(
+        (status = 200, description = "The work, changed.", body = Work),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &req, &id, Action::Retry).await
+}
+
+/// Cancel a pending work.
+#[utoipa::path(post, path = "/works/{id}/cancel", tag = "works", operation_id = "cancelWork",
+    description = "Records a `work/cancelled` event. Any other status (a running work too, \
+        whose worker would finish it anyway): 409.",
+    params(WorkId),
+    responses(
+        (status = 200, description = "The work, changed.", body = Work),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &req, &id, Action::Cancel).await
+}
+
+/// Retry or cancel: the work changed, 404, or 409 with the reason.
+async fn act(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&req)?;
-    let id = parse_id(&id)?;
+    state.authorize(req)?;
+    let id = parse_id(id)?;
     let client = state.pool.get().await?;
-    let response = acted(actions::apply(&client, id, action).await?, id)?;
+    let response = match actions::apply(&client, id, action).await? {
+        actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
+        actions::Outcome::NotFound => {
+            return Err(ApiError::NotFound(format!("work {id} not found")))
+        }
+        actions::Outcome::Refused(reason) => return Err(ApiError::Conflict(reason)),
+    };
     match action {
         Action::Retry => state.notifier.work_created(), // wakes the sweepers
         Action::Cancel => state.notifier.works_changed(),
@@ -158,45 +201,20 @@ async fn act(
     Ok(response)
 }
 
-/// 200 with the changed work, 404, or 409 with the reason.
-fn acted(outcome: actions::Outcome, id: i64) -> Result<HttpResponse, ApiError> {
-    match outcome {
-        actions::Outcome::Changed(work) => Ok(HttpResponse::Ok().json(work)),
-        actions::Outcome::NotFound => Err(ApiError::NotFound(format!("work {id} not found"))),
-        actions::Outcome::Refused(reason) => Err(ApiError::Conflict(reason)),
-    }
-}
-
-async fn search(
+/// Search works, newest first.
+#[utoipa::path(get, path = "/works", tag = "works", operation_id = "searchWorks",
+    params(RawQuery),
+    responses(
+        (status = 200, description = "Matching works, newest first (highest id first).",
+            body = Vec<Work>),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn search(
     state: web::Data<AppState>,
     query: web::Query<RawQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
     let client = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(search::search(&client, &query).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn create_bodies_are_validated() {
-        assert_eq!(parse_create(br#"{"add_up_to": 4}"#).ok(), Some(4));
-        assert!(matches!(parse_create(b""), Ok(1..=100)));
-        assert!(matches!(parse_create(b"{}"), Ok(1..=100)));
-        for bad in [
-            &b"{"[..],
-            br#"{"add_up_to": -1}"#,
-            br#"{"add_up_to": "4"}"#,
-            br#"{"add_upto": 4}"#,
-            b"[]",
-        ] {
-            assert!(
-                matches!(parse_create(bad), Err(ApiError::BadRequest(_))),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
 }

@@ -6,10 +6,11 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 
 /// Works that became `done` in one time bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// Start of the bucket, Unix seconds.
     pub t: i64,
+    /// Works that became done in it.
     pub done: i64,
 }
 

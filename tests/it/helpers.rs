@@ -184,11 +184,20 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, api_token: Option<String>) -> Self {
+        let config = ppctl::http::ServerConfig {
+            api_token,
+            ..Default::default()
+        };
+        Self::spawn_config(pool, config).await
+    }
+
+    /// One HTTP worker, whatever `config` says.
+    pub async fn spawn_config(pool: PgPool, config: ppctl::http::ServerConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let config = ppctl::http::ServerConfig {
-            api_token,
             workers: Some(1),
+            ..config
         };
         let server = ppctl::http::start(listener, pool, config).expect("start server");
         let handle = server.handle();
@@ -249,7 +258,7 @@ where
 
 /// Settings the `ppctl` binary reads from the environment; cleared so a developer's
 /// shell cannot change what a test sees.
-const PPCTL_ENV: [&str; 9] = [
+const PPCTL_ENV: [&str; 10] = [
     "DATABASE_URL",
     "AMQP_URL",
     "PP_QUEUE",
@@ -258,6 +267,7 @@ const PPCTL_ENV: [&str; 9] = [
     "PP_API_TOKEN",
     "PP_RAW_ADDR",
     "PP_DB_POOL_SIZE",
+    "PP_MAX_STREAMS",
     "RUST_LOG",
 ];
 

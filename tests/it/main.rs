@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod cli;
+mod edge;
 mod faults;
 mod helpers;
 mod leaks;

@@ -1,8 +1,10 @@
 //! The work search filter, shared by `GET /works`, `ppctl work search` and storage, so
-//! every way in validates the same way.
+//! every way in validates the same way. Its parameters' OpenAPI description is derived
+//! from `RawQuery` and states exactly what `validate` accepts.
+
+pub mod time;
 
 use crate::model::WorkStatus;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
@@ -19,26 +21,43 @@ pub struct WorkQuery {
 }
 
 /// The search as text, as it arrives in a query string or on the command line.
-#[derive(Debug, Clone, Default, serde::Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, serde::Deserialize, clap::Args, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RawQuery {
-    /// Work code prefix, e.g. `api-` or `consumer-AbC`.
+    /// Work code prefix, e.g. `api-` or `consumer-AbC`, matched literally (`%` and `_` are
+    /// not wildcards); at most 100 characters; empty means any.
     #[arg(long)]
+    #[param(max_length = 100, pattern = "^[^\\u0000]*$", example = "api-")]
     pub work_code: Option<String>,
-    /// Created at or after: a duration back from now (`6h`) or a Unix time.
+    // The two patterns are `time::PATTERN` (the derive takes only a literal; a test
+    // checks that the document carries the constant's value).
+    /// Created at or after: a duration back from now (`6h`, `30min`, `1h 30m`) or a Unix
+    /// time; empty means no bound. Times before year 1 or after 9999 are clamped.
     #[arg(long)]
+    #[param(
+        pattern = "^$|^[0-9]+$|^[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years)( ?[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years))*$",
+        example = "6h"
+    )]
     pub since: Option<String>,
-    /// Created before: a duration back from now (`1h`) or a Unix time.
+    /// Created before: a duration back from now (`1h`) or a Unix time; empty means no
+    /// bound. Times before year 1 or after 9999 are clamped.
     #[arg(long)]
+    #[param(
+        pattern = "^$|^[0-9]+$|^[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years)( ?[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years))*$"
+    )]
     pub until: Option<String>,
     /// pending, running, done, failed, expired or cancelled.
     #[arg(long)]
+    #[param(value_type = Option<WorkStatus>)]
     pub status: Option<String>,
     /// 1..=1000, default 100.
     #[arg(long)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Paging: only works with a smaller id (pass the last id of the previous page).
     #[arg(long)]
+    #[param(value_type = Option<i64>, minimum = -9223372036854775808_i64, maximum = 9223372036854775807_i64)]
     pub before_id: Option<String>,
 }
 
@@ -59,7 +78,8 @@ impl RawQuery {
             return Err("parameters must not contain NUL characters".into());
         }
         let work_code = match &self.work_code {
-            Some(p) if p.len() > 100 => {
+            // Characters, as the document's maxLength counts them, not bytes.
+            Some(p) if p.chars().count() > 100 => {
                 return Err("work_code prefix is longer than 100 characters".into())
             }
             Some(p) if p.is_empty() => None,
@@ -88,13 +108,11 @@ impl RawQuery {
             since: self
                 .since
                 .as_deref()
-                .map(|s| parse_time("since", s))
-                .transpose()?,
+                .map_or(Ok(None), |s| time::parse("since", s))?,
             until: self
                 .until
                 .as_deref()
-                .map(|s| parse_time("until", s))
-                .transpose()?,
+                .map_or(Ok(None), |s| time::parse("until", s))?,
             status: self.status.as_deref().map(str::parse).transpose()?,
             limit,
             before_id,
@@ -118,28 +136,6 @@ impl RawQuery {
             .collect();
         parts.join("&")
     }
-}
-
-/// The Unix seconds PostgreSQL's timestamptz can hold that anyone means: years 1..=9999.
-const TIME_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
-
-/// A Unix time (all digits) or a duration back from now (`6h`, `30m`).
-pub fn parse_time(name: &str, s: &str) -> Result<i64, String> {
-    let unix = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse::<i64>().ok()
-    } else {
-        let back = humantime::parse_duration(s)
-            .map_err(|_| format!("{name} must be a duration like 6h or a Unix time, got {s:?}"))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        i64::try_from(now)
-            .ok()
-            .zip(i64::try_from(back.as_secs()).ok())
-            .map(|(now, back)| now - back)
-    };
-    unix.filter(|t| TIME_RANGE.contains(t))
-        .ok_or_else(|| format!("{name} {s:?} is out of range (years 1 to 9999)"))
 }
 
 /// Escapes LIKE's wildcards so a user's prefix matches literally.
@@ -198,19 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn times_are_durations_or_unix_seconds() {
-        assert_eq!(parse_time("since", "1634115736"), Ok(1634115736));
-        let six_hours_ago = parse_time("since", "6h").expect("duration");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as i64;
-        assert!((now - 6 * 3600 - six_hours_ago).abs() <= 1);
-        assert!(parse_time("since", "yesterday").is_err());
-        assert!(parse_time("since", "99999999999999999999999").is_err());
-        assert!(parse_time("since", "99999999999999").is_err());
-        assert!(parse_time("since", "1000000years").is_err());
-        assert_eq!(parse_time("until", "253402300799"), Ok(253402300799));
+    fn empty_times_are_no_bound_and_prefixes_count_characters() {
+        let q = raw(|q| {
+            q.since = Some(String::new());
+            q.until = Some(String::new());
+        });
+        assert_eq!(q.validate().map(|q| (q.since, q.until)), Ok((None, None)));
+        assert!(raw(|q| q.work_code = Some("é".repeat(100)))
+            .validate()
+            .is_ok());
+        assert!(raw(|q| q.work_code = Some("é".repeat(101)))
+            .validate()
+            .is_err());
     }
 
     #[test]

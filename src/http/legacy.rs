@@ -1,0 +1,68 @@
+//! The original project's routes, kept for its clients: `POST /work` answers 200 (no
+//! `Location`), `GET /work/{id}` and `GET /work/search` the same Work shape and a bare
+//! array. They share the works routes' code; only their documents are their own.
+
+use super::params::{NoQuery, WorkId};
+use super::responses::{
+    BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+};
+use super::{error::ApiError, works, AppState};
+use crate::model::{CreateWork, Work};
+use crate::query::RawQuery;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Create a work (the original route: 200, no `Location`).
+#[utoipa::path(post, path = "/work", tag = "legacy", operation_id = "legacyCreateWork",
+    request_body(content = Option<CreateWork>, description = "Optional: an empty body or `{}` asks \
+        for a random `add_up_to` in 1..=100. Unknown fields are refused."),
+    responses(
+        (status = 200, description = "Created.", body = Work),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 408, response = RequestTimeout),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _: web::Query<NoQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(works::insert(&state, &req, payload).await?))
+}
+
+/// One work (the original route).
+#[utoipa::path(get, path = "/work/{id}", tag = "legacy", operation_id = "legacyGetWork",
+    params(WorkId),
+    responses(
+        (status = 200, description = "The work.", body = Work),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    _: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    works::get_work(&state, &id).await
+}
+
+/// Search works (the original route), newest first.
+#[utoipa::path(get, path = "/work/search", tag = "legacy", operation_id = "legacySearchWorks",
+    description = "Takes the same parameters as `GET /works`; the original clients send only \
+        `work_code`.",
+    params(RawQuery),
+    responses(
+        (status = 200, description = "Matching works, a bare array.", body = Vec<Work>),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn search(
+    state: web::Data<AppState>,
+    query: web::Query<RawQuery>,
+) -> Result<HttpResponse, ApiError> {
+    works::search(state, query).await
+}
