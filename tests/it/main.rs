@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod cli;
+mod exits;
 mod faults;
 mod helpers;
 mod leaks;

@@ -1,0 +1,104 @@
+//! What the README promises about exit codes and errors, for the cases clap cannot
+//! see: a request that cannot be written (2), a server out of reach or answering 503
+//! (4), an API that is not ppctl's, passwords in every connection-string form, and
+//! `db wait` against a server that does not have the database yet.
+
+use super::cli::{fails, ok, API_DOWN};
+use super::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_http_exits_2_for_a_bad_request_and_4_for_no_server() {
+    let stderr = fails(
+        &["raw-http", "GET", "health", "--addr", "127.0.0.1:1"],
+        Some(2),
+    )
+    .await;
+    assert!(stderr.contains("must start with /"), "{stderr}");
+    let stderr = fails(
+        &[
+            "raw-http",
+            "GET",
+            "/health",
+            "-H",
+            "nocolon",
+            "--addr",
+            "127.0.0.1:1",
+        ],
+        Some(2),
+    )
+    .await;
+    assert!(stderr.contains("nocolon"), "{stderr}");
+    let stderr = fails(
+        &["raw-http", "GET", "/health", "--addr", "127.0.0.1:1"],
+        Some(4),
+    )
+    .await;
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_whose_database_is_down_exits_4() {
+    let pool =
+        ppctl::storage::pool("postgres://postgres:postgres@127.0.0.1:1/nope", 2).expect("pool");
+    let app = TestApp::spawn_with(pool, None).await;
+    let api = app.url();
+    for command in [["work", "get", "1"], ["work", "events", "1"]] {
+        let stderr = fails(&[&command[..], &["--api-url", &api][..]].concat(), Some(4)).await;
+        assert!(stderr.contains("503"), "{command:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    fails(&["work", "get", "1", "--api-url", API_DOWN], Some(4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_that_is_not_the_api_is_an_error_not_an_empty_answer() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    // The right server, a wrong base path: every route answers "no route".
+    let wrong = format!("{}/v1", app.url());
+    let stderr = fails(&["work", "search", "--api-url", &wrong], Some(1)).await;
+    assert!(stderr.contains("is --api-url a ppctl API?"), "{stderr}");
+    // Not "work 1 not found" (exit 3): the API was never asked.
+    let stderr = fails(&["work", "get", "1", "--api-url", &wrong], Some(1)).await;
+    assert!(stderr.contains("404"), "{stderr}");
+    let stderr = fails(&["work", "get", "1", "--api-url", "ftp://x"], Some(2)).await;
+    assert!(stderr.contains("http:// or https://"), "{stderr}");
+    ok(&["work", "search", "--api-url", &format!("{}/", app.url())]).await;
+    // https is spoken (rustls): against this plain-HTTP API the handshake fails.
+    let tls = app.url().replace("http://", "https://");
+    let stderr = fails(&["work", "get", "1", "--api-url", &tls], Some(4)).await;
+    assert!(stderr.contains("corrupt message"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_appear_in_any_connection_string_form() {
+    for (url, code) in [
+        ("postgres://postgres@127.0.0.1:1/x?password=hunter2", 4),
+        ("postgresql://postgres:hunter2@127.0.0.1:1/x", 4),
+        ("host=127.0.0.1 port=1 password=hunter2 dbname=x", 1),
+        ("host=127.0.0.1 password='hunter2 2'", 1),
+    ] {
+        for command in [["db", "status"], ["db", "migrate"]] {
+            let stderr = fails(
+                &[&command[..], &["--database-url", url][..]].concat(),
+                Some(code),
+            )
+            .await;
+            assert!(!stderr.contains("hunter2"), "{command:?} {url}: {stderr}");
+        }
+        let stderr = fails(
+            &["work", "get", "1", "--via", "db", "--database-url", url],
+            None,
+        )
+        .await;
+        assert!(!stderr.contains("hunter2"), "work get {url}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_wait_succeeds_on_a_server_without_the_database_so_setup_can_follow() {
+    let url = format!("{PG_URL}/ppctl_absent_{}", random_suffix());
+    let stdout = ok(&["db", "wait", "--timeout", "10s", "--database-url", &url]).await;
+    assert!(stdout.contains("does not exist yet"), "{stdout}");
+    assert!(stdout.contains("ppctl db setup"), "{stdout}");
+}
