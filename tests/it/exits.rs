@@ -5,6 +5,7 @@
 
 use super::cli::{fails, ok, API_DOWN};
 use super::helpers::*;
+use tokio::io::AsyncBufReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_http_exits_2_for_a_bad_request_and_4_for_no_server() {
@@ -101,4 +102,74 @@ async fn db_wait_succeeds_on_a_server_without_the_database_so_setup_can_follow()
     let stdout = ok(&["db", "wait", "--timeout", "10s", "--database-url", &url]).await;
     assert!(stdout.contains("does not exist yet"), "{stdout}");
     assert!(stdout.contains("ppctl db setup"), "{stdout}");
+}
+
+/// The first log lines `serve` writes, run directly (stderr a pipe) or under `script`
+/// (stderr a terminal).
+async fn serve_log(db: &TestDb, terminal: bool, no_color: bool) -> String {
+    let bin = env!("CARGO_BIN_EXE_ppctl");
+    let args = format!("serve --addr 127.0.0.1:0 --database-url {}", db.url);
+    let mut command = if terminal {
+        let mut c = tokio::process::Command::new("script");
+        c.args(["-qfec", &format!("{bin} {args}"), "/dev/null"]);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(bin);
+        c.args(args.split(' '));
+        c
+    };
+    if no_color {
+        command.env("NO_COLOR", "1");
+    } else {
+        command.env_remove("NO_COLOR");
+    }
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .expect("run ppctl serve (under util-linux's script for a terminal)");
+    // Under script the log comes out on stdout, the terminal's one stream.
+    let stream: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if terminal {
+        Box::new(child.stdout.take().expect("stdout"))
+    } else {
+        Box::new(child.stderr.take().expect("stderr"))
+    };
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut log = String::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("serving HTTP") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("serve logged within 20 s");
+    let _ = child.kill().await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+    let db = TestDb::new().await;
+    let piped = serve_log(&db, false, false).await;
+    assert!(
+        piped.contains("serving HTTP") && !piped.contains('\x1b'),
+        "{piped:?}"
+    );
+    let terminal = serve_log(&db, true, false).await;
+    assert!(
+        terminal.contains('\x1b'),
+        "a terminal gets colour: {terminal:?}"
+    );
+    let no_color = serve_log(&db, true, true).await;
+    assert!(
+        no_color.contains("serving HTTP") && !no_color.contains('\x1b'),
+        "{no_color:?}"
+    );
 }
