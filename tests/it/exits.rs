@@ -173,3 +173,61 @@ async fn logs_are_coloured_only_on_a_terminal_without_no_color() {
         "{no_color:?}"
     );
 }
+
+/// `produce` stopped by SIGINT after its first confirms: its exit status and stderr.
+async fn interrupted_produce(queue: &TestQueue, count: Option<&str>) -> (Option<i32>, String) {
+    let mut args = vec![
+        "produce",
+        "--every",
+        "200ms",
+        "--queue",
+        queue.name(),
+        "--amqp-url",
+        AMQP_URL,
+    ];
+    if let Some(count) = count {
+        args.extend(["--count", count]);
+    }
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ppctl produce");
+    let (_conn, channel) = queue.channel().await;
+    eventually(
+        "the first demands confirmed",
+        std::time::Duration::from_secs(20),
+        || async { (queue.counts(&channel).await.0 >= 2).then_some(()) },
+    )
+    .await;
+    let pid = child.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("stops in time")
+        .expect("status");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_count_exits_1_and_an_endless_producer_0() {
+    let queue = TestQueue::new();
+    let (code, stderr) = interrupted_produce(&queue, Some("100000")).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("of 100000 demands were confirmed"),
+        "{stderr}"
+    );
+    let (code, stderr) = interrupted_produce(&queue, None).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("producer stopped"), "{stderr}");
+}
