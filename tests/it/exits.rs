@@ -188,7 +188,7 @@ async fn interrupted_produce(queue: &TestQueue, count: Option<&str>) -> (Option<
     if let Some(count) = count {
         args.extend(["--count", count]);
     }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
         .args(&args)
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
