@@ -119,7 +119,8 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
     let counts = works::count_by_status(&pooled).await?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     // Counting would read the whole history: the planner's estimate of the stored
-    // events (`events` is a view; queue works' four events are in their rows).
+    // events (`events` is a view; a queue work's four events, and an API work's
+    // work/created, are read from its row).
     let stored_events = stats::estimated_rows(&pooled, "event_log").await?;
     let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
     say!(
@@ -130,6 +131,6 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             by_status.join(", ")
         }
     );
-    say!("  stored events: about {stored_events} (plus four in each queue work's row)");
+    say!("  stored events: about {stored_events} (plus those read from work rows: four per queue work, work/created per API work)");
     Ok(())
 }
