@@ -1,5 +1,6 @@
 //! One module per subcommand, each a plain `async fn run(args, ...)`.
 
+mod api_client;
 pub mod consume;
 pub mod db;
 pub mod produce;
@@ -57,6 +58,9 @@ pub enum Failure {
     NotFound(String),
     #[error("{0}")]
     Unreachable(String),
+    /// Bad arguments that clap cannot see (a value checked after parsing).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Failure {
@@ -64,6 +68,7 @@ impl Failure {
         match self {
             Failure::NotFound(_) => 3,
             Failure::Unreachable(_) => 4,
+            Failure::Usage(_) => 2,
         }
     }
 }

@@ -3,10 +3,11 @@
 use super::params::NoQuery;
 use super::responses::BadRequest;
 use super::{works::resource, AppState};
+use crate::model::WorkStatus;
 use crate::storage::works;
+use crate::telemetry::{StatusLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use std::fmt::Write;
 use std::time::Duration;
 
 /// A health check answers within this even when the database hangs.
@@ -76,10 +77,6 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         (status = 400, response = BadRequest),
     ))]
 pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
-    let mut out = String::with_capacity(4096);
-    state.metrics.render(&mut out);
-    crate::telemetry::TELEMETRY.render(&mut out);
-    super::exporter::render_pool(&state.pool, &mut out);
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
         let client = state.pool.get().await.ok()?;
@@ -89,13 +86,20 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
         .await
         .ok()
         .flatten();
-    let _ = writeln!(out, "# TYPE ppctl_database_up gauge");
-    let _ = writeln!(out, "ppctl_database_up {}", u8::from(counts.is_some()));
-    let _ = writeln!(out, "# TYPE ppctl_works gauge");
-    for (status, n) in counts.unwrap_or_default() {
-        let _ = writeln!(out, "ppctl_works{{status=\"{status}\"}} {n}");
+    let t = &TELEMETRY;
+    t.database_up.set(i64::from(counts.is_some()));
+    // Every status is reported, at 0 when it has no works; with the database out of
+    // reach the last counts stay (ppctl_database_up says so).
+    if let Some(counts) = counts {
+        for status in WorkStatus::ALL {
+            let n = counts.iter().find(|(s, _)| s == status.as_str());
+            let label = StatusLabel {
+                status: status.as_str(),
+            };
+            t.works.get_or_create(&label).set(n.map_or(0, |(_, n)| *n));
+        }
     }
     HttpResponse::Ok()
-        .content_type(super::exporter::CONTENT_TYPE)
-        .body(out)
+        .content_type(CONTENT_TYPE)
+        .body(super::exporter::render(Some(&state.pool)))
 }
