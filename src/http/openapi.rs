@@ -6,7 +6,7 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{dashboard, error, health, legacy, live, works, AppState};
+use super::{body, dashboard, error, health, legacy, live, works, AppState};
 use crate::model;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -29,7 +29,7 @@ use utoipa::OpenApi;
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
-            model::CreateWork, dashboard::Stats, health::Health, live::StreamEvent),
+            body::CreateWork, dashboard::Stats, health::Health, live::StreamEvent),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::PayloadTooLarge, responses::Unavailable),
