@@ -146,7 +146,8 @@ async fn streams_beyond_the_cap_get_503_until_one_closes() {
     assert_eq!(allow_of(&over), None);
     assert!(over.contains("retry-after: 5"), "{over}");
 
-    // A closed stream frees its slot once the server notices the connection is gone.
+    // A closed stream frees its slot once the server notices the connection is gone: at
+    // its next write, the keep-alive comment, within 15 s.
     drop(kept);
     eventually("a freed stream slot", Duration::from_secs(20), || async {
         let (head, socket) = head(&app, "GET", "/works/stream").await;
