@@ -39,6 +39,8 @@ pub enum Command {
     RawHttp(RawHttpArgs),
     /// Create, migrate, inspect and reset the database.
     Db(DbArgs),
+    /// Read, replay and purge the dead letters (`<queue>.dead`).
+    Dead(DeadArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
@@ -294,6 +296,47 @@ pub enum DbAction {
         /// e.g. 30d, 12h.
         #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeadArgs {
+    #[command(subcommand)]
+    pub action: DeadAction,
+    #[command(flatten)]
+    pub amqp: AmqpOpts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadAction {
+    /// Show dead letters from the head of the queue (id, reason, time, size, preview)
+    /// without removing or reordering any.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the work queue (confirmed first, then removed).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
+    Replay {
+        /// Every readable dead letter.
+        #[arg(long)]
+        all: bool,
+        /// The dead letter with this message_id (repeatable).
+        #[arg(long = "id", value_name = "MESSAGE_ID")]
+        id: Vec<String>,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every dead letter, unreadable ones included.
+    Purge {
+        /// Confirm: the dead letters are gone for good.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

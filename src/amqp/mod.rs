@@ -3,6 +3,8 @@
 //! drop everything, back off, connect again (to the next node) and redeclare (lapin's
 //! own auto-recovery is not relied on).
 
+pub mod dead;
+pub mod dead_letter;
 pub mod depth;
 pub mod publish;
 pub mod topology;

@@ -2,6 +2,7 @@
 
 pub mod consume;
 pub mod db;
+pub mod dead;
 pub mod produce;
 mod progress;
 pub mod raw_http;
@@ -30,6 +31,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Work(args) => work::run(args).await.map(|()| ok),
         Command::RawHttp(args) => raw_http::run(args).await,
         Command::Db(args) => db::run(args).await.map(|()| ok),
+        Command::Dead(args) => dead::run(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -57,6 +59,9 @@ pub enum Failure {
     NotFound(String),
     #[error("{0}")]
     Unreachable(String),
+    /// Bad arguments clap cannot catch (a missing confirmation).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Failure {
@@ -64,6 +69,7 @@ impl Failure {
         match self {
             Failure::NotFound(_) => 3,
             Failure::Unreachable(_) => 4,
+            Failure::Usage(_) => 2,
         }
     }
 }

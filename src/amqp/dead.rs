@@ -1,0 +1,367 @@
+//! The operator's side of the dead-letter queue: list, replay, purge.
+//!
+//! Listing reads without consuming: `basic.get` without ack, then the channel closes and
+//! the broker puts every unacknowledged message back where it was (the dead-letter queue
+//! is a classic queue: no delivery limit, and a requeued message keeps its place).
+//! Replaying publishes to the work queue with confirms, and acknowledges (removes) a dead
+//! letter only once its copy is confirmed: a crash in between leaves both, and the
+//! consumer deduplicates by message_id.
+//!
+//! A dead letter whose properties lapin cannot parse (a non-UTF-8 message_id) kills the
+//! connection that receives it. Each operation therefore runs on a connection of its own,
+//! and such a message is a wall: it is reported by its position, and what lies behind it
+//! cannot be seen or replayed until it is purged (see README, "Dead letters").
+
+use super::dead_letter::{for_replay, reason_of};
+use super::{is_unparseable_frame, Nodes, Topology};
+use anyhow::{bail, Context};
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One `basic.get` may take this long: a frame lapin cannot parse may leave the call
+/// waiting instead of failing.
+const GET_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of a body shown in a listing.
+const PREVIEW_BYTES: usize = 80;
+
+/// A readable dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// 0 for the head of the queue.
+    pub position: u64,
+    pub message_id: Option<String>,
+    pub reason: String,
+    /// When it was dead-lettered, Unix seconds (null when nothing recorded it).
+    pub dead_at: Option<i64>,
+    /// Body size in bytes.
+    pub size: usize,
+    /// The body's first bytes as text (invalid UTF-8 replaced).
+    pub preview: String,
+}
+
+/// A dead letter the AMQP client cannot read, by its position in the queue.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Unreadable {
+    pub position: u64,
+}
+
+/// What `list` saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub queue: String,
+    /// Messages ready in the dead-letter queue when the listing began.
+    pub count: u32,
+    pub dead_letters: Vec<DeadLetter>,
+    pub unreadable: Vec<Unreadable>,
+    /// Messages behind an unreadable one, which no listing can reach.
+    pub behind_unreadable: u64,
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Ids(Vec<String>),
+}
+
+/// What `replay` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Replayed {
+    /// Message ids sent back to the work queue (null for a message without one).
+    pub replayed: Vec<Option<String>>,
+    /// Asked-for ids not found in front of any unreadable message.
+    pub not_found: Vec<String>,
+    /// Skipped: the client cannot read them.
+    pub unreadable: Vec<Unreadable>,
+    pub behind_unreadable: u64,
+}
+
+/// Failures callers tell apart (exit codes, HTTP statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum DeadError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("dead-letter queue {0} does not exist (no producer or consumer has declared it)")]
+    NoQueue(String),
+}
+
+/// A connection and channel of their own, and the dead-letter queue's ready count.
+async fn open(nodes: &Nodes, topology: &Topology) -> anyhow::Result<(Connection, Channel, u32)> {
+    let name = format!("ppctl-dead {}", topology.dead_queue);
+    let (connection, channel) = nodes
+        .connect(&name)
+        .await
+        .map_err(|e| DeadError::Unreachable(format!("{e:#}")))?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare(
+            topology.dead_queue.as_str().into(),
+            passive,
+            FieldTable::default(),
+        )
+        .await;
+    let queue = match queue {
+        Ok(queue) => queue,
+        Err(e) => {
+            close(&connection, "no queue").await;
+            let missing =
+                matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404);
+            if missing {
+                return Err(DeadError::NoQueue(topology.dead_queue.clone()).into());
+            }
+            return Err(anyhow::Error::from(e).context("cannot look at the dead-letter queue"));
+        }
+    };
+    Ok((connection, channel, queue.message_count()))
+}
+
+/// Closes without waiting long: a connection killed by an unreadable frame may never
+/// answer, and the broker requeues what it held either way.
+async fn close(connection: &Connection, why: &str) {
+    let closing = connection.close(200, why.into());
+    let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+}
+
+/// A connection of its own on the dead-letter queue, and its error events: a frame
+/// lapin cannot parse kills the connection without failing the `basic.get` that asked
+/// for it (checked on RabbitMQ 3.10: the call waits forever), so the event says which.
+struct Reader {
+    connection: Connection,
+    channel: Channel,
+    events: std::pin::Pin<Box<dyn futures_util::Stream<Item = lapin::Event> + Send>>,
+    queue: String,
+    /// Ready messages when it opened.
+    count: u32,
+}
+
+impl Reader {
+    async fn open(nodes: &Nodes, topology: &Topology) -> anyhow::Result<Self> {
+        let (connection, channel, count) = open(nodes, topology).await?;
+        let events = Box::pin(connection.events_listener());
+        Ok(Self {
+            connection,
+            channel,
+            events,
+            queue: topology.dead_queue.clone(),
+            count,
+        })
+    }
+
+    /// The next message, without ack; Ok(None) at the end, Err(Unreadable) for a frame
+    /// lapin cannot parse (the connection is then gone), any other error as it is.
+    async fn next(&mut self) -> anyhow::Result<Result<Option<BasicGetMessage>, ()>> {
+        use futures_util::StreamExt;
+        let get = self.channel.basic_get(
+            self.queue.as_str().into(),
+            BasicGetOptions { no_ack: false },
+        );
+        let failed = async {
+            while let Some(event) = self.events.next().await {
+                if let lapin::Event::Error(e) = event {
+                    return anyhow::Error::from(e);
+                }
+            }
+            anyhow::anyhow!("the connection closed")
+        };
+        let got = tokio::time::timeout(GET_TIMEOUT, async {
+            tokio::select! {
+                got = get => got.map_err(anyhow::Error::from),
+                e = failed => Err(e),
+            }
+        })
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("the broker did not answer a basic.get within {GET_TIMEOUT:?}")
+        })?;
+        match got {
+            Ok(message) => Ok(Ok(message)),
+            Err(e) if is_unparseable_frame(&e) => Ok(Err(())),
+            Err(e) => Err(e.context("cannot read the dead-letter queue")),
+        }
+    }
+
+    /// Closing without acks returns every message held to its place.
+    async fn close(self, why: &str) {
+        close(&self.connection, why).await;
+    }
+}
+
+fn describe(position: u64, message: &BasicGetMessage) -> DeadLetter {
+    let delivery = &message.delivery;
+    let (reason, dead_at_ms) = reason_of(delivery.properties.headers().as_ref());
+    let shown = &delivery.data[..delivery.data.len().min(PREVIEW_BYTES)];
+    let preview: String = String::from_utf8_lossy(shown)
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    DeadLetter {
+        position,
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str().to_string()),
+        reason,
+        dead_at: dead_at_ms.map(|ms| ms / 1000),
+        size: delivery.data.len(),
+        preview,
+    }
+}
+
+/// Up to `limit` dead letters from the head of the queue, without removing any.
+pub async fn list(nodes: &Nodes, topology: &Topology, limit: u32) -> anyhow::Result<Listing> {
+    let mut reader = Reader::open(nodes, topology).await?;
+    let count = reader.count;
+    let mut listing = Listing {
+        queue: topology.dead_queue.clone(),
+        count,
+        dead_letters: Vec::new(),
+        unreadable: Vec::new(),
+        behind_unreadable: 0,
+    };
+    let mut position = 0u64;
+    while position < u64::from(limit) {
+        let next = reader.next().await;
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => {
+                reader.close("failed").await;
+                return Err(e);
+            }
+        };
+        match next {
+            Ok(Some(message)) => listing.dead_letters.push(describe(position, &message)),
+            Ok(None) => break,
+            Err(()) => {
+                listing.unreadable.push(Unreadable { position });
+                listing.behind_unreadable = u64::from(count).saturating_sub(position + 1);
+                break;
+            }
+        }
+        position += 1;
+    }
+    reader.close("listed").await;
+    Ok(listing)
+}
+
+/// Sends the selected dead letters back to the work queue, each removed only once its
+/// copy is confirmed. Stops at the first unreadable message (see the module doc).
+pub async fn replay(
+    nodes: &Nodes,
+    topology: &Topology,
+    selection: &Selection,
+) -> anyhow::Result<Replayed> {
+    let mut reader = Reader::open(nodes, topology).await?;
+    let count = reader.count;
+    reader
+        .channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
+    let mut wanted: Vec<String> = match selection {
+        Selection::All => Vec::new(),
+        Selection::Ids(ids) => ids.clone(),
+    };
+    let mut done = Replayed::default();
+    let mut position = 0u64;
+    let result = loop {
+        if matches!(selection, Selection::Ids(_)) && wanted.is_empty() {
+            break Ok(());
+        }
+        let message = match reader.next().await {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(())) => {
+                done.unreadable.push(Unreadable { position });
+                done.behind_unreadable = u64::from(count).saturating_sub(position + 1);
+                break Ok(());
+            }
+            Err(e) => break Err(e),
+        };
+        position += 1;
+        let delivery = &message.delivery;
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|i| i.as_str().to_string());
+        if let Selection::Ids(_) = selection {
+            let Some(at) = id
+                .as_ref()
+                .and_then(|id| wanted.iter().position(|w| w == id))
+            else {
+                continue; // not asked for: stays unacked, back in place at the end
+            };
+            wanted.swap_remove(at);
+        }
+        if let Err(e) = send_back(&reader.channel, topology, &message).await {
+            break Err(e);
+        }
+        done.replayed.push(id);
+    };
+    reader.close("replayed").await;
+    result?;
+    done.not_found = wanted;
+    Ok(done)
+}
+
+/// Publishes one dead letter to the work queue, waits for the confirm, then acks it.
+async fn send_back(
+    channel: &Channel,
+    topology: &Topology,
+    message: &BasicGetMessage,
+) -> anyhow::Result<()> {
+    let delivery = &message.delivery;
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            topology.queue.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &delivery.data,
+            for_replay(&delivery.properties),
+        )
+        .await
+        .context("replay publish failed")?;
+    match confirm.await.context("lost a replay confirm")? {
+        Confirmation::Ack(None) => {}
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+            bail!(
+                "the work queue {} is missing: replay returned",
+                topology.queue
+            )
+        }
+        _ => bail!("the broker refused a replayed message (work queue full?)"),
+    }
+    if !delivery.acker.ack(BasicAckOptions::default()).await? {
+        bail!("could not remove a replayed dead letter: the channel closed (it may be replayed twice; the consumer deduplicates)");
+    }
+    Ok(())
+}
+
+/// Empties the dead-letter queue, unreadable messages included; returns how many went.
+pub async fn purge(nodes: &Nodes, topology: &Topology) -> anyhow::Result<u32> {
+    let (connection, channel, _) = open(nodes, topology).await?;
+    let purged = channel
+        .queue_purge(
+            topology.dead_queue.as_str().into(),
+            QueuePurgeOptions::default(),
+        )
+        .await
+        .context("cannot purge the dead-letter queue")?;
+    close(&connection, "purged").await;
+    Ok(purged)
+}
