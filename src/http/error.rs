@@ -23,6 +23,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("database unavailable, try again later")]
     Unavailable,
+    /// The dead letters cannot be reached: RabbitMQ is out of reach or failed.
+    #[error("dead letters unavailable: {0}")]
+    Broker(String),
     #[error("no answer within {0:?} (the database is not answering); try again later")]
     Timeout(std::time::Duration),
     #[error("internal error")]
@@ -45,14 +48,16 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Timeout(_) | Self::Broker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable | Self::Timeout(_)) {
+        if matches!(self, Self::Unavailable | Self::Timeout(_) | Self::Broker(_)) {
             response.insert_header(("Retry-After", "1"));
         }
         if matches!(self, Self::Unauthorized) {

@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod dashboard;
+pub mod dead;
 pub mod error;
 pub mod exporter;
 pub mod health;
@@ -33,6 +34,8 @@ pub struct AppState {
     /// Wakes sweepers and dashboards after a work is committed.
     pub notifier: Notifier,
     pub stats_cache: dashboard::StatsCache,
+    /// The broker's dead letters, when the server was given a broker.
+    pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
 }
 
 /// Every route the app registers, as (method, path pattern). The OpenAPI test checks
@@ -48,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/works/{id}/events"),
     ("POST", "/works/{id}/retry"),
     ("POST", "/works/{id}/cancel"),
+    ("GET", "/dead-letters"),
+    ("POST", "/dead-letters/replay"),
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
@@ -89,6 +94,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct ServerConfig {
     pub api_token: Option<String>,
     pub workers: Option<usize>,
+    /// For `/dead-letters`; without it those routes answer 503.
+    pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
 }
 
 /// Starts serving on an already bound listener (port 0 in tests). The returned server
@@ -116,6 +123,7 @@ pub fn start_until(
         live,
         notifier,
         stats_cache: Default::default(),
+        dead_letters: config.dead_letters,
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -129,6 +137,7 @@ pub fn start_until(
             .wrap(actix_web::middleware::from_fn(bounded))
             .configure(dashboard::routes)
             .configure(works::routes)
+            .configure(dead::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .default_service(web::to(not_found))

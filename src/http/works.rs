@@ -42,7 +42,7 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
 const BODY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads the body up to `MAX_BODY`, answering 413 past it without reading the rest.
-async fn read_body(payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+pub(super) async fn read_body(payload: web::Payload) -> Result<web::BytesMut, ApiError> {
     tokio::time::timeout(BODY_TIMEOUT, read_all(payload))
         .await
         .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))?

@@ -184,11 +184,27 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, api_token: Option<String>) -> Self {
+        Self::spawn_full(pool, api_token, None).await
+    }
+
+    /// The API with `/dead-letters` reading the dead-letter queue of `queue`.
+    pub async fn spawn_with_queue(db: &TestDb, queue: &str, api_token: Option<String>) -> Self {
+        let source = ppctl::http::dead::DeadLetterSource::new(AMQP_URL, Topology::new(queue))
+            .expect("AMQP URL");
+        Self::spawn_full(db.pool.clone(), api_token, Some(source)).await
+    }
+
+    async fn spawn_full(
+        pool: PgPool,
+        api_token: Option<String>,
+        dead_letters: Option<std::sync::Arc<ppctl::http::dead::DeadLetterSource>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let config = ppctl::http::ServerConfig {
             api_token,
             workers: Some(1),
+            dead_letters,
         };
         let server = ppctl::http::start(listener, pool, config).expect("start server");
         let handle = server.handle();
