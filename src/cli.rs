@@ -303,8 +303,6 @@ pub enum DbAction {
 pub struct DeadArgs {
     #[command(subcommand)]
     pub action: DeadAction,
-    #[command(flatten)]
-    pub amqp: AmqpOpts,
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +310,8 @@ pub enum DeadAction {
     /// Show dead letters from the head of the queue (id, reason, time, size, preview)
     /// without removing or reordering any.
     List {
+        #[command(flatten)]
+        amqp: AmqpOpts,
         /// Show at most this many.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
@@ -322,6 +322,8 @@ pub enum DeadAction {
     /// Send dead letters back to the work queue (confirmed first, then removed).
     #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
     Replay {
+        #[command(flatten)]
+        amqp: AmqpOpts,
         /// Every readable dead letter.
         #[arg(long)]
         all: bool,
@@ -334,10 +336,20 @@ pub enum DeadAction {
     },
     /// Remove every dead letter, unreadable ones included.
     Purge {
+        #[command(flatten)]
+        amqp: AmqpOpts,
         /// Confirm: the dead letters are gone for good.
         #[arg(long)]
         yes: bool,
     },
+}
+
+impl DeadAction {
+    pub fn amqp(&self) -> &AmqpOpts {
+        match self {
+            Self::List { amqp, .. } | Self::Replay { amqp, .. } | Self::Purge { amqp, .. } => amqp,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use crate::amqp::{Nodes, Topology};
 use crate::cli::{DeadAction, DeadArgs};
 
 pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
-    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
-    let nodes = Nodes::parse(&args.amqp.amqp_url)?;
-    let topology = Topology::with_type(&args.amqp.queue, args.amqp.queue_type);
+    let amqp = args.action.amqp();
+    crate::config::check_amqp_url(&amqp.amqp_url)?;
+    let nodes = Nodes::parse(&amqp.amqp_url)?;
+    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
     match args.action {
-        DeadAction::List { limit, json } => {
+        DeadAction::List { limit, json, .. } => {
             let listing = dead::list(&nodes, &topology, limit)
                 .await
                 .map_err(exit_code)?;
@@ -21,7 +22,7 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
             };
             emit(out.as_bytes())
         }
-        DeadAction::Replay { all, id, json } => {
+        DeadAction::Replay { all, id, json, .. } => {
             let selection = if all {
                 Selection::All
             } else {
@@ -42,7 +43,7 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeadAction::Purge { yes } => {
+        DeadAction::Purge { yes, .. } => {
             if !yes {
                 let queue = &topology.dead_queue;
                 return Err(
