@@ -124,6 +124,8 @@ pub struct WorkerOpts {
     #[arg(long, default_value = "6h", value_parser = parse_duration)]
     pub sweep_window: Duration,
     /// How long a claimed work stays leased to this worker before others may retry it.
+    /// The sweeper adds its batch's simulated work (--work-delay × the batch size,
+    /// at most about max(1s, --work-delay)), so a slow batch does not lose its lease.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lease: Duration,
     /// Claims of one work before it is marked failed.
@@ -220,6 +222,7 @@ pub struct WorkArgs {
 pub enum WorkAction {
     /// Create a work (random 1..=100 unless --add-up-to is given).
     Create {
+        /// N to add up to (0..=4294967295); random 1..=100 when left out.
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::engine::MAX_N))]
         add_up_to: Option<u64>,
     },
@@ -282,11 +285,13 @@ pub enum DbAction {
     Status,
     /// Drop and recreate the database (destroys all works).
     Reset {
+        /// Really drop it: without this flag nothing happens (exit 2).
         #[arg(long)]
         yes: bool,
     },
     /// Wait until the database answers.
     Wait {
+        /// Give up (exit 4) when the server has not answered within this long.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
     },

@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - `cli`: every clap type; `commands`: one module per subcommand, dispatched once.
-//! - `config`: connection settings and password redaction.
+//! - `config`: connection settings; `redact`: passwords out of connection strings.
 //! - `model`: Work, Event, WorkDemand and their JSON shapes; `engine`: the sum itself;
 //!   `query`: the search filter shared by HTTP, CLI and storage.
 //! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
@@ -23,6 +23,7 @@ pub mod http;
 pub mod model;
 pub mod query;
 pub mod rawhttp;
+pub mod redact;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,lapin=off".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .init();
     match commands::dispatch(cli).await {
         Ok(code) => code,
@@ -24,4 +25,11 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Colour only for a person at a terminal: not in a file, a pipe or a container's log,
+/// and never when NO_COLOR is set to anything (https://no-color.org).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -107,14 +107,20 @@ impl Request {
     }
 }
 
+/// The server could not be reached, or did not answer in time: as opposed to an
+/// answer that is not HTTP. Callers tell the two apart (exit codes).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(String);
+
 /// Sends `request` to `addr` (`host:port`) and reads the whole response.
 pub async fn send(addr: &str, request: &Request) -> anyhow::Result<Response> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::ConnectionRefused => {
-                anyhow::anyhow!("nothing listens on {addr} (connection refused)")
+                Unreachable(format!("nothing listens on {addr} (connection refused)"))
             }
-            _ => anyhow::anyhow!("cannot connect to {addr}: {e}"),
+            _ => Unreachable(format!("cannot connect to {addr}: {e}")),
         })?;
         stream
             .write_all(&request.to_bytes(addr))
@@ -122,14 +128,12 @@ pub async fn send(addr: &str, request: &Request) -> anyhow::Result<Response> {
             .context("cannot send the request")?;
         read_response(&mut stream, request.method == "HEAD").await
     };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .with_context(|| {
-            format!(
-                "no complete response from {addr} within {}s",
-                TIMEOUT.as_secs()
-            )
-        })?
+    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| {
+        Unreachable(format!(
+            "no complete response from {addr} within {}s",
+            TIMEOUT.as_secs()
+        ))
+    })?
 }
 
 /// Reads into `buf` until `have(buf)` or EOF; returns false at EOF.

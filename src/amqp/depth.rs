@@ -34,10 +34,9 @@ pub fn start_depth_monitor(channel: lapin::Channel, topology: Topology) -> Abort
                 }
             }
             let t = &crate::telemetry::TELEMETRY;
-            t.queue_depth
-                .store(depths[0], std::sync::atomic::Ordering::Relaxed);
-            t.dead_depth
-                .store(depths[1], std::sync::atomic::Ordering::Relaxed);
+            t.queue_depth.set(depths[0]);
+            t.dead_depth.set(depths[1]);
+            t.register(crate::telemetry::Group::Depths);
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
     });

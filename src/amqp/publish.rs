@@ -5,7 +5,7 @@
 
 use super::{Nodes, Topology};
 use crate::model::WorkDemand;
-use crate::telemetry::{Telemetry, TELEMETRY};
+use crate::telemetry::TELEMETRY;
 use anyhow::{bail, Context};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
@@ -139,7 +139,7 @@ impl Publisher {
                 let Some(msg) = outbox.pop_front() else { break };
                 match self.publish(&msg).await {
                     Ok(confirm) => {
-                        Telemetry::add(&TELEMETRY.published, 1);
+                        TELEMETRY.published.inc();
                         in_flight.push_back((msg, confirm));
                     }
                     Err(e) => {
@@ -154,7 +154,7 @@ impl Publisher {
             match confirm.await {
                 Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
                     // Returned unroutable: the queue is gone. Reconnecting redeclares it.
-                    Telemetry::add(&TELEMETRY.returned, 1);
+                    TELEMETRY.returned.inc();
                     outbox.push_front(msg);
                     bail!(
                         "the broker returned a message as unroutable (queue {} missing?)",
@@ -162,11 +162,11 @@ impl Publisher {
                     );
                 }
                 Ok(Confirmation::Ack(None)) => {
-                    Telemetry::add(&TELEMETRY.confirmed, 1);
+                    TELEMETRY.confirmed.inc();
                     *confirmed += 1;
                 }
                 Ok(Confirmation::Nack(None)) => {
-                    Telemetry::add(&TELEMETRY.nacked, 1);
+                    TELEMETRY.nacked.inc();
                     msg.nacks += 1;
                     tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish");
                     let give_up = msg.nacks >= MAX_NACKS;

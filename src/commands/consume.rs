@@ -6,7 +6,7 @@ use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::{self, listen, notify::Notifier, PgPool};
-use crate::telemetry::{Telemetry, TELEMETRY};
+use crate::telemetry::TELEMETRY;
 use crate::worker::queue;
 use crate::worker::stores::{StoreResult, Stores};
 use crate::worker::{batch_limit, retention, sweep, worker_id};
@@ -147,7 +147,7 @@ impl QueueWorker<'_> {
                 }
                 Err(e) if e.downcast_ref::<amqp::TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
-                    Telemetry::add(&TELEMETRY.reconnects, 1);
+                    TELEMETRY.reconnects.inc();
                     self.nodes.lost();
                     if amqp::is_unparseable_frame(&e) && safe_left == 0 {
                         safe_left = u64::from(self.worker.prefetch);

@@ -1,5 +1,6 @@
 //! `ppctl db setup|migrate|status|reset --yes|wait|prune --older-than D`.
 
+use super::Failure;
 use crate::cli::{DbAction, DbArgs};
 use crate::config::{database_name, redact_url};
 use crate::storage::{self, admin, migrate, prune, stats, works};
@@ -13,6 +14,24 @@ macro_rules! say {
 }
 
 pub async fn run(args: DbArgs) -> anyhow::Result<()> {
+    run_action(args).await.map_err(unreachable_is_4)
+}
+
+/// A server that cannot be reached is exit 4, as for `work`; an answer from it (a
+/// missing database, a wrong password) stays an error (1).
+fn unreachable_is_4(e: anyhow::Error) -> anyhow::Error {
+    let down = e.chain().any(|c| {
+        c.downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(|pg| pg.as_db_error().is_none())
+    });
+    if down {
+        Failure::Unreachable(format!("{e:#}")).into()
+    } else {
+        e
+    }
+}
+
+async fn run_action(args: DbArgs) -> anyhow::Result<()> {
     let url = &args.database_url;
     let name = database_name(url)?;
     match args.action {
@@ -31,7 +50,8 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
         DbAction::Status => status(url, &name).await?,
         DbAction::Reset { yes } => {
             if !yes {
-                bail!("refusing to drop database {name} without --yes");
+                let refusal = format!("refusing to drop database {name} without --yes");
+                return Err(Failure::Usage(refusal).into());
             }
             admin::drop_database(url).await?;
             admin::create_database(url).await?;
@@ -41,8 +61,17 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
             );
         }
         DbAction::Wait { timeout } => {
-            admin::wait(url, timeout).await?;
-            say!("database {name} at {} is reachable", redact_url(url));
+            let exists = admin::wait(url, timeout)
+                .await
+                .map_err(|e| Failure::Unreachable(format!("{e:#}")))?;
+            if exists {
+                say!("database {name} at {} is reachable", redact_url(url));
+            } else {
+                say!(
+                    "server at {} is reachable; database {name} does not exist yet (ppctl db setup creates it)",
+                    redact_url(url)
+                );
+            }
         }
         DbAction::Prune { older_than } => {
             let started = std::time::Instant::now();
@@ -90,7 +119,8 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
     let counts = works::count_by_status(&pooled).await?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     // Counting would read the whole history: the planner's estimate of the stored
-    // events (`events` is a view; queue works' four events are in their rows).
+    // events (`events` is a view; a queue work's four events, and an API work's
+    // work/created, are read from its row).
     let stored_events = stats::estimated_rows(&pooled, "event_log").await?;
     let by_status: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
     say!(
@@ -101,6 +131,6 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             by_status.join(", ")
         }
     );
-    say!("  stored events: about {stored_events} (plus four in each queue work's row)");
+    say!("  stored events: about {stored_events} (plus those read from work rows: four per queue work, work/created per API work)");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, each a plain `async fn run(args, ...)`.
 
+mod api_client;
 pub mod consume;
 pub mod db;
 pub mod dead;
@@ -59,7 +60,7 @@ pub enum Failure {
     NotFound(String),
     #[error("{0}")]
     Unreachable(String),
-    /// Bad arguments clap cannot catch (a missing confirmation).
+    /// Bad arguments that clap cannot see (a value checked after parsing).
     #[error("{0}")]
     Usage(String),
 }

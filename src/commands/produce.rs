@@ -6,7 +6,7 @@ use crate::amqp::{Nodes, Topology, TopologyMismatch};
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ProduceArgs, ProduceOpts};
 use crate::shutdown::Shutdown;
-use crate::telemetry::{Telemetry, TELEMETRY};
+use crate::telemetry::TELEMETRY;
 use anyhow::bail;
 use rand::Rng;
 use std::collections::VecDeque;
@@ -97,7 +97,7 @@ pub async fn produce(
                 publisher = Some(current);
             }
             Err(e) => {
-                Telemetry::add(&TELEMETRY.reconnects, 1);
+                TELEMETRY.reconnects.inc();
                 nodes.lost();
                 tracing::warn!(
                     error = format!("{e:#}"),

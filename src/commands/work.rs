@@ -1,24 +1,24 @@
 //! `ppctl work create|get|search|events|retry|cancel|watch`, through the API or straight to the database.
 //! Both paths return the same types, so their output is identical.
 
+use super::api_client::ApiClient;
 use super::{table, Failure};
 use crate::cli::{Via, WorkAction, WorkArgs};
 use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
-use crate::rawhttp::{self, Request};
 use crate::storage::actions::{self, Action};
 use crate::storage::{self, notify, search, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
-use serde::de::DeserializeOwned;
+use reqwest::Method;
 use std::time::{Duration, Instant};
 
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Validated before connecting, so both backends refuse bad input with the same
     // words, even when the server is down.
     if let WorkAction::Search(query) = &args.action {
-        query.validate().map_err(anyhow::Error::msg)?;
+        query.validate().map_err(Failure::Usage)?;
     }
     let backend = Backend::new(&args).await?;
     let json = args.json;
@@ -104,11 +104,7 @@ fn render<T: serde::Serialize + ?Sized>(
 }
 
 enum Backend {
-    Http {
-        addr: String,
-        base: String,
-        token: Option<String>,
-    },
+    Http(ApiClient),
     Db(deadpool_postgres::Client),
 }
 
@@ -125,14 +121,10 @@ impl Backend {
                 })?;
                 Ok(Backend::Db(client))
             }
-            Via::Http => {
-                let (addr, base) = split_api_url(&args.api_url)?;
-                Ok(Backend::Http {
-                    addr,
-                    base,
-                    token: args.api_token.clone(),
-                })
-            }
+            Via::Http => Ok(Backend::Http(ApiClient::new(
+                &args.api_url,
+                args.api_token.clone(),
+            )?)),
         }
     }
 
@@ -150,11 +142,9 @@ impl Backend {
                 }
                 Ok(work)
             }
-            Backend::Http { .. } => {
-                let body = add_up_to
-                    .map(|n| format!("{{\"add_up_to\":{n}}}"))
-                    .unwrap_or_default();
-                self.call("POST", "/works", Some(body))
+            Backend::Http(api) => {
+                let body = add_up_to.map(|n| serde_json::json!({ "add_up_to": n }));
+                api.call(Method::POST, "/works", body)
                     .await?
                     .context("the API answered 404 to POST /works")
             }
@@ -164,7 +154,7 @@ impl Backend {
     async fn get(&self, id: i64) -> anyhow::Result<Work> {
         let found = match self {
             Backend::Db(client) => works::get(client, id).await.map_err(db_failure)?,
-            Backend::Http { .. } => self.call("GET", &format!("/works/{id}"), None).await?,
+            Backend::Http(api) => api.call(Method::GET, &format!("/works/{id}"), None).await?,
         };
         found.ok_or_else(|| Failure::NotFound(format!("work {id} not found")).into())
     }
@@ -175,9 +165,12 @@ impl Backend {
                 let query = raw.validate().map_err(anyhow::Error::msg)?;
                 Ok(search::search(client, &query).await.map_err(db_failure)?)
             }
-            Backend::Http { .. } => {
+            Backend::Http(api) => {
                 let target = format!("/works?{}", raw.to_query_string());
-                Ok(self.call("GET", &target, None).await?.unwrap_or_default())
+                // Only a work's own route answers "not found"; a search never does.
+                api.call(Method::GET, &target, None)
+                    .await?
+                    .context("the API answered 404 to a search")
             }
         }
     }
@@ -185,8 +178,8 @@ impl Backend {
     async fn events(&self, id: i64) -> anyhow::Result<Vec<Event>> {
         let found = match self {
             Backend::Db(client) => works::events(client, id).await.map_err(db_failure)?,
-            Backend::Http { .. } => {
-                self.call("GET", &format!("/works/{id}/events"), None)
+            Backend::Http(api) => {
+                api.call(Method::GET, &format!("/works/{id}/events"), None)
                     .await?
             }
         };
@@ -204,47 +197,12 @@ impl Backend {
                     actions::Outcome::Refused(reason) => bail!("{reason}"),
                 }
             }
-            Backend::Http { .. } => {
+            Backend::Http(api) => {
                 let path = format!("/works/{id}/{}", action.as_str());
-                self.call("POST", &path, None).await?
+                api.call(Method::POST, &path, None).await?
             }
         };
         outcome.ok_or_else(|| Failure::NotFound(format!("work {id} not found")).into())
-    }
-
-    /// One API call: Ok(None) on 404, the API's own error message on other failures.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> anyhow::Result<Option<T>> {
-        let Backend::Http { addr, base, token } = self else {
-            bail!("not an HTTP backend")
-        };
-        let mut request = Request::new(method, &format!("{base}{path}"))?;
-        if let Some(token) = token {
-            request
-                .headers
-                .push(("Authorization".into(), format!("Bearer {token}")));
-        }
-        request.body = body.map(String::into_bytes);
-        let response = rawhttp::send(addr, &request)
-            .await
-            .map_err(|e| Failure::Unreachable(format!("{e:#}")))?;
-        match response.status {
-            200..=299 => Ok(Some(
-                serde_json::from_slice(&response.body).context("the API sent unexpected JSON")?,
-            )),
-            404 if method == "GET" || path.starts_with("/works/") => Ok(None),
-            status => {
-                let message = serde_json::from_slice::<serde_json::Value>(&response.body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&response.body).into_owned());
-                bail!("the API answered {status}: {message}")
-            }
-        }
     }
 }
 
@@ -254,52 +212,5 @@ fn db_failure(e: DbError) -> anyhow::Error {
             Failure::Unreachable(format!("database unavailable: {m}")).into()
         }
         other => other.into(),
-    }
-}
-
-/// `http://host:port/base` into `host:port` and `/base` (no trailing slash).
-pub fn split_api_url(url: &str) -> anyhow::Result<(String, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("--api-url must start with http:// (the built-in client speaks plain HTTP), got {url:?}");
-    };
-    let (authority, base) = rest.split_once('/').map_or((rest, ""), |(a, b)| (a, b));
-    if authority.is_empty() || authority.contains('@') {
-        bail!("--api-url {url:?} has no usable host");
-    }
-    let addr = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let base = base.trim_end_matches('/');
-    Ok((
-        addr,
-        if base.is_empty() {
-            String::new()
-        } else {
-            format!("/{base}")
-        },
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_urls_split() {
-        assert_eq!(
-            split_api_url("http://127.0.0.1:3000").ok(),
-            Some(("127.0.0.1:3000".into(), "".into()))
-        );
-        assert_eq!(
-            split_api_url("http://api/v1/").ok(),
-            Some(("api:80".into(), "/v1".into()))
-        );
-        assert!(split_api_url("https://api").is_err());
-        assert!(split_api_url("http://").is_err());
     }
 }

@@ -75,12 +75,7 @@ async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
         counts,
         throughput,
         bucket_seconds: BUCKET_SECS,
-        dead_letter: u64::try_from(
-            crate::telemetry::TELEMETRY
-                .dead_depth
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
-        .ok(),
+        dead_letter: crate::telemetry::TELEMETRY.dead_letters(),
     })
 }
 

@@ -3,40 +3,39 @@
 
 use crate::shutdown::Shutdown;
 use crate::storage::PgPool;
-use crate::telemetry::TELEMETRY;
+use crate::telemetry::{Group, StateLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use std::fmt::Write;
 use std::net::SocketAddr;
 
-/// Prometheus' text format version.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
-
-/// Appends the pool's usage gauges.
-pub fn render_pool(pool: &PgPool, out: &mut String) {
-    let status = pool.status();
-    let _ = writeln!(out, "# TYPE ppctl_db_pool_connections gauge");
-    for (state, n) in [
-        ("open", status.size),
-        ("idle", status.available),
-        ("max", status.max_size),
-    ] {
-        let _ = writeln!(out, "ppctl_db_pool_connections{{state=\"{state}\"}} {n}");
+/// Sets the pool's usage gauges (when the process has a pool), then renders the
+/// process's registry: the one way every `/metrics` answers.
+pub fn render(pool: Option<&PgPool>) -> String {
+    if let Some(pool) = pool {
+        let status = pool.status();
+        TELEMETRY.register(Group::Pool);
+        for (state, n) in [
+            ("open", status.size),
+            ("idle", status.available),
+            ("max", status.max_size),
+        ] {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            TELEMETRY
+                .pool_connections
+                .get_or_create(&StateLabel { state })
+                .set(n);
+        }
+        TELEMETRY
+            .pool_waiting
+            .set(i64::try_from(status.waiting).unwrap_or(i64::MAX));
     }
-    let _ = writeln!(
-        out,
-        "# TYPE ppctl_db_pool_waiting gauge\nppctl_db_pool_waiting {}",
-        status.waiting
-    );
+    TELEMETRY.render()
 }
 
 async fn metrics(pool: web::Data<Option<PgPool>>) -> HttpResponse {
-    let mut out = String::with_capacity(2048);
-    TELEMETRY.render(&mut out);
-    if let Some(pool) = pool.as_ref() {
-        render_pool(pool, &mut out);
-    }
-    HttpResponse::Ok().content_type(CONTENT_TYPE).body(out)
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(render(pool.as_ref().as_ref()))
 }
 
 /// Serves `GET /metrics` on `addr` until shutdown.

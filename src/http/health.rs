@@ -1,9 +1,10 @@
 //! `/health` for load balancers and Compose, `/metrics` for Prometheus.
 
 use super::AppState;
+use crate::model::WorkStatus;
 use crate::storage::works;
+use crate::telemetry::{StatusLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, HttpResponse};
-use std::fmt::Write;
 use std::time::Duration;
 
 /// A health check answers within this even when the database hangs.
@@ -38,10 +39,6 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut out = String::with_capacity(4096);
-    state.metrics.render(&mut out);
-    crate::telemetry::TELEMETRY.render(&mut out);
-    super::exporter::render_pool(&state.pool, &mut out);
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
         let client = state.pool.get().await.ok()?;
@@ -51,13 +48,20 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .await
         .ok()
         .flatten();
-    let _ = writeln!(out, "# TYPE ppctl_database_up gauge");
-    let _ = writeln!(out, "ppctl_database_up {}", u8::from(counts.is_some()));
-    let _ = writeln!(out, "# TYPE ppctl_works gauge");
-    for (status, n) in counts.unwrap_or_default() {
-        let _ = writeln!(out, "ppctl_works{{status=\"{status}\"}} {n}");
+    let t = &TELEMETRY;
+    t.database_up.set(i64::from(counts.is_some()));
+    // Every status is reported, at 0 when it has no works; with the database out of
+    // reach the last counts stay (ppctl_database_up says so).
+    if let Some(counts) = counts {
+        for status in WorkStatus::ALL {
+            let n = counts.iter().find(|(s, _)| s == status.as_str());
+            let label = StatusLabel {
+                status: status.as_str(),
+            };
+            t.works.get_or_create(&label).set(n.map_or(0, |(_, n)| *n));
+        }
     }
     HttpResponse::Ok()
-        .content_type(super::exporter::CONTENT_TYPE)
-        .body(out)
+        .content_type(CONTENT_TYPE)
+        .body(super::exporter::render(Some(&state.pool)))
 }

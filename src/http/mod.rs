@@ -18,7 +18,6 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{error::InternalError, web, App, HttpRequest, HttpResponse, HttpServer};
 use error::ApiError;
-use metrics::Metrics;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,6 @@ use std::time::Duration;
 /// What every handler shares.
 pub struct AppState {
     pub pool: PgPool,
-    pub metrics: Arc<Metrics>,
     /// When set, POST routes require `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// Work changes for the dashboard's event streams: one LISTEN per server.
@@ -114,11 +112,11 @@ pub fn start_until(
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> std::io::Result<Server> {
+    crate::telemetry::TELEMETRY.register(crate::telemetry::Group::Api);
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let live = live::Hub::new(pool.database_url().to_string(), shutdown);
     let state = web::Data::new(AppState {
         pool,
-        metrics: Arc::new(Metrics::default()),
         api_token: config.api_token,
         live,
         notifier,
@@ -160,24 +158,18 @@ async fn bounded(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
     let (method, path) = (req.method().clone(), req.path().to_string());
     match tokio::time::timeout(REQUEST_TIMEOUT, next.call(req)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(%method, %path, "request timed out: database stalled?");
             // The inner middleware that counts requests was dropped with the handler.
-            if let Some(metrics) = metrics {
-                let secs = REQUEST_TIMEOUT.as_secs_f64();
-                metrics.observe(
-                    metrics::method_label(&method),
-                    "timed out".into(),
-                    503,
-                    secs,
-                );
-            }
+            crate::telemetry::TELEMETRY.observe_request(
+                metrics::method_label(&method),
+                "timed out".into(),
+                503,
+                REQUEST_TIMEOUT.as_secs_f64(),
+            );
             Err(ApiError::Timeout(REQUEST_TIMEOUT).into())
         }
     }

@@ -90,7 +90,7 @@ async fn insert(
     let client = state.pool.get().await?;
     let code = new_work_code(Origin::Api);
     let work = works::create_pending(&client, &code, add_up_to, Some(deadline)).await?;
-    state.metrics.work_created();
+    crate::telemetry::TELEMETRY.works_created.inc();
     state.notifier.work_created();
     Ok(work)
 }

@@ -78,14 +78,18 @@ pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Waits until the server accepts connections to the database, at most `timeout`.
-pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<()> {
+/// `Ok(false)`: the server is up but the database does not exist yet.
+pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<bool> {
     let start = Instant::now();
     loop {
         let error = match connect(database_url).await {
             Ok(client) => match client.simple_query("SELECT 1").await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(e) => anyhow::Error::from(e),
             },
+            // The server answered: it is up, only the database is missing (`db wait &&
+            // db setup` on a fresh server must go on to create it).
+            Err(e) if is_missing_database(&e) => return Ok(false),
             Err(e) => e,
         };
         if start.elapsed() >= timeout {
@@ -96,6 +100,12 @@ pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+fn is_missing_database(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .any(|pg| pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME))
 }
 
 /// Creates the database if missing and applies migrations; returns how many ran.

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "terminal_counts",
         sql: include_str!("../../sql/0006_terminal_counts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_created_event_in_the_work",
+        sql: include_str!("../../sql/0007_api_created_event_in_the_work.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.

@@ -29,8 +29,9 @@ pub(super) fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
     rows.iter().map(work_from_row).collect()
 }
 
-/// Inserts a pending work and its `work/created` event in one statement (the caller
-/// notifies the sweepers after the commit). With a `deadline`, the insert happens only
+/// Inserts a pending work, one row: its `work/created` event is read from the row
+/// through the `events` view (migration 0007), under the first id of a block it takes
+/// from the event sequence (the caller notifies the sweepers after the commit). With a `deadline`, the insert happens only
 /// if the database runs it before then: a request that timed out (its client was told
 /// 503) must not leave a work behind when a stalled database wakes up and runs the
 /// statement waiting in its socket. (The deadline is this host's clock, compared with
@@ -42,12 +43,10 @@ pub async fn create_pending(
     deadline: Option<SystemTime>,
 ) -> Result<Work, DbError> {
     let sql = format!(
-        "WITH w AS (INSERT INTO works (work_code, add_up_to) \
-                    SELECT $1, $2 WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
-                    RETURNING *), \
-         e AS (INSERT INTO event_log (work_id, variable, created_on) \
-               SELECT id, 'work/created', created_on FROM w) \
-         SELECT {WORK_COLUMNS} FROM w"
+        "INSERT INTO works (work_code, add_up_to, first_event_id) \
+         SELECT $1, $2, nextval('event_log_id_seq') \
+         WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
+         RETURNING {WORK_COLUMNS}"
     );
     let stmt = client.prepare_cached(&sql).await?;
     match client

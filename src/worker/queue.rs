@@ -9,7 +9,7 @@ use crate::backoff::Backoff;
 use crate::model::{new_work_code, Origin, WorkDemand};
 use crate::shutdown::Shutdown;
 use crate::storage::{works, DbError, PgPool};
-use crate::telemetry::{Telemetry, TELEMETRY};
+use crate::telemetry::TELEMETRY;
 use anyhow::{bail, Context};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
@@ -221,10 +221,10 @@ pub async fn acknowledge(
 
 fn record(outcome: &BatchOutcome, deliveries: usize) {
     let t = &TELEMETRY;
-    Telemetry::add(&t.works_stored, outcome.stored);
-    Telemetry::add(&t.duplicates, outcome.duplicates);
-    Telemetry::add(&t.dead_lettered, outcome.dead);
-    t.observe_batch(deliveries);
+    t.works_stored.inc_by(outcome.stored);
+    t.duplicates.inc_by(outcome.duplicates);
+    t.dead_lettered.inc_by(outcome.dead);
+    t.batch_size.observe(deliveries as f64);
 }
 
 async fn compute_all(

@@ -6,7 +6,6 @@ use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::PgPool;
 use crate::telemetry::TELEMETRY;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 
 /// The batch stores in flight, oldest first. Dropped with the connection (any `?`),
 /// they are aborted: their deliveries were not acked, so the broker redelivers them,
@@ -49,14 +48,14 @@ struct StoreTaskCount;
 
 impl StoreTaskCount {
     fn new() -> Self {
-        TELEMETRY.store_tasks.fetch_add(1, Ordering::Relaxed);
+        TELEMETRY.store_tasks.inc();
         Self
     }
 }
 
 impl Drop for StoreTaskCount {
     fn drop(&mut self) {
-        TELEMETRY.store_tasks.fetch_sub(1, Ordering::Relaxed);
+        TELEMETRY.store_tasks.dec();
     }
 }
 

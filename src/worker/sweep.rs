@@ -4,7 +4,7 @@
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::storage::{claims, notify::Notifier, DbError, PgPool};
-use crate::telemetry::{Telemetry, TELEMETRY};
+use crate::telemetry::TELEMETRY;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -59,9 +59,9 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
         }
     }
     let completed = claims::complete(&client, &opts.worker, &results).await?;
-    Telemetry::add(&TELEMETRY.swept, completed);
-    Telemetry::add(&TELEMETRY.failed, failed);
-    Telemetry::add(&TELEMETRY.expired, expired);
+    TELEMETRY.swept.inc_by(completed);
+    TELEMETRY.failed.inc_by(failed);
+    TELEMETRY.expired.inc_by(expired);
     Ok(SweepOutcome {
         claimed: claimed.len(),
         completed,

@@ -595,6 +595,24 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
     assert!(text.contains("ppctl_works{status=\"pending\"} 1"), "{text}");
+    // A status with no works is reported at 0, not left out.
+    assert!(text.contains("ppctl_works{status=\"running\"} 0"), "{text}");
+    assert!(text.contains("ppctl_nacked_total 0"), "{text}");
+    // One registry: every series once, each with its HELP and TYPE.
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(typed.len() >= 15, "{text}");
+    for name in &typed {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP:\n{text}"
+        );
+        let declared = format!("# TYPE {name} ");
+        assert_eq!(text.matches(&declared).count(), 1, "{name} twice:\n{text}");
+    }
     // Series are labelled by route pattern, so ids cannot grow the label set.
     assert!(text.contains("route=\"/works/{id}\""), "{text}");
     assert!(!text.contains(&format!("route=\"/works/{id}\"")), "{text}");

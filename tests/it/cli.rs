@@ -6,11 +6,11 @@ use ppctl::storage::{admin, migrate};
 use serde_json::Value;
 use std::process::Output;
 
-const DB_DOWN: &str = "postgres://postgres:postgres@127.0.0.1:1/x";
-const API_DOWN: &str = "http://127.0.0.1:1";
+pub const DB_DOWN: &str = "postgres://postgres:postgres@127.0.0.1:1/x";
+pub const API_DOWN: &str = "http://127.0.0.1:1";
 
 /// Runs `ppctl` and insists on success; returns stdout.
-async fn ok(args: &[&str]) -> String {
+pub async fn ok(args: &[&str]) -> String {
     let output = ppctl(args).await;
     let (stdout, stderr) = outputs(&output);
     assert!(
@@ -31,7 +31,7 @@ async fn json(args: &[&str]) -> Value {
 }
 
 /// Runs `ppctl`, insists on failure with `code` (any non-zero when None); returns stderr.
-async fn fails(args: &[&str], code: Option<i32>) -> String {
+pub async fn fails(args: &[&str], code: Option<i32>) -> String {
     let output: Output = ppctl(args).await;
     let (stdout, stderr) = outputs(&output);
     match code {
@@ -197,7 +197,7 @@ async fn an_unreachable_database_exits_4_without_the_password() {
     ] {
         let stderr = fails(
             &[&command[..], &["--database-url", DB_DOWN][..]].concat(),
-            None,
+            Some(4),
         )
         .await;
         assert!(
@@ -212,7 +212,11 @@ async fn bad_arguments_are_refused() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
     let api = app.url();
-    let via_http = fails(&["work", "search", "--limit", "0", "--api-url", &api], None).await;
+    let via_http = fails(
+        &["work", "search", "--limit", "0", "--api-url", &api],
+        Some(2),
+    )
+    .await;
     let via_db = fails(
         &[
             "work",
@@ -224,20 +228,26 @@ async fn bad_arguments_are_refused() {
             "--database-url",
             &db.url,
         ],
-        None,
+        Some(2),
     )
     .await;
     assert_eq!(via_http, via_db, "both backends refuse with the same words");
     assert!(via_http.contains("limit"), "{via_http}");
     let stderr = fails(
         &["work", "search", "--status", "weird", "--api-url", &api],
-        None,
+        Some(2),
     )
     .await;
     assert!(stderr.contains("weird"), "{stderr}");
-    let stderr = fails(&["work", "get", "abc"], None).await;
+    let stderr = fails(
+        &["work", "search", "--since", "abc", "--api-url", &api],
+        Some(2),
+    )
+    .await;
     assert!(stderr.contains("abc"), "{stderr}");
-    let stderr = fails(&["produce", "--every", "soon"], None).await;
+    let stderr = fails(&["work", "get", "abc"], Some(2)).await;
+    assert!(stderr.contains("abc"), "{stderr}");
+    let stderr = fails(&["produce", "--every", "soon"], Some(2)).await;
     assert!(stderr.contains("soon"), "{stderr}");
     fails(
         &[
@@ -248,10 +258,10 @@ async fn bad_arguments_are_refused() {
             "--api-url",
             &api,
         ],
-        None,
+        Some(2),
     )
     .await;
-    fails(&["work", "frobnicate"], None).await;
+    fails(&["work", "frobnicate"], Some(2)).await;
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }
 
@@ -299,7 +309,7 @@ async fn db_reset_needs_yes() {
     ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4, None)
         .await
         .expect("create");
-    let stderr = fails(&["db", "reset", "--database-url", &db.url], None).await;
+    let stderr = fails(&["db", "reset", "--database-url", &db.url], Some(2)).await;
     assert!(stderr.contains("--yes"), "{stderr}");
     assert_eq!(
         db.count("SELECT count(*) FROM works").await,
@@ -312,7 +322,7 @@ async fn db_reset_needs_yes() {
 async fn db_wait_gives_up_after_its_timeout() {
     let stderr = fails(
         &["db", "wait", "--timeout", "1s", "--database-url", DB_DOWN],
-        None,
+        Some(4),
     )
     .await;
     assert!(stderr.contains("not reachable"), "{stderr}");

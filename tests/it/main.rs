@@ -5,6 +5,7 @@ mod actions;
 mod api;
 mod cli;
 mod dead;
+mod exits;
 mod faults;
 mod helpers;
 mod leaks;

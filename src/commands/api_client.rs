@@ -1,0 +1,158 @@
+//! The API as `ppctl work --via http` sees it: reqwest over http or https (rustls),
+//! bounded waits, and the API's JSON errors turned into one line and an exit code.
+
+use super::Failure;
+use anyhow::{bail, Context};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Connecting gives up after this; the whole call after `CALL_TIMEOUT` (the API itself
+/// answers within 4 s, or 503).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// `api_url` is `http[s]://host[:port][/base]`; a bad one is a usage error (exit 2).
+    pub fn new(api_url: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let usage = |why: &str| Failure::Usage(format!("--api-url {api_url:?} {why}"));
+        let mut base = Url::parse(api_url).map_err(|e| usage(&format!("is not a URL: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(usage("must start with http:// or https://").into());
+        }
+        if base.host_str().is_none_or(str::is_empty) || !base.username().is_empty() {
+            return Err(usage("has no usable host").into());
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(usage("must not have a query or fragment").into());
+        }
+        // Joined paths are relative to the base, which must then end with a slash.
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .user_agent(concat!("ppctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { http, base, token })
+    }
+
+    /// One call. `Ok(None)` when the API says the work does not exist; a 404 that is
+    /// not the API's (a wrong `--api-url` path) is an error, never an empty answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<Option<T>> {
+        let url = self
+            .base
+            .join(path_and_query.trim_start_matches('/'))
+            .context("cannot build the request URL")?;
+        let mut request = self.http.request(method.clone(), url.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::Unreachable(format!("cannot reach the API at {url}: {}", cause(&e)))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            Failure::Unreachable(format!("the API at {url} broke off: {}", cause(&e)))
+        })?;
+        let message = api_message(&bytes);
+        match status {
+            s if s.is_success() => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+                format!("{method} {url} answered {s} with something other than ppctl's JSON: is --api-url a ppctl API?")
+            }),
+            StatusCode::NOT_FOUND if message.as_deref().is_some_and(is_missing_work) => Ok(None),
+            StatusCode::NOT_FOUND => bail!(
+                "{method} {url} answered 404 ({}): is --api-url a ppctl API?",
+                message.unwrap_or_else(|| "not ppctl's JSON".into())
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => Err(Failure::Unreachable(format!(
+                "the API answered 503: {}",
+                message.unwrap_or_else(|| "service unavailable".into())
+            ))
+            .into()),
+            s => bail!(
+                "the API answered {s}: {}",
+                message.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
+            ),
+        }
+    }
+}
+
+/// The `error` of ppctl's JSON error body.
+fn api_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("error")?.as_str().map(str::to_string)
+}
+
+/// How the API says a work does not exist (its unmatched routes say "no route for").
+fn is_missing_work(message: &str) -> bool {
+    message.starts_with("work ") && message.ends_with(" not found")
+}
+
+/// The innermost cause: reqwest's outer message is only "error sending request".
+fn cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    if e.is_timeout() {
+        format!("no answer within {}s", CALL_TIMEOUT.as_secs())
+    } else {
+        source.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_are_checked_and_keep_their_base_path() {
+        let ok = |u: &str| ApiClient::new(u, None).map(|c| c.base.to_string()).ok();
+        assert_eq!(
+            ok("http://127.0.0.1:3000").as_deref(),
+            Some("http://127.0.0.1:3000/")
+        );
+        assert_eq!(ok("https://api/v1").as_deref(), Some("https://api/v1/"));
+        for bad in [
+            "ftp://api",
+            "http://",
+            "127.0.0.1:3000",
+            "http://u:p@api/",
+            "http://api/?x=1",
+        ] {
+            let err = ApiClient::new(bad, None).err().expect(bad);
+            assert!(
+                matches!(err.downcast_ref::<Failure>(), Some(Failure::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_apis_own_not_found_means_no_such_work() {
+        assert!(is_missing_work("work 7 not found"));
+        assert!(!is_missing_work("no route for GET /v1/works/7"));
+        assert_eq!(
+            api_message(br#"{"error":"work 7 not found"}"#).as_deref(),
+            Some("work 7 not found")
+        );
+        assert_eq!(api_message(b"<html>404</html>"), None);
+    }
+}
