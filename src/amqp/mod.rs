@@ -5,6 +5,7 @@
 
 pub mod dead;
 pub mod dead_letter;
+mod dead_reader;
 pub mod depth;
 pub mod publish;
 pub mod topology;
