@@ -151,14 +151,17 @@ pub async fn replay(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .context("cannot enable publisher confirms")?;
-    let mut wanted: Vec<String> = match selection {
-        Selection::All => Vec::new(),
-        Selection::Ids(ids) => ids.clone(),
+    let wanted: &[String] = match selection {
+        Selection::All => &[],
+        Selection::Ids(ids) => ids,
     };
+    let mut found = std::collections::HashSet::new();
     let mut done = Replayed::default();
     let mut position = 0u64;
+    // Only the messages there when it began: a replayed demand the consumer dead-letters
+    // again lands at the tail, and chasing it would loop.
     let result = loop {
-        if matches!(selection, Selection::Ids(_)) && wanted.is_empty() {
+        if position >= u64::from(count) {
             break Ok(());
         }
         let message = match reader.next().await {
@@ -179,13 +182,11 @@ pub async fn replay(
             .as_ref()
             .map(|i| i.as_str().to_string());
         if let Selection::Ids(_) = selection {
-            let Some(at) = id
-                .as_ref()
-                .and_then(|id| wanted.iter().position(|w| w == id))
-            else {
-                continue; // not asked for: stays unacked, back in place at the end
+            // Every copy of an asked-for id goes (a dead letter may exist twice).
+            match id.as_ref().filter(|id| wanted.contains(id)) {
+                Some(id) => found.insert(id.clone()),
+                None => continue, // not asked for: stays unacked, back in place at the end
             };
-            wanted.swap_remove(at);
         }
         if let Err(e) = send_back(&reader.channel, topology, &message).await {
             break Err(e);
@@ -194,7 +195,11 @@ pub async fn replay(
     };
     reader.close("replayed").await;
     result?;
-    done.not_found = wanted;
+    done.not_found = wanted
+        .iter()
+        .filter(|id| !found.contains(*id))
+        .cloned()
+        .collect();
     Ok(done)
 }
 

@@ -11,6 +11,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// How long one operation may take: less than the request's own bound, whose 503 would
+/// blame the database.
+const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3500);
+
 /// Largest `limit` a listing takes over HTTP (each dead letter is one round trip).
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
@@ -74,6 +78,21 @@ fn broker_error(e: anyhow::Error) -> ApiError {
     }
 }
 
+/// Runs a broker operation within `BROKER_TIMEOUT`. One cut short leaves nothing half
+/// done: what it held goes back to its place, and a replay's published but unacked
+/// messages stay dead letters too (duplicates, which the consumer deduplicates).
+async fn bounded<T>(
+    operation: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(BROKER_TIMEOUT, operation).await {
+        Ok(result) => result.map_err(broker_error),
+        Err(_) => Err(ApiError::Broker(format!(
+            "RabbitMQ did not finish within {BROKER_TIMEOUT:?} (a frozen node, or a replay \
+             too large for one request: `ppctl dead replay` has no such bound)"
+        ))),
+    }
+}
+
 async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -86,9 +105,7 @@ async fn list(
     }
     let source = source(&state)?;
     let _turn = source.one_at_a_time.lock().await;
-    let listing = dead::list(&source.nodes, &source.topology, limit)
-        .await
-        .map_err(broker_error)?;
+    let listing = bounded(dead::list(&source.nodes, &source.topology, limit)).await?;
     Ok(HttpResponse::Ok().json(listing))
 }
 
@@ -118,8 +135,6 @@ async fn replay(
     };
     let source = source(&state)?;
     let _turn = source.one_at_a_time.lock().await;
-    let done = dead::replay(&source.nodes, &source.topology, &selection)
-        .await
-        .map_err(broker_error)?;
+    let done = bounded(dead::replay(&source.nodes, &source.topology, &selection)).await?;
     Ok(HttpResponse::Ok().json(done))
 }

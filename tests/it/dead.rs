@@ -151,16 +151,34 @@ async fn poison_is_listed_with_its_reason_then_replayed_after_the_fix() {
         .then_some(())
     })
     .await;
+    // Replaying all while the consumer sends the junk straight back ends, having sent
+    // only what was there when it began (enough of it that the first comes back before
+    // the last is sent).
+    for i in 0..40 {
+        queue
+            .publish_raw(&channel, b"junk", Some(&format!("junk-{i}")))
+            .await;
+    }
+    wait_counts(&queue, &channel, (0, 41)).await;
+    let (code, out, err) = dead(&queue, &["replay", "--all", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let body: Value = serde_json::from_str(&out).expect("replay --json");
+    assert_eq!(
+        body["replayed"].as_array().map(Vec::len),
+        Some(41),
+        "{body}"
+    );
+    wait_counts(&queue, &channel, (0, 41)).await;
     stop(trigger, task).await;
 
     // Unknown ids exit 3; purge needs --yes (exit 2), then empties the queue.
     assert_eq!(dead(&queue, &["replay", "--id", "nope"]).await.0, 3);
     let (code, _, err) = dead(&queue, &["purge"]).await;
     assert_eq!((code, err.lines().count()), (2, 1), "{err}");
-    wait_counts(&queue, &channel, (0, 1)).await;
+    wait_counts(&queue, &channel, (0, 41)).await;
     let (code, out, _) = dead(&queue, &["purge", "--yes"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("purged 1"), "{out}");
+    assert!(out.contains("purged 41"), "{out}");
     wait_counts(&queue, &channel, (0, 0)).await;
     assert_eq!(db.count("SELECT count(*) FROM works").await, 2);
 }
