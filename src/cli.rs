@@ -339,13 +339,18 @@ pub enum DeadAction {
         #[arg(long)]
         json: bool,
     },
-    /// Remove every dead letter, unreadable ones included.
+    /// Remove every dead letter, unreadable ones included (or, with --unreadable, only
+    /// those, so the ones behind them can be read again).
     Purge {
         #[command(flatten)]
         amqp: AmqpOpts,
         /// Confirm: the dead letters are gone for good.
         #[arg(long)]
         yes: bool,
+        /// Remove only the dead letters the AMQP client cannot read; the others keep
+        /// their order.
+        #[arg(long)]
+        unreadable: bool,
     },
 }
 

@@ -10,18 +10,17 @@
 //! A dead letter whose properties lapin cannot parse (a non-UTF-8 message_id) kills the
 //! connection that receives it. Each operation therefore runs on a connection of its own,
 //! and such a message is a wall: it is reported by its position, and what lies behind it
-//! cannot be seen or replayed until it is purged (see README, "Dead letters").
+//! cannot be seen or replayed until it is removed (`dead_unreadable`; README, "Dead
+//! letters").
 
 use super::dead_letter::{for_replay, reason_of};
 pub use super::dead_reader::DeadError;
-use super::dead_reader::{close, open, Reader};
+use super::dead_reader::{close, open, publish_confirmed, Reader};
 use super::{Nodes, Topology};
 use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
-use lapin::options::{
-    BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
-};
-use lapin::{Channel, Confirmation};
+use lapin::options::{BasicAckOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::Channel;
 use serde::Serialize;
 
 /// Bytes of a body shown in a listing.
@@ -210,29 +209,8 @@ async fn send_back(
     message: &BasicGetMessage,
 ) -> anyhow::Result<()> {
     let delivery = &message.delivery;
-    let confirm = channel
-        .basic_publish(
-            "".into(),
-            topology.queue.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            &delivery.data,
-            for_replay(&delivery.properties),
-        )
-        .await
-        .context("replay publish failed")?;
-    match confirm.await.context("lost a replay confirm")? {
-        Confirmation::Ack(None) => {}
-        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-            bail!(
-                "the work queue {} is missing: replay returned",
-                topology.queue
-            )
-        }
-        _ => bail!("the broker refused a replayed message (work queue full?)"),
-    }
+    let props = for_replay(&delivery.properties);
+    publish_confirmed(channel, &topology.queue, &delivery.data, props).await?;
     if !delivery.acker.ack(BasicAckOptions::default()).await? {
         bail!("could not remove a replayed dead letter: the channel closed (it may be replayed twice; the consumer deduplicates)");
     }

@@ -1,11 +1,13 @@
-//! Reading the dead-letter queue one message at a time on a connection of its own, and
-//! telling a message lapin cannot parse from any other failure.
+//! Reading the dead-letter queue one message at a time on a connection of its own,
+//! telling a message lapin cannot parse from any other failure, and publishing from that
+//! connection with confirms (replays, messages put back).
 
 use super::{is_unparseable_frame, Nodes, Topology};
+use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::{Channel, Confirmation, Connection};
 use std::time::Duration;
 
 /// One `basic.get` may take this long: a frame lapin cannot parse may leave the call
@@ -90,14 +92,23 @@ impl Reader {
         })
     }
 
-    /// The next message, without ack; Ok(None) at the end, Err(Unreadable) for a frame
-    /// lapin cannot parse (the connection is then gone), any other error as it is.
+    /// The next message, without ack; Ok(None) at the end, Err(()) for a frame lapin
+    /// cannot parse (the connection is then gone), any other error as it is.
     pub async fn next(&mut self) -> anyhow::Result<Result<Option<BasicGetMessage>, ()>> {
+        self.get(false).await
+    }
+
+    /// Like `next`, but the broker removes the message as it sends it (`no_ack`): the
+    /// one way to take a message off the queue that lapin cannot receive.
+    pub async fn take(&mut self) -> anyhow::Result<Result<Option<BasicGetMessage>, ()>> {
+        self.get(true).await
+    }
+
+    async fn get(&mut self, no_ack: bool) -> anyhow::Result<Result<Option<BasicGetMessage>, ()>> {
         use futures_util::StreamExt;
-        let get = self.channel.basic_get(
-            self.queue.as_str().into(),
-            BasicGetOptions { no_ack: false },
-        );
+        let get = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack });
         let failed = async {
             while let Some(event) = self.events.next().await {
                 if let lapin::Event::Error(e) = event {
@@ -126,5 +137,29 @@ impl Reader {
     /// Closing without acks returns every message held to its place.
     pub async fn close(self, why: &str) {
         close(&self.connection, why).await;
+    }
+}
+
+/// Publishes to `queue` (default exchange, mandatory) and waits for the broker's confirm.
+pub(super) async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    props: lapin::BasicProperties,
+) -> anyhow::Result<()> {
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    let confirm = channel
+        .basic_publish("".into(), queue.into(), mandatory, body, props)
+        .await
+        .context("publish failed")?;
+    match confirm.await.context("lost a publisher confirm")? {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+            bail!("queue {queue} is missing: the message came back")
+        }
+        _ => bail!("the broker refused a message for {queue} (queue full?)"),
     }
 }

@@ -6,6 +6,7 @@
 pub mod dead;
 pub mod dead_letter;
 mod dead_reader;
+pub mod dead_unreadable;
 pub mod depth;
 pub mod publish;
 pub mod topology;

@@ -2,6 +2,7 @@
 
 use super::{emit, table, Failure};
 use crate::amqp::dead::{self, DeadError, Listing, Replayed, Selection};
+use crate::amqp::dead_unreadable::drop_unreadable;
 use crate::amqp::{Nodes, Topology};
 use crate::cli::{DeadAction, DeadArgs};
 
@@ -43,15 +44,26 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeadAction::Purge { yes, .. } => {
+        DeadAction::Purge {
+            yes, unreadable, ..
+        } => {
             if !yes {
                 let queue = &topology.dead_queue;
                 return Err(
                     Failure::Usage(format!("refusing to purge {queue} without --yes")).into(),
                 );
             }
-            let purged = dead::purge(&nodes, &topology).await.map_err(exit_code)?;
             let queue = &topology.dead_queue;
+            if unreadable {
+                let done = drop_unreadable(&nodes, &topology)
+                    .await
+                    .map_err(exit_code)?;
+                let n = done.dropped;
+                return emit(
+                    format!("{queue}: removed {n} unreadable dead letter(s)\n").as_bytes(),
+                );
+            }
+            let purged = dead::purge(&nodes, &topology).await.map_err(exit_code)?;
             emit(format!("{queue}: purged {purged} dead letter(s)\n").as_bytes())
         }
     }
@@ -97,7 +109,7 @@ fn unreadable_text(unreadable: &[dead::Unreadable], behind: u64) -> String {
     format!(
         "{} unreadable dead letter(s) (the AMQP client cannot parse their properties, e.g. a \
          non-UTF-8 message_id), first at position {}: skipped; {behind} behind it cannot be \
-         reached until it is removed (`ppctl dead purge --yes`)\n",
+         reached until it is removed (`ppctl dead purge --unreadable --yes`)\n",
         unreadable.len(),
         first.position
     )

@@ -282,9 +282,34 @@ async fn unreadable_dead_letters_are_reported_skipped_and_purged() {
     assert_eq!((status, &body["replayed"]), (200, &json!([])), "{body}");
     assert_eq!(body["unreadable"], json!([{"position": 0}]), "{body}");
 
-    // Purge removes it all, the unreadable one included.
+    // Only the unreadable ones removed: what was behind them is readable again, in order.
+    publish_with_pika(
+        &dead_queue,
+        &[
+            (b"readable-3", b"{}"),
+            (b"bad\xff\x01", b"{}"),
+            (b"readable-4", b"{}"),
+            (b"bad\xff\x02", b"{}"),
+            (b"readable-5", b"{}"),
+        ],
+    )
+    .await;
+    wait_counts(&queue, &channel, (1, 7)).await;
+    let (code, out, err) = dead(&queue, &["purge", "--unreadable", "--yes"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("removed 3 unreadable"), "{out}");
+    let listing = list_json(&queue).await;
+    let expected = ["readable-2", "readable-3", "readable-4", "readable-5"];
+    assert_eq!(ids(&listing), expected, "{listing}");
+    assert_eq!(
+        (&listing["unreadable"], &listing["count"]),
+        (&json!([]), &json!(4))
+    );
+
+    // Purge removes it all, unreadable ones included.
+    publish_with_pika(&dead_queue, &[(b"bad\xff\x03", b"{}")]).await;
     let (code, out, _) = dead(&queue, &["purge", "--yes"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("purged 2"), "{out}");
+    assert!(out.contains("purged 5"), "{out}");
     wait_counts(&queue, &channel, (1, 0)).await;
 }
