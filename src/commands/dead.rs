@@ -85,10 +85,8 @@ fn listing_text(listing: &Listing) -> String {
         "{}: {} dead letter(s), {shown} shown\n",
         listing.queue, listing.count
     ));
-    out.push_str(&unreadable_text(
-        &listing.unreadable,
-        listing.behind_unreadable,
-    ));
+    let (unreadable, behind) = (&listing.unreadable, listing.behind_unreadable);
+    out.push_str(&unreadable_text(unreadable, behind, "not shown"));
     out
 }
 
@@ -98,17 +96,21 @@ fn replay_text(done: &Replayed, topology: &Topology) -> String {
         done.replayed.len(),
         topology.queue
     );
-    out.push_str(&unreadable_text(&done.unreadable, done.behind_unreadable));
+    out.push_str(&unreadable_text(
+        &done.unreadable,
+        done.behind_unreadable,
+        "skipped",
+    ));
     out
 }
 
-fn unreadable_text(unreadable: &[dead::Unreadable], behind: u64) -> String {
+fn unreadable_text(unreadable: &[dead::Unreadable], behind: u64, what: &str) -> String {
     let Some(first) = unreadable.first() else {
         return String::new();
     };
     format!(
         "{} unreadable dead letter(s) (the AMQP client cannot parse their properties, e.g. a \
-         non-UTF-8 message_id), first at position {}: skipped; {behind} behind it cannot be \
+         non-UTF-8 message_id), first at position {}: {what}; {behind} behind it cannot be \
          reached until it is removed (`ppctl dead purge --unreadable --yes`)\n",
         unreadable.len(),
         first.position
