@@ -225,6 +225,12 @@ try {
   check((await page.textContent("#count-dead")) === "1", "the dead-letter card says 1");
   check((await apiGet("dead-letters")).count === 1, "the API counts 1");
   await page.screenshot({ path: join(out, "dead-letters-replayed.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300); // the chart redraws on resize
+  const deadOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(deadOverflow <= 0, `no sideways scrolling at phone width with dead letters (overflow ${deadOverflow}px)`);
+  await page.locator("#dead-panel").screenshot({ path: join(out, "dead-letters-phone.png") });
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   check(pageErrors.length === 0, "no script errors: " + pageErrors.join("; "));
   step("passed");
