@@ -141,7 +141,8 @@ pub struct WorkerOpts {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbOpts,
-    /// Only looked at: the dashboard shows the dead-letter queue's depth.
+    /// The dead-letter queue: its depth for the dashboard, and `/dead-letters` (list,
+    /// replay to the work queue).
     #[command(flatten)]
     pub amqp: AmqpOpts,
     #[command(flatten)]
