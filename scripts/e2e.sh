@@ -79,7 +79,8 @@ stop() {
 cleanup() {
     local status=$?
     touch "$work/stop"
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # CONT first: the test pauses the consumer (SIGSTOP) for a moment.
+    for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
     [[ -s $work/serve.pid ]] && stop "$(cat "$work/serve.pid")"
     wait 2>/dev/null || true
     psql -q "$pg_base/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null ||
@@ -99,6 +100,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 scripts/services.sh
+scripts/services.sh chaos-tools # pika: the test publishes dead-letter fixtures with it
 ensure_tools
 log "building ppctl (debug)"
 cargo build --quiet --bin ppctl
@@ -122,6 +124,7 @@ token=e2e-$suffix
 pids+=($!)
 "$ppctl" consume --sweep-every 1s >"$out/consume.log" 2>&1 &
 pids+=($!)
+consume_pid=$!
 
 for _ in $(seq 100); do
     "$ppctl" raw-http GET /health --addr "127.0.0.1:$port" --fail >/dev/null 2>&1 && break
@@ -133,4 +136,5 @@ log "serve on 127.0.0.1:$port, consume on queue $queue, database $database"
 "$ppctl" produce --every 0 --count 150 >"$out/produce.log" 2>&1
 
 E2E_BASE_URL=http://127.0.0.1:$port/ E2E_TOKEN=$token E2E_SERVE_PID=$work/serve.pid E2E_OUT=$out \
+    E2E_CONSUME_PID=$consume_pid E2E_DATABASE_URL=$DATABASE_URL E2E_AMQP_URL=$amqp_url E2E_QUEUE=$queue \
     node tests/e2e/dashboard.mjs

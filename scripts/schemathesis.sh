@@ -4,8 +4,11 @@
 # stateful), 100 examples per operation; exits non-zero on any failure.
 #
 # The server is this script's own: a fresh database, a free port, an API token (so the
-# auth checks see the token enforced), the local RabbitMQ. Everything it starts or
-# creates is stopped and dropped on exit. Schemathesis lives in a venv made by
+# auth checks see the token enforced), the local RabbitMQ with a queue of its own
+# (`pp_schemathesis`, reused by every run so runs leave no queues behind) and a consumer,
+# which declares that queue (so /dead-letters answers 200, not 404) and does the works
+# the API creates (so their statuses move while Schemathesis reads them). Everything it
+# starts or creates is stopped and dropped on exit. Schemathesis lives in a venv made by
 # `scripts/services.sh schemathesis`. Its reports land in target/schemathesis/.
 # One Schemathesis worker: with two, a run here on Debian 12's Python 3.11.2 failed
 # inside hypothesis with "SystemError: AST constructor recursion depth mismatch" (from
@@ -32,13 +35,14 @@ suffix="$(date +%s)_$$"
 db="ppctl_schemathesis_$suffix"
 token="schemathesis-$suffix"
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export DATABASE_URL="$PG/$db" AMQP_URL="$AMQP" PP_QUEUE="pp_schemathesis_$suffix"
+export DATABASE_URL="$PG/$db" AMQP_URL="$AMQP" PP_QUEUE=pp_schemathesis
 
-server=""
+server="" consumer=""
 cleanup() {
-    if [[ -n $server ]]; then
-        kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $server $consumer; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
     PGPASSWORD=postgres psql -X -q -h 127.0.0.1 -U postgres -d postgres \
         -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
         log "could not drop database $db"
@@ -46,6 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$ppctl" db setup >"$OUT/db-setup.log" 2>&1
+"$ppctl" consume >"$OUT/consume.log" 2>&1 &
+consumer=$!
 "$ppctl" serve --addr "127.0.0.1:$port" --api-token "$token" >"$OUT/serve.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
@@ -54,6 +60,17 @@ for _ in $(seq 100); do
     kill -0 "$server" 2>/dev/null || { tail -n 20 "$OUT/serve.log" >&2; exit 1; }
     sleep 0.1
 done
+# The consumer has declared the queues once the dead letters can be listed.
+declared=0
+for _ in $(seq 100); do
+    if "$ppctl" raw-http GET /dead-letters --addr "127.0.0.1:$port" --fail >/dev/null 2>&1; then
+        declared=1
+        break
+    fi
+    kill -0 "$consumer" 2>/dev/null || { tail -n 20 "$OUT/consume.log" >&2; exit 1; }
+    sleep 0.1
+done
+((declared)) || { log "GET /dead-letters never answered 200; see $OUT/consume.log"; exit 1; }
 log "ppctl serve on $base (database $db, token set); $EXAMPLES examples per operation"
 
 started=$SECONDS

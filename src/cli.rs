@@ -39,6 +39,8 @@ pub enum Command {
     RawHttp(RawHttpArgs),
     /// Create, migrate, inspect and reset the database.
     Db(DbArgs),
+    /// Read, replay and purge the dead letters (`<queue>.dead`).
+    Dead(DeadArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
@@ -144,7 +146,8 @@ pub struct WorkerOpts {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbOpts,
-    /// Only looked at: the dashboard shows the dead-letter queue's depth.
+    /// The dead-letter queue: its depth for the dashboard, and `/dead-letters` (list,
+    /// replay to the work queue).
     #[command(flatten)]
     pub amqp: AmqpOpts,
     #[command(flatten)]
@@ -305,6 +308,64 @@ pub enum DbAction {
         #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DeadArgs {
+    #[command(subcommand)]
+    pub action: DeadAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadAction {
+    /// Show dead letters from the head of the queue (id, reason, time, size, preview)
+    /// without removing or reordering any.
+    List {
+        #[command(flatten)]
+        amqp: AmqpOpts,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the work queue (confirmed first, then removed).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
+    Replay {
+        #[command(flatten)]
+        amqp: AmqpOpts,
+        /// Every readable dead letter.
+        #[arg(long)]
+        all: bool,
+        /// The dead letter with this message_id (repeatable).
+        #[arg(long = "id", value_name = "MESSAGE_ID")]
+        id: Vec<String>,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every dead letter, unreadable ones included (or, with --unreadable, only
+    /// those, so the ones behind them can be read again).
+    Purge {
+        #[command(flatten)]
+        amqp: AmqpOpts,
+        /// Confirm: the dead letters are gone for good.
+        #[arg(long)]
+        yes: bool,
+        /// Remove only the dead letters the AMQP client cannot read; the others keep
+        /// their order.
+        #[arg(long)]
+        unreadable: bool,
+    },
+}
+
+impl DeadAction {
+    pub fn amqp(&self) -> &AmqpOpts {
+        match self {
+            Self::List { amqp, .. } | Self::Replay { amqp, .. } | Self::Purge { amqp, .. } => amqp,
+        }
+    }
 }
 
 #[cfg(test)]

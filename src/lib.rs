@@ -6,7 +6,8 @@
 //! - `model`: Work, Event, WorkDemand and their JSON shapes; `engine`: the sum itself;
 //!   `query`: the search filter shared by HTTP, CLI and storage.
 //! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
-//! - `amqp`: RabbitMQ topology and publishing with confirms.
+//! - `amqp`: RabbitMQ topology, publishing with confirms, dead letters with their
+//!   reasons (`dead_letter`) and the operator's list/replay/purge (`dead`).
 //! - `worker`: the consumer's two workers, queue batches and the sweeper, each a
 //!   one-step function (`process_batch`, `sweep_once`) plus a thin loop.
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.

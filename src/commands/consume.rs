@@ -1,5 +1,6 @@
 //! `ppctl consume`: the queue worker and the sweeper, side by side, until shutdown.
 
+use crate::amqp::dead_letter::DeadLetterer;
 use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
 use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
@@ -108,6 +109,8 @@ struct QueueWorker<'a> {
 struct Session {
     connection: lapin::Connection,
     channel: Channel,
+    /// Poison goes to the dead-letter exchange through this confirm-mode channel.
+    dead: DeadLetterer,
     consumer: Consumer,
     monitor: AbortOnDrop<()>,
 }
@@ -181,6 +184,7 @@ impl QueueWorker<'_> {
         let Session {
             connection,
             channel,
+            dead,
             mut consumer,
             monitor: _monitor,
         } = opened.map_err(|_| anyhow::anyhow!("consumer setup took over {SETUP_TIMEOUT:?}"))??;
@@ -192,7 +196,7 @@ impl QueueWorker<'_> {
         let mut storing = Stores::default();
         loop {
             if safe && *safe_left == 0 {
-                self.finish_all(&mut storing, &channel).await?;
+                self.finish_all(&mut storing, &channel, &dead).await?;
                 let _ = connection.close(200, "leaving safe mode".into()).await;
                 return Ok(Ended::SafeModeOver);
             }
@@ -206,16 +210,16 @@ impl QueueWorker<'_> {
             match next {
                 Next::Stored(stored) => {
                     storing.pop();
-                    let settled = self.finish(&channel, stored).await?;
+                    let settled = self.finish(&channel, &dead, stored).await?;
                     *safe_left = safe_left.saturating_sub(settled);
                 }
                 Next::Delivery(first) => {
                     let deliveries = gather(&mut consumer, *first, max).await?;
-                    let batch = queue::prepare(deliveries, worker.work_delay).await?;
+                    let batch = queue::prepare(deliveries, &dead, worker.work_delay).await?;
                     if storing.len() == STORES_IN_FLIGHT {
                         let stored = storing.oldest().await;
                         storing.pop();
-                        let settled = self.finish(&channel, stored).await?;
+                        let settled = self.finish(&channel, &dead, stored).await?;
                         *safe_left = safe_left.saturating_sub(settled);
                     }
                     storing.spawn(self.pool.clone(), batch, self.shutdown.clone());
@@ -223,7 +227,7 @@ impl QueueWorker<'_> {
             }
         }
         // Shutdown: what is being stored is committed and acknowledged before we close.
-        self.finish_all(&mut storing, &channel).await?;
+        self.finish_all(&mut storing, &channel, &dead).await?;
         // Close cleanly so the broker does not wait for a heartbeat timeout.
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
@@ -245,6 +249,7 @@ impl QueueWorker<'_> {
             .await?;
         let monitor =
             amqp::depth::start_depth_monitor(connection.create_channel().await?, topology.clone());
+        let dead = DeadLetterer::open(&connection, topology).await?;
         let consumer = channel
             .basic_consume(
                 topology.queue.as_str().into(),
@@ -258,28 +263,39 @@ impl QueueWorker<'_> {
         Ok(Session {
             connection,
             channel,
+            dead,
             consumer,
             monitor,
         })
     }
 
     /// Waits for every store in flight and acknowledges each, in order.
-    async fn finish_all(&self, storing: &mut Stores, channel: &Channel) -> anyhow::Result<()> {
+    async fn finish_all(
+        &self,
+        storing: &mut Stores,
+        channel: &Channel,
+        dead: &DeadLetterer,
+    ) -> anyhow::Result<()> {
         while !storing.is_empty() {
             let stored = storing.oldest().await;
             storing.pop();
-            self.finish(channel, stored).await?;
+            self.finish(channel, dead, stored).await?;
         }
         Ok(())
     }
 
     /// Acknowledges a stored batch (stores finish, and so are acked, in delivery
     /// order). Returns how many deliveries it settled.
-    async fn finish(&self, channel: &lapin::Channel, stored: StoreResult) -> anyhow::Result<u64> {
+    async fn finish(
+        &self,
+        channel: &lapin::Channel,
+        dead: &DeadLetterer,
+        stored: StoreResult,
+    ) -> anyhow::Result<u64> {
         let batch = stored.context("a batch store panicked")??;
         // A dead connection must not hold the loop: the broker redelivers what is not
         // acked, and the redeliveries are deduplicated.
-        tokio::time::timeout(SETUP_TIMEOUT, queue::acknowledge(channel, &batch))
+        tokio::time::timeout(SETUP_TIMEOUT, queue::acknowledge(channel, dead, &batch))
             .await
             .map_err(|_| anyhow::anyhow!("acknowledging took over {SETUP_TIMEOUT:?}"))??;
         if batch.outcome.stored > 0 {

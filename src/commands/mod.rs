@@ -3,6 +3,7 @@
 mod api_client;
 pub mod consume;
 pub mod db;
+pub mod dead;
 pub mod produce;
 mod progress;
 pub mod raw_http;
@@ -31,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Work(args) => work::run(args).await.map(|()| ok),
         Command::RawHttp(args) => raw_http::run(args).await,
         Command::Db(args) => db::run(args).await.map(|()| ok),
+        Command::Dead(args) => dead::run(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -77,6 +77,44 @@ pub fn events(events: &[Event]) -> String {
     table(&["ID", "VARIABLE", "VALUE", "CREATED_ON"], rows)
 }
 
+/// Dead letters in queue order, an unreadable one as a row at its position.
+pub fn dead_letters(listing: &crate::amqp::dead::Listing) -> String {
+    let mut rows: Vec<(u64, Vec<String>)> = listing
+        .dead_letters
+        .iter()
+        .map(|d| {
+            let row = vec![
+                d.position.to_string(),
+                d.message_id.clone().unwrap_or_else(|| "-".into()),
+                d.dead_at.map_or_else(|| "-".into(), time),
+                d.size.to_string(),
+                d.reason.clone(),
+                d.preview.clone(),
+            ];
+            (d.position, row)
+        })
+        .collect();
+    for u in &listing.unreadable {
+        let cells = [
+            "(unreadable)",
+            "-",
+            "-",
+            "cannot be parsed by the client",
+            "-",
+        ];
+        let row = std::iter::once(u.position.to_string())
+            .chain(cells.iter().map(|c| c.to_string()))
+            .collect();
+        rows.push((u.position, row));
+    }
+    rows.sort_by_key(|(position, _)| *position);
+    let rows = rows.into_iter().map(|(_, row)| row).collect();
+    table(
+        &["POS", "MESSAGE_ID", "DEAD_AT", "SIZE", "REASON", "PREVIEW"],
+        rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

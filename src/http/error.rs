@@ -26,6 +26,9 @@ pub enum ApiError {
     /// `--max-streams` event streams are open already.
     #[error("too many open event streams (this server allows {0}); try again later")]
     TooManyStreams(usize),
+    /// The dead letters cannot be reached: RabbitMQ is out of reach or failed.
+    #[error("dead letters unavailable: {0}")]
+    Broker(String),
     #[error("no answer within {0:?} (the database is not answering); try again later")]
     Timeout(std::time::Duration),
     #[error("internal error")]
@@ -48,7 +51,7 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable | Self::Timeout(_) | Self::TooManyStreams(_) => {
+            Self::Unavailable | Self::Timeout(_) | Self::TooManyStreams(_) | Self::Broker(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -57,7 +60,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable | Self::Timeout(_)) {
+        if matches!(self, Self::Unavailable | Self::Timeout(_) | Self::Broker(_)) {
             response.insert_header(("Retry-After", "1"));
         }
         // A stream lasts as long as its dashboard stays open: no slot frees up in 1 s.

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod dashboard;
+pub mod dead;
 pub mod error;
 pub mod exporter;
 pub mod health;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub stats_cache: dashboard::StatsCache,
     /// The OpenAPI document, rendered once for this server's settings.
     pub openapi: web::Bytes,
+    /// The broker's dead letters, when the server was given a broker.
+    pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
 }
 
 /// Every route the app registers, as (method, path pattern). The OpenAPI test checks
@@ -52,6 +55,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/works/{id}/events"),
     ("POST", "/works/{id}/retry"),
     ("POST", "/works/{id}/cancel"),
+    ("GET", "/dead-letters"),
+    ("POST", "/dead-letters/replay"),
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
@@ -95,6 +100,8 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// Event streams (`/works/stream`) open at once; more get a 503.
     pub max_streams: usize,
+    /// For `/dead-letters`; without it those routes answer 503.
+    pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +110,7 @@ impl Default for ServerConfig {
             api_token: None,
             workers: None,
             max_streams: usize::from(live::DEFAULT_MAX_STREAMS),
+            dead_letters: None,
         }
     }
 }
@@ -138,6 +146,7 @@ pub fn start_until(
         notifier,
         stats_cache: Default::default(),
         openapi,
+        dead_letters: config.dead_letters,
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -151,6 +160,7 @@ pub fn start_until(
             .wrap(actix_web::middleware::from_fn(bounded))
             .configure(dashboard::routes)
             .configure(works::routes)
+            .configure(dead::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .default_service(web::to(not_found))

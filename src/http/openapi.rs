@@ -6,7 +6,8 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{body, dashboard, error, health, legacy, live, works, AppState};
+use super::{body, dashboard, dead, error, health, legacy, live, works, AppState};
+use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -26,10 +27,13 @@ use utoipa::OpenApi;
         works::create, works::search, works::get, works::events, works::retry, works::cancel,
         legacy::create, legacy::get, legacy::search,
         document, health::health, health::metrics,
+        dead::list, dead::replay,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
-            body::CreateWork, dashboard::Stats, health::Health, live::StreamEvent),
+            body::CreateWork, dashboard::Stats, health::Health, live::StreamEvent,
+            dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
+            amqp_dead::Unreadable, amqp_dead::Replayed),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::PayloadTooLarge, responses::Unavailable),
@@ -39,6 +43,7 @@ use utoipa::OpenApi;
         (name = "legacy", description = "The original project's routes, kept for its clients."),
         (name = "dashboard"),
         (name = "operations"),
+        (name = "dead-letters", description = "`ppctl dead list|replay` over HTTP."),
     ),
 )]
 struct ApiDoc;

@@ -4,6 +4,7 @@
 //! publisher sends can hold a batch up: a demand the database refuses is dead-lettered
 //! alone, and only outages are retried.
 
+use crate::amqp::dead_letter::DeadLetterer;
 use crate::backoff::Backoff;
 use crate::model::{new_work_code, Origin, WorkDemand};
 use crate::shutdown::Shutdown;
@@ -53,6 +54,9 @@ pub struct Batch {
     good_tags: Vec<u64>,
     /// Deliveries the database refused for good, with the reason: dead-lettered.
     refused: Vec<(u64, String)>,
+    /// The good deliveries themselves (moved, not copied): a refused one is
+    /// dead-lettered as a copy of its body and properties.
+    kept: Vec<Delivery>,
     deliveries: usize,
     pub outcome: BatchOutcome,
 }
@@ -62,37 +66,35 @@ pub struct Batch {
 pub async fn process_batch(
     pool: &PgPool,
     channel: &Channel,
+    dead: &DeadLetterer,
     deliveries: Vec<Delivery>,
     work_delay: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<BatchOutcome> {
-    let batch = prepare(deliveries, work_delay).await?;
+    let batch = prepare(deliveries, dead, work_delay).await?;
     let batch = store(pool, batch, shutdown).await?;
-    acknowledge(channel, &batch).await?;
+    acknowledge(channel, dead, &batch).await?;
     Ok(batch.outcome)
 }
 
 /// Step 1: dead-letters what can never succeed, computes the rest.
-pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow::Result<Batch> {
+pub async fn prepare(
+    deliveries: Vec<Delivery>,
+    dead: &DeadLetterer,
+    work_delay: Duration,
+) -> anyhow::Result<Batch> {
     let mut outcome = BatchOutcome::default();
-    let mut good: Vec<(String, i64, u64)> = Vec::with_capacity(deliveries.len());
-    let mut seen = HashSet::with_capacity(deliveries.len());
-    let mut good_tags = Vec::with_capacity(deliveries.len());
-    for delivery in &deliveries {
-        match parse(delivery) {
+    let count = deliveries.len();
+    let mut good: Vec<(String, i64, u64)> = Vec::with_capacity(count);
+    let mut seen = HashSet::with_capacity(count);
+    let mut good_tags = Vec::with_capacity(count);
+    let mut poison = Vec::new();
+    let mut kept = Vec::with_capacity(count);
+    for delivery in deliveries {
+        match parse(&delivery) {
             Err(reason) => {
                 tracing::warn!(delivery_tag = delivery.delivery_tag, %reason, "dead-lettering a demand that can never succeed");
-                let sent = delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await?;
-                if !sent {
-                    bail!(
-                        "could not reject delivery {}: the channel is closed",
-                        delivery.delivery_tag
-                    );
-                }
-                outcome.dead += 1;
+                poison.push((delivery, reason));
             }
             Ok((message_id, n)) => {
                 good_tags.push(delivery.delivery_tag);
@@ -101,17 +103,47 @@ pub async fn prepare(deliveries: Vec<Delivery>, work_delay: Duration) -> anyhow:
                 } else {
                     outcome.duplicates += 1;
                 }
+                kept.push(delivery);
             }
         }
     }
+    let items: Vec<(&Delivery, &str)> = poison.iter().map(|(d, r)| (d, r.as_str())).collect();
+    dead_letter(dead, &items).await?;
+    outcome.dead += items.len() as u64;
     let finished = compute_all(&good, work_delay).await?;
     Ok(Batch {
         finished,
         good_tags,
         refused: Vec::new(),
-        deliveries: deliveries.len(),
+        kept,
+        deliveries: count,
         outcome,
     })
+}
+
+/// Dead-letters each delivery with its reason: a confirmed copy carrying the reason,
+/// then an ack of the original; a plain reject when the copy was not confirmed. Single
+/// acks and rejects touch only their own tag, so the batches' multiple-acks keep their
+/// delivery order.
+async fn dead_letter(dead: &DeadLetterer, items: &[(&Delivery, &str)]) -> anyhow::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let confirmed = dead.publish(items).await;
+    for ((delivery, _), copied) in items.iter().zip(confirmed) {
+        let tag = delivery.delivery_tag;
+        let sent = if copied {
+            delivery.acker.ack(BasicAckOptions::default()).await?
+        } else {
+            tracing::warn!(delivery_tag = tag, "the dead letter's copy was not confirmed: rejecting the delivery instead (the broker dead-letters it, with x-death but without the reason)");
+            let reject = BasicRejectOptions { requeue: false };
+            delivery.acker.reject(reject).await?
+        };
+        if !sent {
+            bail!("could not settle dead letter {tag}: the channel is closed");
+        }
+    }
+    Ok(())
 }
 
 /// Step 2: stores the works and their events in one statement (retrying while the
@@ -149,16 +181,26 @@ pub async fn store(pool: &PgPool, mut batch: Batch, shutdown: &Shutdown) -> anyh
 }
 
 /// Step 3, only after step 2 committed: the refused deliveries dead-lettered, then one
-/// multiple-ack for the rest (rejected tags are no longer outstanding). Acks must go in
-/// delivery order: a multiple-ack also covers every earlier tag.
-pub async fn acknowledge(channel: &Channel, batch: &Batch) -> anyhow::Result<()> {
+/// multiple-ack for the rest (dead-lettered tags are no longer outstanding). Acks must go
+/// in delivery order: a multiple-ack also covers every earlier tag.
+pub async fn acknowledge(
+    channel: &Channel,
+    dead: &DeadLetterer,
+    batch: &Batch,
+) -> anyhow::Result<()> {
+    let mut items = Vec::with_capacity(batch.refused.len());
     for (tag, reason) in &batch.refused {
         tracing::warn!(delivery_tag = tag, %reason, "dead-lettering a demand the database refuses");
-        channel
-            .basic_reject(*tag, BasicRejectOptions { requeue: false })
-            .await
-            .context("reject failed after commit")?;
+        let delivery = batch
+            .kept
+            .iter()
+            .find(|d| d.delivery_tag == *tag)
+            .context("a refused delivery is missing from its batch")?;
+        items.push((delivery, reason.as_str()));
     }
+    dead_letter(dead, &items)
+        .await
+        .context("dead-lettering failed after commit")?;
     let refused: HashSet<u64> = batch.refused.iter().map(|(tag, _)| *tag).collect();
     let last = batch
         .good_tags

@@ -5,8 +5,11 @@
 //   E2E_TOKEN       the server's API token
 //   E2E_SERVE_PID   a file holding the serve process id (restarted when it exits)
 //   E2E_OUT         where screenshots go (target/e2e)
+//   E2E_CONSUME_PID the consumer's process id (paused while a work must stay pending)
+//   E2E_DATABASE_URL, E2E_AMQP_URL, E2E_QUEUE  for fixtures: psql and pika (hostile.py)
 // Every check throws; any failure exits 1 after a screenshot of the moment.
 import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +35,35 @@ async function createWork(addUpTo) {
   });
   check(response.status === 201, `POST /works answered ${response.status}`);
   return response.json();
+}
+
+/** Runs SQL with psql against the test's database; returns the output, trimmed. */
+function sql(statement) {
+  return execFileSync("psql", ["-qtAX", process.env.E2E_DATABASE_URL, "-c", statement], { encoding: "utf8" }).trim();
+}
+
+/** Publishes demands to the work queue with pika (what the chaos suite uses). */
+function publish(messages) {
+  const hex = (text) => Buffer.from(text).toString("hex");
+  const job = { mode: "publish", url: process.env.E2E_AMQP_URL, queue: process.env.E2E_QUEUE,
+    messages: messages.map(([id, body]) => ({ id: hex(id), body: hex(body) })) };
+  const answer = JSON.parse(execFileSync("/usr/bin/python3", ["tests/chaos/hostile.py"], { input: JSON.stringify(job), encoding: "utf8" }));
+  check(answer.confirmed === messages.length, "published " + JSON.stringify(answer));
+}
+
+async function apiGet(path) {
+  const response = await fetch(new URL(path, base));
+  check(response.ok, `GET ${path} answered ${response.status}`);
+  return response.json();
+}
+
+/** Polls `probe` every 200 ms until it returns true, for at most `ms`. */
+async function until(what, ms, probe) {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 // A fresh profile every run, so nothing (a stored token) leaks from the last one.
@@ -126,6 +158,79 @@ try {
   const later = await createWork(5);
   await doneRow(later.id).waitFor({ timeout: 20000 });
   check(navigations === 1, `no reload after the restart (navigations: ${navigations})`);
+
+  step("operators: Cancel a pending work, Retry a failed one (the consumer paused meanwhile)");
+  const consumer = Number(process.env.E2E_CONSUME_PID);
+  process.kill(consumer, "SIGSTOP");
+  let pending, failed;
+  try {
+    failed = await createWork(6);
+    pending = await createWork(7);
+    // A failure by hand, counted by hand as a sweeper's would be (tests/it/actions.rs).
+    sql(`UPDATE works SET status = 'failed', attempts = 3 WHERE id = ${failed.id}; UPDATE work_counts SET failed = failed + 1 WHERE shard = 0`);
+    await row(pending.id).click();
+    await page.waitForSelector("#cancel:not([disabled])");
+    check(await page.isDisabled("#retry"), "Retry is off for a pending work");
+    await page.click("#cancel");
+    await page.waitForSelector(`#works tr[data-id="${pending.id}"][data-status="cancelled"]`, { timeout: 10000 });
+    check((await apiGet(`works/${pending.id}`)).status === "cancelled", "the API says cancelled");
+    check((await apiGet(`works/${pending.id}/events`)).at(-1).variable === "work/cancelled", "work/cancelled event");
+    await row(failed.id).click();
+    await page.waitForSelector("#retry:not([disabled])");
+    check(await page.isDisabled("#cancel"), "Cancel is off for a failed work");
+    await page.screenshot({ path: join(out, "work-actions.png"), fullPage: true });
+    await page.click("#retry");
+    await page.waitForSelector(`#works tr[data-id="${failed.id}"][data-status="pending"]`, { timeout: 10000 });
+    check((await apiGet(`works/${failed.id}`)).status === "pending", "the API says pending after Retry");
+  } finally {
+    process.kill(consumer, "SIGCONT");
+  }
+  step(`the retried work ${failed.id} is done, the cancelled ${pending.id} stays cancelled`);
+  await doneRow(failed.id).waitFor({ timeout: 30000 });
+  check((await apiGet(`works/${failed.id}`)).result === 21, "retried work done with 21");
+  check((await apiGet(`works/${pending.id}`)).status === "cancelled", "still cancelled after a sweep");
+
+  step("dead letters: a demand the database refuses and one that is not JSON");
+  sql("ALTER TABLE works ADD CONSTRAINT e2e_no_77 CHECK (add_up_to <> 77) NOT VALID");
+  publish([["e2e-77", '{"add_up_to": 77}'], ["e2e-junk", "not json"]]);
+  const deadRow = (id) => page.locator(`#dead-letters tr[data-id="${id}"]`);
+  await until("both dead letters in the panel", 30000, async () => {
+    await page.click("#dead-refresh");
+    await page.waitForTimeout(300);
+    return (await deadRow("e2e-77").count()) === 1 && (await deadRow("e2e-junk").count()) === 1;
+  });
+  check((await deadRow("e2e-77").locator("td.reason").textContent()).includes("e2e_no_77"), "the database's reason shown");
+  check((await deadRow("e2e-junk").locator("td.reason").textContent()).includes("JSON"), "the parser's reason shown");
+  check((await page.textContent("#dead-count")).startsWith("2 "), "count 2: " + (await page.textContent("#dead-count")));
+  check((await apiGet("dead-letters")).count === 2, "the API counts 2");
+  await page.locator("#dead-panel").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(out, "dead-letters.png"), fullPage: true });
+
+  step("fix (drop the constraint), Replay all: 77 becomes a done work, the junk comes back dead");
+  sql("ALTER TABLE works DROP CONSTRAINT e2e_no_77");
+  const [replayed] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/dead-letters/replay") && r.status() === 200),
+    page.click("#dead-replay"),
+  ]);
+  const done = await replayed.json();
+  check(done.replayed.length === 2 && done.unreadable.length === 0, "replayed both: " + JSON.stringify(done));
+  await page.waitForFunction(() => document.querySelector("#dead-note").textContent.includes("Replayed 2"));
+  await until("work e2e-77 done", 30000, () => sql("SELECT status || ' ' || result FROM works WHERE message_id = 'e2e-77'") === "done 3003");
+  await until("only the junk dead again", 30000, async () => {
+    await page.click("#dead-refresh");
+    await page.waitForTimeout(300);
+    return (await page.locator("#dead-letters tr[data-id]").count()) === 1 && (await deadRow("e2e-junk").count()) === 1;
+  });
+  check((await page.textContent("#dead-count")).startsWith("1 "), "count 1 after the replay");
+  check((await page.textContent("#count-dead")) === "1", "the dead-letter card says 1");
+  check((await apiGet("dead-letters")).count === 1, "the API counts 1");
+  await page.screenshot({ path: join(out, "dead-letters-replayed.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300); // the chart redraws on resize
+  const deadOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(deadOverflow <= 0, `no sideways scrolling at phone width with dead letters (overflow ${deadOverflow}px)`);
+  await page.locator("#dead-panel").screenshot({ path: join(out, "dead-letters-phone.png") });
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   check(pageErrors.length === 0, "no script errors: " + pageErrors.join("; "));
   step("passed");

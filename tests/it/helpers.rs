@@ -191,6 +191,18 @@ impl TestApp {
         Self::spawn_config(pool, config).await
     }
 
+    /// The API with `/dead-letters` reading the dead-letter queue of `queue`.
+    pub async fn spawn_with_queue(db: &TestDb, queue: &str, api_token: Option<String>) -> Self {
+        let source = ppctl::http::dead::DeadLetterSource::new(AMQP_URL, Topology::new(queue))
+            .expect("AMQP URL");
+        let config = ppctl::http::ServerConfig {
+            api_token,
+            dead_letters: Some(source),
+            ..Default::default()
+        };
+        Self::spawn_config(db.pool.clone(), config).await
+    }
+
     /// One HTTP worker, whatever `config` says.
     pub async fn spawn_config(pool: PgPool, config: ppctl::http::ServerConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");

@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod cli;
+mod dead;
 mod edge;
 mod exits;
 mod faults;
