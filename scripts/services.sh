@@ -25,6 +25,12 @@ HOST=127.0.0.1
 PG_PORT=5432
 PG_PASSWORD=postgres
 PG_MIN_CONNECTIONS=500 # the test suite opens many pools in parallel
+# A long history (make bench: 10 million works, about 1.5 GB of indexes whose keys are
+# random) must stay in PostgreSQL's own cache, or each insert reads and dirties a cold
+# index page; Debian's 128 MB and 1 GB of WAL between checkpoints are sized for a small
+# shared machine. Only raised, never lowered.
+PG_SHARED_BUFFERS_MB=2048
+PG_MAX_WAL_MB=8192
 AMQP_PORT=5672
 WAIT_SECS=${PP_SERVICES_WAIT:-60}
 RABBIT_START_LOG=/var/log/rabbitmq/services-sh-start.log
@@ -118,16 +124,22 @@ pg_pick_cluster() {
         sort -V <<<"$clusters" | tail -n1
 }
 
+# Each setting capped at its target, so the answer is the targets exactly when all
+# are met.
+PG_SETTINGS_SQL="select least(current_setting('max_connections')::int, $PG_MIN_CONNECTIONS)
+    || ' ' || least(pg_size_bytes(current_setting('shared_buffers')) / 1048576, $PG_SHARED_BUFFERS_MB)
+    || ' ' || least(pg_size_bytes(current_setting('max_wal_size')) / 1048576, $PG_MAX_WAL_MB)"
+
 pg_restart() {
     pg_ctlcluster "$1" "$2" restart >&2 || die "PostgreSQL $1/$2 did not restart; see $3"
     wait_for pg_ready || die "PostgreSQL $1/$2 did not come back on $HOST:$PG_PORT within ${WAIT_SECS}s; see $3"
 }
 
 ensure_postgres() {
-    # Fast path: password works and the connection limit is high enough.
-    local max_conn
-    if have psql && max_conn=$(pg_query 'show max_connections') &&
-        ((max_conn >= PG_MIN_CONNECTIONS)); then
+    # Fast path: password works, the connection limit, cache and WAL are high enough.
+    local max_conn settings
+    if have psql && settings=$(pg_query "$PG_SETTINGS_SQL") &&
+        [[ $settings == "$PG_MIN_CONNECTIONS $PG_SHARED_BUFFERS_MB $PG_MAX_WAL_MB" ]]; then
         return
     fi
 
@@ -178,9 +190,26 @@ ensure_postgres() {
     fi
     max_conn=$(pg_query 'show max_connections') ||
         die "cannot log in to PostgreSQL as postgres/postgres on $HOST:$PG_PORT; check pg_hba.conf of $ver/$name"
+    local restart=0 buffers wal
     if ((max_conn < PG_MIN_CONNECTIONS)); then
-        log "raising max_connections from $max_conn to $PG_MIN_CONNECTIONS (restarts PostgreSQL)"
+        log "raising max_connections from $max_conn to $PG_MIN_CONNECTIONS"
         pg_query "ALTER SYSTEM SET max_connections = $PG_MIN_CONNECTIONS" >/dev/null
+        restart=1
+    fi
+    buffers=$(pg_query "select pg_size_bytes(current_setting('shared_buffers')) / 1048576")
+    if ((buffers < PG_SHARED_BUFFERS_MB)); then
+        log "raising shared_buffers from ${buffers}MB to ${PG_SHARED_BUFFERS_MB}MB"
+        pg_query "ALTER SYSTEM SET shared_buffers = '${PG_SHARED_BUFFERS_MB}MB'" >/dev/null
+        restart=1
+    fi
+    wal=$(pg_query "select pg_size_bytes(current_setting('max_wal_size')) / 1048576")
+    if ((wal < PG_MAX_WAL_MB)); then
+        log "raising max_wal_size from ${wal}MB to ${PG_MAX_WAL_MB}MB"
+        pg_query "ALTER SYSTEM SET max_wal_size = '${PG_MAX_WAL_MB}MB'" >/dev/null
+        pg_query "select pg_reload_conf()" >/dev/null
+    fi
+    if ((restart)); then
+        log "restarting PostgreSQL for the settings above"
         pg_restart "$ver" "$name" "$logfile"
     fi
 }
