@@ -93,12 +93,14 @@ pub async fn copy_works(database_url: &str, n: u64) -> anyhow::Result<f64> {
         )
         .await?
         .get(0);
+    // Codes and message ids of their own, so the baseline can run more than once.
+    let run = rand::random::<u32>();
     let mut works = String::with_capacity(n as usize * 100);
     for i in 0..n {
-        let (code, add) = (format!("copy-{i:010}"), (i % 100) as i64);
+        let (code, add) = (format!("copy-{run:08x}-{i:010}"), (i % 100) as i64);
         let sum = add * (add + 1) / 2;
         let event = first_event - 4 * (n - i) as i64;
-        works.push_str(&format!("{code}\t{add}\tdone\t{sum}\tcopy-{i}\t{event}\n"));
+        works.push_str(&format!("{code}\t{add}\tdone\t{sum}\t{code}\t{event}\n"));
     }
     let sql =
         "COPY works (work_code, add_up_to, status, result, message_id, first_event_id) FROM STDIN";

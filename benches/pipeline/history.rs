@@ -173,7 +173,8 @@ pub async fn run(
     empty: (f64, f64),
 ) -> anyhow::Result<()> {
     grow(db_url, 0, sizes.small, sizes).await?;
-    let serve = Proc::spawn("serve-history", &["serve"], env)?;
+    // The pool the empty-table POST ran with (see main.rs), so the rates compare.
+    let serve = Proc::spawn("serve-history", &["serve", "--db-pool-size", "64"], env)?;
     procs::wait_healthy(addr).await?;
     let small = read_paths(addr, env, sizes.small, sizes.samples).await?;
     let grow_secs = grow(db_url, sizes.small, sizes.big, sizes).await?;

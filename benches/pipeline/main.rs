@@ -119,7 +119,9 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     seed(db_url, s.seed_works).await?;
 
     // 1 and 2: the API against pgbench on the same table.
-    let serve = Proc::spawn("serve", &["serve"], &env)?;
+    // As many database connections as pgbench's clients: the same concurrency into the
+    // database on both sides of each ratio.
+    let serve = Proc::spawn("serve", &["serve", "--db-pool-size", "64"], &env)?;
     procs::wait_healthy(&addr).await?;
     let max = ("max", s.seed_works.to_string());
     let get_lua = format!(
@@ -225,6 +227,21 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
         0.5,
     );
     report.note(format!("baselines: ack-only drain {ack_only:.0} msg/s, COPY {copy:.0} works/s (events in the row, as the consumer stores them)"));
+    // Each baseline above had both cores to itself; a drain must receive and store at
+    // once on the same two cores. Both together, timed to the later one's end, are the
+    // machine's bound for that.
+    baseline::bare_publish(AMQP, &bare_queue, n).await?;
+    let start = std::time::Instant::now();
+    let (acked, copied) = tokio::join!(
+        baseline::ack_only_drain(AMQP, &bare_queue, n),
+        baseline::copy_works(db_url, n)
+    );
+    let (_, _) = (acked?, copied?);
+    let together = n as f64 / start.elapsed().as_secs_f64();
+    report.note(format!(
+        "ack-only drain and COPY at the same time: {together:.0} works/s; the drain is {:.2} of it",
+        drain / together
+    ));
 
     // 5: latency at a steady rate, through the queue and through the API.
     let lat = latency::queue_latency(AMQP, queue, db_url, s.e2e_rate, s.e2e_secs).await?;
