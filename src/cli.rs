@@ -210,7 +210,7 @@ pub struct WorkArgs {
     /// Talk to the API (http) or straight to the database (db).
     #[arg(long, global = true, value_enum, default_value_t = Via::Http)]
     pub via: Via,
-    /// The API's base URL, for --via http.
+    /// The API's base URL, http:// or https:// (rustls), for --via http.
     #[arg(long, global = true, env = "PP_API_URL", default_value = config::DEFAULT_API_URL)]
     pub api_url: String,
     /// Bearer token for POST routes, for --via http.
