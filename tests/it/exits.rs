@@ -220,14 +220,16 @@ async fn interrupted_produce(queue: &TestQueue, count: Option<&str>) -> (Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_count_exits_1_and_an_endless_producer_0() {
-    let queue = TestQueue::new();
-    let (code, stderr) = interrupted_produce(&queue, Some("100000")).await;
+    // A queue each: demands already there would let the signal come before the
+    // producer's handlers are in place.
+    let (counted, endless) = (TestQueue::new(), TestQueue::new());
+    let (code, stderr) = interrupted_produce(&counted, Some("100000")).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("of 100000 demands were confirmed"),
         "{stderr}"
     );
-    let (code, stderr) = interrupted_produce(&queue, None).await;
+    let (code, stderr) = interrupted_produce(&endless, None).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("producer stopped"), "{stderr}");
 }
