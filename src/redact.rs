@@ -11,21 +11,20 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn redact_authority_and_query(rest: &str) -> String {
-    // The userinfo ends at the last '@' before the path or the query starts.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***{}", &authority[at..]),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
+    // The userinfo ends at the last '@' before the query: a password typed with a '/',
+    // ':' or '@' unencoded is still hidden (an '@' in the path hides the host too, which
+    // errs the safe way).
+    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (head, tail) = rest.split_at(query_start);
+    let head = match head.rfind('@') {
+        Some(at) => match head[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:***{}", &head[at..]),
+            None => head.to_string(),
+        },
+        None => head.to_string(),
     };
     let Some((path, query)) = tail.split_once('?') else {
-        return authority + tail;
+        return head + tail;
     };
     let params: Vec<String> = query
         .split('&')
@@ -34,7 +33,7 @@ fn redact_authority_and_query(rest: &str) -> String {
             _ => param.to_string(),
         })
         .collect();
-    format!("{authority}{path}?{}", params.join("&"))
+    format!("{head}{path}?{}", params.join("&"))
 }
 
 fn is_password_key(key: &str) -> bool {
@@ -110,6 +109,7 @@ mod tests {
                 "postgresql://u:***@h1:5432,h2:5433/pp",
             ),
             ("amqp://u:hun@ter2@h/v", "amqp://u:***@h/v"),
+            ("postgres://u:hun/ter:2@h/db", "postgres://u:***@h/db"),
             (
                 "postgres://u:hunter2@h?sslmode=disable",
                 "postgres://u:***@h?sslmode=disable",
