@@ -5,8 +5,7 @@
 use super::{is_unparseable_frame, Nodes, Topology};
 use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{Channel, Confirmation, Connection};
 use std::time::Duration;
 
@@ -33,20 +32,8 @@ pub(super) async fn open(
         .connect(&name)
         .await
         .map_err(|e| DeadError::Unreachable(format!("{e:#}")))?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    let queue = channel
-        .queue_declare(
-            topology.dead_queue.as_str().into(),
-            passive,
-            FieldTable::default(),
-        )
-        .await;
-    let queue = match queue {
-        Ok(queue) => queue,
+    let count = match topology.dead_count(&channel).await {
+        Ok(count) => count,
         Err(e) => {
             close(&connection, "no queue").await;
             let missing =
@@ -57,7 +44,7 @@ pub(super) async fn open(
             return Err(anyhow::Error::from(e).context("cannot look at the dead-letter queue"));
         }
     };
-    Ok((connection, channel, queue.message_count()))
+    Ok((connection, channel, count))
 }
 
 /// Closes without waiting long: a connection killed by an unreadable frame may never
