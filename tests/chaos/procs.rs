@@ -95,6 +95,12 @@ impl Proc {
         self.exit.is_none()
     }
 
+    /// Exited with an error or by a signal; a clean exit (a producer done with its
+    /// `--count`) is not a failure.
+    pub fn failed(&mut self) -> bool {
+        !self.running() && !self.exit.is_some_and(|s| s.success())
+    }
+
     pub fn sigterm(&self) {
         infra::signal(&[self.pid], "TERM");
     }

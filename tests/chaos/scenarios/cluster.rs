@@ -113,8 +113,9 @@ pub(super) async fn rolling_restart(c: &mut Cluster, row: &mut Row) -> anyhow::R
     const N: u64 = 6000;
     let (env, mut db) = cluster_setup(c, "s8").await?;
     let rc = nodes(c)?;
-    // 100 every 500 ms: the stream lasts the whole rolling restart (~30 s).
-    let mut procs = start_pipeline(&env, rc, row, N, [0, 1, 2], ("500ms", 100))?;
+    // 80 every 500 ms, 37.5 s of stream: it outlasts the rolling restart (3 nodes at
+    // about 9 s each, after the first 300 works), so every restart meets publishes.
+    let mut procs = start_pipeline(&env, rc, row, N, [0, 1, 2], ("500ms", 80))?;
     db.wait_done("the first works", |d| d >= 300, FINISH)
         .await?;
     let mut slowest = 0f64;

@@ -181,9 +181,11 @@ pub(super) fn note_dedup(row: &mut Row, consumers: &[&Proc]) {
     ));
 }
 
+/// Fails the row for each process that crashed or exited with an error. A clean exit
+/// is the producer done with its `--count` (the consumers exit only when signalled).
 pub(super) fn ensure_running(row: &mut Row, procs: &mut [&mut Proc], when: &str) {
     for p in procs.iter_mut() {
-        if !p.running() {
+        if p.failed() {
             row.problem(format!(
                 "{} exited {when}; log tail:\n{}",
                 p.name,
