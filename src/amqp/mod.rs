@@ -1,8 +1,9 @@
-//! RabbitMQ: connecting to one node of a list, the queue topology, publishing with
-//! confirms, dead letters (the consumer's reasons in `dead_letter`; reading, replaying
-//! and purging them in `dead`, `dead_reader`, `dead_unreadable`). Reconnection is the caller's loop: on any channel or connection error,
-//! drop everything, back off, connect again (to the next node) and redeclare (lapin's
-//! own auto-recovery is not relied on).
+//! RabbitMQ: connecting to one node of a list, the queue topology, a consumer's
+//! session, publishing with confirms, dead letters (the consumer's reasons in
+//! `dead_letter`; reading, replaying and purging them in `dead`, `dead_reader`,
+//! `dead_unreadable`). Reconnection is the caller's loop: on any channel or connection
+//! error, drop everything, back off, connect again (to the next node) and redeclare
+//! (lapin's own auto-recovery is not relied on).
 
 pub mod dead;
 pub mod dead_letter;
@@ -10,6 +11,7 @@ mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
 pub mod publish;
+pub mod session;
 pub mod topology;
 
 use crate::config::redact_url;

@@ -1,6 +1,8 @@
-//! The workers inside `consume`: one for queued demands, one that sweeps pending API
-//! works. Each has a one-step function the tests call directly and a thin loop.
+//! The workers inside `consume`: one for queued demands (its steps in `queue`, its
+//! loop in `consumer`), one that sweeps pending API works. Each has a one-step
+//! function the tests call directly and a thin loop.
 
+pub mod consumer;
 pub mod queue;
 pub mod retention;
 pub mod stores;

@@ -1,0 +1,227 @@
+//! The queue worker: consumes demands from RabbitMQ in batches, stores them with a
+//! couple of stores in flight, acknowledges in delivery order, and reconnects.
+
+use crate::amqp::dead_letter::DeadLetterer;
+use crate::amqp::session::Session;
+use crate::amqp::{self, Topology};
+use crate::backoff::Backoff;
+use crate::cli::WorkerOpts;
+use crate::shutdown::Shutdown;
+use crate::storage::{notify::Notifier, PgPool};
+use crate::telemetry::TELEMETRY;
+use crate::worker::batch_limit;
+use crate::worker::queue;
+use crate::worker::stores::{StoreResult, Stores};
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::{Channel, Consumer};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// Batches being stored at once: two keep both cores busy (the database commits one
+/// while the consumer gathers and computes the next); acks still go out in order.
+const STORES_IN_FLIGHT: usize = 2;
+
+/// How long a batch waits for more deliveries after its first one.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// What the queue worker's loop needs, borrowed from `consume`.
+pub struct QueueWorker<'a> {
+    pub pool: &'a PgPool,
+    pub notifier: &'a Notifier,
+    pub nodes: amqp::Nodes,
+    pub topology: Topology,
+    pub worker: &'a WorkerOpts,
+    pub shutdown: &'a Shutdown,
+    /// The first connection declares the queues in full; reconnects only check them.
+    pub declared: AtomicBool,
+}
+
+/// How long connecting, declaring and subscribing may take before it is retried.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a connection's life ended, when it was not lost.
+enum Ended {
+    Shutdown,
+    /// Safe mode consumed past the suspect message: reconnect at the full prefetch.
+    SafeModeOver,
+}
+
+impl QueueWorker<'_> {
+    /// Connects, consumes until the channel fails, reconnects with backoff; until
+    /// shutdown. A queue declared with other arguments is the one error returned.
+    ///
+    /// After a connection dies on a frame lapin cannot parse (a non-UTF-8 message_id),
+    /// the whole window comes back in order, the culprit somewhere in it, and nothing
+    /// in ppctl can reject it: the consumer goes on with prefetch 1 ("safe mode") for
+    /// one window's worth of deliveries. Each crash then returns only the culprit, and
+    /// the quorum queue's delivery limit dead-letters it without touching the rest.
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let mut backoff = Backoff::default();
+        // Deliveries still to settle one at a time; 0: full prefetch.
+        let mut safe_left = 0u64;
+        while !self.shutdown.is_triggered() {
+            match self.consume_connection(&mut backoff, &mut safe_left).await {
+                Ok(Ended::Shutdown) => return Ok(()),
+                Ok(Ended::SafeModeOver) => {
+                    tracing::info!("safe mode over: back to the full prefetch");
+                    continue;
+                }
+                Err(e) if e.downcast_ref::<amqp::TopologyMismatch>().is_some() => return Err(e),
+                Err(e) => {
+                    TELEMETRY.reconnects.inc();
+                    self.nodes.lost();
+                    if amqp::is_unparseable_frame(&e) && safe_left == 0 {
+                        safe_left = u64::from(self.worker.prefetch);
+                        tracing::warn!("a delivery the AMQP client cannot parse closed the connection; consuming one at a time until the broker's delivery limit dead-letters it (a classic queue has none: it will come back forever)");
+                    }
+                    tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = self.shutdown.wait() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One connection's life. Err when the connection fails; every task tied to it
+    /// (batch stores, the depth monitor) is aborted whichever way it ends.
+    async fn consume_connection(
+        &self,
+        backoff: &mut Backoff,
+        safe_left: &mut u64,
+    ) -> anyhow::Result<Ended> {
+        let safe = *safe_left > 0;
+        let worker = self.worker;
+        let prefetch = if safe { 1 } else { worker.prefetch };
+        // Every step of the setup waits on the broker, and a connection that died
+        // midway (a frame lapin cannot parse) may leave one waiting forever: bounded,
+        // and shutdown is heard meanwhile.
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(SETUP_TIMEOUT, Session::open(&self.nodes, &self.topology, &self.declared, prefetch)) => opened,
+            _ = self.shutdown.wait() => return Ok(Ended::Shutdown),
+        };
+        let Session {
+            connection,
+            channel,
+            dead,
+            mut consumer,
+            monitor: _monitor,
+        } = opened.map_err(|_| anyhow::anyhow!("consumer setup took over {SETUP_TIMEOUT:?}"))??;
+        backoff.reset();
+        // A batch's share of the prefetch window leaves room to gather the next batch
+        // while the earlier ones are being stored.
+        let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
+        let max = batch_limit(window.max(1), worker.work_delay);
+        let mut storing = Stores::default();
+        loop {
+            if safe && *safe_left == 0 {
+                self.finish_all(&mut storing, &channel, &dead).await?;
+                let _ = connection.close(200, "leaving safe mode".into()).await;
+                return Ok(Ended::SafeModeOver);
+            }
+            // Biased: once shutdown is requested, no new delivery is taken.
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => break,
+                stored = storing.oldest(), if !storing.is_empty() => Next::Stored(stored),
+                delivery = consumer.next() => Next::Delivery(Box::new(delivery_or_error(delivery)?)),
+            };
+            match next {
+                Next::Stored(stored) => {
+                    storing.pop();
+                    let settled = self.finish(&channel, &dead, stored).await?;
+                    *safe_left = safe_left.saturating_sub(settled);
+                }
+                Next::Delivery(first) => {
+                    let deliveries = gather(&mut consumer, *first, max).await?;
+                    let batch = queue::prepare(deliveries, &dead, worker.work_delay).await?;
+                    if storing.len() == STORES_IN_FLIGHT {
+                        let stored = storing.oldest().await;
+                        storing.pop();
+                        let settled = self.finish(&channel, &dead, stored).await?;
+                        *safe_left = safe_left.saturating_sub(settled);
+                    }
+                    storing.spawn(self.pool.clone(), batch, self.shutdown.clone());
+                }
+            }
+        }
+        // Shutdown: what is being stored is committed and acknowledged before we close.
+        self.finish_all(&mut storing, &channel, &dead).await?;
+        // Close cleanly so the broker does not wait for a heartbeat timeout.
+        let _ = channel.close(200, "shutdown".into()).await;
+        let _ = connection.close(200, "shutdown".into()).await;
+        Ok(Ended::Shutdown)
+    }
+
+    /// Waits for every store in flight and acknowledges each, in order.
+    async fn finish_all(
+        &self,
+        storing: &mut Stores,
+        channel: &Channel,
+        dead: &DeadLetterer,
+    ) -> anyhow::Result<()> {
+        while !storing.is_empty() {
+            let stored = storing.oldest().await;
+            storing.pop();
+            self.finish(channel, dead, stored).await?;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges a stored batch (stores finish, and so are acked, in delivery
+    /// order). Returns how many deliveries it settled.
+    async fn finish(
+        &self,
+        channel: &lapin::Channel,
+        dead: &DeadLetterer,
+        stored: StoreResult,
+    ) -> anyhow::Result<u64> {
+        let batch = stored.context("a batch store panicked")??;
+        // A dead connection must not hold the loop: the broker redelivers what is not
+        // acked, and the redeliveries are deduplicated.
+        tokio::time::timeout(SETUP_TIMEOUT, queue::acknowledge(channel, dead, &batch))
+            .await
+            .map_err(|_| anyhow::anyhow!("acknowledging took over {SETUP_TIMEOUT:?}"))??;
+        if batch.outcome.stored > 0 {
+            self.notifier.works_changed();
+        }
+        tracing::debug!(outcome = ?batch.outcome, "batch");
+        let o = batch.outcome;
+        Ok(o.stored + o.duplicates + o.dead)
+    }
+}
+
+enum Next {
+    Stored(StoreResult),
+    Delivery(Box<Delivery>),
+}
+
+/// After the first delivery, gathers more for up to `LINGER` or until `max`. Not
+/// cancelled midway: deliveries taken from the stream must not be dropped.
+async fn gather(
+    consumer: &mut Consumer,
+    first: Delivery,
+    max: usize,
+) -> anyhow::Result<Vec<Delivery>> {
+    let mut batch = vec![first];
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline.into(), consumer.next()).await {
+            Ok(next) => batch.push(delivery_or_error(next)?),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
+    match next {
+        Some(Ok(delivery)) => Ok(delivery),
+        Some(Err(e)) => Err(anyhow::Error::from(e).context("the consumer failed")),
+        None => bail!("the broker cancelled the consumer"),
+    }
+}
