@@ -16,6 +16,8 @@ use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
+mod series;
+
 /// Prometheus' text format, as `/metrics` answers.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -112,70 +114,8 @@ impl Telemetry {
             pool_waiting: Gauge::default(),
             registry: Mutex::new((Registry::default(), HashSet::new())),
         };
-        let pipeline: [(&str, &str, &Counter); 11] = [
-            (
-                "ppctl_works_stored",
-                "queued demands stored as done works",
-                &t.works_stored,
-            ),
-            (
-                "ppctl_duplicate_deliveries",
-                "redelivered demands acked without a second work",
-                &t.duplicates,
-            ),
-            (
-                "ppctl_dead_lettered",
-                "demands rejected to the dead-letter queue",
-                &t.dead_lettered,
-            ),
-            (
-                "ppctl_works_swept",
-                "API works computed by the sweeper",
-                &t.swept,
-            ),
-            (
-                "ppctl_works_failed",
-                "works failed after their last attempt",
-                &t.failed,
-            ),
-            (
-                "ppctl_works_expired",
-                "API works expired: not finished within the sweep window",
-                &t.expired,
-            ),
-            ("ppctl_published", "demands published", &t.published),
-            (
-                "ppctl_confirmed",
-                "demands confirmed by the broker",
-                &t.confirmed,
-            ),
-            ("ppctl_nacked", "publishes refused by the broker", &t.nacked),
-            (
-                "ppctl_returned",
-                "publishes returned unroutable (mandatory), published again",
-                &t.returned,
-            ),
-            (
-                "ppctl_reconnects",
-                "reconnections to RabbitMQ",
-                &t.reconnects,
-            ),
-        ];
         if let Ok(mut guard) = t.registry.lock() {
-            let registry = &mut guard.0;
-            for (name, help, counter) in pipeline {
-                registry.register(name, help, counter.clone());
-            }
-            registry.register(
-                "ppctl_store_tasks",
-                "batch stores running in this process",
-                t.store_tasks.clone(),
-            );
-            registry.register(
-                "ppctl_batch_size",
-                "deliveries per consumer batch",
-                t.batch_size.clone(),
-            );
+            series::register_pipeline(&t, &mut guard.0);
         }
         t
     }
@@ -189,50 +129,7 @@ impl Telemetry {
         if !registered.insert(group) {
             return;
         }
-        match group {
-            Group::Api => {
-                registry.register(
-                    "ppctl_works_created",
-                    "works created through the API",
-                    self.works_created.clone(),
-                );
-                registry.register(
-                    "ppctl_http_request_duration_seconds",
-                    "API request latency by method, route pattern and status",
-                    self.requests.clone(),
-                );
-                registry.register("ppctl_works", "works in the database by status: pending and running counted, the finished ones from running totals (a gauge: it goes down after a prune)", self.works.clone());
-                registry.register(
-                    "ppctl_database_up",
-                    "1 when the last scrape could count the works",
-                    self.database_up.clone(),
-                );
-            }
-            Group::Pool => {
-                registry.register(
-                    "ppctl_db_pool_connections",
-                    "database pool connections (open, idle, max)",
-                    self.pool_connections.clone(),
-                );
-                registry.register(
-                    "ppctl_db_pool_waiting",
-                    "tasks waiting for a pooled connection",
-                    self.pool_waiting.clone(),
-                );
-            }
-            Group::Depths => {
-                registry.register(
-                    "ppctl_queue_depth",
-                    "messages ready in the work queue, sampled every 5 s",
-                    self.queue_depth.clone(),
-                );
-                registry.register(
-                    "ppctl_dead_letter_depth",
-                    "messages in the dead-letter queue, sampled every 5 s",
-                    self.dead_depth.clone(),
-                );
-            }
-        }
+        series::register_group(self, group, registry);
     }
 
     pub fn observe_request(&self, method: &'static str, route: String, status: u16, secs: f64) {
@@ -264,47 +161,4 @@ impl Telemetry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_help_type_and_zero_series_and_a_cumulative_histogram() {
-        let t = Telemetry::new();
-        t.works_stored.inc_by(3);
-        t.batch_size.observe(7.0);
-        t.batch_size.observe(200.0);
-        let out = t.render();
-        assert!(out.contains("# HELP ppctl_works_stored_total queued demands stored as done works.\n# TYPE ppctl_works_stored_total counter\nppctl_works_stored_total 3\n"), "{out}");
-        assert!(
-            out.contains("ppctl_nacked_total 0\n"),
-            "a zero counter is kept: {out}"
-        );
-        assert!(
-            out.contains("ppctl_batch_size_bucket{le=\"5\"} 0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("ppctl_batch_size_bucket{le=\"10\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("ppctl_batch_size_bucket{le=\"300\"} 2\n"),
-            "{out}"
-        );
-        assert!(out.contains("ppctl_batch_size_sum 207.0\n"), "{out}");
-        assert!(
-            !out.contains("ppctl_queue_depth"),
-            "depths appear once watched: {out}"
-        );
-        assert_eq!(t.dead_letters(), None);
-        t.register(Group::Depths);
-        t.register(Group::Depths);
-        let out = t.render();
-        assert_eq!(
-            out.matches("# TYPE ppctl_queue_depth gauge").count(),
-            1,
-            "{out}"
-        );
-        assert_eq!(t.dead_letters(), Some(0));
-    }
-}
+mod tests;

@@ -1,0 +1,119 @@
+//! The series' names and HELP texts: those every process reports, and each group's.
+
+use super::{Group, Telemetry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+/// The pipeline's series, registered by every process so that zeros are reported.
+pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
+    let pipeline: [(&str, &str, &Counter); 11] = [
+        (
+            "ppctl_works_stored",
+            "queued demands stored as done works",
+            &t.works_stored,
+        ),
+        (
+            "ppctl_duplicate_deliveries",
+            "redelivered demands acked without a second work",
+            &t.duplicates,
+        ),
+        (
+            "ppctl_dead_lettered",
+            "demands rejected to the dead-letter queue",
+            &t.dead_lettered,
+        ),
+        (
+            "ppctl_works_swept",
+            "API works computed by the sweeper",
+            &t.swept,
+        ),
+        (
+            "ppctl_works_failed",
+            "works failed after their last attempt",
+            &t.failed,
+        ),
+        (
+            "ppctl_works_expired",
+            "API works expired: not finished within the sweep window",
+            &t.expired,
+        ),
+        ("ppctl_published", "demands published", &t.published),
+        (
+            "ppctl_confirmed",
+            "demands confirmed by the broker",
+            &t.confirmed,
+        ),
+        ("ppctl_nacked", "publishes refused by the broker", &t.nacked),
+        (
+            "ppctl_returned",
+            "publishes returned unroutable (mandatory), published again",
+            &t.returned,
+        ),
+        (
+            "ppctl_reconnects",
+            "reconnections to RabbitMQ",
+            &t.reconnects,
+        ),
+    ];
+    for (name, help, counter) in pipeline {
+        registry.register(name, help, counter.clone());
+    }
+    registry.register(
+        "ppctl_store_tasks",
+        "batch stores running in this process",
+        t.store_tasks.clone(),
+    );
+    registry.register(
+        "ppctl_batch_size",
+        "deliveries per consumer batch",
+        t.batch_size.clone(),
+    );
+}
+
+/// The series of a group that only some processes know.
+pub(super) fn register_group(t: &Telemetry, group: Group, registry: &mut Registry) {
+    match group {
+        Group::Api => {
+            registry.register(
+                "ppctl_works_created",
+                "works created through the API",
+                t.works_created.clone(),
+            );
+            registry.register(
+                "ppctl_http_request_duration_seconds",
+                "API request latency by method, route pattern and status",
+                t.requests.clone(),
+            );
+            registry.register("ppctl_works", "works in the database by status: pending and running counted, the finished ones from running totals (a gauge: it goes down after a prune)", t.works.clone());
+            registry.register(
+                "ppctl_database_up",
+                "1 when the last scrape could count the works",
+                t.database_up.clone(),
+            );
+        }
+        Group::Pool => {
+            registry.register(
+                "ppctl_db_pool_connections",
+                "database pool connections (open, idle, max)",
+                t.pool_connections.clone(),
+            );
+            registry.register(
+                "ppctl_db_pool_waiting",
+                "tasks waiting for a pooled connection",
+                t.pool_waiting.clone(),
+            );
+        }
+        Group::Depths => {
+            registry.register(
+                "ppctl_queue_depth",
+                "messages ready in the work queue, sampled every 5 s",
+                t.queue_depth.clone(),
+            );
+            registry.register(
+                "ppctl_dead_letter_depth",
+                "messages in the dead-letter queue, sampled every 5 s",
+                t.dead_depth.clone(),
+            );
+        }
+    }
+}
