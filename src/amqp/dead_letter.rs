@@ -6,9 +6,11 @@
 //! letter may then exist twice, never zero times.
 
 use super::Topology;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use lapin::message::Delivery;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,10 +47,35 @@ impl DeadLetterer {
         })
     }
 
+    /// Dead-letters each delivery with its reason: a confirmed copy carrying the reason,
+    /// then an ack of the original; a plain reject when the copy was not confirmed. Single
+    /// acks and rejects touch only their own tag, so the batches' multiple-acks keep their
+    /// delivery order.
+    pub async fn settle(&self, items: &[(&Delivery, &str)]) -> anyhow::Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let confirmed = self.publish(items).await;
+        for ((delivery, _), copied) in items.iter().zip(confirmed) {
+            let tag = delivery.delivery_tag;
+            let sent = if copied {
+                delivery.acker.ack(BasicAckOptions::default()).await?
+            } else {
+                tracing::warn!(delivery_tag = tag, "the dead letter's copy was not confirmed: rejecting the delivery instead (the broker dead-letters it, with x-death but without the reason)");
+                let reject = BasicRejectOptions { requeue: false };
+                delivery.acker.reject(reject).await?
+            };
+            if !sent {
+                bail!("could not settle dead letter {tag}: the channel is closed");
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes a copy of each delivery with its reason, to the dead-letter exchange,
     /// and says for each whether the broker confirmed it (in order). Never an error:
     /// what is not confirmed is for the caller to reject.
-    pub async fn publish(&self, items: &[(&Delivery, &str)]) -> Vec<bool> {
+    async fn publish(&self, items: &[(&Delivery, &str)]) -> Vec<bool> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -12,7 +12,7 @@ use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::TELEMETRY;
 use anyhow::{bail, Context};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use lapin::options::BasicAckOptions;
 use lapin::Channel;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -108,7 +108,7 @@ pub async fn prepare(
         }
     }
     let items: Vec<(&Delivery, &str)> = poison.iter().map(|(d, r)| (d, r.as_str())).collect();
-    dead_letter(dead, &items).await?;
+    dead.settle(&items).await?;
     outcome.dead += items.len() as u64;
     let finished = compute_all(&good, work_delay).await?;
     Ok(Batch {
@@ -119,31 +119,6 @@ pub async fn prepare(
         deliveries: count,
         outcome,
     })
-}
-
-/// Dead-letters each delivery with its reason: a confirmed copy carrying the reason,
-/// then an ack of the original; a plain reject when the copy was not confirmed. Single
-/// acks and rejects touch only their own tag, so the batches' multiple-acks keep their
-/// delivery order.
-async fn dead_letter(dead: &DeadLetterer, items: &[(&Delivery, &str)]) -> anyhow::Result<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let confirmed = dead.publish(items).await;
-    for ((delivery, _), copied) in items.iter().zip(confirmed) {
-        let tag = delivery.delivery_tag;
-        let sent = if copied {
-            delivery.acker.ack(BasicAckOptions::default()).await?
-        } else {
-            tracing::warn!(delivery_tag = tag, "the dead letter's copy was not confirmed: rejecting the delivery instead (the broker dead-letters it, with x-death but without the reason)");
-            let reject = BasicRejectOptions { requeue: false };
-            delivery.acker.reject(reject).await?
-        };
-        if !sent {
-            bail!("could not settle dead letter {tag}: the channel is closed");
-        }
-    }
-    Ok(())
 }
 
 /// Step 2: stores the works and their events in one statement (retrying while the
@@ -198,7 +173,7 @@ pub async fn acknowledge(
             .context("a refused delivery is missing from its batch")?;
         items.push((delivery, reason.as_str()));
     }
-    dead_letter(dead, &items)
+    dead.settle(&items)
         .await
         .context("dead-lettering failed after commit")?;
     let refused: HashSet<u64> = batch.refused.iter().map(|(tag, _)| *tag).collect();
