@@ -316,10 +316,14 @@ pub struct DeadArgs {
     pub action: DeadAction,
 }
 
+/// The dead letters are read and replayed, never declared, so `--queue-type` means
+/// nothing here: hidden from the help, still accepted (a shared `PP_QUEUE_TYPE` must
+/// not break `ppctl dead`).
 #[derive(Debug, Subcommand)]
 pub enum DeadAction {
     /// Show dead letters from the head of the queue (id, reason, time, size, preview)
     /// without removing or reordering any.
+    #[command(mut_arg("queue_type", |a| a.hide(true)))]
     List {
         #[command(flatten)]
         amqp: AmqpOpts,
@@ -332,6 +336,7 @@ pub enum DeadAction {
     },
     /// Send dead letters back to the work queue (confirmed first, then removed).
     #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
+    #[command(mut_arg("queue_type", |a| a.hide(true)))]
     Replay {
         #[command(flatten)]
         amqp: AmqpOpts,
@@ -347,6 +352,7 @@ pub enum DeadAction {
     },
     /// Remove every dead letter, unreadable ones included (or, with --unreadable, only
     /// those, so the ones behind them can be read again).
+    #[command(mut_arg("queue_type", |a| a.hide(true)))]
     Purge {
         #[command(flatten)]
         amqp: AmqpOpts,

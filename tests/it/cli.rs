@@ -335,6 +335,36 @@ async fn db_wait_returns_once_the_database_answers() {
     assert!(stdout.contains("reachable"), "{stdout}");
 }
 
+/// `dead` never declares a queue: `--queue-type` is not offered in its help, yet still
+/// accepted (a shared PP_QUEUE_TYPE must not break it); the commands that declare
+/// offer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_hides_the_queue_type_it_does_not_use() {
+    for action in ["list", "replay", "purge"] {
+        let help = ok(&["dead", action, "--help"]).await;
+        assert!(!help.contains("--queue-type"), "dead {action}:\n{help}");
+        assert!(help.contains("--queue "), "dead {action}:\n{help}");
+    }
+    for command in ["consume", "produce"] {
+        let help = ok(&[command, "--help"]).await;
+        assert!(help.contains("--queue-type"), "{command}:\n{help}");
+    }
+    let (_conn, _channel) = require_rabbitmq().await;
+    let stderr = fails(
+        &[
+            "dead",
+            "list",
+            "--queue-type",
+            "classic",
+            "--queue",
+            "pp_test_never_declared",
+        ],
+        Some(3),
+    )
+    .await;
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_lists_every_subcommand() {
     let help = ok(&["--help"]).await;
