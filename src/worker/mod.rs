@@ -9,7 +9,9 @@ pub mod stores;
 pub mod sweep;
 
 use crate::engine::{self, OutOfRange};
-use std::time::Duration;
+use crate::model::{new_work_code, Origin};
+use crate::storage::works;
+use std::time::{Duration, SystemTime};
 
 /// Computes one sum, taking at least `delay` (to simulate expensive work).
 pub async fn compute(add_up_to: i64, delay: Duration) -> Result<i64, OutOfRange> {
@@ -17,6 +19,29 @@ pub async fn compute(add_up_to: i64, delay: Duration) -> Result<i64, OutOfRange>
         tokio::time::sleep(delay).await;
     }
     engine::sum(add_up_to.into())
+}
+
+/// Computes each queued demand `(message_id, add_up_to, delivery tag)` into a finished
+/// work, keeping its tag.
+pub(crate) async fn compute_all(
+    good: &[(String, i64, u64)],
+    work_delay: Duration,
+) -> anyhow::Result<Vec<(works::Finished, u64)>> {
+    let mut finished = Vec::with_capacity(good.len());
+    for (message_id, n, tag) in good {
+        let started = SystemTime::now();
+        let result = compute(*n, work_delay).await?;
+        let work = works::Finished {
+            message_id: message_id.clone(),
+            work_code: new_work_code(Origin::Consumer),
+            add_up_to: *n,
+            result,
+            started,
+            stopped: SystemTime::now(),
+        };
+        finished.push((work, *tag));
+    }
+    Ok(finished)
 }
 
 /// Identifies this process in leases: unique across hosts and restarts.

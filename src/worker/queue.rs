@@ -15,7 +15,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -110,7 +110,7 @@ pub async fn prepare(
     let items: Vec<(&Delivery, &str)> = poison.iter().map(|(d, r)| (d, r.as_str())).collect();
     dead.settle(&items).await?;
     outcome.dead += items.len() as u64;
-    let finished = compute_all(&good, work_delay).await?;
+    let finished = super::compute_all(&good, work_delay).await?;
     Ok(Batch {
         finished,
         good_tags,
@@ -200,27 +200,6 @@ fn record(outcome: &BatchOutcome, deliveries: usize) {
     t.duplicates.inc_by(outcome.duplicates);
     t.dead_lettered.inc_by(outcome.dead);
     t.batch_size.observe(deliveries as f64);
-}
-
-async fn compute_all(
-    good: &[(String, i64, u64)],
-    work_delay: Duration,
-) -> anyhow::Result<Vec<(works::Finished, u64)>> {
-    let mut finished = Vec::with_capacity(good.len());
-    for (message_id, n, tag) in good {
-        let started = SystemTime::now();
-        let result = super::compute(*n, work_delay).await?;
-        let work = works::Finished {
-            message_id: message_id.clone(),
-            work_code: new_work_code(Origin::Consumer),
-            add_up_to: *n,
-            result,
-            started,
-            stopped: SystemTime::now(),
-        };
-        finished.push((work, *tag));
-    }
-    Ok(finished)
 }
 
 /// Stores `rows`, retrying with backoff while the database is unavailable (or fails
