@@ -1,10 +1,13 @@
-//! Every clap type in one place. Settings are flags with environment fallbacks; the
-//! option groups shared by several subcommands are flattened into each.
+//! Every clap type: here the pipeline's subcommands (serve, produce, consume, up) and
+//! the option groups they share, flattened into each; in `tools` the operators' ones
+//! (work, raw-http, db, dead). Settings are flags with environment fallbacks.
 
 use crate::config::{self, parse_duration, parse_queue_name};
-use crate::query::RawQuery;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
+
+mod tools;
+pub use tools::*;
 
 /// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -195,183 +198,6 @@ pub struct UpArgs {
     pub produce: ProduceOpts,
     #[command(flatten)]
     pub worker: WorkerOpts,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Via {
-    Http,
-    Db,
-}
-
-#[derive(Debug, Args)]
-pub struct WorkArgs {
-    #[command(subcommand)]
-    pub action: WorkAction,
-    /// Talk to the API (http) or straight to the database (db).
-    #[arg(long, global = true, value_enum, default_value_t = Via::Http)]
-    pub via: Via,
-    /// The API's base URL, http:// or https:// (rustls), for --via http.
-    #[arg(long, global = true, env = "PP_API_URL", default_value = config::DEFAULT_API_URL)]
-    pub api_url: String,
-    /// Bearer token for POST routes, for --via http.
-    #[arg(long, global = true, env = "PP_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// PostgreSQL connection URL, for --via db.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
-    pub database_url: String,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WorkAction {
-    /// Create a work (random 1..=100 unless --add-up-to is given).
-    Create {
-        /// N to add up to (0..=4294967295); random 1..=100 when left out.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::engine::MAX_N))]
-        add_up_to: Option<u64>,
-    },
-    /// Show one work.
-    Get { id: i64 },
-    /// Search works, newest first.
-    Search(RawQuery),
-    /// Show a work's events, oldest first.
-    Events { id: i64 },
-    /// Put a failed or expired work back to pending (operators).
-    Retry { id: i64 },
-    /// Cancel a pending work (operators).
-    Cancel { id: i64 },
-    /// Follow a work until it is done (exit 0) or ends otherwise (exit 1), printing
-    /// each change.
-    Watch {
-        id: i64,
-        /// Give up (exit 1) after this long.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        timeout: Duration,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct RawHttpArgs {
-    /// GET, POST, ...
-    pub method: String,
-    /// Request target, e.g. /works/21.
-    pub path: String,
-    /// Extra header, `Name: value` (repeatable).
-    #[arg(short = 'H', long = "header")]
-    pub headers: Vec<String>,
-    /// Request body.
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Server address.
-    #[arg(long, env = "PP_RAW_ADDR", default_value = "127.0.0.1:3000")]
-    pub addr: String,
-    /// Exit non-zero when the status is 400 or above (for health checks).
-    #[arg(long)]
-    pub fail: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DbArgs {
-    #[command(subcommand)]
-    pub action: DbAction,
-    /// PostgreSQL connection URL.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
-    pub database_url: String,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DbAction {
-    /// Create the database if missing, then apply migrations.
-    Setup,
-    /// Apply pending migrations.
-    Migrate,
-    /// Show applied migrations and row counts.
-    Status,
-    /// Drop and recreate the database (destroys all works).
-    Reset {
-        /// Really drop it: without this flag nothing happens (exit 2).
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Wait until the database answers.
-    Wait {
-        /// Give up (exit 4) when the server has not answered within this long.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        timeout: Duration,
-    },
-    /// Delete finished works (done, failed, expired, cancelled) created more than
-    /// --older-than ago, with their events; pending and running works are kept.
-    Prune {
-        /// e.g. 30d, 12h.
-        #[arg(long, value_parser = parse_duration)]
-        older_than: Duration,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct DeadArgs {
-    #[command(subcommand)]
-    pub action: DeadAction,
-}
-
-/// The dead letters are read and replayed, never declared, so `--queue-type` means
-/// nothing here: hidden from the help, still accepted (a shared `PP_QUEUE_TYPE` must
-/// not break `ppctl dead`).
-#[derive(Debug, Subcommand)]
-pub enum DeadAction {
-    /// Show dead letters from the head of the queue (id, reason, time, size, preview)
-    /// without removing or reordering any.
-    #[command(mut_arg("queue_type", |a| a.hide(true)))]
-    List {
-        #[command(flatten)]
-        amqp: AmqpOpts,
-        /// Show at most this many.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        limit: u32,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send dead letters back to the work queue (confirmed first, then removed).
-    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "id"])))]
-    #[command(mut_arg("queue_type", |a| a.hide(true)))]
-    Replay {
-        #[command(flatten)]
-        amqp: AmqpOpts,
-        /// Every readable dead letter.
-        #[arg(long)]
-        all: bool,
-        /// The dead letter with this message_id (repeatable).
-        #[arg(long = "id", value_name = "MESSAGE_ID")]
-        id: Vec<String>,
-        /// Print JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove every dead letter, unreadable ones included (or, with --unreadable, only
-    /// those, so the ones behind them can be read again).
-    #[command(mut_arg("queue_type", |a| a.hide(true)))]
-    Purge {
-        #[command(flatten)]
-        amqp: AmqpOpts,
-        /// Confirm: the dead letters are gone for good.
-        #[arg(long)]
-        yes: bool,
-        /// Remove only the dead letters the AMQP client cannot read; the others keep
-        /// their order.
-        #[arg(long)]
-        unreadable: bool,
-    },
-}
-
-impl DeadAction {
-    pub fn amqp(&self) -> &AmqpOpts {
-        match self {
-            Self::List { amqp, .. } | Self::Replay { amqp, .. } | Self::Purge { amqp, .. } => amqp,
-        }
-    }
 }
 
 #[cfg(test)]
