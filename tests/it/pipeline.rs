@@ -475,7 +475,16 @@ async fn shutdown_mid_stream_loses_nothing_and_a_restart_finishes_the_rest() {
     stop(trigger, task).await;
     let stored = db.count("SELECT count(*) FROM works").await;
     let (_conn, channel) = queue.channel().await;
-    let (ready, dead) = queue.counts(&channel).await;
+    // The broker requeues a closed channel's unacked deliveries after its close-ok, not
+    // before: read the counts until they are back, or WAIT passes and the check fails.
+    let started = std::time::Instant::now();
+    let (ready, dead) = loop {
+        let counts = queue.counts(&channel).await;
+        if stored + i64::from(counts.0) >= 200 || started.elapsed() > WAIT {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(dead, 0);
     assert_eq!(
         stored + i64::from(ready),
