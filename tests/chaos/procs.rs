@@ -60,7 +60,7 @@ impl Proc {
             .env("PP_QUEUE", &env.queue)
             .env("PP_DB_POOL_SIZE", "8")
             // Debug for the consumer's per-batch outcome (stored, duplicates, dead).
-            .env("RUST_LOG", "info,lapin=warn,ppctl::commands::consume=debug")
+            .env("RUST_LOG", "info,lapin=warn,ppctl::worker::consumer=debug")
             .env("NO_COLOR", "1")
             .env(MARKER, &env.run_dir);
         if let Some(addr) = &env.http_addr {
@@ -163,11 +163,19 @@ impl Proc {
     }
 
     /// Redeliveries the consumer acknowledged without a second work, summed from its
-    /// per-batch debug lines (`BatchOutcome { stored, duplicates, dead }`).
-    pub fn deduplicated(&self) -> u64 {
-        self.log_text()
+    /// per-batch debug lines (`BatchOutcome { stored, duplicates, dead }`); None when it
+    /// logged none (no batch, or RUST_LOG above does not reach the module logging them).
+    pub fn deduplicated(&self) -> Option<u64> {
+        let text = self.log_text();
+        let outcomes: Vec<&str> = text
             .lines()
-            .filter(|l| l.contains("batch"))
+            .filter_map(|l| l.split("BatchOutcome {").nth(1))
+            .collect();
+        if outcomes.is_empty() {
+            return None;
+        }
+        let n = outcomes
+            .into_iter()
             .filter_map(|l| l.split("duplicates: ").nth(1))
             .filter_map(|rest| {
                 rest.split(|c: char| !c.is_ascii_digit())
@@ -175,7 +183,8 @@ impl Proc {
                     .parse::<u64>()
                     .ok()
             })
-            .sum()
+            .sum();
+        Some(n)
     }
 }
 

@@ -175,7 +175,14 @@ pub(super) async fn stop_all(row: &mut Row, procs: &mut [&mut Proc]) {
 /// Notes how many redelivered or republished demands the consumers acknowledged
 /// without a second work: evidence that the fault exercised the deduplication.
 pub(super) fn note_dedup(row: &mut Row, consumers: &[&Proc]) {
-    let n: u64 = consumers.iter().map(|p| p.deduplicated()).sum();
+    let counts: Vec<Option<u64>> = consumers.iter().map(|p| p.deduplicated()).collect();
+    if counts.iter().all(Option::is_none) {
+        // Every scenario's consumers store batches: no line at all means the evidence
+        // is not being logged (a moved module left RUST_LOG's target behind once).
+        row.problem("no consumer logged a per-batch BatchOutcome debug line: the deduplication evidence cannot be read (check RUST_LOG in procs.rs)");
+        return;
+    }
+    let n: u64 = counts.into_iter().flatten().sum();
     row.notes.push(format!(
         "{n} redelivered demands recognised as already stored (acked, no second work)"
     ));
