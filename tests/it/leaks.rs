@@ -33,10 +33,9 @@ async fn connections_named(name: &str) -> usize {
         .count()
 }
 
-/// The queue as the broker sees it, for a failure message: ready and unacked messages,
-/// consumers (a CI run once waited out a round with no store in flight).
-async fn queue_state(queue: &str) -> String {
-    let output = tokio::process::Command::new("rabbitmqctl")
+/// The queue's line in `rabbitmqctl list_queues`: name, type, ready, unacked, consumers.
+async fn queue_row(queue: &str) -> Result<Vec<String>, String> {
+    let out = tokio::process::Command::new("rabbitmqctl")
         .args([
             "list_queues",
             "-q",
@@ -47,15 +46,13 @@ async fn queue_state(queue: &str) -> String {
             "consumers",
         ])
         .output()
-        .await;
-    match output {
-        Ok(out) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with(queue))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        Err(e) => format!("rabbitmqctl list_queues failed: {e}"),
-    }
+        .await
+        .map_err(|e| format!("rabbitmqctl list_queues failed: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|fields| fields.first().is_some_and(|n| n == queue))
+        .ok_or_else(|| format!("no queue {queue}"))
 }
 
 async fn store_tasks(metrics_addr: &str) -> Option<i64> {
@@ -110,6 +107,12 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         (connections_named(&name).await == 1).then_some(())
     })
     .await;
+    let row = queue_row(queue.name()).await;
+    assert_eq!(
+        row.as_ref().ok().and_then(|f| f.get(1)).map(String::as_str),
+        Some("classic"),
+        "{row:?}"
+    );
     // Every store now hangs on the lock, as it would on a stalled database.
     let mut locker = db.client().await;
     let lock = locker.transaction().await.expect("transaction");
@@ -121,17 +124,26 @@ async fn reconnects_leak_neither_connections_nor_store_tasks() {
         queue
             .publish_raw(&channel, body, Some(&format!("leak-{round}")))
             .await;
+        // This round's store is in flight once the consumer holds the delivery (the
+        // broker's unacked count) and a store runs: the gauge alone could be satisfied
+        // by an earlier round's leaked store.
         let in_flight = tokio::time::timeout(2 * WAIT, async {
-            while store_tasks(&metrics_addr).await.is_none_or(|n| n < 1) {
+            loop {
+                let held = queue_row(queue.name())
+                    .await
+                    .is_ok_and(|f| f.get(3).is_some_and(|n| n == "1"));
+                if held && store_tasks(&metrics_addr).await.is_some_and(|n| n >= 1) {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
         .await;
         if in_flight.is_err() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let broker = queue_state(queue.name()).await;
+            let broker = queue_row(queue.name()).await;
             panic!(
-                "round {round}: no batch store in flight after {:?}; the broker: {broker}; consumer log:\n{log}",
+                "round {round}: no batch store in flight after {:?}; the broker (name, type, ready, unacked, consumers): {broker:?}; consumer log:\n{log}",
                 2 * WAIT
             );
         }
