@@ -58,6 +58,7 @@ pub fn document_for(api_token: bool) -> Document {
     components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(bearer)));
     for item in doc.paths.paths.values_mut() {
         body_not_null(item);
+        time_patterns(item);
         if !api_token {
             without_auth(item);
         }
@@ -76,6 +77,19 @@ fn body_not_null(item: &mut PathItem) {
             };
             let inner = one_of.items.iter().find(|s| matches!(s, RefOr::Ref(_)));
             content.schema = inner.cloned();
+        }
+    }
+}
+
+/// `since` and `until` carry the grammar `query::time` parses, built from its units.
+fn time_patterns(item: &mut PathItem) {
+    let params = item
+        .get
+        .iter_mut()
+        .flat_map(|op| op.parameters.iter_mut().flatten());
+    for param in params.filter(|p| p.name == "since" || p.name == "until") {
+        if let Some(RefOr::T(Schema::Object(schema))) = param.schema.as_mut() {
+            schema.pattern = Some(crate::query::time::pattern());
         }
     }
 }
@@ -149,7 +163,7 @@ mod tests {
                 .expect("params");
             for name in ["since", "until"] {
                 let param = params.iter().find(|p| p["name"] == name).expect(name);
-                assert_eq!(param["schema"]["pattern"], crate::query::time::PATTERN);
+                assert_eq!(param["schema"]["pattern"], crate::query::time::pattern());
             }
         }
     }

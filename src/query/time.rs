@@ -1,5 +1,5 @@
 //! `since` and `until`: a Unix time or a duration back from now. The grammar is small
-//! and exact so that the OpenAPI document can state it as one pattern (`PATTERN`) and
+//! and exact so that the OpenAPI document can state it as one pattern (`pattern()`) and
 //! the server accepts precisely what that pattern matches: a client (or Schemathesis)
 //! that builds a value from the document is never refused.
 
@@ -43,7 +43,10 @@ const UNITS: [(&str, i64); 31] = [
 
 /// What `parse` accepts, as an ECMA-262 pattern for the document: empty (no bound),
 /// digits (a Unix time), or number-unit pairs, optionally separated by one space.
-pub const PATTERN: &str = "^$|^[0-9]+$|^[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years)( ?[0-9]+ ?(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years))*$";
+pub fn pattern() -> String {
+    let units = UNITS.map(|(unit, _)| unit).join("|");
+    format!("^$|^[0-9]+$|^[0-9]+ ?({units})( ?[0-9]+ ?({units}))*$")
+}
 
 /// The Unix seconds PostgreSQL's timestamptz can hold that anyone means: years 1..=9999.
 /// Times beyond are clamped to it: `since=1000000years` means "since the beginning".
