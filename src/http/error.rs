@@ -23,6 +23,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("database unavailable, try again later")]
     Unavailable,
+    /// The schema or privileges do not fit: the message says what to run.
+    #[error("{0}")]
+    Schema(String),
     /// `--max-streams` event streams are open already.
     #[error("too many open event streams (this server allows {0}); try again later")]
     TooManyStreams(usize),
@@ -51,16 +54,21 @@ impl ResponseError for ApiError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable | Self::Timeout(_) | Self::TooManyStreams(_) | Self::Broker(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable
+            | Self::Schema(_)
+            | Self::Timeout(_)
+            | Self::TooManyStreams(_)
+            | Self::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable | Self::Timeout(_) | Self::Broker(_)) {
+        if matches!(
+            self,
+            Self::Unavailable | Self::Schema(_) | Self::Timeout(_) | Self::Broker(_)
+        ) {
             response.insert_header(("Retry-After", "1"));
         }
         // A stream lasts as long as its dashboard stays open: no slot frees up in 1 s.
@@ -96,6 +104,10 @@ impl From<DbError> for ApiError {
             DbError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::Unavailable
+            }
+            e @ DbError::Schema(_) => {
+                tracing::error!(error = %e, "database schema");
+                Self::Schema(e.to_string())
             }
             DbError::Constraint(detail) => Self::Conflict(detail),
             DbError::InvalidInput(detail) => Self::BadRequest(detail),

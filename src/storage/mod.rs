@@ -3,6 +3,8 @@
 pub mod actions;
 pub mod admin;
 pub mod claims;
+pub mod clock;
+pub mod error;
 pub mod listen;
 pub mod migrate;
 pub mod notify;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::Client;
+pub use error::DbError;
 
 /// The connection pool, and the URL it connects with. A LISTEN needs a connection of its
 /// own that a pool cannot lend (pooled connections drop notifications), and deadpool
@@ -79,6 +82,9 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
+        .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+            Box::pin(async move { clock::measure(client).await.map_err(HookError::Backend) })
+        }))
         .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
             if role::outlived(metrics.created) {
                 return Err(HookError::message(
@@ -93,73 +99,4 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             url: database_url.into(),
         })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
-}
-
-/// What went wrong talking to the database, in the terms callers act on.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The database could not be reached or the connection broke: retry later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A constraint refused the data: the input was wrong.
-    #[error("rejected by the database: {0}")]
-    Constraint(String),
-    /// A value the database cannot represent: the input was wrong.
-    #[error("invalid value: {0}")]
-    InvalidInput(String),
-    #[error("database error: {0}")]
-    Other(String),
-}
-
-impl From<deadpool_postgres::PoolError> for DbError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => DbError::Unavailable(other.to_string()),
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for DbError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        use tokio_postgres::error::SqlState;
-        if role::is_role_loss(&e) {
-            // A read-only or shutting-down server, or a broken connection: an outage
-            // for the caller (retry, or 503), and no pooled connection is reused.
-            role::lost(&e.to_string());
-            return DbError::Unavailable(e.to_string());
-        }
-        let Some(db) = e.as_db_error() else {
-            // No server answer: the connection timed out or was never opened.
-            return DbError::Unavailable(e.to_string());
-        };
-        let code = db.code();
-        let class = &code.code()[..2];
-        if class == "23" {
-            DbError::Constraint(db.message().to_string())
-        } else if class == "22" {
-            // data exceptions: a value the database cannot hold (NUL in text, ...)
-            DbError::InvalidInput(db.message().to_string())
-        } else if matches!(class, "08" | "28" | "40" | "53" | "57")
-            || *code == SqlState::UNDEFINED_DATABASE
-        {
-            // connection exceptions, a login refused (wrong password, missing
-            // database), serialization failures and deadlocks, insufficient resources,
-            // operator intervention (statement timeouts included)
-            DbError::Unavailable(db.message().to_string())
-        } else {
-            DbError::Other(db.message().to_string())
-        }
-    }
-}
-
-impl DbError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unavailable(_))
-    }
-
-    /// The data itself was refused: retrying the same data cannot succeed.
-    pub fn is_refusal(&self) -> bool {
-        matches!(self, DbError::Constraint(_) | DbError::InvalidInput(_))
-    }
 }

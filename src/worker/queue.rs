@@ -266,10 +266,12 @@ fn record(outcome: &BatchOutcome, deliveries: usize) {
 }
 
 /// Stores `rows` (and reads the WAL position after the commit when asked), retrying
-/// with backoff while the database is unavailable (or fails in a way that is not
-/// about the data, such as a missing table). The outer
-/// error is shutdown (the deliveries are then left unacked and the broker requeues
-/// them); the inner one is the database refusing the rows, which no retry can fix.
+/// with backoff. Outages (the database out of reach, or a schema an operator must fix)
+/// are retried without limit; any other failure `MAX_FAILURES` times, then it is the
+/// inner error, as a refusal of the data is at once: the caller stores the rows one by
+/// one and dead-letters those that keep failing alone (a trigger that raises, a limit),
+/// so no demand can wedge the batches behind it. The outer error is shutdown (the
+/// deliveries are then left unacked and the broker requeues them).
 async fn store_with_retry(
     pool: &PgPool,
     rows: &[works::Finished],
@@ -277,6 +279,7 @@ async fn store_with_retry(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Result<(u64, Option<WalPosition>), DbError>> {
     let mut backoff = Backoff::default();
+    let mut failures = 0;
     loop {
         let result = async {
             let client = pool.get().await?;
@@ -296,7 +299,9 @@ async fn store_with_retry(
             Err(e) if shutdown.is_triggered() => {
                 bail!("shutting down before the batch could be stored: {e}")
             }
+            Err(e) if !e.is_outage() && failures + 1 >= MAX_FAILURES => return Ok(Err(e)),
             Err(e) => {
+                failures += u32::from(!e.is_outage());
                 tracing::warn!(error = %e, works = rows.len(), "cannot store the batch yet; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -306,3 +311,7 @@ async fn store_with_retry(
         }
     }
 }
+
+/// Failures that are neither an outage nor a refusal before a store is given up (the
+/// batch then goes one by one; a single work, to the dead letters).
+const MAX_FAILURES: u32 = 3;

@@ -9,6 +9,7 @@ mod edge;
 mod exits;
 mod failover;
 mod faults;
+mod hardening;
 mod helpers;
 mod leaks;
 mod migrations;

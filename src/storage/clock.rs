@@ -1,0 +1,53 @@
+//! The database's clock, as seen from this host. A request's deadline is this host's
+//! clock, but the statement that must not run after it is judged by the database's
+//! `clock_timestamp()`: a few seconds of skew between the two would turn every create
+//! into a 503 (or let a late one through). Each new pooled connection measures the
+//! offset once (one round trip, at connect), and deadlines are shifted by it.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The database clock minus this host's, in microseconds, as last measured.
+static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
+
+/// Measures the offset on a fresh connection: the database's time against the middle
+/// of the round trip that read it.
+pub async fn measure(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let (sent, started) = (SystemTime::now(), Instant::now());
+    let row = client.query_one("SELECT clock_timestamp()", &[]).await?;
+    let database: SystemTime = row.get(0);
+    let local = sent + started.elapsed() / 2;
+    OFFSET_MICROS.store(offset_micros(database, local), Ordering::Relaxed);
+    Ok(())
+}
+
+fn offset_micros(database: SystemTime, local: SystemTime) -> i64 {
+    match database.duration_since(local) {
+        Ok(ahead) => i64::try_from(ahead.as_micros()).unwrap_or(i64::MAX),
+        Err(behind) => -i64::try_from(behind.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+/// This host's time `t`, on the database's clock.
+pub fn to_database_time(t: SystemTime) -> SystemTime {
+    let offset = OFFSET_MICROS.load(Ordering::Relaxed);
+    let shift = Duration::from_micros(offset.unsigned_abs());
+    if offset >= 0 {
+        t + shift
+    } else {
+        t - shift
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_go_both_ways() {
+        let now = SystemTime::now();
+        let ahead = now + Duration::from_secs(3);
+        assert_eq!(offset_micros(ahead, now), 3_000_000);
+        assert_eq!(offset_micros(now, ahead), -3_000_000);
+    }
+}

@@ -1,0 +1,127 @@
+//! Defects an outside review found (issue 17): a demand the database keeps refusing in
+//! a way that is not a constraint, a database clock that disagrees with the API's, a
+//! missing schema.
+
+use super::helpers::*;
+use super::pipeline::{start_consumer, stop, wait_for_works, worker_opts, WAIT};
+use ppctl::storage;
+use std::time::Duration;
+
+const DONE: &str = "SELECT count(*) FROM works WHERE status = 'done'";
+
+/// A trigger that raises (SQLSTATE P0001) is neither an outage nor a constraint: it
+/// used to be retried forever, and acks go in order, so everything behind it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demand_a_trigger_refuses_is_dead_lettered_with_the_reason_and_the_rest_flow() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.add_up_to = 13 THEN RAISE EXCEPTION 'thirteen is refused here'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_13 BEFORE INSERT ON works FOR EACH ROW EXECUTE FUNCTION refuse_13()",
+        )
+        .await
+        .expect("trigger");
+    let queue = TestQueue::new();
+    let (_conn, channel) = queue.channel().await;
+    for i in 0..40 {
+        let body = format!(r#"{{"add_up_to": {i}}}"#);
+        queue
+            .publish_raw(&channel, body.as_bytes(), Some(&format!("raised-{i}")))
+            .await;
+    }
+    let (trigger, task) = start_consumer(&db, &queue, worker_opts(Duration::ZERO, WAIT));
+    wait_for_works(&db, DONE, 39).await;
+    eventually("13 dead-lettered", WAIT, || async {
+        (queue.counts(&channel).await == (0, 1)).then_some(())
+    })
+    .await;
+    stop(trigger, task).await;
+    let reason = dead_letter_reason(&channel, &queue).await;
+    assert!(reason.contains("thirteen is refused here"), "{reason}");
+}
+
+/// The `x-death`-like reason ppctl writes on its dead letter.
+async fn dead_letter_reason(channel: &lapin::Channel, queue: &TestQueue) -> String {
+    let got = channel
+        .basic_get(
+            queue.topology.dead_queue.as_str().into(),
+            Default::default(),
+        )
+        .await
+        .expect("basic.get")
+        .expect("a dead letter");
+    let headers = got
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let reason = headers
+        .inner()
+        .iter()
+        .find(|(k, _)| k.as_str() == "x-ppctl-reason")
+        .map(|(_, v)| match v {
+            lapin::types::AMQPValue::LongString(s) => {
+                String::from_utf8_lossy(s.as_bytes()).into_owned()
+            }
+            other => format!("{other:?}"),
+        });
+    reason.unwrap_or_else(|| format!("no x-ppctl-reason header in {headers:?}"))
+}
+
+/// The database's clock 10 s ahead of the API's: its `clock_timestamp()` is shadowed
+/// for this database's connections. Every create used to be refused as "after its
+/// deadline".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_clock_ahead_of_the_api_still_creates_works() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION public.clock_timestamp() RETURNS timestamptz LANGUAGE sql \
+             AS $$ SELECT pg_catalog.clock_timestamp() + interval '10 seconds' $$",
+        )
+        .await
+        .expect("skewed clock");
+    let url = format!("{}?options=-c%20search_path%3Dpublic,pg_catalog", db.url);
+    let pool = storage::pool(&url, 2).expect("pool");
+    let client = pool.get().await.expect("connection");
+    let ahead: bool = client
+        .query_one(
+            "SELECT clock_timestamp() > now() + interval '9 seconds'",
+            &[],
+        )
+        .await
+        .expect("clock")
+        .get(0);
+    assert!(ahead, "the shadowed clock is in use");
+    drop(client);
+    let app = TestApp::spawn_with(pool, None).await;
+    for _ in 0..3 {
+        let (status, body) = app
+            .call("POST", "/works", Some(r#"{"add_up_to": 2}"#))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// A database with no tables yet: the API says what to run, as a 503, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_schema_is_a_503_that_says_to_run_db_setup() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("DROP TABLE works CASCADE")
+        .await
+        .expect("drop");
+    let app = TestApp::spawn(&db).await;
+    for target in ["/works", "/works/1"] {
+        let (status, body) = app.call("GET", target, None).await;
+        assert_eq!(status, 503, "{target}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("ppctl db setup"), "{target}: {error}");
+    }
+}
