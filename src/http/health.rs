@@ -6,7 +6,7 @@ use super::{works::resource, AppState};
 use crate::model::WorkStatus;
 use crate::storage::replica::ReplicaHealth;
 use crate::storage::role::{self, ServerRole};
-use crate::storage::works;
+use crate::storage::{works, DbError};
 use crate::telemetry::{StatusLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -30,8 +30,9 @@ pub struct Health {
     #[schema(pattern = "^(healthy|unhealthy)$")]
     status: &'static str,
     /// `read-only`: the server the pool reached refuses writes (a standby, or a demoted
-    /// primary); the pool then reconnects through `target_session_attrs`.
-    #[schema(pattern = "^(connected|read-only|unreachable)$")]
+    /// primary); the pool then reconnects through `target_session_attrs`. `schema`:
+    /// its migrations differ from this binary's (`error` says what to run).
+    #[schema(pattern = "^(connected|read-only|schema|unreachable)$")]
     database: &'static str,
     /// The server the pool is on (`IP:PORT`), when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,20 +42,25 @@ pub struct Health {
     /// With `--database-read-url`: the replica the read-only routes use.
     #[serde(skip_serializing_if = "Option::is_none")]
     replica: Option<ReplicaHealth>,
+    /// What to do about a `schema` database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
     /// `ppctl --version`: the package version and the build's revision.
     version: &'static str,
 }
 
-/// The server the pool is on, within the check's time.
-async fn server_role(state: &AppState) -> Option<ServerRole> {
+/// The server the pool is on, within the check's time; `Err` says why there is none
+/// when it is not an outage (a schema that does not fit this binary).
+async fn server_role(state: &AppState) -> Result<Option<ServerRole>, String> {
     let check = async {
-        let client = state.pool.get().await.ok()?;
-        role::server_role(&client).await.ok()
+        let client = state.pool.get().await.map_err(DbError::from)?;
+        role::server_role(&client).await.map_err(DbError::from)
     };
-    tokio::time::timeout(CHECK_TIMEOUT, check)
-        .await
-        .ok()
-        .flatten()
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(role)) => Ok(Some(role)),
+        Ok(Err(e @ DbError::Schema(_))) => Err(e.to_string()),
+        _ => Ok(None),
+    }
 }
 
 /// Liveness, and whether the database takes writes, for load balancers and Compose.
@@ -66,8 +72,12 @@ async fn server_role(state: &AppState) -> Option<ServerRole> {
             the server the pool reached refuses writes.", body = Health),
     ))]
 pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
-    let role = server_role(&state).await;
+    let (role, error) = match server_role(&state).await {
+        Ok(role) => (role, None),
+        Err(e) => (None, Some(e)),
+    };
     let (status, database) = match &role {
+        None if error.is_some() => ("unhealthy", "schema"),
         Some(r) if r.writable => ("healthy", "connected"),
         Some(r) => {
             // Writes would fail on this server: have the pool look for the primary.
@@ -82,6 +92,7 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         writable: role.as_ref().is_some_and(|r| r.writable),
         host: role.map(|r| r.host),
         replica: state.reads.health(),
+        error,
         version: crate::cli::VERSION,
     };
     match status {

@@ -2,7 +2,8 @@
 //! clock, but the statement that must not run after it is judged by the database's
 //! `clock_timestamp()`: a few seconds of skew between the two would turn every create
 //! into a 503 (or let a late one through). Each new pooled connection measures the
-//! offset once (one round trip, at connect), and deadlines are shifted by it.
+//! offset once (one round trip, at connect, which also checks the schema), and
+//! deadlines are shifted by it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,15 +11,29 @@ use std::time::{Duration, Instant, SystemTime};
 /// The database clock minus this host's, in microseconds, as last measured.
 static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
 
-/// Measures the offset on a fresh connection: the database's time against the middle
-/// of the round trip that read it.
-pub async fn measure(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+/// Checks a fresh pooled connection in one round trip: measures the clock offset (the
+/// database's time against the middle of the round trip that read it) and reads the
+/// applied migrations. Returns why this binary must not use the database, if it must
+/// not (`migrate::mismatch`); a missing `schema_migrations` is the error itself.
+pub async fn check_new_connection(
+    client: &tokio_postgres::Client,
+) -> Result<Option<String>, tokio_postgres::Error> {
     let (sent, started) = (SystemTime::now(), Instant::now());
-    let row = client.query_one("SELECT clock_timestamp()", &[]).await?;
+    let row = client
+        .query_one(
+            "SELECT clock_timestamp(), \
+                    (SELECT coalesce(array_agg(version), '{}') FROM schema_migrations)",
+            &[],
+        )
+        .await?;
     let database: SystemTime = row.get(0);
     let local = sent + started.elapsed() / 2;
     OFFSET_MICROS.store(offset_micros(database, local), Ordering::Relaxed);
-    Ok(())
+    let applied: Vec<i32> = row.get(1);
+    Ok(super::migrate::mismatch(
+        &applied,
+        super::migrate::MIGRATIONS,
+    ))
 }
 
 fn offset_micros(database: SystemTime, local: SystemTime) -> i64 {

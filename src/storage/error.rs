@@ -19,7 +19,7 @@ pub enum DbError {
     /// The schema or the permissions are not what this binary needs (a missing table,
     /// a migration not applied, a privilege revoked): no retry helps until an operator
     /// acts, and no single demand is to blame.
-    #[error("the database schema or permissions do not fit this ppctl ({0}); run `ppctl db setup` (or grant the privileges)")]
+    #[error("{0}")]
     Schema(String),
     #[error("database error: {0}")]
     Other(String),
@@ -29,6 +29,13 @@ impl From<deadpool_postgres::PoolError> for DbError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::PostCreateHook(
+                deadpool_postgres::HookError::Backend(e),
+            ) => e.into(),
+            // The schema check of a new connection (`clock::check_new_connection`).
+            deadpool_postgres::PoolError::PostCreateHook(
+                deadpool_postgres::HookError::Message(m),
+            ) => DbError::Schema(m.into_owned()),
             other => DbError::Unavailable(other.to_string()),
         }
     }
@@ -64,7 +71,10 @@ impl From<tokio_postgres::Error> for DbError {
         } else if matches!(class, "42" | "3F") {
             // syntax error or access rule violation (undefined table or column, missing
             // privilege), invalid schema name
-            DbError::Schema(db.message().to_string())
+            DbError::Schema(format!(
+                "{}: the database schema or privileges do not fit this ppctl; run `ppctl db setup` (or grant the privileges)",
+                db.message()
+            ))
         } else {
             DbError::Other(db.message().to_string())
         }

@@ -141,6 +141,29 @@ pub async fn applied(client: &Client) -> anyhow::Result<Vec<(i32, String, i64)>>
         .collect())
 }
 
+/// Why this binary must not write to a database with these migrations applied, if it
+/// must not: a binary older than the schema would keep the running totals wrong, and
+/// one newer than it would meet missing tables.
+pub fn mismatch(applied: &[i32], known: &[Migration]) -> Option<String> {
+    if let Some(v) = applied
+        .iter()
+        .find(|v| !known.iter().any(|m| m.version == **v))
+    {
+        return Some(format!("the database has migration {v:04}, which this ppctl does not know (it was built before it): upgrade ppctl"));
+    }
+    let pending: Vec<String> = known
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect();
+    (!pending.is_empty()).then(|| {
+        format!(
+            "migrations not applied: {}; run `ppctl db setup` (or `ppctl db migrate`)",
+            pending.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +176,15 @@ mod tests {
         assert_eq!(checksum("a"), checksum("a"));
         assert_ne!(checksum("a"), checksum("b"));
         assert_eq!(checksum(""), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn a_schema_ahead_or_behind_the_binary_is_a_mismatch() {
+        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(mismatch(&all, MIGRATIONS), None);
+        let behind = mismatch(&all[..all.len() - 1], MIGRATIONS).unwrap_or_default();
+        assert!(behind.contains("ppctl db setup"), "{behind}");
+        let ahead = mismatch(&[all.as_slice(), &[9999]].concat(), MIGRATIONS).unwrap_or_default();
+        assert!(ahead.contains("upgrade ppctl"), "{ahead}");
     }
 }

@@ -63,7 +63,9 @@ impl std::fmt::Debug for PgPool {
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Builds a pool; no connection is made until the first checkout. A connection opened
+/// Builds a pool; no connection is made until the first checkout. Each new connection
+/// is checked against the schema this binary was built for, and refused (`DbError::
+/// Schema`) when the migrations differ. A connection opened
 /// before the process last met a server that can no longer take writes is discarded at
 /// checkout (`role`), so the next one goes through `target_session_attrs` again; the
 /// check is a clock comparison, no query.
@@ -83,7 +85,13 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
         .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
-            Box::pin(async move { clock::measure(client).await.map_err(HookError::Backend) })
+            Box::pin(async move {
+                match clock::check_new_connection(client).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(mismatch)) => Err(HookError::message(mismatch)),
+                    Err(e) => Err(HookError::Backend(e)),
+                }
+            })
         }))
         .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
             if role::outlived(metrics.created) {

@@ -125,3 +125,40 @@ async fn a_missing_schema_is_a_503_that_says_to_run_db_setup() {
         assert!(error.contains("ppctl db setup"), "{target}: {error}");
     }
 }
+
+/// A process built before a migration (the database knows one it does not), or after
+/// one not yet applied, uses no connection to it: each route says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_older_or_newer_than_the_schema_refuses_it_and_says_why() {
+    let db = TestDb::new().await;
+    let cases = [
+        (
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')",
+            "upgrade ppctl",
+        ),
+        (
+            "DELETE FROM schema_migrations WHERE version = 9999 \
+             OR version = (SELECT max(version) FROM schema_migrations WHERE version < 9999)",
+            "ppctl db setup",
+        ),
+    ];
+    for (change, advice) in cases {
+        db.client().await.batch_execute(change).await.expect(change);
+        // A pool of its own: the checks run when a connection is opened.
+        let app = TestApp::spawn_with(storage::pool(&db.url, 2).expect("pool"), None).await;
+        let (status, body) = app.call("GET", "/works", None).await;
+        assert_eq!(status, 503, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(advice), "{error}");
+        let (status, health) = app.call("GET", "/health", None).await;
+        assert_eq!(status, 503, "{health}");
+        assert_eq!(health["database"], "schema", "{health}");
+        assert!(
+            health["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(advice),
+            "{health}"
+        );
+    }
+}
