@@ -7,6 +7,7 @@
 
 pub mod dead;
 pub mod dead_letter;
+pub mod dead_props;
 mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
