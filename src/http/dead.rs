@@ -26,7 +26,7 @@ const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(350
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
 
-/// Where `serve` finds the dead letters.
+/// Where `serve` finds the dead letters. `Debug` is `Nodes`'s, which hides passwords.
 #[derive(Debug)]
 pub struct DeadLetterSource {
     nodes: Nodes,

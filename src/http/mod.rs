@@ -94,7 +94,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-#[derive(Debug, Clone)]
+/// Holds the API token: its `Debug` says only whether one is set.
+#[derive(Clone)]
 pub struct ServerConfig {
     pub api_token: Option<String>,
     pub workers: Option<usize>,
@@ -102,6 +103,18 @@ pub struct ServerConfig {
     pub max_streams: usize,
     /// For `/dead-letters`; without it those routes answer 503.
     pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.api_token.as_ref().map(|_| "***");
+        f.debug_struct("ServerConfig")
+            .field("api_token", &token)
+            .field("workers", &self.workers)
+            .field("max_streams", &self.max_streams)
+            .field("dead_letters", &self.dead_letters)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {

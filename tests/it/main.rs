@@ -17,3 +17,4 @@ mod plans;
 mod rawhttp;
 mod retention;
 mod scale;
+mod secrets;
