@@ -2,6 +2,7 @@
 //! described, never echoed, by every command that reads it.
 
 use super::cli::fails;
+use super::helpers::*;
 
 /// Nothing listens there: a command that got past the URL would fail on connecting.
 const DB_DOWN: &str = "postgres://postgres:postgres@127.0.0.1:1/x";
@@ -48,4 +49,21 @@ fn debug_output_never_shows_a_token_or_a_password() {
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("127.0.0.1"), "{shown}");
+}
+
+/// Dead letters hold message ids and bodies: with a token set, reading them needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_dead_letters_needs_the_token_when_one_is_set() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;
+    let (status, body) = app.call("GET", "/dead-letters", None).await;
+    assert_eq!(status, 401, "{body}");
+    let mut request = ppctl::rawhttp::Request::new("GET", "/dead-letters").expect("request");
+    let token = ("Authorization".to_string(), "Bearer s3cret".to_string());
+    request.headers.push(token);
+    let response = ppctl::rawhttp::send(&app.addr.to_string(), &request)
+        .await
+        .expect("response");
+    // Past the token: this app has no broker to read them from.
+    assert_eq!(response.status, 503);
 }
