@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod cross_site;
 pub mod dashboard;
 pub mod dead;
 pub mod error;
@@ -171,6 +172,7 @@ pub fn start_until(
             )
             .wrap(actix_web::middleware::from_fn(metrics::record))
             .wrap(actix_web::middleware::from_fn(bounded))
+            .wrap(actix_web::middleware::from_fn(cross_site::refuse))
             .configure(dashboard::routes)
             .configure(works::routes)
             .configure(dead::routes)

@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod cli;
+mod crosssite;
 mod dead;
 mod edge;
 mod exits;
