@@ -5,6 +5,7 @@ mod actions;
 mod api;
 mod cli;
 mod crosssite;
+mod dbdown;
 mod dead;
 mod edge;
 mod exits;
