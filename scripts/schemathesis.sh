@@ -63,7 +63,8 @@ done
 # The consumer has declared the queues once the dead letters can be listed.
 declared=0
 for _ in $(seq 100); do
-    if "$ppctl" raw-http GET /dead-letters --addr "127.0.0.1:$port" --fail >/dev/null 2>&1; then
+    if "$ppctl" raw-http GET /dead-letters -H "Authorization: Bearer $token" --addr "127.0.0.1:$port" \
+        --fail >/dev/null 2>&1; then
         declared=1
         break
     fi

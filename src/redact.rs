@@ -1,28 +1,39 @@
 //! Passwords out of connection strings, so one can be logged or put in an error
 //! message: the URL's `user:password@`, a `password=` (or `sslpassword=`) query
-//! parameter, and libpq's keyword form (`host=h password='p w'`).
+//! parameter, and libpq's keyword form (`host=h password='p w'`). Malformed strings
+//! are redacted the safe way: anything that could be a `user:password@` is hidden,
+//! even where the drivers would not read one (`amqp:/u:p@h`, `u:p@h:5672`).
 
 /// The connection string with every password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => format!("{scheme}://{}", redact_authority_and_query(rest)),
-        None => redact_keywords(url),
+        None => hide_userinfo(&redact_keywords(url)),
+    }
+}
+
+/// Everything between the first ':' and the last '@' becomes `***`. The userinfo ends
+/// at the last '@' of the whole string: a password typed with a '/', ':', '?', '#' or
+/// '@' unencoded is still hidden (an '@' in the path or query hides more, which errs
+/// the safe way).
+fn hide_userinfo(text: &str) -> String {
+    match text.rfind('@') {
+        Some(at) => match text[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:***{}", &text[at..]),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
     }
 }
 
 fn redact_authority_and_query(rest: &str) -> String {
-    // The userinfo ends at the last '@' before the query: a password typed with a '/',
-    // ':' or '@' unencoded is still hidden (an '@' in the path hides the host too, which
-    // errs the safe way).
-    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = hide_userinfo(rest);
+    let after_userinfo = rest.rfind('@').map_or(0, |at| at + 1);
+    let query_start = rest[after_userinfo..]
+        .find(['?', '#'])
+        .map_or(rest.len(), |i| after_userinfo + i);
     let (head, tail) = rest.split_at(query_start);
-    let head = match head.rfind('@') {
-        Some(at) => match head[..at].split_once(':') {
-            Some((user, _)) => format!("{user}:***{}", &head[at..]),
-            None => head.to_string(),
-        },
-        None => head.to_string(),
-    };
+    let head = head.to_string();
     let Some((path, query)) = tail.split_once('?') else {
         return head + tail;
     };
@@ -36,11 +47,36 @@ fn redact_authority_and_query(rest: &str) -> String {
     format!("{head}{path}?{}", params.join("&"))
 }
 
+/// Whether the driver would read `key` as a password: tokio-postgres percent-decodes
+/// query keys (`pa%73sword`), so every escape is decoded before comparing.
 fn is_password_key(key: &str) -> bool {
-    let key = key.trim().to_ascii_lowercase();
-    // A percent-encoded key is still the key to libpq.
-    let key = key.replace("%77", "w").replace("%64", "d");
+    let decoded = percent_decode(key.trim()).to_ascii_lowercase();
+    let key = decoded.trim();
     key == "password" || key == "sslpassword"
+}
+
+/// `%XX` escapes decoded (any case); a malformed escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// libpq's `key=value` form: values are bare words or single-quoted with `\'` and
@@ -134,6 +170,30 @@ mod tests {
             ("password='hun ter\\'2' host=h", "password=*** host=h"),
             ("host=h sslpassword=hunter2", "host=h sslpassword=***"),
             ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/x?pa%73sword=hunter2",
+                "postgres://h/x?pa%73sword=***",
+            ),
+            (
+                "postgres://h/x?%50ASS%57ORD=hunter2",
+                "postgres://h/x?%50ASS%57ORD=***",
+            ),
+            (
+                "postgres://h/x?ssl%70assword=hunter2",
+                "postgres://h/x?ssl%70assword=***",
+            ),
+            ("host=h pa%73sword=hunter2", "host=h pa%73sword=***"),
+            (
+                "amqp://guest:hun?ter2@h:5672/%2f",
+                "amqp://guest:***@h:5672/%2f",
+            ),
+            (
+                "amqp://guest:hun#ter2@h:5672/%2f",
+                "amqp://guest:***@h:5672/%2f",
+            ),
+            ("guest:hunter2@h:5672", "guest:***@h:5672"),
+            ("amqp:/guest:hunter2@h:5672/%2f", "amqp:***@h:5672/%2f"),
+            ("amqp:guest:hunter2@h", "amqp:***@h"),
             ("no password here", "no password here"),
         ];
         for (given, redacted) in cases {

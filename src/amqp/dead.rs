@@ -13,7 +13,7 @@
 //! cannot be seen or replayed until it is removed (`dead_unreadable`; README, "Dead
 //! letters").
 
-use super::dead_letter::{for_replay, reason_of};
+use super::dead_props::{for_replay, reason_of};
 pub use super::dead_reader::DeadError;
 use super::dead_reader::{close, open, publish_confirmed, Reader};
 use super::{Nodes, Topology};

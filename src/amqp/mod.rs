@@ -7,6 +7,7 @@
 
 pub mod dead;
 pub mod dead_letter;
+pub mod dead_props;
 mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
@@ -33,26 +34,45 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 5;
 
 /// The broker's nodes, from `AMQP_URL` (comma-separated, as with Celery's failover):
 /// clients connect to the first that answers and, once it is lost, start from the next.
-#[derive(Debug)]
+/// Holds the passwords: its `Debug` shows only the redacted URLs.
 pub struct Nodes {
     nodes: Vec<(AMQPUri, String)>,
     preferred: AtomicUsize,
 }
 
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<&str> = self.nodes.iter().map(|(_, shown)| shown.as_str()).collect();
+        f.debug_struct("Nodes").field("nodes", &shown).finish()
+    }
+}
+
 impl Nodes {
-    /// Parses and checks every URL; the error names the node without its password.
+    /// Parses and checks every URL. A malformed entry is described by its place in the
+    /// list, never shown: redaction relies on the URL's shape, which is what is wrong.
     pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let count = list.split(',').count();
         let mut nodes = Vec::new();
-        for url in list.split(',').map(str::trim) {
-            let shown = redact_url(url);
+        for (i, url) in list.split(',').map(str::trim).enumerate() {
+            let which = match count {
+                1 => "AMQP_URL".to_string(),
+                _ => format!("AMQP_URL's node {} of {count}", i + 1),
+            };
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                bail!("AMQP_URL must be amqp:// URLs, comma-separated (got {shown})");
+                bail!(
+                    "{which} is not an amqp:// or amqps:// URL (not shown: it may hold a \
+                     password); expected amqp://USER:PASSWORD@HOST:5672/%2f, comma-separated"
+                );
             }
-            let mut uri: AMQPUri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("invalid AMQP_URL {shown}: {e}"))?;
+            let mut uri: AMQPUri = url.parse().map_err(|e: String| {
+                // The parser may quote its input.
+                let e = e.replace(url, "(the URL)");
+                anyhow::anyhow!(
+                    "{which} is not a valid URL (not shown: it may hold a password): {e}"
+                )
+            })?;
             uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
-            nodes.push((uri, shown));
+            nodes.push((uri, redact_url(url)));
         }
         Ok(Self {
             nodes,
@@ -146,9 +166,25 @@ mod tests {
             "amqp://h/%2f,",
             "http://u:secret@h",
             "amqp://u:secret@h:x/v",
+            "guest:secret@h:5672",
+            "amqp:/guest:secret@h:5672/%2f",
+            "amqp:guest:secret@h",
+            "amqp://u:secret@h1/%2f,guest:secret@h2:5672",
+            "amqp://u:secret@h1/%2f, amqp://u:se?cret@h2:5672/%2f",
+            "amqp://u:secret",
         ] {
             let err = Nodes::parse(bad).expect_err(bad).to_string();
-            assert!(!err.contains("secret"), "{err}");
+            assert!(!err.contains("secret") && !err.contains("cret"), "{err}");
         }
+        let err = Nodes::parse("amqp://u:p@h1/%2f, bad").expect_err("bad node");
+        assert!(err.to_string().contains("node 2 of 2"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let nodes =
+            Nodes::parse("amqp://u:secret@h1:5672/%2f,amqp://u:secret@h2/%2f").expect("two nodes");
+        let shown = format!("{nodes:?}");
+        assert!(!shown.contains("secret") && shown.contains("h2"), "{shown}");
     }
 }

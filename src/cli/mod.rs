@@ -17,7 +17,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "ppctl",
     version = VERSION,
@@ -28,7 +28,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
@@ -53,7 +53,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct DbOpts {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
@@ -63,7 +63,7 @@ pub struct DbOpts {
     pub db_pool_size: u16,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct AmqpOpts {
     /// RabbitMQ connection URL; several nodes of a cluster as a comma-separated list
     /// (the first that answers is used, the next when it is lost).
@@ -85,7 +85,7 @@ pub enum QueueType {
     Quorum,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServeOpts {
     /// Address to listen on.
     #[arg(long = "addr", env = "PP_HTTP_ADDR", default_value = config::DEFAULT_HTTP_ADDR)]
@@ -111,7 +111,7 @@ pub struct ServeOpts {
     pub max_replica_lag: Duration,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ProduceOpts {
     /// Pause between bursts, e.g. 5s or 200ms; 0 publishes as fast as confirms allow.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -124,7 +124,7 @@ pub struct ProduceOpts {
     pub burst: u64,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct WorkerOpts {
     /// Deliveries the broker may send before they are acknowledged.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=10_000))]
@@ -166,7 +166,7 @@ pub enum AckAfter {
     Standby,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbOpts,
@@ -178,7 +178,7 @@ pub struct ServeArgs {
     pub serve: ServeOpts,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ProduceArgs {
     #[command(flatten)]
     pub amqp: AmqpOpts,
@@ -188,14 +188,14 @@ pub struct ProduceArgs {
     pub metrics: MetricsOpts,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct MetricsOpts {
     /// Serve Prometheus metrics on this address (GET /metrics), e.g. 127.0.0.1:9100.
     #[arg(long, env = "PP_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ConsumeArgs {
     #[command(flatten)]
     pub db: DbOpts,
@@ -207,7 +207,7 @@ pub struct ConsumeArgs {
     pub metrics: MetricsOpts,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub db: DbOpts,

@@ -13,7 +13,7 @@ pub enum Via {
     Db,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct WorkArgs {
     #[command(subcommand)]
     pub action: WorkAction,
@@ -34,7 +34,7 @@ pub struct WorkArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum WorkAction {
     /// Create a work (random 1..=100 unless --add-up-to is given).
     Create {
@@ -62,7 +62,7 @@ pub enum WorkAction {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct RawHttpArgs {
     /// GET, POST, ...
     pub method: String,
@@ -82,7 +82,7 @@ pub struct RawHttpArgs {
     pub fail: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct DbArgs {
     #[command(subcommand)]
     pub action: DbAction,
@@ -91,7 +91,7 @@ pub struct DbArgs {
     pub database_url: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum DbAction {
     /// Create the database if missing, then apply migrations.
     Setup,
@@ -120,7 +120,7 @@ pub enum DbAction {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct DeadArgs {
     #[command(subcommand)]
     pub action: DeadAction,
@@ -129,7 +129,7 @@ pub struct DeadArgs {
 /// The dead letters are read and replayed, never declared, so `--queue-type` means
 /// nothing here: hidden from the help, still accepted (a shared `PP_QUEUE_TYPE` must
 /// not break `ppctl dead`).
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum DeadAction {
     /// Show dead letters from the head of the queue (id, reason, time, size, preview)
     /// without removing or reordering any.

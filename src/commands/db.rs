@@ -17,13 +17,19 @@ pub async fn run(args: DbArgs) -> anyhow::Result<()> {
     run_action(args).await.map_err(unreachable_is_4)
 }
 
-/// A server that cannot be reached is exit 4, as for `work`; an answer from it (a
-/// missing database, a wrong password) stays an error (1).
+/// A database that cannot be used is exit 4, as for `db wait` and `work --via db`:
+/// a server out of reach or not answering, a refused login, a missing database, a
+/// connection lost on the way.
 fn unreachable_is_4(e: anyhow::Error) -> anyhow::Error {
-    let down = e.chain().any(|c| {
-        c.downcast_ref::<tokio_postgres::Error>()
-            .is_some_and(|pg| pg.as_db_error().is_none())
-    });
+    // A context (`CannotConnect` is one) is found by `downcast_ref`, not in `chain`.
+    let cannot_connect = e.downcast_ref::<admin::CannotConnect>().is_some();
+    let down = cannot_connect
+        || e.chain().any(|c| {
+            c.downcast_ref::<storage::DbError>()
+                .is_some_and(storage::DbError::is_unavailable)
+                || c.downcast_ref::<tokio_postgres::Error>()
+                    .is_some_and(|pg| pg.as_db_error().is_none())
+        });
     if down {
         Failure::Unreachable(format!("{e:#}")).into()
     } else {
@@ -75,6 +81,8 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
         }
         DbAction::Prune { older_than } => {
             let started = std::time::Instant::now();
+            // A bounded connect first: the pool would call a refused login an error (1).
+            drop(admin::connect(url).await?);
             let pool = storage::pool(url, 1)?;
             let pruned = prune::prune(&pool, older_than).await?;
             if !pruned.ran {

@@ -8,8 +8,29 @@ fn time(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Left-aligns every column to its widest cell.
+/// The text with every control character (C0, DEL, C1) and bidirectional override
+/// written as an escape (`\u{1b}`, `\n`): a message id or a reason comes from whoever
+/// published, and must not move an operator's cursor, recolour the terminal or set its
+/// title.
+pub fn printable(text: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || bidi(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Left-aligns every column to its widest cell; every cell is made `printable`.
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -137,5 +158,32 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("STATUS"), lines[1].find("done"));
         assert!(lines[1].contains("2021-10-13T09:02:16Z"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_every_cell() {
+        let listing = crate::amqp::dead::Listing {
+            queue: "q.dead".into(),
+            count: 1,
+            dead_letters: vec![crate::amqp::dead::DeadLetter {
+                position: 0,
+                message_id: Some("id\u{1b}]0;pwned\u{7}".into()),
+                reason: "bad\u{1b}[2J\r\u{9b}31m\u{202e}".into(),
+                dead_at: None,
+                size: 3,
+                preview: "x\ny".into(),
+            }],
+            unreadable: vec![],
+            behind_unreadable: 0,
+        };
+        let text = dead_letters(&listing);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        assert!(text.contains(r"id\u{1b}]0;pwned\u{7}"), "{text}");
+        assert!(text.contains(r"bad\u{1b}[2J\r\u{9b}31m\u{202e}"), "{text}");
+        assert!(text.contains(r"x\ny"), "{text}");
     }
 }

@@ -26,7 +26,7 @@ const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(350
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
 
-/// Where `serve` finds the dead letters.
+/// Where `serve` finds the dead letters. `Debug` is `Nodes`'s, which hides passwords.
 #[derive(Debug)]
 pub struct DeadLetterSource {
     nodes: Nodes,
@@ -146,20 +146,26 @@ async fn bounded<T>(
 }
 
 /// The dead letters, from the head of the queue, without removing or reordering any.
+/// They hold message ids and bodies, and a listing holds them while it reads (a replay
+/// beside it skips them): with a token set, reading needs it too.
 #[utoipa::path(get, path = "/dead-letters", tag = "dead-letters", operation_id = "listDeadLetters",
     params(ListQuery),
     responses(
         (status = 200, description = "The listing.", body = Listing),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
         (status = 404, description = "The dead-letter queue does not exist (nothing has \
             declared the topology yet).", body = ErrorBody),
         (status = 503, description = "RabbitMQ is out of reach, or the server has none.",
             body = ErrorBody, headers(("Retry-After" = i64, description = "Seconds: `1`."))),
-    ))]
+    ),
+    security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
+    req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    state.authorize(&req)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(

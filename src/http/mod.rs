@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod cross_site;
 pub mod dashboard;
 pub mod dead;
 pub mod error;
@@ -97,7 +98,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-#[derive(Debug, Clone)]
+/// Holds the API token: its `Debug` says only whether one is set.
+#[derive(Clone)]
 pub struct ServerConfig {
     pub api_token: Option<String>,
     pub workers: Option<usize>,
@@ -107,6 +109,18 @@ pub struct ServerConfig {
     pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
     /// A replica pool for the read-only routes, and the lag it may have.
     pub read_replica: Option<(PgPool, std::time::Duration)>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.api_token.as_ref().map(|_| "***");
+        f.debug_struct("ServerConfig")
+            .field("api_token", &token)
+            .field("workers", &self.workers)
+            .field("max_streams", &self.max_streams)
+            .field("dead_letters", &self.dead_letters)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -171,6 +185,7 @@ pub fn start_until(
             )
             .wrap(actix_web::middleware::from_fn(metrics::record))
             .wrap(actix_web::middleware::from_fn(bounded))
+            .wrap(actix_web::middleware::from_fn(cross_site::refuse))
             .configure(dashboard::routes)
             .configure(works::routes)
             .configure(dead::routes)

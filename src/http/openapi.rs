@@ -11,7 +11,7 @@ use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, PathItem, RefOr, Schema};
+use utoipa::openapi::{OpenApi as Document, PathItem, Ref, RefOr, Schema};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -36,7 +36,8 @@ use utoipa::OpenApi;
             amqp_dead::Unreadable, amqp_dead::Replayed),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
-            responses::PayloadTooLarge, responses::Unavailable),
+            responses::PayloadTooLarge, responses::Unavailable, responses::CrossSite,
+            responses::UnsupportedMediaType),
     ),
     tags(
         (name = "works"),
@@ -61,6 +62,16 @@ pub fn document_for(api_token: bool) -> Document {
         time_patterns(item);
         if !api_token {
             without_auth(item);
+        }
+        if let Some(post) = item.post.as_mut() {
+            // `cross_site::refuse` answers these before any handler runs.
+            let refusals = &mut post.responses.responses;
+            refusals.insert(
+                "403".into(),
+                RefOr::Ref(Ref::from_response_name("CrossSite")),
+            );
+            let media = Ref::from_response_name("UnsupportedMediaType");
+            refusals.insert("415".into(), RefOr::Ref(media));
         }
     }
     doc

@@ -76,3 +76,12 @@ error_response!(
     "The database is unreachable or did not answer within 4 s; try again.",
     ("Retry-After", "Seconds to wait: `1`.", Type::Integer)
 );
+error_response!(
+    CrossSite,
+    "A write sent by another web page (`Sec-Fetch-Site` other than `same-origin` or \
+     `none`, or an `Origin` that is not this server), refused whatever the token."
+);
+error_response!(
+    UnsupportedMediaType,
+    "A request body whose `Content-Type` is not `application/json`."
+);

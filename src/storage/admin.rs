@@ -23,13 +23,33 @@ async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, Stri
     Ok((open(config, database_url).await?, name))
 }
 
+/// How long a connection may take, startup and authentication included: the driver's
+/// `connect_timeout` bounds only the TCP connect, and a frozen server accepts TCP and
+/// then answers nothing.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database could not be reached or refused the login (down, frozen, a wrong
+/// password, a missing database): `ppctl db` exits 4 on it, as `work --via db` does.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CannotConnect(String);
+
 async fn open(config: tokio_postgres::Config, database_url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.with_context(|| {
-        format!(
-            "cannot connect to PostgreSQL at {}",
-            redact_url(database_url)
-        )
-    })?;
+    let shown = redact_url(database_url);
+    let (client, connection) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => {
+                return Err(e).context(CannotConnect(format!(
+                    "cannot connect to PostgreSQL at {shown}"
+                )))
+            }
+            Err(_) => bail!(CannotConnect(format!(
+                "no answer from PostgreSQL at {shown} within {}s (startup and authentication \
+             included): a frozen server?",
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");
@@ -82,15 +102,23 @@ pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
 pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<bool> {
     let start = Instant::now();
     loop {
-        let error = match connect(database_url).await {
-            Ok(client) => match client.simple_query("SELECT 1").await {
-                Ok(_) => return Ok(true),
-                Err(e) => anyhow::Error::from(e),
-            },
+        // Each attempt within what is left of `timeout`: a frozen server must not
+        // hold one attempt past it.
+        let left = timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
+        let attempt = async {
+            let client = connect(database_url).await?;
+            client.simple_query("SELECT 1").await?;
+            anyhow::Ok(())
+        };
+        let error = match tokio::time::timeout(left, attempt).await {
+            Ok(Ok(())) => return Ok(true),
+            Err(_) => anyhow::anyhow!("no answer within {}s", timeout.as_secs()),
             // The server answered: it is up, only the database is missing (`db wait &&
             // db setup` on a fresh server must go on to create it).
-            Err(e) if is_missing_database(&e) => return Ok(false),
-            Err(e) => e,
+            Ok(Err(e)) if is_missing_database(&e) => return Ok(false),
+            Ok(Err(e)) => e,
         };
         if start.elapsed() >= timeout {
             bail!(

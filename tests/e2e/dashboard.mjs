@@ -52,7 +52,8 @@ function publish(messages) {
 }
 
 async function apiGet(path) {
-  const response = await fetch(new URL(path, base));
+  // The token is needed for the dead letters; the other reads take it too.
+  const response = await fetch(new URL(path, base), { headers: { Authorization: "Bearer " + token } });
   check(response.ok, `GET ${path} answered ${response.status}`);
   return response.json();
 }

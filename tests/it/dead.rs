@@ -17,6 +17,19 @@ async fn dead(queue: &TestQueue, args: &[&str]) -> (i32, String, String) {
     (output.status.code().unwrap_or(-1), out, err)
 }
 
+/// A request to an app whose token is `t0ken`, with it: (status, JSON body).
+async fn with_token(app: &TestApp, method: &str, target: &str, body: Option<&str>) -> (u16, Value) {
+    let mut request = ppctl::rawhttp::Request::new(method, target).expect("request");
+    let token = ("Authorization".to_string(), "Bearer t0ken".to_string());
+    request.headers.push(token);
+    request.body = body.map(|b| b.as_bytes().to_vec());
+    let response = ppctl::rawhttp::send(&app.addr.to_string(), &request)
+        .await
+        .expect("send");
+    let json = serde_json::from_slice(&response.body).expect("JSON");
+    (response.status, json)
+}
+
 async fn list_json(queue: &TestQueue) -> Value {
     let (code, out, err) = dead(queue, &["list", "--json"]).await;
     assert_eq!(code, 0, "dead list: {err}");
@@ -101,9 +114,11 @@ async fn poison_is_listed_with_its_reason_then_replayed_after_the_fix() {
     );
     wait_counts(&queue, &channel, (0, 2)).await;
 
-    // The same over HTTP; replay needs the token.
+    // The same over HTTP; listing and replay need the token.
     let app = TestApp::spawn_with_queue(&db, queue.name(), Some("t0ken".into())).await;
     let (status, body) = app.call("GET", "/dead-letters?limit=10", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = with_token(&app, "GET", "/dead-letters?limit=10", None).await;
     assert_eq!((status, ids(&body)), (200, ids(&listing)), "{body}");
     assert_eq!(app.call("GET", "/dead-letters?limt=1", None).await.0, 400);
     let replay = r#"{"ids": ["junk"]}"#;
@@ -128,17 +143,9 @@ async fn poison_is_listed_with_its_reason_then_replayed_after_the_fix() {
     assert_eq!(ids(&list_json(&queue).await), ["junk"]);
 
     // Junk replayed over HTTP comes back dead, once, with its reason.
-    let mut request = ppctl::rawhttp::Request::new("POST", "/dead-letters/replay").expect("req");
-    request
-        .headers
-        .push(("Authorization".into(), "Bearer t0ken".into()));
-    request.body = Some(replay.as_bytes().to_vec());
-    let response = ppctl::rawhttp::send(&app.addr.to_string(), &request)
-        .await
-        .expect("send");
-    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
+    let (status, body) = with_token(&app, "POST", "/dead-letters/replay", Some(replay)).await;
     assert_eq!(
-        (response.status, &body["replayed"]),
+        (status, &body["replayed"]),
         (200, &json!(["junk"])),
         "{body}"
     );

@@ -4,6 +4,8 @@
 mod actions;
 mod api;
 mod cli;
+mod crosssite;
+mod dbdown;
 mod dead;
 mod edge;
 mod exits;
@@ -19,3 +21,4 @@ mod plans;
 mod rawhttp;
 mod retention;
 mod scale;
+mod secrets;
