@@ -123,14 +123,29 @@ impl PgPair {
         Ok(())
     }
 
+    /// Starts a node; its server log is quoted on failure, as the directory is removed.
     fn start_node(&self, node: &str) -> anyhow::Result<()> {
-        let log = self.dir.join(format!("{node}.log")).display().to_string();
+        let log = self.dir.join(format!("{node}.log"));
         let data = self.data(node);
-        self.pg(
+        let started = self.pg(
             "pg_ctl",
-            &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
-        )
-        .with_context(|| format!("see {log}"))
+            &[
+                "-D",
+                &data,
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        started.with_context(|| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{node} did not start; its log ends:\n{}", tail.join("\n"))
+        })
     }
 
     /// `postgres://postgres@127.0.0.1:P1,127.0.0.1:P2/DB?target_session_attrs=read-write`:

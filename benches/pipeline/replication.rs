@@ -26,9 +26,9 @@ pub async fn run(
     queue: &str,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
-    let pair = PgPair::start().await.context(
-        "cannot start the private PostgreSQL pair (see its logs under target/tmp/bench-pgpair)",
-    )?;
+    let pair = PgPair::start()
+        .await
+        .context("cannot start the private PostgreSQL pair")?;
     let queues: Vec<String> = ["commit", "sync", "standby"]
         .iter()
         .map(|m| format!("{queue}.repl.{m}"))
@@ -164,6 +164,8 @@ async fn drain(
         &env,
     )?;
     checkpoint(pair).await?;
+    // Set for the default too, so a PP_ACK_AFTER inherited from the shell cannot move
+    // the baseline.
     let ack_after = if mode == "standby" {
         "standby"
     } else {
