@@ -1,8 +1,9 @@
 //! Queued demands become finished works. One batch: dead-letter what can never
 //! succeed, compute the rest, store works and events in one statement, then one
 //! multiple-ack. Nothing is acknowledged before its work is committed, and nothing a
-//! publisher sends can hold a batch up: a demand the database refuses is dead-lettered
-//! alone, and only outages are retried. Step 2, the store, is `worker::store`.
+//! publisher sends can hold a batch up: a demand the database keeps refusing, with
+//! whatever error that is not an outage, is dead-lettered alone; outages are retried
+//! without limit. Step 2, the store, is `worker::store`.
 
 use super::store::store;
 use crate::amqp::dead_letter::DeadLetterer;
