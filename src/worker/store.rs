@@ -7,6 +7,7 @@ use crate::backoff::Backoff;
 use crate::cli::AckAfter;
 use crate::model::{new_work_code, Origin};
 use crate::shutdown::Shutdown;
+use crate::storage::inflight::InFlight;
 use crate::storage::replication::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
 use anyhow::bail;
@@ -125,14 +126,16 @@ async fn store_with_retry(
     let mut failures = 0;
     loop {
         let result = async {
-            let client = pool.get().await?;
-            let stored = works::insert_finished(&client, rows).await?;
+            // An aborted store (its AMQP connection was lost) cancels its statement.
+            let client = InFlight::new(pool.get().await?);
+            let stored = works::insert_finished(&*client, rows).await?;
             // On the same connection: a position read elsewhere could be another
             // server's, after a failover.
             let position = match want_position {
-                true => Some(replication::position(&**client).await?),
+                true => Some(replication::position(&***client).await?),
                 false => None,
             };
+            client.done();
             Ok::<_, DbError>((stored, position))
         }
         .await;
