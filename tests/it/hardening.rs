@@ -192,3 +192,23 @@ async fn a_request_cut_at_its_bound_leaves_no_statement_running() {
     assert_eq!(status, 200, "{health}");
     locker.batch_execute("COMMIT").await.expect("unlock");
 }
+
+/// Retry and cancel, like create, change nothing when the database runs them after the
+/// request's deadline (its client was told 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_run_after_its_deadline_changes_nothing() {
+    use ppctl::storage::actions::{self, Action, Outcome};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let work = storage::works::create_pending(&client, "api-actlate0001", 3, None)
+        .await
+        .expect("work");
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    let late = actions::apply(&client, work.id, Action::Cancel, Some(past)).await;
+    assert!(matches!(&late, Err(e) if e.is_unavailable()), "{late:?}");
+    let status = "SELECT count(*) FROM works WHERE status = 'pending'";
+    assert_eq!(db.count(status).await, 1);
+    let soon = std::time::SystemTime::now() + Duration::from_secs(5);
+    let done = actions::apply(&client, work.id, Action::Cancel, Some(soon)).await;
+    assert!(matches!(done, Ok(Outcome::Changed(_))), "{done:?}");
+}
