@@ -2,12 +2,13 @@
 //! Each handler carries its OpenAPI description (`#[utoipa::path]`): the statuses it
 //! lists are the ones its code can return.
 
-use super::body::{self, CreateWork};
+use super::body;
 use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
 use super::{error::ApiError, legacy, AppState};
+use crate::demand::CreateWork;
 use crate::model::{new_work_code, Event, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};

@@ -10,6 +10,7 @@ use crate::shutdown::Shutdown;
 use crate::storage::inflight::InFlight;
 use crate::storage::replication::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
+use crate::telemetry::TELEMETRY;
 use anyhow::bail;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -56,10 +57,33 @@ pub async fn store(
         }
     }
     let refused = batch.refused.len() as u64;
+    if count - refused > stored {
+        warn_changed_bodies(pool, &rows).await;
+    }
     batch.outcome.stored = stored;
     batch.outcome.dead += refused;
     batch.outcome.duplicates += count - refused - stored;
     Ok(batch)
+}
+
+/// Redeliveries are recognised by message_id alone: one whose body differs from the
+/// stored work's is a publisher reusing ids, which deduplication would silently hide.
+/// Says so (best effort: a failed look-up only loses the warning).
+async fn warn_changed_bodies(pool: &PgPool, rows: &[works::Finished]) {
+    let Ok(client) = pool.get().await else { return };
+    let ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
+    let Ok(stored) = works::stored_demands(&client, &ids).await else {
+        return;
+    };
+    for (id, stored_n) in stored {
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.message_id == id && r.add_up_to != stored_n)
+        {
+            TELEMETRY.changed_redeliveries.inc();
+            tracing::warn!(message_id = %id, stored = stored_n, redelivered = row.add_up_to, "a demand redelivered with a stored message_id but another add_up_to: kept the stored work (is a publisher reusing message ids?)");
+        }
+    }
 }
 
 /// How often a batch waiting for a standby says so.

@@ -7,6 +7,7 @@ mod cli;
 mod crosssite;
 mod dbdown;
 mod dead;
+mod demands;
 mod edge;
 mod exits;
 mod failover;
