@@ -34,6 +34,15 @@ async fn the_queue_and_the_api_take_and_refuse_the_same_demands() {
     })
     .await;
     stop(trigger, task).await;
+    let stored = "SELECT string_agg(message_id, ',' ORDER BY message_id) FROM works";
+    let ids: String = db
+        .client()
+        .await
+        .query_one(stored, &[])
+        .await
+        .expect(stored)
+        .get(0);
+    assert_eq!(ids, "rules-0,rules-1", "the taken ones are the works");
     for body in taken {
         let (status, work) = app.call("POST", "/works", Some(body)).await;
         assert_eq!(status, 201, "{body}: {work}");
