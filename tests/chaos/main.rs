@@ -101,17 +101,18 @@ async fn fault_injection_scenarios() {
     let mut rows = Vec::new();
     for index in selected_scenarios() {
         println!("chaos: scenario {} ...", scenarios::NAMES[index]);
-        let row = scenarios::run(index, &mut cluster).await;
-        println!(
-            "chaos: scenario {}: {}",
-            row.scenario,
-            if row.problems.is_empty() {
-                "ok"
-            } else {
-                "FAIL"
-            }
-        );
-        rows.push(row);
+        for row in scenarios::run(index, &mut cluster).await {
+            println!(
+                "chaos: scenario {}: {}",
+                row.scenario,
+                if row.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAIL"
+                }
+            );
+            rows.push(row);
+        }
     }
     let report = report::render(&rows, started.elapsed());
     println!("\n{report}");

@@ -7,10 +7,13 @@
 //! before its Drop guards ran) is cleaned up by the next run, processes included.
 
 mod cluster;
+mod pair;
+mod pgnode;
 mod postgres;
 mod rabbit;
 
 pub use cluster::RabbitCluster;
+pub use pair::PgPair;
 pub use postgres::PrivatePostgres;
 pub use rabbit::PrivateRabbit;
 
@@ -149,6 +152,22 @@ fn kill_postmaster_of(data_dir: &Path) {
     }
 }
 
+/// Every PostgreSQL data directory a run may hold: the single server's, and each
+/// failover pair's (`pairs/<tag>/<node>`).
+fn postgres_data_dirs(run_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![run_dir.join("pg/data")];
+    for pair in fs::read_dir(run_dir.join("pairs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for node in fs::read_dir(pair.path()).into_iter().flatten().flatten() {
+            dirs.push(node.path());
+        }
+    }
+    dirs
+}
+
 /// Removes run directories left by runs that died without cleaning up.
 fn cleanup_stale() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
@@ -173,7 +192,9 @@ fn cleanup_stale() {
             "chaos: cleaning up the stale run directory {}",
             path.display()
         );
-        kill_postmaster_of(&path.join("pg/data"));
+        postgres_data_dirs(&path)
+            .iter()
+            .for_each(|d| kill_postmaster_of(d));
         let pids = marked_pids(&path);
         signal(&pids, "KILL");
         wait_gone(&pids, Duration::from_secs(10));
@@ -203,7 +224,9 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        kill_postmaster_of(&self.path.join("pg/data"));
+        postgres_data_dirs(&self.path)
+            .iter()
+            .for_each(|d| kill_postmaster_of(d));
         let pids = marked_pids(&self.path);
         signal(&pids, "KILL");
         wait_gone(&pids, Duration::from_secs(10));

@@ -7,12 +7,16 @@
 mod api;
 mod cluster;
 mod crash;
+mod failover;
 mod freeze;
 mod hostile;
 mod outage;
 mod parallel;
 mod poison;
+mod primary;
 mod producer;
+mod replica;
+mod switchover;
 
 use api::{http, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
@@ -45,7 +49,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 15] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -57,10 +61,33 @@ pub const NAMES: [&str; 11] = [
     "9 freeze PostgreSQL",
     "10 freeze a node",
     "11 hostile messages",
+    "12 primary lost (sync)",
+    "13 switchover",
+    "14 replica lost",
+    "15 primary lost (async)",
 ];
 
-pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
-    let mut row = Row::new(NAMES[index]);
+/// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
+fn parts(index: usize) -> Vec<&'static str> {
+    match index {
+        14 => vec![
+            "15a async, ack after commit",
+            "15b async, ack after standby",
+        ],
+        _ => vec![NAMES[index]],
+    }
+}
+
+pub async fn run(index: usize, cluster: &mut Cluster) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (part, name) in parts(index).into_iter().enumerate() {
+        rows.push(run_part(index, part, name, cluster).await);
+    }
+    rows
+}
+
+async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) -> Row {
+    let mut row = Row::new(name);
     let start = Instant::now();
     let result = match index {
         0 => crash::kill_consumer(cluster, &mut row).await,
@@ -73,7 +100,11 @@ pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
         7 => cluster::rolling_restart(cluster, &mut row).await,
         8 => freeze::freeze_postgres(cluster, &mut row).await,
         9 => cluster::freeze_node(cluster, &mut row).await,
-        _ => hostile::hostile_messages(cluster, &mut row).await,
+        10 => hostile::hostile_messages(cluster, &mut row).await,
+        11 => primary::primary_lost(cluster, &mut row).await,
+        12 => switchover::switchover(cluster, &mut row).await,
+        13 => replica::replica_lost(cluster, &mut row).await,
+        _ => primary::async_primary_lost(cluster, &mut row, part == 1).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));
@@ -99,9 +130,24 @@ pub(super) async fn setup_on(
     http: bool,
     amqp_url: String,
 ) -> anyhow::Result<Env> {
+    let database_url = c.pg.url(&format!("chaos_{tag}"));
+    setup_with(c, tag, http, amqp_url, database_url.clone(), &database_url).await
+}
+
+/// A fresh database at `database_url` (what the processes get) and queue; the stall
+/// meter samples `watch_url` (one server of a replicated pair, which may not be the
+/// one the processes write to, but holds the same rows).
+pub(super) async fn setup_with(
+    c: &mut Cluster,
+    tag: &str,
+    http: bool,
+    amqp_url: String,
+    database_url: String,
+    watch_url: &str,
+) -> anyhow::Result<Env> {
     let env = Env {
         scenario: tag.into(),
-        database_url: c.pg.url(&format!("chaos_{tag}")),
+        database_url,
         amqp_url,
         queue: format!("chaos_{tag}_{:06x}", rand::random::<u32>() & 0xff_ffff),
         http_addr: http.then(|| format!("127.0.0.1:{}", free_ports::<1>()[0])),
@@ -109,7 +155,7 @@ pub(super) async fn setup_on(
         log_dir: c.log_dir.clone(),
     };
     run_ok(&env, "db-setup", &["db", "setup"], Duration::from_secs(60)).await?;
-    c.stall = Some(StallMeter::start(&env.database_url));
+    c.stall = Some(StallMeter::start(watch_url));
     Ok(env)
 }
 

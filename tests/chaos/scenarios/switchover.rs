@@ -1,0 +1,107 @@
+//! Scenario 13: a switchover. The old primary stays up but refuses writes (as a demoted
+//! primary seen through a stale DNS name or pooler does), the standby catches up and is
+//! promoted. Every writer and listener must move to the new primary on its own.
+
+use super::failover::*;
+use super::*;
+use anyhow::Context;
+
+/// Writers must be writing on the new primary this soon after the promotion.
+const MOVE_WITHIN: Duration = Duration::from_secs(15);
+
+/// Makes n1 read-only, waits for n2 to replay all of n1's WAL, promotes n2; returns
+/// when the promotion finished. Read-only first: nothing commits on n1 after the
+/// standby caught up, so the switchover itself loses nothing.
+async fn switch(row: &mut Row, pair: &crate::infra::PgPair) -> anyhow::Result<Instant> {
+    let old = &pair.nodes[0];
+    old.scalar("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await?;
+    old.scalar("SELECT pg_reload_conf()").await?;
+    let caught_up = pair.wait_caught_up(0, 1).await?;
+    let start = Instant::now();
+    pair.nodes[1].promote().await?;
+    row.notes.push(format!(
+        "old primary made read-only; standby caught up in {caught_up:.2}s, promoted in {:.1}s",
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(Instant::now())
+}
+
+pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
+    const N: u64 = 6000;
+    let (pair, env, mut db) = pair_setup(c, "s13", false, true, 1).await?;
+    let addr = env.http_addr.clone().context("http addr")?;
+    let mut serve = Proc::spawn(&env, "serve", &["serve"])?;
+    wait_healthy(&addr, Duration::from_secs(30)).await?;
+    // Sweeping every second: API works are done promptly (the notifier's wake-ups are
+    // what this scenario watches for, through the sessions left on the old primary).
+    let args = [&CONSUME_1MS[..], &["--sweep-every", "1s"]].concat();
+    let mut c1 = Proc::spawn(&env, "consumer1", &args)?;
+    let mut c2 = Proc::spawn(&env, "consumer2", &args)?;
+    let mut producer = start_paced_producer(&env, row, N, "200ms", 200)?;
+    let poster = Poster::start(&addr);
+    db.wait_done("a third done", |d| d >= N as i64 / 3, FINISH)
+        .await?;
+    let fault = Instant::now();
+    let promoted = switch(row, &pair).await?;
+    let base = db.must(DONE_SQL).await?;
+    let moved = recovery(&mut db, base, promoted, Duration::from_secs(60)).await;
+    if let Some(s) = soft(row, moved) {
+        row.recovery = Some(fault.elapsed().as_secs_f64());
+        row.notes.push(format!(
+            "works done on the new primary {s:.1}s after the promotion (bound {MOVE_WITHIN:?})"
+        ));
+        row.check(s <= MOVE_WITHIN.as_secs_f64(), || {
+            format!(
+                "the consumers took {s:.1}s to write on the new primary (bound {MOVE_WITHIN:?})"
+            )
+        });
+    }
+    ensure_running(
+        row,
+        &mut [&mut c1, &mut c2, &mut serve],
+        "after the switchover",
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = poster.stop().await?;
+    let created = judge_posts(row, &posts, fault, promoted);
+    let api_moved = posts
+        .iter()
+        .find(|p| p.sent >= promoted && p.status == Some(201))
+        .map(|p| secs_between(promoted, p.sent + p.took));
+    row.check(api_moved.is_some_and(|s| s <= MOVE_WITHIN.as_secs_f64()), || {
+        format!("POST /works not answered 201 within {MOVE_WITHIN:?} of the promotion ({api_moved:?})")
+    });
+    let api = api_expected(row, &mut db, &created).await?;
+    let queue_confirmed = drain_with_api(row, &mut db, &mut producer, N, api).await;
+    row.published += N;
+    left_on_old_primary(row, &pair, "chaos_s13").await;
+    stop_all(row, &mut [&mut c1, &mut c2, &mut serve]).await;
+    note_dedup(row, &[&c1, &c2]);
+    finish(row, &env, &mut db, queue_confirmed, N, api, 0).await;
+    Ok(())
+}
+
+/// No process may keep a session on the demoted primary: a pooled connection there is
+/// a write that will fail, a LISTEN there hears nothing (NOTIFY is not replicated).
+/// Sessions that errored are dropped at once; idle ones are given a few seconds.
+async fn left_on_old_primary(row: &mut Row, pair: &crate::infra::PgPair, db_name: &str) {
+    let start = Instant::now();
+    loop {
+        match sessions_on(pair, 0, db_name).await {
+            Ok((0, _)) => return,
+            Ok((n, what)) if start.elapsed() > Duration::from_secs(10) => {
+                row.problem(format!(
+                    "{n} ppctl sessions still on the demoted primary after the drain: {what}"
+                ));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                row.problem(format!("cannot list the old primary's sessions: {e:#}"));
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
