@@ -108,9 +108,16 @@ pub(super) fn judge_posts(
             )),
         }
     }
-    let again = posts
+    // "Again": the first 201 sent after the first refusal that followed the fault (a
+    // switchover may take effect a moment after it is ordered).
+    let after: Vec<&Post> = posts.iter().filter(|p| p.sent >= fault).collect();
+    let refused_at = after
         .iter()
-        .find(|p| p.sent >= fault && p.status == Some(201))
+        .position(|p| p.status != Some(201))
+        .unwrap_or(0);
+    let again = after[refused_at..]
+        .iter()
+        .find(|p| p.status == Some(201))
         .map(|p| secs_between(fault, p.sent + p.took));
     row.notes.push(format!(
         "{} POST /works: {} answered 201, {refused} answered 503; 201 again {} after the fault ({} after the promotion)",
@@ -187,4 +194,22 @@ pub(super) async fn sessions_on(
     let text = pair.nodes[i].scalar(&sql).await?;
     let (n, what) = text.split_once(' ').unwrap_or((&text, ""));
     Ok((n.parse().unwrap_or(0), what.to_string()))
+}
+
+/// `drain_with_api` once the flow has recovered; without recovery, only the producer's
+/// confirmed count (its broker is fine), so a stuck flow fails in seconds, not minutes.
+pub(super) async fn drain_if_recovered(
+    row: &mut Row,
+    db: &mut Db,
+    producer: &mut Proc,
+    n: u64,
+    api: u64,
+) -> u64 {
+    if row.recovery.is_some() {
+        return drain_with_api(row, db, producer, n, api).await;
+    }
+    row.problem("no progress on the new primary: not waiting for the drain");
+    let queue_confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
+    row.confirmed = queue_confirmed + api;
+    queue_confirmed
 }

@@ -59,8 +59,7 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     let posts = poster.stop().await?;
     let created = judge_posts(row, &posts, fault, promoted);
     let api = api_expected(row, &mut db, &created).await?;
-    let queue_confirmed = drain_with_api(row, &mut db, &mut producer, N, api).await;
-    row.published += N;
+    let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     stop_all(row, &mut [&mut c1, &mut c2, &mut serve]).await;
     note_dedup(row, &[&c1, &c2]);
     finish(row, &env, &mut db, queue_confirmed, N, api, 0).await;
@@ -71,7 +70,7 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
 /// count still for 3 s. Demands acknowledged but lost never arrive, so "all done"
 /// cannot be the condition.
 async fn settle(row: &mut Row, env: &Env, db: &mut Db, producer: &mut Proc, n: u64) {
-    row.confirmed = super::producer_confirmed(row, producer, n, FINISH).await;
+    row.confirmed = producer_confirmed(row, producer, n, FINISH).await;
     let start = Instant::now();
     let (mut last, mut still_since) = (-1, Instant::now());
     while start.elapsed() < FINISH {
@@ -126,7 +125,11 @@ pub(super) async fn async_primary_lost(
     ));
     time_recovery(row, &mut db, base, fault).await;
     ensure_running(row, &mut [&mut c1, &mut c2], "after the failover");
-    settle(row, &env, &mut db, &mut producer, N).await;
+    if row.recovery.is_some() {
+        settle(row, &env, &mut db, &mut producer, N).await;
+    } else {
+        row.confirmed = producer_confirmed(row, &mut producer, N, PRODUCER_AFTER).await;
+    }
     stop_all(row, &mut [&mut c1, &mut c2]).await;
     note_dedup(row, &[&c1, &c2]);
     finish(row, &env, &mut db, row.confirmed, N, 0, 0).await;

@@ -73,8 +73,7 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
         format!("POST /works not answered 201 within {MOVE_WITHIN:?} of the promotion ({api_moved:?})")
     });
     let api = api_expected(row, &mut db, &created).await?;
-    let queue_confirmed = drain_with_api(row, &mut db, &mut producer, N, api).await;
-    row.published += N;
+    let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     left_on_old_primary(row, &pair, "chaos_s13").await;
     stop_all(row, &mut [&mut c1, &mut c2, &mut serve]).await;
     note_dedup(row, &[&c1, &c2]);
