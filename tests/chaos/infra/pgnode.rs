@@ -3,7 +3,7 @@
 //! Its settings live in the data directory's postgresql.conf (copied to a standby by
 //! pg_basebackup); only the port and the socket directory are given on the command line.
 
-use super::{children_of, log_file, signal, tail, wait_gone};
+use super::{children_of, log_file, signal, tail, wait_gone, Frozen};
 use anyhow::{bail, Context};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -89,6 +89,24 @@ impl PgNode {
             bail!("{}'s processes survived SIGKILL for 10s", self.name);
         }
         Ok(())
+    }
+
+    /// SIGSTOP to the server's walsenders until the guard is dropped: the primary goes on
+    /// committing while its standby receives nothing, as over a slow or congested link.
+    /// (Loopback otherwise streams within microseconds and hides asynchronous loss.)
+    pub fn hold_walsenders(&self) -> anyhow::Result<Frozen> {
+        let pid = self.postmaster.as_ref().context("not running")?.id();
+        let senders: Vec<u32> = children_of(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("walsender"))
+            })
+            .collect();
+        if senders.is_empty() {
+            bail!("{} has no walsender", self.name);
+        }
+        Ok(Frozen::new(senders))
     }
 
     /// Runs a PostgreSQL client program as the postgres user, bounded by `timeout`

@@ -213,3 +213,51 @@ pub(super) async fn drain_if_recovered(
     row.confirmed = queue_confirmed + api;
     queue_confirmed
 }
+
+/// Waits until `target` works are done, failing at once if a process exits meanwhile
+/// (a flag the product does not know yet, say), not after minutes of waiting.
+pub(super) async fn wait_done_alive(
+    db: &mut Db,
+    procs: &mut [&mut Proc],
+    target: i64,
+) -> anyhow::Result<i64> {
+    let start = Instant::now();
+    loop {
+        for p in procs.iter_mut() {
+            if p.failed() {
+                anyhow::bail!(
+                    "{} exited before the fault; log tail:\n{}",
+                    p.name,
+                    p.tail(8)
+                );
+            }
+        }
+        if let Some(done) = db.int(DONE_SQL).await.filter(|d| *d >= target) {
+            return Ok(done);
+        }
+        if start.elapsed() > FINISH {
+            anyhow::bail!("timed out after {FINISH:?} waiting for {target} works done");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `ppctl serve` with `args` and waits until /health answers 200; fails at once
+/// if it exits.
+pub(super) async fn start_serve(env: &Env, args: &[&str]) -> anyhow::Result<Proc> {
+    let addr = env.http_addr.clone().context("http addr")?;
+    let mut serve = Proc::spawn(env, "serve", args)?;
+    let start = Instant::now();
+    loop {
+        if serve.failed() {
+            anyhow::bail!("serve exited at start; log tail:\n{}", serve.tail(8));
+        }
+        if let Ok((200, _)) = http(&addr, "GET", "/health", None, Duration::from_secs(5)).await {
+            return Ok(serve);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("serve not healthy within 30s; log tail:\n{}", serve.tail(8));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

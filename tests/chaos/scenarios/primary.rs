@@ -12,15 +12,30 @@ use anyhow::Context;
 /// A failover manager takes a moment to decide the primary is gone (Patroni's
 /// loop_wait is 10 s by default); the processes must ride it out.
 const DECIDE: Duration = Duration::from_secs(2);
+/// Scenario 15's replication lag at the moment the primary dies.
+const LAG: Duration = Duration::from_secs(1);
 
-/// Kills n1 and promotes n2; returns when the promotion finished.
+/// Kills n1 and promotes n2; returns when the promotion finished. With `lag`, n1's
+/// walsenders are held that long before the kill: the standby is behind when the
+/// primary dies, as it is over a real network under load.
 async fn fail_over(
     row: &mut Row,
     pair: &mut PgPair,
     db: &mut Db,
     n: u64,
+    lag: Option<Duration>,
 ) -> anyhow::Result<Instant> {
-    pair.nodes[0].kill()?;
+    if let Some(lag) = lag {
+        let held = pair.nodes[0].hold_walsenders()?;
+        tokio::time::sleep(lag).await;
+        pair.nodes[0].kill()?;
+        held.thaw();
+        row.notes.push(format!(
+            "replication held (walsender SIGSTOPped) for {lag:?} before the kill"
+        ));
+    } else {
+        pair.nodes[0].kill()?;
+    }
     let at_kill = db.must(DONE_SQL).await?;
     tokio::time::sleep(DECIDE).await;
     let start = Instant::now();
@@ -39,17 +54,16 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     const N: u64 = 6000;
     let (mut pair, env, mut db) = pair_setup(c, "s12", true, true, 1).await?;
     let addr = env.http_addr.clone().context("http addr")?;
-    let mut serve = Proc::spawn(&env, "serve", &["serve"])?;
-    wait_healthy(&addr, Duration::from_secs(30)).await?;
+    let mut serve = start_serve(&env, &["serve"]).await?;
     let mut c1 = Proc::spawn(&env, "consumer1", &CONSUME_1MS)?;
     let mut c2 = Proc::spawn(&env, "consumer2", &CONSUME_1MS)?;
     // 200 every 200 ms: a 6 s stream, still publishing when the primary dies.
     let mut producer = start_paced_producer(&env, row, N, "200ms", 200)?;
     let poster = Poster::start(&addr);
-    db.wait_done("a third done", |d| d >= N as i64 / 3, FINISH)
-        .await?;
+    let third = N as i64 / 3;
+    wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], third).await?;
     let fault = Instant::now();
-    let promoted = fail_over(row, &mut pair, &mut db, N).await?;
+    let promoted = fail_over(row, &mut pair, &mut db, N, None).await?;
     let base = db.must(DONE_SQL).await?;
     time_recovery(row, &mut db, base, fault).await;
     let procs = &mut [&mut c1, &mut c2, &mut serve];
@@ -111,10 +125,9 @@ pub(super) async fn async_primary_lost(
     let mut c1 = Proc::spawn(&env, "consumer1", &args)?;
     let mut c2 = Proc::spawn(&env, "consumer2", &args)?;
     let mut producer = start_producer(&env, row, N)?;
-    db.wait_done("a third done", |d| d >= N as i64 / 3, FINISH)
-        .await?;
+    wait_done_alive(&mut db, &mut [&mut c1, &mut c2], N as i64 / 3).await?;
     let fault = Instant::now();
-    fail_over(row, &mut pair, &mut db, N).await?;
+    fail_over(row, &mut pair, &mut db, N, Some(LAG)).await?;
     let base = db.must(DONE_SQL).await?;
     let cloned = Instant::now();
     let standby = pair.add_standby(1).await?;

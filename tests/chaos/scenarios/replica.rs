@@ -53,8 +53,7 @@ pub(super) async fn replica_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     let (mut pair, env, mut db) = pair_setup(c, "s14", false, true, 0).await?;
     let addr = env.http_addr.clone().context("http addr")?;
     let read_url = pair.url(1, "chaos_s14");
-    let mut serve = Proc::spawn(&env, "serve", &["serve", "--database-read-url", &read_url])?;
-    wait_healthy(&addr, Duration::from_secs(30)).await?;
+    let mut serve = start_serve(&env, &["serve", "--database-read-url", &read_url]).await?;
     let mut consumer = Proc::spawn(&env, "consumer", &CONSUME_1MS)?;
     let mut producer = start_paced_producer(&env, row, N, "200ms", 100)?;
     let (stop, probes) = (
@@ -64,8 +63,8 @@ pub(super) async fn replica_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     let readers: Vec<_> = (0..READERS)
         .map(|who| tokio::spawn(read_load(addr.clone(), who, stop.clone(), probes.clone())))
         .collect();
-    db.wait_done("a third done", |d| d >= N as i64 / 3, FINISH)
-        .await?;
+    let third = N as i64 / 3;
+    wait_done_alive(&mut db, &mut [&mut serve, &mut consumer], third).await?;
     // The read URL must really be in use, or the kill proves nothing.
     let (on_replica, _) = sessions_on(&pair, 1, "chaos_s14").await?;
     row.check(on_replica > 0, || {

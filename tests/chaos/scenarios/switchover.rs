@@ -31,8 +31,7 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     const N: u64 = 6000;
     let (pair, env, mut db) = pair_setup(c, "s13", false, true, 1).await?;
     let addr = env.http_addr.clone().context("http addr")?;
-    let mut serve = Proc::spawn(&env, "serve", &["serve"])?;
-    wait_healthy(&addr, Duration::from_secs(30)).await?;
+    let mut serve = start_serve(&env, &["serve"]).await?;
     // Sweeping every second: API works are done promptly (the notifier's wake-ups are
     // what this scenario watches for, through the sessions left on the old primary).
     let args = [&CONSUME_1MS[..], &["--sweep-every", "1s"]].concat();
@@ -40,8 +39,8 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     let mut c2 = Proc::spawn(&env, "consumer2", &args)?;
     let mut producer = start_paced_producer(&env, row, N, "200ms", 200)?;
     let poster = Poster::start(&addr);
-    db.wait_done("a third done", |d| d >= N as i64 / 3, FINISH)
-        .await?;
+    let third = N as i64 / 3;
+    wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], third).await?;
     let fault = Instant::now();
     let promoted = switch(row, &pair).await?;
     let base = db.must(DONE_SQL).await?;
