@@ -101,6 +101,14 @@ pub struct ServeOpts {
     #[arg(long, env = "PP_MAX_STREAMS", default_value_t = crate::http::live::DEFAULT_MAX_STREAMS,
         value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub max_streams: u16,
+    /// A PostgreSQL URL (multi-host like DATABASE_URL) of a replica for the read-only
+    /// routes: search, get, events, stats, the metrics counts. Reads fall back to the
+    /// primary while the replica is unreachable or lags beyond --max-replica-lag.
+    #[arg(long, env = "PP_DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+    /// The most replay lag the replica may have and still serve reads.
+    #[arg(long, env = "PP_MAX_REPLICA_LAG", default_value = "5s", value_parser = parse_duration)]
+    pub max_replica_lag: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -143,6 +151,19 @@ pub struct WorkerOpts {
     /// hourly); 0 keeps everything. Redelivered demands are deduplicated within it.
     #[arg(long, env = "PP_RETAIN", default_value = "30d", value_parser = parse_duration)]
     pub retain: Duration,
+    /// When a batch is acknowledged to RabbitMQ: once committed on the primary
+    /// (`commit`), or once a streaming standby has also flushed that commit (`standby`:
+    /// nothing acknowledged is lost when the primary is lost, even with asynchronous
+    /// replication; with no standby connected, acks stall and say so).
+    #[arg(long, env = "PP_ACK_AFTER", value_enum, default_value_t = AckAfter::Commit)]
+    pub ack_after: AckAfter,
+}
+
+/// See `WorkerOpts::ack_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AckAfter {
+    Commit,
+    Standby,
 }
 
 #[derive(Debug, Args)]

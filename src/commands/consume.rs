@@ -1,7 +1,7 @@
 //! `ppctl consume`: the queue worker and the sweeper, side by side, until shutdown.
 
 use crate::amqp::{self, Topology};
-use crate::cli::{AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
+use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::QueueWorker;
@@ -48,6 +48,7 @@ pub async fn run_with_pool(
         batch: batch_limit(sweep::SWEEP_BATCH, worker.work_delay),
     };
     tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch, "consumer starting");
+    storage::replication::log_at_start(pool.clone(), worker.ack_after == AckAfter::Standby);
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let sweeper = tokio::spawn(sweep::run(
         pool.clone(),

@@ -3,7 +3,7 @@
 use super::Failure;
 use crate::cli::{DbAction, DbArgs};
 use crate::config::{database_name, redact_url};
-use crate::storage::{self, admin, migrate, prune, stats, works};
+use crate::storage::{self, admin, migrate, prune, replication, stats, works};
 use anyhow::{bail, Context};
 
 /// `println!` that ends quietly when stdout's reader has gone (`ppctl db status | head`).
@@ -132,5 +132,28 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
         }
     );
     say!("  stored events: about {stored_events} (plus those read from work rows: four per queue work, work/created per API work)");
+    let role = storage::role::server_role(&pooled).await?;
+    let replication = replication::status(&**pooled).await?;
+    say!(
+        "  server: {} ({})",
+        role.host,
+        if role.writable {
+            "primary, takes writes"
+        } else {
+            "read-only"
+        }
+    );
+    for s in &replication.standbys {
+        let lag = s
+            .replay_lag
+            .map_or("unknown".into(), |l| format!("{l:.3}s"));
+        say!(
+            "  standby {}: {}, {}, replay lag {lag}",
+            s.name,
+            s.state,
+            s.sync_state
+        );
+    }
+    say!("  replication: {}", replication.verdict());
     Ok(())
 }

@@ -34,7 +34,15 @@ pub async fn serve(
         workers: opts.http_workers.map(usize::from),
         max_streams: usize::from(opts.max_streams),
         dead_letters,
+        read_replica: match &opts.database_read_url {
+            Some(url) => Some((
+                storage::pool(url, pool.status().max_size as u16)?,
+                opts.max_replica_lag,
+            )),
+            None => None,
+        },
     };
+    storage::replication::log_at_start(pool.clone(), false);
     let server = http::start_until(listener, pool, config, shutdown.clone())?;
     tracing::info!(addr = %opts.http_addr, "serving HTTP");
     let handle = server.handle();

@@ -86,15 +86,23 @@ pub async fn get_stats(
 }
 
 async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
-    let client = state.pool.get().await?;
+    let ((by_status, throughput), _) = state
+        .reads
+        .run(|client| async move {
+            let by_status = works::count_by_status(&client).await?;
+            Ok((
+                by_status,
+                stats::throughput(&client, BUCKET_SECS, BUCKETS).await?,
+            ))
+        })
+        .await?;
     let mut counts: BTreeMap<&'static str, i64> =
         WorkStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for (status, n) in works::count_by_status(&client).await? {
+    for (status, n) in by_status {
         if let Ok(status) = status.parse::<WorkStatus>() {
             counts.insert(status.as_str(), n);
         }
     }
-    let throughput = stats::throughput(&client, BUCKET_SECS, BUCKETS).await?;
     Ok(Stats {
         counts,
         throughput,

@@ -6,30 +6,42 @@ use crate::storage::PgPool;
 use crate::telemetry::{Group, StateLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
+use prometheus_client::metrics::{family::Family, gauge::Gauge};
 use std::net::SocketAddr;
 
 /// Sets the pool's usage gauges (when the process has a pool), then renders the
 /// process's registry: the one way every `/metrics` answers.
 pub fn render(pool: Option<&PgPool>) -> String {
+    render_with_replica(pool, None)
+}
+
+/// `render`, with serve's replica pool beside the primary's.
+pub fn render_with_replica(pool: Option<&PgPool>, replica: Option<&PgPool>) -> String {
     if let Some(pool) = pool {
-        let status = pool.status();
         TELEMETRY.register(Group::Pool);
-        for (state, n) in [
-            ("open", status.size),
-            ("idle", status.available),
-            ("max", status.max_size),
-        ] {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            TELEMETRY
-                .pool_connections
-                .get_or_create(&StateLabel { state })
-                .set(n);
-        }
+        set_usage(&TELEMETRY.pool_connections, pool);
+        let waiting = pool.status().waiting;
         TELEMETRY
             .pool_waiting
-            .set(i64::try_from(status.waiting).unwrap_or(i64::MAX));
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+    if let Some(replica) = replica {
+        TELEMETRY.register(Group::Replica);
+        set_usage(&TELEMETRY.replica_connections, replica);
     }
     TELEMETRY.render()
+}
+
+fn set_usage(family: &Family<StateLabel, Gauge>, pool: &PgPool) {
+    let status = pool.status();
+    for (state, n) in [
+        ("open", status.size),
+        ("idle", status.available),
+        ("max", status.max_size),
+    ] {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        family.get_or_create(&StateLabel { state }).set(n);
+    }
 }
 
 async fn metrics(pool: web::Data<Option<PgPool>>) -> HttpResponse {

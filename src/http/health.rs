@@ -4,6 +4,8 @@ use super::params::NoQuery;
 use super::responses::BadRequest;
 use super::{works::resource, AppState};
 use crate::model::WorkStatus;
+use crate::storage::replica::ReplicaHealth;
+use crate::storage::role::{self, ServerRole};
 use crate::storage::works;
 use crate::telemetry::{StatusLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, HttpResponse};
@@ -21,50 +23,72 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The body of `GET /health`, healthy or not.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"status": "healthy", "database": "connected", "version": "0.1.0 (abc123)"}))]
+#[schema(example = json!({"status": "healthy", "database": "connected", "host": "10.0.0.5:5432",
+    "writable": true, "version": "0.1.0 (abc123)"}))]
 pub struct Health {
-    /// `healthy` when the database answered within 2 s.
+    /// `healthy` when the database answered within 2 s and takes writes.
     #[schema(pattern = "^(healthy|unhealthy)$")]
     status: &'static str,
-    #[schema(pattern = "^(connected|unreachable)$")]
+    /// `read-only`: the server the pool reached refuses writes (a standby, or a demoted
+    /// primary); the pool then reconnects through `target_session_attrs`.
+    #[schema(pattern = "^(connected|read-only|unreachable)$")]
     database: &'static str,
+    /// The server the pool is on (`IP:PORT`), when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    /// Whether that server takes writes.
+    writable: bool,
+    /// With `--database-read-url`: the replica the read-only routes use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<ReplicaHealth>,
     /// `ppctl --version`: the package version and the build's revision.
     version: &'static str,
 }
 
-async fn database_ok(state: &AppState) -> bool {
+/// The server the pool is on, within the check's time.
+async fn server_role(state: &AppState) -> Option<ServerRole> {
     let check = async {
         let client = state.pool.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
+        role::server_role(&client).await.ok()
     };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, check).await,
-        Ok(Some(_))
-    )
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .ok()
+        .flatten()
 }
 
-/// Liveness and database reachability, for load balancers and Compose.
+/// Liveness, and whether the database takes writes, for load balancers and Compose.
 #[utoipa::path(get, path = "/health", tag = "operations", operation_id = "health",
     responses(
-        (status = 200, description = "Healthy: the database answered.", body = Health),
+        (status = 200, description = "Healthy: the database answered and takes writes.", body = Health),
         (status = 400, response = BadRequest),
-        (status = 503, description = "Unhealthy: the database did not answer within 2 s.",
-            body = Health),
+        (status = 503, description = "Unhealthy: the database did not answer within 2 s, or \
+            the server the pool reached refuses writes.", body = Health),
     ))]
 pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
-    let version = crate::cli::VERSION;
-    if database_ok(&state).await {
-        HttpResponse::Ok().json(Health {
-            status: "healthy",
-            database: "connected",
-            version,
-        })
-    } else {
-        HttpResponse::ServiceUnavailable().json(Health {
-            status: "unhealthy",
-            database: "unreachable",
-            version,
-        })
+    let role = server_role(&state).await;
+    let (status, database) = match &role {
+        Some(r) if r.writable => ("healthy", "connected"),
+        Some(r) => {
+            // Writes would fail on this server: have the pool look for the primary.
+            role::lost(&format!("/health found {} read-only", r.host));
+            ("unhealthy", "read-only")
+        }
+        None => ("unhealthy", "unreachable"),
+    };
+    let body = Health {
+        status,
+        database,
+        writable: role.as_ref().is_some_and(|r| r.writable),
+        host: role.map(|r| r.host),
+        replica: state.reads.health(),
+        version: crate::cli::VERSION,
+    };
+    match status {
+        "healthy" => HttpResponse::Ok().json(body),
+        _ => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(body),
     }
 }
 
@@ -79,8 +103,9 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
 pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
-        let client = state.pool.get().await.ok()?;
-        works::count_by_status(&client).await.ok()
+        let reads = &state.reads;
+        let counted = reads.run(|client| async move { works::count_by_status(&client).await });
+        counted.await.ok().map(|(counts, _)| counts)
     };
     let counts = tokio::time::timeout(CHECK_TIMEOUT, counts)
         .await
@@ -101,5 +126,8 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
     }
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
-        .body(super::exporter::render(Some(&state.pool)))
+        .body(super::exporter::render_with_replica(
+            Some(&state.pool),
+            state.reads.replica_pool(),
+        ))
 }

@@ -16,7 +16,7 @@ pub mod responses;
 pub mod works;
 
 use crate::shutdown::Shutdown;
-use crate::storage::{notify::Notifier, PgPool};
+use crate::storage::{notify::Notifier, replica::Reads, PgPool};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -28,7 +28,10 @@ use std::time::Duration;
 
 /// What every handler shares.
 pub struct AppState {
+    /// The primary: every write, and every read when there is no replica.
     pub pool: PgPool,
+    /// The read-only routes' pools: a replica within its lag bound, else the primary.
+    pub reads: Reads,
     /// When set, POST routes require `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     /// Work changes for the dashboard's event streams: one LISTEN per server.
@@ -102,6 +105,8 @@ pub struct ServerConfig {
     pub max_streams: usize,
     /// For `/dead-letters`; without it those routes answer 503.
     pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
+    /// A replica pool for the read-only routes, and the lag it may have.
+    pub read_replica: Option<(PgPool, std::time::Duration)>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +116,7 @@ impl Default for ServerConfig {
             workers: None,
             max_streams: usize::from(live::DEFAULT_MAX_STREAMS),
             dead_letters: None,
+            read_replica: None,
         }
     }
 }
@@ -133,6 +139,12 @@ pub fn start_until(
 ) -> std::io::Result<Server> {
     crate::telemetry::TELEMETRY.register(crate::telemetry::Group::Api);
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
+    let reads = match config.read_replica {
+        Some((replica, max_lag)) => {
+            Reads::with_replica(pool.clone(), replica, max_lag, shutdown.clone())
+        }
+        None => Reads::primary(pool.clone()),
+    };
     let live = live::Hub::new(
         pool.database_url().to_string(),
         shutdown,
@@ -141,6 +153,7 @@ pub fn start_until(
     let openapi = openapi::render(config.api_token.is_some()).into();
     let state = web::Data::new(AppState {
         pool,
+        reads,
         api_token: config.api_token,
         live,
         notifier,

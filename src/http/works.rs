@@ -92,8 +92,11 @@ fn found<T: serde::Serialize>(value: Option<T>, id: i64) -> Result<HttpResponse,
 
 pub(super) async fn get_work(state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
-    let client = state.pool.get().await?;
-    found(works::get(&client, id).await?, id)
+    let work = state
+        .reads
+        .run_found(|client| async move { works::get(&client, id).await })
+        .await?;
+    found(work, id)
 }
 
 /// One work.
@@ -128,8 +131,11 @@ pub async fn events(
     _: web::Query<NoQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    let client = state.pool.get().await?;
-    found(works::events(&client, id).await?, id)
+    let events = state
+        .reads
+        .run_found(|client| async move { works::events(&client, id).await })
+        .await?;
+    found(events, id)
 }
 
 /// Put a failed or expired work back to pending.
@@ -216,6 +222,10 @@ pub async fn search(
     query: web::Query<RawQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
-    let client = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(search::search(&client, &query).await?))
+    let query = &query;
+    let (works, _) = state
+        .reads
+        .run(|client| async move { search::search(&client, query).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(works))
 }

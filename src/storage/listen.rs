@@ -2,7 +2,9 @@
 //! sweepers only need to know that something changed) or is forwarded with its payload
 //! to a broadcast channel (the dashboard's live stream, many subscribers). Reconnects
 //! with backoff; what was missed while disconnected is covered by polling (sweepers) or
-//! by a `Notice::Resync` telling subscribers to re-read what they show.
+//! by a `Notice::Resync` telling subscribers to re-read what they show. A listener
+//! follows the primary: it reconnects when its server turns read-only (checked every
+//! 2 s) or when any other connection of the process saw the primary change.
 
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
@@ -99,13 +101,33 @@ async fn listen_once(
             }
         }
     });
+    super::role::ensure_writable(&client).await?;
     client.batch_execute(&format!("LISTEN {channel}")).await?;
     backoff.reset();
     sink.deliver(Notice::Resync);
-    while let Some(payload) = rx.recv().await {
-        sink.deliver(Notice::Payload(payload));
+    let opened = std::time::Instant::now();
+    let mut check = tokio::time::interval(ROLE_CHECK);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                Some(payload) => sink.deliver(Notice::Payload(payload)),
+                None => break,
+            },
+            // NOTIFY is not replicated: a LISTEN left on a demoted primary would hear
+            // nothing ever again, so it follows the primary like the pools do.
+            _ = check.tick() => {
+                if super::role::outlived(opened) {
+                    anyhow::bail!("another connection saw the primary change");
+                }
+                super::role::ensure_writable(&client).await?;
+            }
+        }
     }
     drop(client);
     driver.await??;
     anyhow::bail!("connection closed")
 }
+
+/// How often a LISTEN connection checks that its server is still the primary.
+const ROLE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);

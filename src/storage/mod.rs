@@ -7,12 +7,15 @@ pub mod listen;
 pub mod migrate;
 pub mod notify;
 pub mod prune;
+pub mod replica;
+pub mod replication;
+pub mod role;
 pub mod search;
 pub mod stats;
 pub mod works;
 
 use crate::config::parse_database_url;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -57,7 +60,10 @@ impl std::fmt::Debug for PgPool {
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Builds a pool; no connection is made until the first checkout.
+/// Builds a pool; no connection is made until the first checkout. A connection opened
+/// before the process last met a server that can no longer take writes is discarded at
+/// checkout (`role`), so the next one goes through `target_session_attrs` again; the
+/// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
     let config = parse_database_url(database_url)?;
     let manager = Manager::from_config(
@@ -73,6 +79,14 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
+            if role::outlived(metrics.created) {
+                return Err(HookError::message(
+                    "opened before the server's role changed",
+                ));
+            }
+            Ok(())
+        }))
         .build()
         .map(|pool| PgPool {
             pool,
@@ -109,8 +123,14 @@ impl From<deadpool_postgres::PoolError> for DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
+        if role::is_role_loss(&e) {
+            // A read-only or shutting-down server, or a broken connection: an outage
+            // for the caller (retry, or 503), and no pooled connection is reused.
+            role::lost(&e.to_string());
+            return DbError::Unavailable(e.to_string());
+        }
         let Some(db) = e.as_db_error() else {
-            // No server answer: the connection is closed, timed out or never opened.
+            // No server answer: the connection timed out or was never opened.
             return DbError::Unavailable(e.to_string());
         };
         let code = db.code();
@@ -120,9 +140,12 @@ impl From<tokio_postgres::Error> for DbError {
         } else if class == "22" {
             // data exceptions: a value the database cannot hold (NUL in text, ...)
             DbError::InvalidInput(db.message().to_string())
-        } else if matches!(class, "08" | "40" | "53" | "57") || *code == SqlState::ADMIN_SHUTDOWN {
-            // connection exceptions, serialization failures and deadlocks, insufficient
-            // resources, operator intervention (statement timeouts included)
+        } else if matches!(class, "08" | "28" | "40" | "53" | "57")
+            || *code == SqlState::UNDEFINED_DATABASE
+        {
+            // connection exceptions, a login refused (wrong password, missing
+            // database), serialization failures and deadlocks, insufficient resources,
+            // operator intervention (statement timeouts included)
             DbError::Unavailable(db.message().to_string())
         } else {
             DbError::Other(db.message().to_string())

@@ -10,10 +10,11 @@
 //! the listeners' polling fallback. The task has a connection of its own: borrowing one
 //! from the pool would queue it behind every request of a busy API.
 
-use super::PgPool;
+use super::{role, PgPool};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::Notify;
 
 /// The least time between two notifications: bounds their rate at 200/s, and adds at
@@ -36,7 +37,7 @@ impl Notifier {
         let notifier = Self::default();
         let flags = notifier.0.clone();
         tokio::spawn(async move {
-            let mut connection: Option<tokio_postgres::Client> = None;
+            let mut connection = None;
             loop {
                 tokio::select! {
                     _ = flags.wake.notified() => {}
@@ -72,19 +73,24 @@ impl Notifier {
     }
 }
 
-/// Runs `sql` on the notifier's own connection, connecting first when there is none.
+/// Runs `sql` on the notifier's own connection, connecting first when there is none
+/// or when the one it has predates a change of primary (a NOTIFY on a demoted primary
+/// reaches no listener: they have moved on).
 async fn send(
-    connection: &mut Option<tokio_postgres::Client>,
+    connection: &mut Option<(tokio_postgres::Client, Instant)>,
     url: &str,
     sql: &str,
 ) -> anyhow::Result<()> {
-    if connection.as_ref().is_none_or(|c| c.is_closed()) {
+    if connection
+        .as_ref()
+        .is_none_or(|(c, opened)| c.is_closed() || role::outlived(*opened))
+    {
         let config = crate::config::parse_database_url(url)?;
         let (client, driver) = config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(driver);
-        *connection = Some(client);
+        *connection = Some((client, Instant::now()));
     }
-    if let Some(client) = connection {
+    if let Some((client, _)) = connection {
         client.batch_execute(sql).await?;
     }
     Ok(())

@@ -71,6 +71,16 @@ pub struct Telemetry {
     pub database_up: Gauge,
     pub pool_connections: Family<StateLabel, Gauge>,
     pub pool_waiting: Gauge,
+    /// Connections that met a server no longer taking writes, or broke (storage::role).
+    pub db_role_losses: Counter,
+    /// `--ack-after standby`: how long batches waited, and whether one is waiting now
+    /// past the log interval.
+    pub standby_wait: Histogram,
+    pub standby_stalled: Gauge,
+    /// `serve --database-read-url`: the replica's pool, whether reads go to it, its lag.
+    pub replica_connections: Family<StateLabel, Gauge>,
+    pub replica_in_use: Gauge,
+    pub replica_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     registry: Mutex<(Registry, HashSet<Group>)>,
 }
 
@@ -80,6 +90,7 @@ pub enum Group {
     Api,
     Pool,
     Depths,
+    Replica,
 }
 
 pub static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(Telemetry::new);
@@ -112,6 +123,12 @@ impl Telemetry {
             database_up: Gauge::default(),
             pool_connections: Family::default(),
             pool_waiting: Gauge::default(),
+            db_role_losses: Counter::default(),
+            standby_wait: latency_histogram(),
+            standby_stalled: Gauge::default(),
+            replica_connections: Family::default(),
+            replica_in_use: Gauge::default(),
+            replica_lag_seconds: Gauge::default(),
             registry: Mutex::new((Registry::default(), HashSet::new())),
         };
         if let Ok(mut guard) = t.registry.lock() {

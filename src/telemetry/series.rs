@@ -64,6 +64,21 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
         t.store_tasks.clone(),
     );
     registry.register(
+        "ppctl_db_role_losses",
+        "database connections that met a server no longer taking writes (read-only, in recovery, shutting down) or broke; every older connection is then reopened",
+        t.db_role_losses.clone(),
+    );
+    registry.register(
+        "ppctl_standby_wait_seconds",
+        "--ack-after standby: time a batch waited for a standby to flush its commit",
+        t.standby_wait.clone(),
+    );
+    registry.register(
+        "ppctl_standby_stalled",
+        "--ack-after standby: 1 while a batch has waited over 10 s for a standby",
+        t.standby_stalled.clone(),
+    );
+    registry.register(
         "ppctl_batch_size",
         "deliveries per consumer batch",
         t.batch_size.clone(),
@@ -101,6 +116,23 @@ pub(super) fn register_group(t: &Telemetry, group: Group, registry: &mut Registr
                 "ppctl_db_pool_waiting",
                 "tasks waiting for a pooled connection",
                 t.pool_waiting.clone(),
+            );
+        }
+        Group::Replica => {
+            registry.register(
+                "ppctl_db_replica_pool_connections",
+                "serve --database-read-url: the replica pool's connections (open, idle, max)",
+                t.replica_connections.clone(),
+            );
+            registry.register(
+                "ppctl_db_replica_in_use",
+                "1 while read-only routes are served by the replica, 0 while they fall back to the primary",
+                t.replica_in_use.clone(),
+            );
+            registry.register(
+                "ppctl_db_replica_lag_seconds",
+                "the replica's replay lag as last measured",
+                t.replica_lag_seconds.clone(),
             );
         }
         Group::Depths => {

@@ -145,7 +145,12 @@ impl QueueWorker<'_> {
                         let settled = self.finish(&channel, &dead, stored).await?;
                         *safe_left = safe_left.saturating_sub(settled);
                     }
-                    storing.spawn(self.pool.clone(), batch, self.shutdown.clone());
+                    storing.spawn(
+                        self.pool.clone(),
+                        batch,
+                        self.worker.ack_after,
+                        self.shutdown.clone(),
+                    );
                 }
             }
         }

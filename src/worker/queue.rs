@@ -6,8 +6,10 @@
 
 use crate::amqp::dead_letter::DeadLetterer;
 use crate::backoff::Backoff;
+use crate::cli::AckAfter;
 use crate::model::{new_work_code, Origin, WorkDemand};
 use crate::shutdown::Shutdown;
+use crate::storage::replication::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::TELEMETRY;
 use anyhow::{bail, Context};
@@ -72,7 +74,7 @@ pub async fn process_batch(
     shutdown: &Shutdown,
 ) -> anyhow::Result<BatchOutcome> {
     let batch = prepare(deliveries, dead, work_delay).await?;
-    let batch = store(pool, batch, shutdown).await?;
+    let batch = store(pool, batch, AckAfter::Commit, shutdown).await?;
     acknowledge(channel, dead, &batch).await?;
     Ok(batch.outcome)
 }
@@ -124,35 +126,96 @@ pub async fn prepare(
 /// Step 2: stores the works and their events in one statement (retrying while the
 /// database is unreachable). Redeliveries already stored count as duplicates. When the
 /// database refuses the batch for good (a value it cannot hold), each work is stored
-/// alone and only the refused ones are set aside, to be dead-lettered.
-pub async fn store(pool: &PgPool, mut batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Batch> {
+/// alone and only the refused ones are set aside, to be dead-lettered. With
+/// `--ack-after standby` it then waits for a standby to flush the commit; if the
+/// primary changes meanwhile, the commit may not be on the new one, so the batch is
+/// stored again there (idempotent: a message_id already stored is skipped).
+pub async fn store(
+    pool: &PgPool,
+    mut batch: Batch,
+    ack_after: AckAfter,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Batch> {
     if batch.finished.is_empty() {
         return Ok(batch);
     }
     let (rows, tags): (Vec<works::Finished>, Vec<u64>) =
         std::mem::take(&mut batch.finished).into_iter().unzip();
     let count = rows.len() as u64;
-    let stored = match store_with_retry(pool, &rows, shutdown).await? {
-        Ok(stored) => stored,
-        Err(batch_error) => {
-            tracing::warn!(error = %batch_error, works = count, "the database refused the batch; storing its works one by one");
-            let mut stored = 0;
-            for (mut row, tag) in rows.into_iter().zip(tags) {
-                // A fresh code, in case the refusal was a work_code collision.
-                row.work_code = new_work_code(Origin::Consumer);
-                match store_with_retry(pool, std::slice::from_ref(&row), shutdown).await? {
-                    Ok(n) => stored += n,
-                    Err(e) => batch.refused.push((tag, e.to_string())),
-                }
+    let want = ack_after == AckAfter::Standby;
+    let (stored, mut target) =
+        store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown).await?;
+    while let Some(position) = target {
+        match replication::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
+            Ok(()) => break,
+            Err(WaitError::Shutdown) => bail!("shutting down while waiting for a standby's flush"),
+            Err(WaitError::Moved) => {
+                tracing::warn!(works = count, "the primary changed before a standby flushed this batch: storing it again on the new one");
+                let refused: HashSet<u64> = batch.refused.iter().map(|(t, _)| *t).collect();
+                let (rows, tags): (Vec<_>, Vec<_>) = rows
+                    .iter()
+                    .cloned()
+                    .zip(tags.iter().copied())
+                    .filter(|(_, t)| !refused.contains(t))
+                    .unzip();
+                target = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
+                    .await?
+                    .1;
             }
-            stored
         }
-    };
+    }
     let refused = batch.refused.len() as u64;
     batch.outcome.stored = stored;
     batch.outcome.dead += refused;
     batch.outcome.duplicates += count - refused - stored;
     Ok(batch)
+}
+
+/// How often a batch waiting for a standby says so.
+const STANDBY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Stores `rows` in one statement, or one by one when the database refuses them
+/// together (the refused ones are added to `refused`). Returns the works inserted and,
+/// when `want_position`, where the WAL stood after the commits (`None` when nothing
+/// was committed, or when they landed on different timelines: then the caller is told
+/// to wait on a position that cannot be reached, and stores again).
+async fn store_rows(
+    pool: &PgPool,
+    rows: &[works::Finished],
+    tags: &[u64],
+    refused: &mut Vec<(u64, String)>,
+    want_position: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(u64, Option<WalPosition>)> {
+    match store_with_retry(pool, rows, want_position, shutdown).await? {
+        Ok(stored) => return Ok(stored),
+        Err(batch_error) => {
+            tracing::warn!(error = %batch_error, works = rows.len(), "the database refused the batch; storing its works one by one")
+        }
+    }
+    let mut stored = 0;
+    let mut last: Option<WalPosition> = None;
+    for (row, tag) in rows.iter().zip(tags) {
+        // A fresh code, in case the refusal was a work_code collision.
+        let mut row = row.clone();
+        row.work_code = new_work_code(Origin::Consumer);
+        match store_with_retry(pool, std::slice::from_ref(&row), want_position, shutdown).await? {
+            Ok((n, position)) => {
+                stored += n;
+                last = match (last, position) {
+                    // Stores split across a promotion: a position on the new timeline
+                    // says nothing of the old one's commits.
+                    (Some(a), Some(b)) if a.timeline != b.timeline => Some(WalPosition {
+                        lsn: b.lsn,
+                        timeline: "moved".into(),
+                    }),
+                    (_, b) => b,
+                };
+            }
+            Err(e) => refused.push((*tag, e.to_string())),
+        }
+    }
+    Ok((stored, last))
 }
 
 /// Step 3, only after step 2 committed: the refused deliveries dead-lettered, then one
@@ -202,20 +265,29 @@ fn record(outcome: &BatchOutcome, deliveries: usize) {
     t.batch_size.observe(deliveries as f64);
 }
 
-/// Stores `rows`, retrying with backoff while the database is unavailable (or fails
-/// in a way that is not about the data, such as a missing table). The outer
+/// Stores `rows` (and reads the WAL position after the commit when asked), retrying
+/// with backoff while the database is unavailable (or fails in a way that is not
+/// about the data, such as a missing table). The outer
 /// error is shutdown (the deliveries are then left unacked and the broker requeues
 /// them); the inner one is the database refusing the rows, which no retry can fix.
 async fn store_with_retry(
     pool: &PgPool,
     rows: &[works::Finished],
+    want_position: bool,
     shutdown: &Shutdown,
-) -> anyhow::Result<Result<u64, DbError>> {
+) -> anyhow::Result<Result<(u64, Option<WalPosition>), DbError>> {
     let mut backoff = Backoff::default();
     loop {
         let result = async {
             let client = pool.get().await?;
-            works::insert_finished(&client, rows).await
+            let stored = works::insert_finished(&client, rows).await?;
+            // On the same connection: a position read elsewhere could be another
+            // server's, after a failover.
+            let position = match want_position {
+                true => Some(replication::position(&**client).await?),
+                false => None,
+            };
+            Ok::<_, DbError>((stored, position))
         }
         .await;
         match result {

@@ -2,6 +2,7 @@
 //! in delivery order), counted in `ppctl_store_tasks`, aborted with their connection.
 
 use super::queue::{self, Batch};
+use crate::cli::AckAfter;
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::PgPool;
 use crate::telemetry::TELEMETRY;
@@ -14,10 +15,10 @@ use std::collections::VecDeque;
 pub struct Stores(VecDeque<AbortOnDrop<anyhow::Result<Batch>>>);
 
 impl Stores {
-    pub fn spawn(&mut self, pool: PgPool, batch: Batch, shutdown: Shutdown) {
+    pub fn spawn(&mut self, pool: PgPool, batch: Batch, ack_after: AckAfter, shutdown: Shutdown) {
         let task = tokio::spawn(async move {
             let _counted = StoreTaskCount::new();
-            queue::store(&pool, batch, &shutdown).await
+            queue::store(&pool, batch, ack_after, &shutdown).await
         });
         self.0.push_back(AbortOnDrop(task));
     }

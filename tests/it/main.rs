@@ -7,6 +7,7 @@ mod cli;
 mod dead;
 mod edge;
 mod exits;
+mod failover;
 mod faults;
 mod helpers;
 mod leaks;

@@ -30,6 +30,7 @@ pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> Worker
         lease: Duration::from_secs(30),
         max_attempts: 3,
         retain: Duration::ZERO,
+        ack_after: ppctl::cli::AckAfter::Commit,
     }
 }
 
