@@ -261,3 +261,54 @@ pub(super) async fn start_serve(env: &Env, args: &[&str]) -> anyhow::Result<Proc
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// GET /health while no server takes writes (the primary dead or read-only, the standby
+/// not promoted yet): it must not say healthy (the switchover answered 200).
+pub(super) async fn health_refuses(row: &mut Row, addr: &str, when: &str) {
+    match http(addr, "GET", "/health", None, Duration::from_secs(5)).await {
+        Ok((200, body)) => row.problem(format!(
+            "GET /health answered 200 {when}, when no server takes writes: {}",
+            String::from_utf8_lossy(&body)
+        )),
+        Ok((status, body)) => row.notes.push(format!(
+            "GET /health {when}: {status} {}",
+            String::from_utf8_lossy(&body)
+        )),
+        Err(e) => row.problem(format!("GET /health {when}: {e:#}")),
+    }
+}
+
+/// After the promotion: /health must come to answer 200, writable, on the new primary
+/// (`port`), within `within`.
+pub(super) async fn health_on(
+    row: &mut Row,
+    addr: &str,
+    port: u16,
+    since: Instant,
+    within: Duration,
+) {
+    let host = format!("127.0.0.1:{port}");
+    let on_new = crate::db::wait_for("GET /health 200 on the new primary", within, || async {
+        let (status, body) = http(addr, "GET", "/health", None, Duration::from_secs(5))
+            .await
+            .ok()?;
+        let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let ok = status == 200 && health["writable"] == true && health["host"] == host.as_str();
+        ok.then_some(())
+    })
+    .await;
+    match on_new {
+        Ok(()) => row.notes.push(format!(
+            "GET /health 200, writable, host {host} {:.1}s after the promotion",
+            since.elapsed().as_secs_f64()
+        )),
+        Err(e) => {
+            let last = http(addr, "GET", "/health", None, Duration::from_secs(5)).await;
+            let last = last.map(|(s, b)| format!("{s} {}", String::from_utf8_lossy(&b)));
+            row.problem(format!(
+                "{e:#}; last answer: {}",
+                last.unwrap_or_else(|e| format!("{e:#}"))
+            ));
+        }
+    }
+}

@@ -24,6 +24,7 @@ async fn fail_over(
     db: &mut Db,
     n: u64,
     lag: Option<Duration>,
+    api: Option<&str>,
 ) -> anyhow::Result<Instant> {
     if let Some(lag) = lag {
         let held = pair.nodes[0].hold_walsenders()?;
@@ -36,8 +37,12 @@ async fn fail_over(
     } else {
         pair.nodes[0].kill()?;
     }
+    let killed = Instant::now();
     let at_kill = db.must(DONE_SQL).await?;
-    tokio::time::sleep(DECIDE).await;
+    if let Some(addr) = api {
+        health_refuses(row, addr, "with the primary dead").await;
+    }
+    tokio::time::sleep(DECIDE.saturating_sub(killed.elapsed())).await;
     let start = Instant::now();
     pair.nodes[1].promote().await?;
     row.notes.push(format!(
@@ -63,8 +68,10 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     let third = N as i64 / 3;
     wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], third).await?;
     let fault = Instant::now();
-    let promoted = fail_over(row, &mut pair, &mut db, N, None).await?;
+    let promoted = fail_over(row, &mut pair, &mut db, N, None, Some(&addr)).await?;
     let base = db.must(DONE_SQL).await?;
+    let port = pair.nodes[1].port;
+    health_on(row, &addr, port, promoted, Duration::from_secs(15)).await;
     time_recovery(row, &mut db, base, fault).await;
     let procs = &mut [&mut c1, &mut c2, &mut serve];
     ensure_running(row, procs, "after the failover");
@@ -127,16 +134,23 @@ pub(super) async fn async_primary_lost(
     let mut producer = start_producer(&env, row, N)?;
     wait_done_alive(&mut db, &mut [&mut c1, &mut c2], N as i64 / 3).await?;
     let fault = Instant::now();
-    fail_over(row, &mut pair, &mut db, N, Some(LAG)).await?;
+    fail_over(row, &mut pair, &mut db, N, Some(LAG), None).await?;
     let base = db.must(DONE_SQL).await?;
+    // The failover manager clones a new standby meanwhile; the default mode resumes at
+    // once, replicated acks only once the new standby streams.
     let cloned = Instant::now();
-    let standby = pair.add_standby(1).await?;
-    row.notes.push(format!(
-        "{} cloned from the promoted server in {:.1}s",
-        pair.nodes[standby].name,
-        cloned.elapsed().as_secs_f64()
-    ));
-    time_recovery(row, &mut db, base, fault).await;
+    let (standby, resumed) = tokio::join!(
+        pair.add_standby(1),
+        recovery(&mut db, base, fault, Duration::from_secs(60))
+    );
+    row.recovery = soft(row, resumed);
+    if let Some(standby) = soft(row, standby) {
+        row.notes.push(format!(
+            "{} cloned from the promoted server in {:.1}s",
+            pair.nodes[standby].name,
+            cloned.elapsed().as_secs_f64()
+        ));
+    }
     ensure_running(row, &mut [&mut c1, &mut c2], "after the failover");
     if row.recovery.is_some() {
         settle(row, &env, &mut db, &mut producer, N).await;

@@ -8,20 +8,26 @@ use anyhow::Context;
 
 /// Writers must be writing on the new primary this soon after the promotion.
 const MOVE_WITHIN: Duration = Duration::from_secs(15);
+/// How long the old primary is read-only before the standby is promoted.
+const HOLD: Duration = Duration::from_millis(1500);
 
 /// Makes n1 read-only, waits for n2 to replay all of n1's WAL, promotes n2; returns
 /// when the promotion finished. Read-only first: nothing commits on n1 after the
 /// standby caught up, so the switchover itself loses nothing.
-async fn switch(row: &mut Row, pair: &crate::infra::PgPair) -> anyhow::Result<Instant> {
+async fn switch(row: &mut Row, pair: &crate::infra::PgPair, addr: &str) -> anyhow::Result<Instant> {
     let old = &pair.nodes[0];
     old.scalar("ALTER SYSTEM SET default_transaction_read_only = on")
         .await?;
     old.scalar("SELECT pg_reload_conf()").await?;
+    // A switchover tool checks things before it promotes: writers meet the read-only
+    // server meanwhile, and /health must not call that healthy.
+    tokio::time::sleep(HOLD).await;
+    health_refuses(row, addr, "with the old primary read-only").await;
     let caught_up = pair.wait_caught_up(0, 1).await?;
     let start = Instant::now();
     pair.nodes[1].promote().await?;
     row.notes.push(format!(
-        "old primary made read-only; standby caught up in {caught_up:.2}s, promoted in {:.1}s",
+        "old primary made read-only; {HOLD:?} later the standby caught up in {caught_up:.2}s, promoted in {:.1}s",
         start.elapsed().as_secs_f64()
     ));
     Ok(Instant::now())
@@ -42,8 +48,9 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     let third = N as i64 / 3;
     wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], third).await?;
     let fault = Instant::now();
-    let promoted = switch(row, &pair).await?;
+    let promoted = switch(row, &pair, &addr).await?;
     let base = db.must(DONE_SQL).await?;
+    health_on(row, &addr, pair.nodes[1].port, promoted, MOVE_WITHIN).await;
     let moved = recovery(&mut db, base, promoted, Duration::from_secs(60)).await;
     if let Some(s) = soft(row, moved) {
         row.recovery = Some(fault.elapsed().as_secs_f64());
