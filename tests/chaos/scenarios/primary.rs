@@ -4,6 +4,7 @@
 //! acknowledging after the local commit and once after a standby flushed it.
 
 use super::failover::*;
+use super::posts::*;
 use super::*;
 use crate::checks::queue_counts;
 use crate::infra::PgPair;

@@ -3,6 +3,7 @@
 //! standby is SIGKILLed; reads must fall back to the primary.
 
 use super::failover::*;
+use super::posts::*;
 use super::*;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,6 +142,13 @@ fn judge_reads(row: &mut Row, probes: &[Probe], fault: Instant) {
             .join("; ")
     };
     let n_failed = |ps: &[&Probe]| ps.iter().filter(|p| failed(p)).count();
+    // Recovery: until the last failed read after the kill answered (0 when none failed).
+    let last_failure = probes
+        .iter()
+        .filter(|p| p.0 >= fault && failed(p))
+        .map(|p| p.0)
+        .max();
+    row.recovery = Some(last_failure.map_or(0.0, |at| secs_between(fault, at)));
     row.notes.push(format!(
         "{} reads: {} before the kill ({} failed), {} in the first {FALLBACK_WITHIN:?} after it ({} failed), {} later ({} failed)",
         probes.len(), before.len(), n_failed(&before), during.len(), n_failed(&during), after.len(), n_failed(&after)

@@ -3,6 +3,7 @@
 //! promoted. Every writer and listener must move to the new primary on its own.
 
 use super::failover::*;
+use super::posts::*;
 use super::*;
 use anyhow::Context;
 
