@@ -101,7 +101,7 @@ pub(super) fn judge_posts(
         posts.len(),
         posts.iter().filter(|p| p.status == Some(201)).count(),
         again.map_or("never".into(), |s| format!("{s:.1}s")),
-        again.map_or("-".into(), |s| format!("{:.1}s", s - secs_between(fault, promoted)))
+        again.map_or("-".into(), |s| format!("{:.1}s", (s - secs_between(fault, promoted)).max(0.0)))
     ));
     row.check(bad.is_empty(), || {
         format!(
