@@ -127,14 +127,14 @@ pub(super) async fn health_refuses(row: &mut Row, addr: &str, when: &str) {
 }
 
 /// After the promotion: /health must come to answer 200, writable, on the new primary
-/// (`port`), within `within`.
+/// (`port`), within `within`; a note or a problem for the row. Run beside the recovery
+/// timing (tokio::join!), so that neither delays the other's measurement.
 pub(super) async fn health_on(
-    row: &mut Row,
     addr: &str,
     port: u16,
     since: Instant,
     within: Duration,
-) {
+) -> Result<String, String> {
     let host = format!("127.0.0.1:{port}");
     let on_new = crate::db::wait_for("GET /health 200 on the new primary", within, || async {
         let (status, body) = http(addr, "GET", "/health", None, Duration::from_secs(5))
@@ -146,17 +146,24 @@ pub(super) async fn health_on(
     })
     .await;
     match on_new {
-        Ok(()) => row.notes.push(format!(
+        Ok(()) => Ok(format!(
             "GET /health 200, writable, host {host} {:.1}s after the promotion",
             since.elapsed().as_secs_f64()
         )),
         Err(e) => {
             let last = http(addr, "GET", "/health", None, Duration::from_secs(5)).await;
             let last = last.map(|(s, b)| format!("{s} {}", String::from_utf8_lossy(&b)));
-            row.problem(format!(
+            Err(format!(
                 "{e:#}; last answer: {}",
                 last.unwrap_or_else(|e| format!("{e:#}"))
-            ));
+            ))
         }
+    }
+}
+
+pub(super) fn note_health(row: &mut Row, health: Result<String, String>) {
+    match health {
+        Ok(note) => row.notes.push(note),
+        Err(problem) => row.problem(problem),
     }
 }

@@ -72,8 +72,12 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     let promoted = fail_over(row, &mut pair, &mut db, N, None, Some(&addr)).await?;
     let base = db.must(DONE_SQL).await?;
     let port = pair.nodes[1].port;
-    health_on(row, &addr, port, promoted, Duration::from_secs(15)).await;
-    time_recovery(row, &mut db, base, fault).await;
+    let (health, resumed) = tokio::join!(
+        health_on(&addr, port, promoted, Duration::from_secs(15)),
+        recovery(&mut db, base, fault, Duration::from_secs(60))
+    );
+    note_health(row, health);
+    row.recovery = soft(row, resumed);
     let procs = &mut [&mut c1, &mut c2, &mut serve];
     ensure_running(row, procs, "after the failover");
     // Enough POSTs after the promotion to see them answered 201 again.

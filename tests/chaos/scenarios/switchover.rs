@@ -51,10 +51,13 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     let fault = Instant::now();
     let promoted = switch(row, &pair, &addr).await?;
     let base = db.must(DONE_SQL).await?;
-    health_on(row, &addr, pair.nodes[1].port, promoted, MOVE_WITHIN).await;
-    let moved = recovery(&mut db, base, promoted, Duration::from_secs(60)).await;
+    let (health, moved) = tokio::join!(
+        health_on(&addr, pair.nodes[1].port, promoted, MOVE_WITHIN),
+        recovery(&mut db, base, promoted, Duration::from_secs(60))
+    );
+    note_health(row, health);
     if let Some(s) = soft(row, moved) {
-        row.recovery = Some(fault.elapsed().as_secs_f64());
+        row.recovery = Some(s + secs_between(fault, promoted));
         row.notes.push(format!(
             "works done on the new primary {s:.1}s after the promotion (bound {MOVE_WITHIN:?})"
         ));
