@@ -1,6 +1,7 @@
 //! Scenario 14: the replica lost. `serve --database-read-url` reads from the standby
 //! under a steady GET load (and a client that reads back each work it creates); the
-//! standby is SIGKILLed; reads must fall back to the primary.
+//! standby first lags (replay paused beyond the lag bound), then is SIGKILLed; reads
+//! must fall back to the primary each time.
 
 use super::failover::*;
 use super::posts::*;
@@ -13,6 +14,8 @@ use std::sync::{Arc, Mutex};
 /// none after.
 const FALLBACK_WITHIN: Duration = Duration::from_secs(5);
 const READERS: usize = 3;
+/// How long the replica's replay is paused: beyond serve's default 5 s lag bound.
+const PAUSED: Duration = Duration::from_secs(8);
 
 /// (sent, what, status) of one request; status None: no answer within 5 s.
 type Probe = (Instant, String, Option<u16>);
@@ -86,6 +89,7 @@ pub(super) async fn replica_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     row.check(on_replica > 0, || {
         "serve has no session on the replica: the read URL is not used".into()
     });
+    lagging_replica(row, &pair, &addr).await?;
     let fault = Instant::now();
     pair.nodes[1].kill()?;
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -112,6 +116,50 @@ pub(super) async fn replica_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     stop_all(row, &mut [&mut consumer, &mut serve]).await;
     note_dedup(row, &[&consumer]);
     finish(row, &env, &mut db, queue_confirmed, N, api, 0).await;
+    Ok(())
+}
+
+/// `replica` of GET /health: (in use, lag in seconds).
+async fn replica_state(addr: &str) -> Option<(bool, Option<f64>)> {
+    let (_, body) = http(addr, "GET", "/health", None, Duration::from_secs(5))
+        .await
+        .ok()?;
+    let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some((
+        health["replica"]["in_use"].as_bool()?,
+        health["replica"]["lag_seconds"].as_f64(),
+    ))
+}
+
+/// The replica stops replaying (`pg_wal_replay_pause()`) for longer than the lag bound
+/// (5 s by default) under the same load: serve must set it aside (reads keep answering
+/// 200, and a work just created is read back, not 404), then use it again once resumed.
+async fn lagging_replica(
+    row: &mut Row,
+    pair: &crate::infra::PgPair,
+    addr: &str,
+) -> anyhow::Result<()> {
+    let standby = &pair.nodes[1];
+    standby.scalar("SELECT pg_wal_replay_pause()").await?;
+    tokio::time::sleep(PAUSED).await;
+    let paused = replica_state(addr).await;
+    standby.scalar("SELECT pg_wal_replay_resume()").await?;
+    row.check(paused.is_some_and(|(in_use, _)| !in_use), || {
+        format!("/health's replica after {PAUSED:?} without replay (bound 5s): {paused:?}, expected not in use")
+    });
+    let resumed = Instant::now();
+    let back = crate::db::wait_for(
+        "the replica in use again",
+        Duration::from_secs(15),
+        || async { replica_state(addr).await.filter(|(in_use, _)| *in_use) },
+    )
+    .await;
+    if soft(row, back).is_some() {
+        row.notes.push(format!(
+            "replay paused {PAUSED:?}: replica set aside (/health {paused:?}), in use again {:.1}s after resuming",
+            resumed.elapsed().as_secs_f64()
+        ));
+    }
     Ok(())
 }
 
