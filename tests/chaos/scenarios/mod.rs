@@ -20,6 +20,7 @@ mod producer;
 mod replica;
 mod steps;
 mod switchover;
+mod syncwait;
 
 use api::{http, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
@@ -53,7 +54,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -69,6 +70,7 @@ pub const NAMES: [&str; 15] = [
     "13 switchover",
     "14 replica lost",
     "15 primary lost (async)",
+    "16 sync standby lost",
 ];
 
 /// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
@@ -108,7 +110,8 @@ async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) 
         11 => primary::primary_lost(cluster, &mut row).await,
         12 => switchover::switchover(cluster, &mut row).await,
         13 => replica::replica_lost(cluster, &mut row).await,
-        _ => primary::async_primary_lost(cluster, &mut row, part == 1).await,
+        14 => primary::async_primary_lost(cluster, &mut row, part == 1).await,
+        _ => syncwait::sync_standby_lost(cluster, &mut row).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));

@@ -62,14 +62,15 @@ impl Poster {
     }
 }
 
-/// Judges the POSTs sent around a fault at `fault` (promotion at `promoted`): none may
-/// answer 500 or go unanswered (503 is right while no server takes writes), and the
-/// first 201 after the fault is reported. Returns the ids created.
+/// Judges the POSTs sent around a fault at `fault`, repaired at `fixed` (named: the
+/// promotion, a new standby): none may answer 500 or go unanswered (503 is right while
+/// no server takes writes), and the first 201 after the fault is reported. Returns the
+/// ids created.
 pub(super) fn judge_posts(
     row: &mut Row,
     posts: &[Post],
     fault: Instant,
-    promoted: Instant,
+    (fixed, fix): (Instant, &str),
 ) -> Vec<i64> {
     row.published += posts.len() as u64;
     let mut refused = 0;
@@ -97,11 +98,11 @@ pub(super) fn judge_posts(
         .find(|p| p.status == Some(201))
         .map(|p| secs_between(fault, p.sent + p.took));
     row.notes.push(format!(
-        "{} POST /works: {} answered 201, {refused} answered 503; 201 again {} after the fault ({} after the promotion)",
+        "{} POST /works: {} answered 201, {refused} answered 503; 201 again {} after the fault ({} after {fix})",
         posts.len(),
         posts.iter().filter(|p| p.status == Some(201)).count(),
         again.map_or("never".into(), |s| format!("{s:.1}s")),
-        again.map_or("-".into(), |s| format!("{:.1}s", (s - secs_between(fault, promoted)).max(0.0)))
+        again.map_or("-".into(), |s| format!("{:.1}s", (s - secs_between(fault, fixed)).max(0.0)))
     ));
     row.check(bad.is_empty(), || {
         format!(

@@ -77,7 +77,7 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = poster.stop().await?;
-    let created = judge_posts(row, &posts, fault, promoted);
+    let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
     let api_moved = posts
         .iter()
         .find(|p| p.sent >= promoted && p.status == Some(201))
