@@ -25,10 +25,13 @@
 //!     fall back to the primary, none fails after 5 s;
 //! 15. an asynchronous primary lost under full load (replication held for 1 s first),
 //!     twice: the table shows the acknowledged demands lost acking after commit (15a),
-//!     and 0 with `consume --ack-after standby` (15b).
+//!     and 0 with `consume --ack-after standby` (15b);
+//! 16. the synchronous standby SIGKILLed, so that every commit on the primary waits (the
+//!     trap of a promoted server that kept `synchronous_standby_names`): `db status`
+//!     names it, reads go on, nothing is lost once a new standby is cloned.
 //!
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster (own node names, ports,
-//! directories and cookie), started only when one of them is selected. Scenarios 12-15
+//! directories and cookie), started only when one of them is selected. Scenarios 12-16
 //! each start a private PostgreSQL primary and streaming standby of their own (initdb,
 //! `pg_basebackup -R -X stream`), and give the processes both hosts in `DATABASE_URL`.
 //!

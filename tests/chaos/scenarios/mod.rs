@@ -3,7 +3,7 @@
 //! pipeline to finish, then judges the database and the broker. A failed step is
 //! recorded in the row and the judging still runs, so the table shows what was lost.
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use;
-//! 12-15 each on a PostgreSQL primary+standby pair of their own (failover.rs).
+//! 12-16 each on a PostgreSQL primary+standby pair of their own (failover.rs).
 
 mod api;
 mod cluster;
