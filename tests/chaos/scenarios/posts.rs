@@ -148,7 +148,7 @@ pub(super) async fn api_expected(
     let unanswered = stored.difference(&created_set).count();
     if unanswered > 0 {
         row.notes.push(format!(
-            "{unanswered} API works exist whose POST was not answered 201 (committed as the server went away: a retrying client would create a second)"
+            "{unanswered} API works exist whose POST was not answered 201 (the commit finished after the answer: a retrying client would create a second)"
         ));
     }
     row.check(missing == 0, || {
