@@ -42,10 +42,13 @@ async fn read_one(addr: String, id: i64, stop: Arc<AtomicBool>, out: Reads) {
 async fn operator_view(row: &mut Row, env: &Env, addr: &str) -> anyhow::Result<()> {
     let health = http(addr, "GET", "/health", None, Duration::from_secs(8)).await;
     let health = health.map(|(s, b)| format!("{s} {}", String::from_utf8_lossy(&b)));
-    row.notes.push(format!(
-        "GET /health while commits wait: {}",
-        health.unwrap_or_else(|e| format!("{e:#}"))
-    ));
+    let health = health.unwrap_or_else(|e| format!("{e:#}"));
+    row.notes
+        .push(format!("GET /health while commits wait: {health}"));
+    row.check(
+        health.starts_with("503") && health.contains("commits-waiting"),
+        || format!("/health does not say commits wait for a missing standby: {health}"),
+    );
     let mut status = Proc::spawn(env, "db-status", &["db", "status"])?;
     status.wait(Duration::from_secs(20)).await?;
     let text = status.log_text();
