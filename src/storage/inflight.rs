@@ -35,6 +35,14 @@ impl Deref for InFlight {
     }
 }
 
+impl std::ops::DerefMut for InFlight {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .expect("an InFlight holds its connection until done or dropped")
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let Some(client) = self.0.take() else { return };
