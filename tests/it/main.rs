@@ -23,3 +23,4 @@ mod rawhttp;
 mod retention;
 mod scale;
 mod secrets;
+mod topology;

@@ -126,7 +126,10 @@ async fn one_pruner_at_a_time_and_the_cli_reports_what_it_did() {
     .await;
     let (stdout, stderr) = outputs(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("pruned 6 works finished over 30days ago"), "{stdout}");
+    assert!(
+        stdout.contains("pruned 6 works finished over 30days ago"),
+        "{stdout}"
+    );
     assert_eq!(db.count("SELECT count(*) FROM works").await, 6);
 }
 
