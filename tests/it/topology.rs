@@ -51,19 +51,24 @@ async fn a_reconnect_declares_a_deleted_dead_letter_queue_and_exchange_again() {
     let (_conn, channel) = queue.channel().await;
     let (trigger, task) = start_consumer(&db, &queue, worker_opts(Duration::ZERO, WAIT));
     let t = &queue.topology;
-    eventually("the consumer's connection", WAIT, || async {
-        let (_, deleting) = queue.channel().await;
-        (deleting
-            .queue_delete(t.dead_queue.as_str().into(), Default::default())
-            .await
-            .is_ok()
-            && deleting
-                .exchange_delete(t.dead_exchange.as_str().into(), Default::default())
-                .await
-                .is_ok())
-        .then_some(())
+    // The consumer's first connection declared everything; then the operator deletes
+    // the dead-letter queue and exchange.
+    eventually("the topology declared", WAIT, || async {
+        let (_, probe) = queue.channel().await;
+        t.dead_count(&probe).await.ok()
     })
     .await;
+    let (_, deleting) = queue.channel().await;
+    let dead_queue = t.dead_queue.as_str().into();
+    deleting
+        .queue_delete(dead_queue, Default::default())
+        .await
+        .expect("delete");
+    let exchange = t.dead_exchange.as_str().into();
+    deleting
+        .exchange_delete(exchange, Default::default())
+        .await
+        .expect("delete");
     eventually("a forced reconnect", WAIT, || async {
         (close_connections_of(&t.queue).await > 0).then_some(())
     })
