@@ -24,3 +24,4 @@ mod retention;
 mod scale;
 mod secrets;
 mod topology;
+mod unreadable;
