@@ -28,19 +28,28 @@ pub struct Session {
 pub type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = lapin::Event> + Send>>;
 
 /// Whether the connection died on a frame lapin could not parse (a message whose
-/// properties break the AMQP rules). The connection reports it in its events before any
-/// channel fails, so this holds however the failure surfaced: the consumer stream, an
-/// ack (`InvalidChannelState`), a dead letter's publish.
-pub fn died_on_unparseable_frame(events: &mut Events) -> bool {
-    use futures_util::{FutureExt, StreamExt};
-    let mut unparseable = false;
-    while let Some(Some(event)) = events.next().now_or_never() {
-        if let lapin::Event::Error(e) = event {
-            unparseable |= matches!(e.kind(), lapin::ErrorKind::ParsingError(_));
+/// properties break the AMQP rules). The connection reports it in its events, whichever
+/// call noticed the failure first (the consumer stream, an ack failing with
+/// `InvalidChannelState`, a dead letter's publish); lapin sends that event through its
+/// own command queue, so it may come just after: it is awaited for up to
+/// `EVENT_WAIT`, and the first error event decides.
+pub async fn died_on_unparseable_frame(events: &mut Events) -> bool {
+    use futures_util::StreamExt;
+    let first_error = async {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                return matches!(e.kind(), lapin::ErrorKind::ParsingError(_));
+            }
         }
-    }
-    unparseable
+        false
+    };
+    tokio::time::timeout(EVENT_WAIT, first_error)
+        .await
+        .unwrap_or(false)
 }
+
+/// How long a failed consumer waits for its connection to say why it died.
+const EVENT_WAIT: Duration = Duration::from_millis(500);
 
 impl Session {
     /// Connects, makes sure of the queues, and starts consuming with a depth monitor.

@@ -114,10 +114,12 @@ impl QueueWorker<'_> {
             .consume(&connection, &channel, &dead, consumer, safe, safe_left)
             .await;
         // Why the connection died is in its events, whichever call noticed it.
-        consumed.map_err(|e| match session::died_on_unparseable_frame(&mut events) {
-            true => e.context(amqp::UnparseableFrame),
-            false => e,
-        })
+        match consumed {
+            Err(e) if session::died_on_unparseable_frame(&mut events).await => {
+                Err(e.context(amqp::UnparseableFrame))
+            }
+            other => other,
+        }
     }
 
     /// Consumes on an open session until shutdown (Ok) or a failure (Err).
