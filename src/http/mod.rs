@@ -51,6 +51,7 @@ pub struct AppState {
 /// `routes` function must be added here too (and documented) or that test fails.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
+    ("GET", "/favicon.ico"),
     ("GET", "/stats"),
     ("GET", "/works/stream"),
     ("POST", "/works"),
