@@ -141,6 +141,27 @@ pub fn is_unparseable_frame(error: &anyhow::Error) -> bool {
     })
 }
 
+/// What happens to a message lapin cannot parse, in one line for the operator.
+pub fn unreadable_line(topology: &Topology) -> String {
+    let fate = match topology.queue_type {
+        crate::cli::QueueType::Quorum => format!(
+            "consuming one at a time until the broker's delivery limit ({}) moves it to {}, \
+             where `ppctl dead purge --unreadable --yes` removes it",
+            topology::QUORUM_DELIVERY_LIMIT,
+            topology.dead_queue
+        ),
+        crate::cli::QueueType::Classic => format!(
+            "a classic queue has no delivery limit: it comes back forever until removed \
+             from {} by hand",
+            topology.queue
+        ),
+    };
+    format!(
+        "an unreadable message (AMQP properties the client cannot parse, e.g. a non-UTF-8 \
+         message id) closed the connection: {fate}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ fn entry<'a>(listing: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{id} not listed: {listing}"))
 }
 
-async fn wait_counts(queue: &TestQueue, channel: &Channel, expected: (u32, u32)) {
+pub(super) async fn wait_counts(queue: &TestQueue, channel: &Channel, expected: (u32, u32)) {
     eventually(&format!("queue counts {expected:?}"), WAIT, || async {
         (queue.counts(channel).await == expected).then_some(())
     })
@@ -196,7 +196,7 @@ const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chaos/hostile.
 
 /// Publishes straight into the dead-letter queue with pika (lapin cannot send a
 /// non-UTF-8 message_id): `(message_id bytes, body)` each, confirmed.
-async fn publish_with_pika(queue: &str, messages: &[(&[u8], &[u8])]) {
+pub(super) async fn publish_with_pika(queue: &str, messages: &[(&[u8], &[u8])]) {
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let messages: Vec<Value> = messages
         .iter()

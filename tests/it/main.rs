@@ -22,3 +22,4 @@ mod rawhttp;
 mod retention;
 mod scale;
 mod secrets;
+mod talk;

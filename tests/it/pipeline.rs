@@ -74,6 +74,7 @@ pub(super) async fn produce(queue: &TestQueue, count: u64) -> u64 {
         every: Duration::ZERO,
         count: Some(count),
         burst: 1,
+        report_every: Duration::from_secs(30),
     };
     ppctl::commands::produce::produce(&amqp_opts(queue), &opts, &Shutdown::never(), false)
         .await
@@ -524,6 +525,7 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
         every: Duration::ZERO,
         count: Some(10),
         burst: 1,
+        report_every: Duration::from_secs(30),
     };
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
