@@ -23,3 +23,4 @@ mod retention;
 mod scale;
 mod secrets;
 mod talk;
+mod zero;

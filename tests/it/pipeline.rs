@@ -1,7 +1,7 @@
 //! Producer -> RabbitMQ -> consumer -> PostgreSQL, and the sweeper for API works.
 
 use super::helpers::*;
-use ppctl::cli::{AmqpOpts, DbOpts, ProduceOpts, QueueType, WorkerOpts};
+use ppctl::cli::{AmqpOpts, DbOpts, ProduceOpts, QueueType, Retain, WorkerOpts};
 use ppctl::shutdown::{self, Shutdown, Trigger};
 use ppctl::storage::{claims, works};
 use ppctl::worker::sweep::{self, SweepOpts};
@@ -29,7 +29,7 @@ pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> Worker
         sweep_window: Duration::from_secs(6 * 3600),
         lease: Duration::from_secs(30),
         max_attempts: 3,
-        retain: Duration::ZERO,
+        retain: Retain::Forever,
         ack_after: ppctl::cli::AckAfter::Commit,
     }
 }

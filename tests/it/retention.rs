@@ -10,7 +10,7 @@ const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86_400);
 
 /// 10 done queue works, one pending and one failed API work; then the first five done,
 /// the pending and the failed one are aged to 40 days.
-async fn history(db: &TestDb) {
+pub(super) async fn history(db: &TestDb) {
     let client = db.client().await;
     let batch: Vec<works::Finished> = (0..10)
         .map(|i| works::Finished {
