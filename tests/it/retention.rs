@@ -2,7 +2,7 @@
 //! cut-off with their events, keep everything else, and keep the counts exact.
 
 use super::helpers::*;
-use super::pipeline::{counts, exact_counts};
+use super::totals::{counts, exact_counts};
 use ppctl::storage::{prune, works};
 use std::time::{Duration, SystemTime};
 
