@@ -12,6 +12,7 @@ mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
 pub mod publish;
+mod rescue;
 pub mod session;
 pub mod topology;
 
