@@ -19,7 +19,8 @@ test: services
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
 
-## Throughput and latency against this machine's own limits (several minutes).
+## Throughput and latency against this machine's own limits, and what a streaming standby
+## costs on a private PostgreSQL pair (several minutes).
 bench: services
 	scripts/services.sh bench-tools
 	$(CARGO) bench --bench pipeline

@@ -3,7 +3,8 @@
 //! Layout:
 //! - `cli`: every clap type; `commands`: one module per subcommand, dispatched once.
 //! - `config`: connection settings; `redact`: passwords out of connection strings.
-//! - `model`: Work, Event, WorkDemand and their JSON shapes; `engine`: the sum itself;
+//! - `model`: Work, Event, WorkDemand and their JSON shapes; `demand`: the one parser of
+//!   a demand, over HTTP and AMQP; `engine`: the sum itself;
 //!   `query`: the search filter shared by HTTP, CLI and storage.
 //! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
 //! - `amqp`: RabbitMQ topology, publishing with confirms, dead letters with their
@@ -19,6 +20,7 @@ pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod demand;
 pub mod engine;
 pub mod http;
 pub mod model;

@@ -127,8 +127,7 @@ impl FromStr for WorkStatus {
     }
 }
 
-/// The AMQP message body. `done` is accepted for the original project's producers and
-/// ignored; `add_up_to` is parsed wide so out-of-range values are reported, not wrapped.
+/// The AMQP message body as ppctl publishes it; `WorkDemand::parse` reads any demand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkDemand {
     pub add_up_to: i128,
@@ -137,14 +136,14 @@ pub struct WorkDemand {
 }
 
 impl WorkDemand {
-    /// Parses and range-checks a message body; the error is the dead-letter reason.
+    /// Parses and range-checks a message body by the rules of every demand
+    /// (`demand::parse`); the error is the dead-letter reason.
     pub fn parse(body: &[u8]) -> Result<u64, String> {
-        #[derive(Deserialize)]
-        struct Shape {
-            add_up_to: i128,
+        match crate::demand::parse(body) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err("bad demand: add_up_to is missing".into()),
+            Err(e) => Err(format!("bad demand: {e}")),
         }
-        let shape: Shape = from_json_object(body).map_err(|e| format!("bad demand: {e}"))?;
-        crate::engine::validate(shape.add_up_to).map_err(|e| e.to_string())
     }
 }
 
@@ -201,10 +200,13 @@ mod tests {
             WorkDemand::parse(br#"{"add_up_to": 4294967295}"#),
             Ok(4_294_967_295)
         );
+        // The same rules as the API's: an integral 4.0 is an integer.
+        assert_eq!(WorkDemand::parse(br#"{"add_up_to": 4.0}"#), Ok(4));
         for bad in [
             &b"not json"[..],
             br#"{"add_up_to": "2"}"#,
             br#"{"add_up_to": 2.5}"#,
+            br#"{"add_up_to": 2, "priority": 1}"#,
             br#"{"add_up_to": -1}"#,
             br#"{"add_up_to": 4294967296}"#,
             br#"{"add_up_to": 1e400}"#,

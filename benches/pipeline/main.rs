@@ -5,7 +5,9 @@ mod baseline;
 mod history;
 mod latency;
 mod load;
+mod pgpair;
 mod procs;
+mod replication;
 mod report;
 
 use anyhow::Context;
@@ -26,6 +28,7 @@ pub struct Sizes {
     pub soak_conns: u32,
     pub soak_secs: u64,
     pub history: history::HistorySizes,
+    pub replication: replication::ReplSizes,
 }
 
 const FULL: Sizes = Sizes {
@@ -44,6 +47,10 @@ const FULL: Sizes = Sizes {
         samples: 200,
         demands: 100_000,
     },
+    replication: replication::ReplSizes {
+        secs: 10,
+        demands: 200_000,
+    },
 };
 const SMOKE: Sizes = Sizes {
     seed_works: 1_000,
@@ -60,6 +67,10 @@ const SMOKE: Sizes = Sizes {
         chunk: 2_000,
         samples: 10,
         demands: 1_000,
+    },
+    replication: replication::ReplSizes {
+        secs: 1,
+        demands: 500,
     },
 };
 
@@ -87,24 +98,31 @@ async fn main() -> anyhow::Result<()> {
 
 async fn cleanup(db_url: &str, queue: &str) {
     let _ = ppctl::storage::admin::drop_database(db_url).await;
-    if let Ok((_conn, channel)) = ppctl::amqp::connect(AMQP, "bench-cleanup").await {
-        for q in [
-            queue.to_string(),
-            format!("{queue}.dead"),
-            format!("{queue}.bare"),
-            format!("{queue}.bare.dead"),
-        ] {
+    delete_queues(AMQP, &[queue.to_string(), format!("{queue}.bare")]).await;
+}
+
+/// Deletes each queue with its dead-letter queue and exchange, whatever state it is in.
+pub async fn delete_queues(amqp: &str, queues: &[String]) {
+    let Ok((_conn, channel)) = ppctl::amqp::connect(amqp, "bench-cleanup").await else {
+        return;
+    };
+    for queue in queues {
+        let t = ppctl::amqp::Topology::new(queue);
+        for q in [&t.queue, &t.dead_queue] {
             let _ = channel
                 .queue_delete(q.as_str().into(), Default::default())
                 .await;
         }
-        for x in [format!("{queue}.dlx"), format!("{queue}.bare.dlx")] {
-            let _ = channel
-                .exchange_delete(x.as_str().into(), Default::default())
-                .await;
-        }
+        let _ = channel
+            .exchange_delete(t.dead_exchange.as_str().into(), Default::default())
+            .await;
     }
 }
+
+/// A per-row committer: pgbench's single-row insert into the API's table.
+pub const PG_INSERT: &str =
+    "INSERT INTO works (work_code, add_up_to) VALUES ('pgb-' || md5(random()::text), 10);\n";
+pub const POST_LUA: &str = "wrk.method = 'POST'\nwrk.path = '/works'\nwrk.body = '{\"add_up_to\": 10}'\nwrk.headers['Content-Type'] = 'application/json'\n";
 
 async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Result<Report> {
     let mut report = Report::new(smoke);
@@ -145,11 +163,8 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
         "GET /works/{{id}}: p50 {:.2} ms, p99 {:.2} ms, errors {}",
         get.p50_ms, get.p99_ms, get.errors
     ));
-    let post_lua = "wrk.method = 'POST'\nwrk.path = '/works'\nwrk.body = '{\"add_up_to\": 10}'\nwrk.headers['Content-Type'] = 'application/json'\n";
-    let post = load::wrk_clean(&addr, 64, s.http_secs, post_lua)?;
-    let insert =
-        "INSERT INTO works (work_code, add_up_to) VALUES ('pgb-' || md5(random()::text), 10);\n";
-    let pg_insert = load::pgbench(db_url, 64, s.http_secs, insert, &[])?;
+    let post = load::wrk_clean(&addr, 64, s.http_secs, POST_LUA)?;
+    let pg_insert = load::pgbench(db_url, 64, s.http_secs, PG_INSERT, &[])?;
     report.ratio(
         "POST /works req/s, 64 conns",
         post.rps,
@@ -306,6 +321,9 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     .await;
     let _ = ppctl::storage::admin::drop_database(&hist_db).await;
     history?;
+
+    // 9: what a streaming standby costs, on a private pair.
+    replication::run(&mut report, &s.replication, AMQP, queue).await?;
     Ok(report)
 }
 

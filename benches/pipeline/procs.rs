@@ -99,16 +99,10 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// Polls a `--metrics-addr` endpoint until counter `name` reaches `target`.
 pub async fn wait_counter(addr: &str, name: &str, target: u64) -> anyhow::Result<()> {
-    let request = ppctl::rawhttp::Request::new("GET", "/metrics")?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let prefix = format!("{name} ");
     loop {
-        let value = match ppctl::rawhttp::send(addr, &request).await {
-            Ok(response) => String::from_utf8_lossy(&response.body)
-                .lines()
-                .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse::<u64>().ok())),
-            Err(_) => None, // not listening yet
-        };
+        // None while the process is not listening yet.
+        let value = metric(addr, name).await.map(|v| v as u64);
         if value.is_some_and(|v| v >= target) {
             return Ok(());
         }
@@ -117,4 +111,14 @@ pub async fn wait_counter(addr: &str, name: &str, target: u64) -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One sample's value from a `--metrics-addr` endpoint, if it answers and has it.
+pub async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let request = ppctl::rawhttp::Request::new("GET", "/metrics").ok()?;
+    let response = ppctl::rawhttp::send(addr, &request).await.ok()?;
+    let prefix = format!("{name} ");
+    String::from_utf8_lossy(&response.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
 }

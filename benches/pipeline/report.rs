@@ -9,7 +9,8 @@ struct Row {
     against: String,
     ratio: String,
     target: String,
-    met: bool,
+    /// None for a figure shown without a target (a contrast).
+    met: Option<bool>,
 }
 
 pub struct Report {
@@ -36,7 +37,19 @@ impl Report {
             against: format!("{baseline}: {base:.0}"),
             ratio: format!("{ratio:.2}"),
             target: format!(">= {target}"),
-            met: ratio >= target,
+            met: Some(ratio >= target),
+        });
+    }
+
+    /// A figure as a ratio against a baseline, with no target: what something costs.
+    pub fn contrast(&mut self, metric: &str, value: f64, baseline: &str, base: f64) {
+        self.rows.push(Row {
+            metric: metric.into(),
+            value: format!("{value:.0}"),
+            against: format!("{baseline}: {base:.0}"),
+            ratio: format!("{:.2}", value / base),
+            target: "-".into(),
+            met: None,
         });
     }
 
@@ -48,7 +61,7 @@ impl Report {
             against: detail,
             ratio: "-".into(),
             target: format!("< {bound}"),
-            met: value < bound,
+            met: Some(value < bound),
         });
     }
 
@@ -72,7 +85,11 @@ impl Report {
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for r in &self.rows {
-            let met = if r.met { "yes" } else { "**no**" };
+            let met = match r.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {met} |",

@@ -131,14 +131,20 @@ pub async fn connect(amqp_urls: &str, name: &str) -> anyhow::Result<(Connection,
     Nodes::parse(amqp_urls)?.connect(name).await
 }
 
-/// True when `error` (anywhere in its chain) is lapin failing to parse a frame the
-/// broker sent: a message whose properties break the AMQP rules (a non-UTF-8
-/// message_id). The connection is gone, and the same message will come back.
+/// Marks a connection that died on a frame lapin could not parse (a message whose
+/// properties break the AMQP rules, a non-UTF-8 message_id): the same message will come
+/// back. Known from the connection's events (`session::died_on_unparseable_frame`).
+#[derive(Debug, thiserror::Error)]
+#[error("a delivery the AMQP client cannot parse closed the connection")]
+pub struct UnparseableFrame;
+
+/// True when `error` is marked `UnparseableFrame`, or is lapin's parse failure itself.
 pub fn is_unparseable_frame(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<lapin::Error>()
-            .is_some_and(|e| matches!(e.kind(), lapin::ErrorKind::ParsingError(_)))
+        cause.is::<UnparseableFrame>()
+            || cause
+                .downcast_ref::<lapin::Error>()
+                .is_some_and(|e| matches!(e.kind(), lapin::ErrorKind::ParsingError(_)))
     })
 }
 

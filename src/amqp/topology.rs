@@ -117,29 +117,21 @@ impl Topology {
     }
 
     /// The queues, ready on a channel of `connection`. After a first full declare,
-    /// `declared_before` makes a reconnect only check that the work queue is there (a
-    /// passive declare, answered by the node itself): a full declare is a broker-wide
-    /// write that waits on every cluster member, so with one node frozen it would hold
-    /// a reconnecting client for as long as the freeze. A queue that is gone (deleted)
-    /// is declared in full again.
+    /// `declared_before` makes a reconnect only check that the work queue, the
+    /// dead-letter exchange and the dead-letter queue are there (passive declares,
+    /// answered by the node itself): a full declare is a broker-wide write that waits
+    /// on every cluster member, so with one node frozen it would hold a reconnecting
+    /// client for as long as the freeze. Anything gone (an operator deleted it) is
+    /// declared in full again, so dead letters are never returned or dropped for want
+    /// of their exchange.
     pub async fn ensure(
         &self,
         connection: &Connection,
         channel: Channel,
         declared_before: bool,
     ) -> anyhow::Result<Channel> {
-        if declared_before {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            let found = channel
-                .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
-                .await;
-            if found.is_ok() {
-                return Ok(channel);
-            }
+        if declared_before && self.all_there(&channel).await {
+            return Ok(channel);
         }
         // A failed passive declare closed that channel: a new one either way is fine.
         let channel = if declared_before {
@@ -151,6 +143,38 @@ impl Topology {
             .await
             .context("cannot declare the queues")?;
         Ok(channel)
+    }
+
+    /// Whether the work queue, the dead-letter exchange and queue all exist. A failed
+    /// passive declare closes the channel: the caller then declares on a new one.
+    async fn all_there(&self, channel: &Channel) -> bool {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        for queue in [&self.queue, &self.dead_queue] {
+            let found = channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await;
+            if found.is_err() {
+                return false;
+            }
+        }
+        let exchange = ExchangeDeclareOptions {
+            passive: true,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.dead_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                exchange,
+                FieldTable::default(),
+            )
+            .await
+            .is_ok()
     }
 
     fn mismatch(&self, e: &lapin::Error) -> Option<TopologyMismatch> {

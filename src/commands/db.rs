@@ -95,7 +95,7 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             say!(
-                "database {name}: pruned {} finished works created over {} ago ({secs:.1}s)",
+                "database {name}: pruned {} works finished over {} ago ({secs:.1}s)",
                 pruned.works,
                 humantime::format_duration(older_than)
             );

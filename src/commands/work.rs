@@ -190,7 +190,7 @@ impl Backend {
     async fn act(&self, action: Action, id: i64) -> anyhow::Result<Work> {
         let outcome = match self {
             Backend::Db(client) => {
-                let outcome = actions::apply(client, id, action).await;
+                let outcome = actions::apply(client, id, action, None).await;
                 match outcome.map_err(db_failure)? {
                     actions::Outcome::Changed(work) => Some(work),
                     actions::Outcome::NotFound => None,

@@ -111,12 +111,12 @@ pub async fn get_stats(
 async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
     let ((by_status, throughput), _) = state
         .reads
-        .run(|client| async move {
-            let by_status = works::count_by_status(&client).await?;
-            Ok((
-                by_status,
-                stats::throughput(&client, BUCKET_SECS, BUCKETS).await?,
-            ))
+        .run(|client| {
+            Box::pin(async move {
+                let by_status = works::count_by_status(client).await?;
+                let throughput = stats::throughput(client, BUCKET_SECS, BUCKETS).await?;
+                Ok((by_status, throughput))
+            })
         })
         .await?;
     let mut counts: BTreeMap<&'static str, i64> =

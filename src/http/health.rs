@@ -30,9 +30,11 @@ pub struct Health {
     #[schema(pattern = "^(healthy|unhealthy)$")]
     status: &'static str,
     /// `read-only`: the server the pool reached refuses writes (a standby, or a demoted
-    /// primary); the pool then reconnects through `target_session_attrs`. `schema`:
-    /// its migrations differ from this binary's (`error` says what to run).
-    #[schema(pattern = "^(connected|read-only|schema|unreachable)$")]
+    /// primary, or no host takes writes); the pool then reconnects through
+    /// `target_session_attrs`. `commits-waiting`: commits wait for a synchronous standby
+    /// that is not there. `schema`: the migrations differ from this binary's. `error`
+    /// says what to do.
+    #[schema(pattern = "^(connected|read-only|commits-waiting|schema|unreachable)$")]
     database: &'static str,
     /// The server the pool is on (`IP:PORT`), when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,24 +44,35 @@ pub struct Health {
     /// With `--database-read-url`: the replica the read-only routes use.
     #[serde(skip_serializing_if = "Option::is_none")]
     replica: Option<ReplicaHealth>,
-    /// What to do about a `schema` database.
+    /// What to do, when there is something to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// `ppctl --version`: the package version and the build's revision.
     version: &'static str,
 }
 
-/// The server the pool is on, within the check's time; `Err` says why there is none
-/// when it is not an outage (a schema that does not fit this binary).
-async fn server_role(state: &AppState) -> Result<Option<ServerRole>, String> {
+/// What the check found.
+enum Found {
+    Server(ServerRole),
+    /// The pool could open no connection to a server that takes writes: a switchover
+    /// in progress (every host answers, none is the primary).
+    NoWritable,
+    /// The migrations differ from this binary's: the message says what to run.
+    Schema(String),
+    Unreachable,
+}
+
+async fn check(state: &AppState) -> Found {
     let check = async {
         let client = state.pool.get().await.map_err(DbError::from)?;
         role::server_role(&client).await.map_err(DbError::from)
     };
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(role)) => Ok(Some(role)),
-        Ok(Err(e @ DbError::Schema(_))) => Err(e.to_string()),
-        _ => Ok(None),
+        Ok(Ok(role)) => Found::Server(role),
+        Ok(Err(e @ DbError::Schema(_))) => Found::Schema(e.to_string()),
+        // tokio-postgres's word when target_session_attrs=read-write skipped every host.
+        Ok(Err(e)) if e.to_string().contains("does not allow writes") => Found::NoWritable,
+        _ => Found::Unreachable,
     }
 }
 
@@ -68,26 +81,34 @@ async fn server_role(state: &AppState) -> Result<Option<ServerRole>, String> {
     responses(
         (status = 200, description = "Healthy: the database answered and takes writes.", body = Health),
         (status = 400, response = BadRequest),
-        (status = 503, description = "Unhealthy: the database did not answer within 2 s, or \
-            the server the pool reached refuses writes.", body = Health),
+        (status = 503, description = "Unhealthy: the database did not answer within 2 s, no \
+            server takes writes, commits wait for a missing synchronous standby, or the \
+            schema does not fit this binary.", body = Health),
     ))]
 pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
-    let (role, error) = match server_role(&state).await {
-        Ok(role) => (role, None),
-        Err(e) => (None, Some(e)),
-    };
-    let (status, database) = match &role {
-        None if error.is_some() => ("unhealthy", "schema"),
-        Some(r) if r.writable => ("healthy", "connected"),
-        Some(r) => {
+    let found = check(&state).await;
+    let (database, role, error) = match found {
+        Found::Server(r) if !r.writable => {
             // Writes would fail on this server: have the pool look for the primary.
             role::lost(&format!("/health found {} read-only", r.host));
-            ("unhealthy", "read-only")
+            ("read-only", Some(r), None)
         }
-        None => ("unhealthy", "unreachable"),
+        Found::Server(r) if r.commits_wait => {
+            let why = "every commit waits: synchronous_standby_names is set and no synchronous standby is streaming (clear it, or bring a standby back)";
+            ("commits-waiting", Some(r), Some(why.to_string()))
+        }
+        Found::Server(r) => ("connected", Some(r), None),
+        Found::NoWritable => (
+            "read-only",
+            None,
+            Some("no server of DATABASE_URL takes writes (a switchover in progress?)".into()),
+        ),
+        Found::Schema(e) => ("schema", None, Some(e)),
+        Found::Unreachable => ("unreachable", None, None),
     };
+    let healthy = database == "connected";
     let body = Health {
-        status,
+        status: if healthy { "healthy" } else { "unhealthy" },
         database,
         writable: role.as_ref().is_some_and(|r| r.writable),
         host: role.map(|r| r.host),
@@ -95,9 +116,9 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         error,
         version: crate::cli::VERSION,
     };
-    match status {
-        "healthy" => HttpResponse::Ok().json(body),
-        _ => HttpResponse::ServiceUnavailable()
+    match healthy {
+        true => HttpResponse::Ok().json(body),
+        false => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))
             .json(body),
     }
@@ -115,7 +136,7 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
         let reads = &state.reads;
-        let counted = reads.run(|client| async move { works::count_by_status(&client).await });
+        let counted = reads.run(|client| Box::pin(works::count_by_status(client)));
         counted.await.ok().map(|(counts, _)| counts)
     };
     let counts = tokio::time::timeout(CHECK_TIMEOUT, counts)

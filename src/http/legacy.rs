@@ -2,12 +2,12 @@
 //! `Location`), `GET /work/{id}` and `GET /work/search` the same Work shape and a bare
 //! array. They share the works routes' code; only their documents are their own.
 
-use super::body::CreateWork;
 use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
 use super::{error::ApiError, works, AppState};
+use crate::demand::CreateWork;
 use crate::model::Work;
 use crate::query::RawQuery;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -217,6 +217,13 @@ pub fn start_until(
 /// Event streams are unaffected: their head is sent at once.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// The time after which a write must not happen any more, from inside a handler: past
+/// it the client has been told 503. A second less than the bound, for the time the
+/// request spent before its handler started (reading the body, waiting for a worker).
+pub fn deadline() -> std::time::SystemTime {
+    std::time::SystemTime::now() + REQUEST_TIMEOUT - Duration::from_secs(1)
+}
+
 async fn bounded(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

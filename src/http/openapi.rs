@@ -6,7 +6,7 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{body, dashboard, dead, error, health, legacy, live, works, AppState};
+use super::{dashboard, dead, error, health, legacy, live, works, AppState};
 use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
@@ -31,7 +31,7 @@ use utoipa::OpenApi;
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
-            body::CreateWork, dashboard::Stats, health::Health, live::StreamEvent,
+            crate::demand::CreateWork, dashboard::Stats, health::Health, live::StreamEvent,
             dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
             amqp_dead::Unreadable, amqp_dead::Replayed),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,

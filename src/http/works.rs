@@ -2,18 +2,19 @@
 //! Each handler carries its OpenAPI description (`#[utoipa::path]`): the statuses it
 //! lists are the ones its code can return.
 
-use super::body::{self, CreateWork};
+use super::body;
 use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
 use super::{error::ApiError, legacy, AppState};
+use crate::demand::CreateWork;
 use crate::model::{new_work_code, Event, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
+use crate::storage::inflight::InFlight;
 use crate::storage::{search, works};
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::time::{Duration, SystemTime};
 
 pub use body::MAX_BODY;
 
@@ -40,14 +41,14 @@ pub(super) async fn insert(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Work, ApiError> {
-    // Past this the client has been told 503 (see `http::REQUEST_TIMEOUT`): the
-    // database must not create the work any later.
-    let deadline = SystemTime::now() + super::REQUEST_TIMEOUT - Duration::from_secs(1);
+    // The database must not create the work after the client was told 503.
+    let deadline = super::deadline();
     state.authorize(req)?;
     let add_up_to = body::parse_create(&body::read(payload).await?)?;
-    let client = state.pool.get().await?;
+    let client = InFlight::new(state.pool.get().await?);
     let code = new_work_code(Origin::Api);
-    let work = works::create_pending(&client, &code, add_up_to, Some(deadline)).await?;
+    let work = works::create_pending(&*client, &code, add_up_to, Some(deadline)).await?;
+    client.done();
     crate::telemetry::TELEMETRY.works_created.inc();
     state.notifier.work_created();
     Ok(work)
@@ -94,7 +95,7 @@ pub(super) async fn get_work(state: &AppState, id: &str) -> Result<HttpResponse,
     let id = parse_id(id)?;
     let work = state
         .reads
-        .run_found(|client| async move { works::get(&client, id).await })
+        .run_found(|client| Box::pin(works::get(client, id)))
         .await?;
     found(work, id)
 }
@@ -133,7 +134,7 @@ pub async fn events(
     let id = parse_id(&id)?;
     let events = state
         .reads
-        .run_found(|client| async move { works::events(&client, id).await })
+        .run_found(|client| Box::pin(works::events(client, id)))
         .await?;
     found(events, id)
 }
@@ -193,8 +194,11 @@ async fn act(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(req)?;
     let id = parse_id(id)?;
-    let client = state.pool.get().await?;
-    let response = match actions::apply(&client, id, action).await? {
+    let deadline = super::deadline();
+    let client = InFlight::new(state.pool.get().await?);
+    let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
+    client.done();
+    let response = match outcome {
         actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
         actions::Outcome::NotFound => {
             return Err(ApiError::NotFound(format!("work {id} not found")))
@@ -222,10 +226,13 @@ pub async fn search(
     query: web::Query<RawQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
-    let query = &query;
+    // Each read owns its copy: the read may run twice (replica, then primary).
     let (works, _) = state
         .reads
-        .run(|client| async move { search::search(&client, query).await })
+        .run(|client| {
+            let query = query.clone();
+            Box::pin(async move { search::search(client, &query).await })
+        })
         .await?;
     Ok(HttpResponse::Ok().json(works))
 }

@@ -5,6 +5,7 @@
 use super::{works, DbError};
 use crate::model::{var, Work};
 use deadpool_postgres::GenericClient;
+use std::time::SystemTime;
 
 /// What an action did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,22 +36,27 @@ impl Action {
     }
 }
 
-/// Applies `action` to work `id`.
+/// Applies `action` to work `id`. With a `deadline` (this host's clock), the change is
+/// made only if the database runs it before then, as for a created work: a client told
+/// 503 must not see the action happen later.
 pub async fn apply(
     client: &impl GenericClient,
     id: i64,
     action: Action,
+    deadline: Option<SystemTime>,
 ) -> Result<Outcome, DbError> {
     let (from, to, event): (&[&str], &str, &str) = match action {
         Action::Retry => (&["failed", "expired"], "pending", var::RETRIED),
         Action::Cancel => (&["pending"], "cancelled", var::CANCELLED),
     };
     const SQL: &str = "\
-        WITH target AS (SELECT id, status FROM works WHERE id = $1 FOR UPDATE), \
+        WITH in_time AS (SELECT $6::timestamptz IS NULL OR clock_timestamp() < $6 AS ok), \
+        target AS (SELECT id, status FROM works WHERE id = $1 FOR UPDATE), \
         changed AS ( \
             UPDATE works w SET status = $2, attempts = 0, locked_by = NULL, \
                    locked_until = NULL, updated_on = now() \
-            FROM target t WHERE w.id = t.id AND t.status = ANY($3::text[]) \
+            FROM target t, in_time WHERE w.id = t.id AND t.status = ANY($3::text[]) \
+                AND in_time.ok \
             RETURNING w.id, w.work_code), \
         ev AS ( \
             INSERT INTO event_log (work_id, variable, value) \
@@ -61,12 +67,19 @@ pub async fn apply(
                 expired = expired - (SELECT count(*) FROM changed, target t WHERE t.status = 'expired'), \
                 cancelled = cancelled + (SELECT count(*) FROM changed WHERE $2 = 'cancelled') \
             WHERE shard = $5) \
-        SELECT (SELECT status FROM target), (SELECT count(*) FROM changed)";
+        SELECT (SELECT status FROM target), (SELECT count(*) FROM changed), (SELECT ok FROM in_time)";
     let stmt = client.prepare_cached(SQL).await?;
     let shard = super::works::count_shard();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&id, &to, &from, &event, &shard];
+    let deadline = deadline.map(super::clock::to_database_time);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&id, &to, &from, &event, &shard, &deadline];
     let row = client.query_one(&stmt, &params).await?;
-    let (was, changed): (Option<String>, i64) = (row.get(0), row.get(1));
+    let (was, changed, in_time): (Option<String>, i64, bool) = (row.get(0), row.get(1), row.get(2));
+    if !in_time {
+        return Err(DbError::Unavailable(
+            "the database ran the action after its deadline; nothing was changed".into(),
+        ));
+    }
     let Some(was) = was else {
         return Ok(Outcome::NotFound);
     };

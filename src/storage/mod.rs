@@ -5,6 +5,7 @@ pub mod admin;
 pub mod claims;
 pub mod clock;
 pub mod error;
+pub mod inflight;
 pub mod listen;
 pub mod migrate;
 pub mod notify;

@@ -1,9 +1,10 @@
-//! Retention: finished works (done, failed, expired, cancelled) created before a
+//! Retention: finished works (done, failed, expired, cancelled) that finished before a
 //! cut-off are deleted with their events, in small batches, so the history stops
 //! growing and the writers never wait on a long delete. Pending and running works are
 //! never touched. Deduplication of redelivered demands holds for works still stored,
 //! that is within the retention period (redeliveries come within minutes or hours).
 
+use super::inflight::InFlight;
 use super::{works::count_shard, DbError, PgPool};
 use std::time::Duration;
 
@@ -21,21 +22,29 @@ pub struct Pruned {
     pub ran: bool,
 }
 
-/// Deletes one batch of finished works created before `now - older_than` (and their
-/// events, by the foreign key's cascade), taking them off the running totals in the
-/// same transaction. None when another process is pruning.
+/// Deletes one batch of finished works that finished (last changed) before `now -
+/// older_than`, and their events by the foreign key's cascade, taking them off the
+/// running totals in the same transaction. The caller holds the pruning lock.
 pub async fn prune_batch(
     client: &mut deadpool_postgres::Client,
     older_than: Duration,
     limit: i64,
-) -> Result<Option<u64>, DbError> {
+) -> Result<u64, DbError> {
+    // Counted from when a work finished, not from when it was created: a work retried
+    // and finished today is a month away from pruning, whenever it was created. Done
+    // works come from their partial index on updated_on; the other finished statuses
+    // from the small index on the works not done.
     const SQL: &str = "\
-        WITH doomed AS ( \
-            SELECT id FROM works \
-            WHERE created_on < now() - $1 * interval '1 millisecond' \
-              AND status IN ('done', 'failed', 'expired', 'cancelled') \
-            ORDER BY created_on LIMIT $2 FOR UPDATE SKIP LOCKED), \
-        gone AS (DELETE FROM works WHERE id IN (SELECT id FROM doomed) RETURNING status), \
+        WITH done_doomed AS ( \
+            SELECT id FROM works WHERE status = 'done' \
+               AND updated_on < now() - $1 * interval '1 millisecond' \
+            ORDER BY updated_on LIMIT $2 FOR UPDATE SKIP LOCKED), \
+        other_doomed AS ( \
+            SELECT id FROM works WHERE status IN ('failed', 'expired', 'cancelled') \
+               AND updated_on < now() - $1 * interval '1 millisecond' \
+            LIMIT $2 FOR UPDATE SKIP LOCKED), \
+        gone AS (DELETE FROM works WHERE id IN \
+            (SELECT id FROM done_doomed UNION ALL SELECT id FROM other_doomed) RETURNING status), \
         counted AS ( \
             UPDATE work_counts SET \
                 done = done - (SELECT count(*) FROM gone WHERE status = 'done'), \
@@ -45,39 +54,44 @@ pub async fn prune_batch(
             WHERE shard = $3) \
         SELECT count(*) FROM gone";
     let tx = client.transaction().await?;
-    let locked: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await?
-        .get(0);
-    if !locked {
-        return Ok(None);
-    }
     let stmt = tx.prepare_cached(SQL).await?;
     let millis = older_than.as_secs_f64() * 1000.0;
     let row = tx
         .query_one(&stmt, &[&millis, &limit, &count_shard()])
         .await?;
     tx.commit().await?;
-    Ok(Some(row.get::<_, i64>(0) as u64))
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Prunes batch after batch until none is left (or another process holds the lock),
-/// pausing between batches so the writers always get the table back.
+/// Prunes batch after batch until none is left, pausing between batches so the writers
+/// always get the table back. One pruner at a time, for the whole run: the lock is a
+/// session lock on the connection the batches use, so no other process starts between
+/// two batches. A run that fails drops that connection (`InFlight`), which releases it.
 pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbError> {
-    let mut pruned = Pruned::default();
+    let mut client = InFlight::new(pool.get().await?);
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+        .await?
+        .get(0);
+    if !locked {
+        client.done();
+        return Ok(Pruned::default());
+    }
+    let mut pruned = Pruned {
+        ran: true,
+        ..Pruned::default()
+    };
     loop {
-        let mut client = pool.get().await?;
-        match prune_batch(&mut client, older_than, PRUNE_BATCH).await? {
-            None => return Ok(pruned),
-            Some(n) => {
-                pruned.ran = true;
-                pruned.works += n;
-                if (n as i64) < PRUNE_BATCH {
-                    return Ok(pruned);
-                }
-            }
+        let n = prune_batch(&mut client, older_than, PRUNE_BATCH).await?;
+        pruned.works += n;
+        if n == 0 {
+            break;
         }
-        drop(client);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    client.done();
+    Ok(pruned)
 }

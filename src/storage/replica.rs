@@ -5,10 +5,11 @@
 //! aside until the monitor sees it healthy again. Without a read URL every read goes
 //! to the primary, exactly as before.
 
+use super::inflight::InFlight;
 use super::{Client, DbError, PgPool};
 use crate::shutdown::Shutdown;
 use crate::telemetry::TELEMETRY;
-use std::future::Future;
+use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,22 +96,18 @@ impl Reads {
     }
 
     /// Runs `read` on the replica when it is in use, else (or when the replica fails
-    /// to answer) on the primary. Returns where it was answered.
-    pub async fn run<T, F, Fut>(&self, read: F) -> Result<(T, Source), DbError>
+    /// to answer) on the primary. Returns where it was answered. A read cut off (its
+    /// request passed the bound) leaves no statement running on a pooled connection.
+    pub async fn run<T, F>(&self, read: F) -> Result<(T, Source), DbError>
     where
-        F: Fn(Client) -> Fut,
-        Fut: Future<Output = Result<T, DbError>>,
+        F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<T, DbError>>,
     {
         if let Some(replica) = self
             .replica
             .as_ref()
             .filter(|r| r.usable.load(Ordering::Relaxed))
         {
-            let answer = match replica.pool.get().await {
-                Ok(client) => read(client).await,
-                Err(e) => Err(e.into()),
-            };
-            match answer {
+            match run_on(&replica.pool, &read).await {
                 Ok(value) => return Ok((value, Source::Replica)),
                 Err(e) if e.is_unavailable() => {
                     tracing::warn!(error = %e, "the replica did not answer: reading from the primary");
@@ -119,23 +116,32 @@ impl Reads {
                 Err(e) => return Err(e),
             }
         }
-        let client = self.primary.get().await?;
-        Ok((read(client).await?, Source::Primary))
+        Ok((run_on(&self.primary, &read).await?, Source::Primary))
     }
 
     /// Like `run`, but an answer of "nothing" from the replica is asked of the primary
     /// too: a client must be able to read back the id it was just given, which the
     /// replica may not have replayed yet.
-    pub async fn run_found<T, F, Fut>(&self, read: F) -> Result<Option<T>, DbError>
+    pub async fn run_found<T, F>(&self, read: F) -> Result<Option<T>, DbError>
     where
-        F: Fn(Client) -> Fut,
-        Fut: Future<Output = Result<Option<T>, DbError>>,
+        F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<Option<T>, DbError>>,
     {
         match self.run(&read).await? {
-            (None, Source::Replica) => read(self.primary.get().await?).await,
+            (None, Source::Replica) => run_on(&self.primary, &read).await,
             (value, _) => Ok(value),
         }
     }
+}
+
+/// One read on a connection of `pool`.
+async fn run_on<T, F>(pool: &PgPool, read: &F) -> Result<T, DbError>
+where
+    F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<T, DbError>>,
+{
+    let client = InFlight::new(pool.get().await?);
+    let value = read(&client).await?;
+    client.done();
+    Ok(value)
 }
 
 impl Replica {

@@ -63,6 +63,10 @@ pub struct ServerRole {
     pub host: String,
     /// The server takes writes: not a standby, not read-only.
     pub writable: bool,
+    /// `synchronous_standby_names` is set and no synchronous standby is streaming:
+    /// every commit waits (a promoted server that kept the setting, a lost standby).
+    #[serde(skip)]
+    pub commits_wait: bool,
 }
 
 /// Asks the server who it is. `transaction_read_only` is on for a standby in recovery
@@ -74,13 +78,17 @@ pub async fn server_role(
     let row = client
         .query_one(
             "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket'), \
-                    current_setting('transaction_read_only') = 'off'",
+                    current_setting('transaction_read_only') = 'off', \
+                    current_setting('synchronous_standby_names') <> '' AND NOT EXISTS ( \
+                        SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
+                        AND sync_state IS DISTINCT FROM 'async' AND sync_state IS DISTINCT FROM 'potential')",
             &[],
         )
         .await?;
     Ok(ServerRole {
         host: row.get(0),
         writable: row.get(1),
+        commits_wait: row.get(2),
     })
 }
 

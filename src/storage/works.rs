@@ -184,3 +184,13 @@ pub async fn insert_finished(
     let row = client.query_one(&stmt, &params).await?;
     Ok(row.get::<_, i64>(0) as u64)
 }
+
+/// The `add_up_to` of the stored works among these message ids.
+pub async fn stored_demands(
+    client: &impl GenericClient,
+    message_ids: &[&str],
+) -> Result<Vec<(String, i64)>, DbError> {
+    let sql = "SELECT message_id, add_up_to FROM works WHERE message_id = ANY($1)";
+    let rows = client.query(sql, &[&message_ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -73,6 +73,8 @@ pub struct Telemetry {
     pub pool_waiting: Gauge,
     /// Connections that met a server no longer taking writes, or broke (storage::role).
     pub db_role_losses: Counter,
+    /// Redeliveries whose body differs from the stored work's (same message_id).
+    pub changed_redeliveries: Counter,
     /// `--ack-after standby`: how long batches waited, and whether one is waiting now
     /// past the log interval.
     pub standby_wait: Histogram,
@@ -124,6 +126,7 @@ impl Telemetry {
             pool_connections: Family::default(),
             pool_waiting: Gauge::default(),
             db_role_losses: Counter::default(),
+            changed_redeliveries: Counter::default(),
             standby_wait: latency_histogram(),
             standby_stalled: Gauge::default(),
             replica_connections: Family::default(),

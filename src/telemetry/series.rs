@@ -69,6 +69,11 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
         t.db_role_losses.clone(),
     );
     registry.register(
+        "ppctl_changed_redeliveries",
+        "demands redelivered with a stored message_id but another body (kept the stored work)",
+        t.changed_redeliveries.clone(),
+    );
+    registry.register(
         "ppctl_standby_wait_seconds",
         "--ack-after standby: time a batch waited for a standby to flush its commit",
         t.standby_wait.clone(),

@@ -2,7 +2,7 @@
 //! couple of stores in flight, acknowledges in delivery order, and reconnects.
 
 use crate::amqp::dead_letter::DeadLetterer;
-use crate::amqp::session::Session;
+use crate::amqp::session::{self, Session};
 use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
 use crate::cli::WorkerOpts;
@@ -12,19 +12,16 @@ use crate::telemetry::TELEMETRY;
 use crate::worker::batch_limit;
 use crate::worker::queue;
 use crate::worker::stores::{StoreResult, Stores};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::{Channel, Consumer};
+use lapin::Channel;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Batches being stored at once: two keep both cores busy (the database commits one
 /// while the consumer gathers and computes the next); acks still go out in order.
 const STORES_IN_FLIGHT: usize = 2;
-
-/// How long a batch waits for more deliveries after its first one.
-const LINGER: Duration = Duration::from_millis(5);
 
 /// What the queue worker's loop needs, borrowed from `consume`.
 pub struct QueueWorker<'a> {
@@ -115,10 +112,33 @@ impl QueueWorker<'_> {
             connection,
             channel,
             dead,
-            mut consumer,
+            consumer,
             monitor: _monitor,
+            mut events,
         } = opened.map_err(|_| anyhow::anyhow!("consumer setup took over {SETUP_TIMEOUT:?}"))??;
         backoff.reset();
+        let consumed = self
+            .consume(&connection, &channel, &dead, consumer, safe, safe_left)
+            .await;
+        // Why the connection died is in its events, whichever call noticed it.
+        consumed.map_err(|e| match session::died_on_unparseable_frame(&mut events) {
+            true => e.context(amqp::UnparseableFrame),
+            false => e,
+        })
+    }
+
+    /// Consumes on an open session until shutdown (Ok) or a failure (Err).
+    async fn consume(
+        &self,
+        connection: &lapin::Connection,
+        channel: &Channel,
+        dead: &DeadLetterer,
+        mut consumer: lapin::Consumer,
+        safe: bool,
+        safe_left: &mut u64,
+    ) -> anyhow::Result<Ended> {
+        let worker = self.worker;
+        let prefetch = if safe { 1 } else { worker.prefetch };
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.
         let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
@@ -126,7 +146,7 @@ impl QueueWorker<'_> {
         let mut storing = Stores::default();
         loop {
             if safe && *safe_left == 0 {
-                self.finish_all(&mut storing, &channel, &dead).await?;
+                self.finish_all(&mut storing, channel, dead).await?;
                 let _ = connection.close(200, "leaving safe mode".into()).await;
                 return Ok(Ended::SafeModeOver);
             }
@@ -135,21 +155,21 @@ impl QueueWorker<'_> {
                 biased;
                 _ = self.shutdown.wait() => break,
                 stored = storing.oldest(), if !storing.is_empty() => Next::Stored(stored),
-                delivery = consumer.next() => Next::Delivery(Box::new(delivery_or_error(delivery)?)),
+                delivery = consumer.next() => Next::Delivery(Box::new(session::delivery_or_error(delivery)?)),
             };
             match next {
                 Next::Stored(stored) => {
                     storing.pop();
-                    let settled = self.finish(&channel, &dead, stored).await?;
+                    let settled = self.finish(channel, dead, stored).await?;
                     *safe_left = safe_left.saturating_sub(settled);
                 }
                 Next::Delivery(first) => {
-                    let deliveries = gather(&mut consumer, *first, max).await?;
-                    let batch = queue::prepare(deliveries, &dead, worker.work_delay).await?;
+                    let deliveries = session::gather(&mut consumer, *first, max).await?;
+                    let batch = queue::prepare(deliveries, dead, worker.work_delay).await?;
                     if storing.len() == STORES_IN_FLIGHT {
                         let stored = storing.oldest().await;
                         storing.pop();
-                        let settled = self.finish(&channel, &dead, stored).await?;
+                        let settled = self.finish(channel, dead, stored).await?;
                         *safe_left = safe_left.saturating_sub(settled);
                     }
                     storing.spawn(
@@ -162,7 +182,7 @@ impl QueueWorker<'_> {
             }
         }
         // Shutdown: what is being stored is committed and acknowledged before we close.
-        self.finish_all(&mut storing, &channel, &dead).await?;
+        self.finish_all(&mut storing, channel, dead).await?;
         // Close cleanly so the broker does not wait for a heartbeat timeout.
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
@@ -210,30 +230,4 @@ impl QueueWorker<'_> {
 enum Next {
     Stored(StoreResult),
     Delivery(Box<Delivery>),
-}
-
-/// After the first delivery, gathers more for up to `LINGER` or until `max`. Not
-/// cancelled midway: deliveries taken from the stream must not be dropped.
-async fn gather(
-    consumer: &mut Consumer,
-    first: Delivery,
-    max: usize,
-) -> anyhow::Result<Vec<Delivery>> {
-    let mut batch = vec![first];
-    let deadline = Instant::now() + LINGER;
-    while batch.len() < max {
-        match tokio::time::timeout_at(deadline.into(), consumer.next()).await {
-            Ok(next) => batch.push(delivery_or_error(next)?),
-            Err(_) => break,
-        }
-    }
-    Ok(batch)
-}
-
-fn delivery_or_error(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
-    match next {
-        Some(Ok(delivery)) => Ok(delivery),
-        Some(Err(e)) => Err(anyhow::Error::from(e).context("the consumer failed")),
-        None => bail!("the broker cancelled the consumer"),
-    }
 }

@@ -5,6 +5,7 @@
 pub mod consumer;
 pub mod queue;
 pub mod retention;
+pub mod store;
 pub mod stores;
 pub mod sweep;
 

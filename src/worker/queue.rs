@@ -1,18 +1,18 @@
 //! Queued demands become finished works. One batch: dead-letter what can never
 //! succeed, compute the rest, store works and events in one statement, then one
 //! multiple-ack. Nothing is acknowledged before its work is committed, and nothing a
-//! publisher sends can hold a batch up: a demand the database refuses is dead-lettered
-//! alone, and only outages are retried.
+//! publisher sends can hold a batch up: a demand the database keeps refusing, with
+//! whatever error that is not an outage, is dead-lettered alone; outages are retried
+//! without limit. Step 2, the store, is `worker::store`.
 
+use super::store::store;
 use crate::amqp::dead_letter::DeadLetterer;
-use crate::backoff::Backoff;
 use crate::cli::AckAfter;
-use crate::model::{new_work_code, Origin, WorkDemand};
+use crate::model::WorkDemand;
 use crate::shutdown::Shutdown;
-use crate::storage::replication::{self, WaitError, WalPosition};
-use crate::storage::{works, DbError, PgPool};
+use crate::storage::{works, PgPool};
 use crate::telemetry::TELEMETRY;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
@@ -51,11 +51,11 @@ pub fn parse(delivery: &Delivery) -> Result<(String, i64), String> {
 #[derive(Debug)]
 pub struct Batch {
     /// Computed works and the delivery tag each came from.
-    finished: Vec<(works::Finished, u64)>,
+    pub(super) finished: Vec<(works::Finished, u64)>,
     /// Tags of the deliveries acked by this batch's multiple-ack (duplicates included).
     good_tags: Vec<u64>,
     /// Deliveries the database refused for good, with the reason: dead-lettered.
-    refused: Vec<(u64, String)>,
+    pub(super) refused: Vec<(u64, String)>,
     /// The good deliveries themselves (moved, not copied): a refused one is
     /// dead-lettered as a copy of its body and properties.
     kept: Vec<Delivery>,
@@ -123,101 +123,6 @@ pub async fn prepare(
     })
 }
 
-/// Step 2: stores the works and their events in one statement (retrying while the
-/// database is unreachable). Redeliveries already stored count as duplicates. When the
-/// database refuses the batch for good (a value it cannot hold), each work is stored
-/// alone and only the refused ones are set aside, to be dead-lettered. With
-/// `--ack-after standby` it then waits for a standby to flush the commit; if the
-/// primary changes meanwhile, the commit may not be on the new one, so the batch is
-/// stored again there (idempotent: a message_id already stored is skipped).
-pub async fn store(
-    pool: &PgPool,
-    mut batch: Batch,
-    ack_after: AckAfter,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Batch> {
-    if batch.finished.is_empty() {
-        return Ok(batch);
-    }
-    let (rows, tags): (Vec<works::Finished>, Vec<u64>) =
-        std::mem::take(&mut batch.finished).into_iter().unzip();
-    let count = rows.len() as u64;
-    let want = ack_after == AckAfter::Standby;
-    let (stored, mut target) =
-        store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown).await?;
-    while let Some(position) = target {
-        match replication::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
-            Ok(()) => break,
-            Err(WaitError::Shutdown) => bail!("shutting down while waiting for a standby's flush"),
-            Err(WaitError::Moved) => {
-                tracing::warn!(works = count, "the primary changed before a standby flushed this batch: storing it again on the new one");
-                let refused: HashSet<u64> = batch.refused.iter().map(|(t, _)| *t).collect();
-                let (rows, tags): (Vec<_>, Vec<_>) = rows
-                    .iter()
-                    .cloned()
-                    .zip(tags.iter().copied())
-                    .filter(|(_, t)| !refused.contains(t))
-                    .unzip();
-                target = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
-                    .await?
-                    .1;
-            }
-        }
-    }
-    let refused = batch.refused.len() as u64;
-    batch.outcome.stored = stored;
-    batch.outcome.dead += refused;
-    batch.outcome.duplicates += count - refused - stored;
-    Ok(batch)
-}
-
-/// How often a batch waiting for a standby says so.
-const STANDBY_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Stores `rows` in one statement, or one by one when the database refuses them
-/// together (the refused ones are added to `refused`). Returns the works inserted and,
-/// when `want_position`, where the WAL stood after the commits (`None` when nothing
-/// was committed, or when they landed on different timelines: then the caller is told
-/// to wait on a position that cannot be reached, and stores again).
-async fn store_rows(
-    pool: &PgPool,
-    rows: &[works::Finished],
-    tags: &[u64],
-    refused: &mut Vec<(u64, String)>,
-    want_position: bool,
-    shutdown: &Shutdown,
-) -> anyhow::Result<(u64, Option<WalPosition>)> {
-    match store_with_retry(pool, rows, want_position, shutdown).await? {
-        Ok(stored) => return Ok(stored),
-        Err(batch_error) => {
-            tracing::warn!(error = %batch_error, works = rows.len(), "the database refused the batch; storing its works one by one")
-        }
-    }
-    let mut stored = 0;
-    let mut last: Option<WalPosition> = None;
-    for (row, tag) in rows.iter().zip(tags) {
-        // A fresh code, in case the refusal was a work_code collision.
-        let mut row = row.clone();
-        row.work_code = new_work_code(Origin::Consumer);
-        match store_with_retry(pool, std::slice::from_ref(&row), want_position, shutdown).await? {
-            Ok((n, position)) => {
-                stored += n;
-                last = match (last, position) {
-                    // Stores split across a promotion: a position on the new timeline
-                    // says nothing of the old one's commits.
-                    (Some(a), Some(b)) if a.timeline != b.timeline => Some(WalPosition {
-                        lsn: b.lsn,
-                        timeline: "moved".into(),
-                    }),
-                    (_, b) => b,
-                };
-            }
-            Err(e) => refused.push((*tag, e.to_string())),
-        }
-    }
-    Ok((stored, last))
-}
-
 /// Step 3, only after step 2 committed: the refused deliveries dead-lettered, then one
 /// multiple-ack for the rest (dead-lettered tags are no longer outstanding). Acks must go
 /// in delivery order: a multiple-ack also covers every earlier tag.
@@ -264,54 +169,3 @@ fn record(outcome: &BatchOutcome, deliveries: usize) {
     t.dead_lettered.inc_by(outcome.dead);
     t.batch_size.observe(deliveries as f64);
 }
-
-/// Stores `rows` (and reads the WAL position after the commit when asked), retrying
-/// with backoff. Outages (the database out of reach, or a schema an operator must fix)
-/// are retried without limit; any other failure `MAX_FAILURES` times, then it is the
-/// inner error, as a refusal of the data is at once: the caller stores the rows one by
-/// one and dead-letters those that keep failing alone (a trigger that raises, a limit),
-/// so no demand can wedge the batches behind it. The outer error is shutdown (the
-/// deliveries are then left unacked and the broker requeues them).
-async fn store_with_retry(
-    pool: &PgPool,
-    rows: &[works::Finished],
-    want_position: bool,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Result<(u64, Option<WalPosition>), DbError>> {
-    let mut backoff = Backoff::default();
-    let mut failures = 0;
-    loop {
-        let result = async {
-            let client = pool.get().await?;
-            let stored = works::insert_finished(&client, rows).await?;
-            // On the same connection: a position read elsewhere could be another
-            // server's, after a failover.
-            let position = match want_position {
-                true => Some(replication::position(&**client).await?),
-                false => None,
-            };
-            Ok::<_, DbError>((stored, position))
-        }
-        .await;
-        match result {
-            Ok(stored) => return Ok(Ok(stored)),
-            Err(e) if e.is_refusal() => return Ok(Err(e)),
-            Err(e) if shutdown.is_triggered() => {
-                bail!("shutting down before the batch could be stored: {e}")
-            }
-            Err(e) if !e.is_outage() && failures + 1 >= MAX_FAILURES => return Ok(Err(e)),
-            Err(e) => {
-                failures += u32::from(!e.is_outage());
-                tracing::warn!(error = %e, works = rows.len(), "cannot store the batch yet; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutdown.wait() => {}
-                }
-            }
-        }
-    }
-}
-
-/// Failures that are neither an outage nor a refusal before a store is given up (the
-/// batch then goes one by one; a single work, to the dead letters).
-const MAX_FAILURES: u32 = 3;

@@ -1,7 +1,7 @@
 //! The consumer's batch stores in flight: spawned tasks, awaited oldest first (acks go
 //! in delivery order), counted in `ppctl_store_tasks`, aborted with their connection.
 
-use super::queue::{self, Batch};
+use super::queue::Batch;
 use crate::cli::AckAfter;
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::PgPool;
@@ -18,7 +18,7 @@ impl Stores {
     pub fn spawn(&mut self, pool: PgPool, batch: Batch, ack_after: AckAfter, shutdown: Shutdown) {
         let task = tokio::spawn(async move {
             let _counted = StoreTaskCount::new();
-            queue::store(&pool, batch, ack_after, &shutdown).await
+            super::store::store(&pool, batch, ack_after, &shutdown).await
         });
         self.0.push_back(AbortOnDrop(task));
     }

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 /// Settings the `ppctl` binary reads from the environment; cleared so a developer's
 /// shell cannot change what the suite sees.
-const PPCTL_ENV: [&str; 10] = [
+const PPCTL_ENV: [&str; 13] = [
     "DATABASE_URL",
     "AMQP_URL",
     "PP_QUEUE",
@@ -21,6 +21,9 @@ const PPCTL_ENV: [&str; 10] = [
     "PP_RAW_ADDR",
     "PP_DB_POOL_SIZE",
     "PP_HTTP_WORKERS",
+    "PP_ACK_AFTER",
+    "PP_DATABASE_READ_URL",
+    "PP_MAX_REPLICA_LAG",
 ];
 
 /// Where a scenario's processes connect, and where their logs go.

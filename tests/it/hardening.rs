@@ -162,3 +162,53 @@ async fn a_binary_older_or_newer_than_the_schema_refuses_it_and_says_why() {
         );
     }
 }
+
+/// A request cut at the API's bound (4 s) used to leave its statement running on the
+/// pooled connection, and the next request queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_at_its_bound_leaves_no_statement_running() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn_with(storage::pool(&db.url, 1).expect("pool"), None).await;
+    let locker = storage::admin::connect(&db.url).await.expect("connect");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE works IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let (status, body) = app.call("GET", "/works/1", None).await;
+    assert_eq!(status, 503, "{body}");
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    eventually(
+        "the cut statement cancelled",
+        Duration::from_secs(5),
+        || async {
+            let n: i64 = locker.query_one(waiting, &[]).await.expect(waiting).get(0);
+            (n == 0).then_some(())
+        },
+    )
+    .await;
+    // The pool's one connection is free (a new one): this does not queue behind it.
+    let (status, health) = app.call("GET", "/health", None).await;
+    assert_eq!(status, 200, "{health}");
+    locker.batch_execute("COMMIT").await.expect("unlock");
+}
+
+/// Retry and cancel, like create, change nothing when the database runs them after the
+/// request's deadline (its client was told 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_run_after_its_deadline_changes_nothing() {
+    use ppctl::storage::actions::{self, Action, Outcome};
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let work = storage::works::create_pending(&client, "api-actlate0001", 3, None)
+        .await
+        .expect("work");
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    let late = actions::apply(&client, work.id, Action::Cancel, Some(past)).await;
+    assert!(matches!(&late, Err(e) if e.is_unavailable()), "{late:?}");
+    let status = "SELECT count(*) FROM works WHERE status = 'pending'";
+    assert_eq!(db.count(status).await, 1);
+    let soon = std::time::SystemTime::now() + Duration::from_secs(5);
+    let done = actions::apply(&client, work.id, Action::Cancel, Some(soon)).await;
+    assert!(matches!(done, Ok(Outcome::Changed(_))), "{done:?}");
+}

@@ -63,7 +63,13 @@ async fn new_migrations_apply_in_order_and_unknown_ones_are_reported() {
         migrate::run(&mut client, &extended).await.expect("apply"),
         1
     );
-    assert_eq!(db.count("SELECT count(*) FROM extra").await, 0);
+    // Through the admin connection: a pool refuses a schema it does not know.
+    let extra: i64 = client
+        .query_one("SELECT count(*) FROM extra", &[])
+        .await
+        .expect("extra")
+        .get(0);
+    assert_eq!(extra, 0);
     // The older binary (without the extra migration) must refuse the newer schema.
     let err = migrate::run(&mut client, MIGRATIONS)
         .await

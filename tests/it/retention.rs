@@ -46,13 +46,18 @@ pub(super) async fn history(db: &TestDb) {
         .batch_execute("UPDATE work_counts SET failed = failed + 1 WHERE shard = 0")
         .await
         .expect("count it");
-    let old = "UPDATE works SET created_on = now() - interval '40 days' \
+    let old = "UPDATE works SET created_on = now() - interval '40 days', \
+                                updated_on = now() - interval '40 days' \
                WHERE message_id IN ('retention-0','retention-1','retention-2','retention-3','retention-4') \
                   OR id = $1 OR id = $2";
     client
         .execute(old, &[&pending.id, &failed.id])
         .await
         .expect("age");
+    // Created long ago, finished today (a retried work): a month away from pruning.
+    let retried = "UPDATE works SET created_on = now() - interval '40 days' \
+                   WHERE message_id = 'retention-5'";
+    client.batch_execute(retried).await.expect("age");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,6 +76,12 @@ async fn prune_deletes_old_finished_works_and_their_events_only() {
             .await,
         1,
         "pending works are never pruned, however old"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM works WHERE message_id = 'retention-5'")
+            .await,
+        1,
+        "retention counts from when a work finished, not from when it was created"
     );
     assert_eq!(
         db.count("SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM works w WHERE w.id = e.work_id)")
@@ -115,6 +126,62 @@ async fn one_pruner_at_a_time_and_the_cli_reports_what_it_did() {
     .await;
     let (stdout, stderr) = outputs(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("pruned 6 finished works"), "{stdout}");
+    assert!(
+        stdout.contains("pruned 6 works finished over 30days ago"),
+        "{stdout}"
+    );
     assert_eq!(db.count("SELECT count(*) FROM works").await, 6);
+}
+
+/// The lock is held for the whole run, not batch by batch: no other pruner can start
+/// between two batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pruning_lock_is_held_between_batches() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let total = prune::PRUNE_BATCH * 2 + 500;
+    let batch: Vec<works::Finished> = (0..total)
+        .map(|i| works::Finished {
+            message_id: format!("lock-{i}"),
+            work_code: format!("consumer-lock{i:06}"),
+            add_up_to: 1,
+            result: 1,
+            started: SystemTime::now(),
+            stopped: SystemTime::now(),
+        })
+        .collect();
+    works::insert_finished(&client, &batch)
+        .await
+        .expect("insert");
+    client
+        .batch_execute("UPDATE works SET updated_on = now() - interval '40 days'")
+        .await
+        .expect("age");
+    let other = ppctl::storage::admin::connect(&db.url)
+        .await
+        .expect("connect");
+    let pool = db.pool.clone();
+    let run = tokio::spawn(async move { prune::prune(&pool, THIRTY_DAYS).await });
+    // Mid-run (some works pruned, some left) the lock must be held. Two samples in a
+    // row are needed to call it free: one can fall between the last commit and the
+    // unlock.
+    let sample = "SELECT (SELECT count(*) FROM works), EXISTS (SELECT 1 FROM pg_locks \
+                  WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid())";
+    let (mut free_in_a_row, mut gaps) = (0, 0);
+    while !run.is_finished() {
+        let row = other.query_one(sample, &[]).await.expect(sample);
+        let (left, held): (i64, bool) = (row.get(0), row.get(1));
+        let mid_run = left > 0 && left < total;
+        free_in_a_row = if mid_run && !held {
+            free_in_a_row + 1
+        } else {
+            0
+        };
+        gaps += i32::from(free_in_a_row == 2);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pruned = run.await.expect("no panic").expect("prune");
+    assert!(pruned.ran, "{pruned:?}");
+    assert_eq!(gaps, 0, "the pruning lock was free between two batches");
+    assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }

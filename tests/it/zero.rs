@@ -49,7 +49,7 @@ async fn db_prune_older_than_0_needs_yes() {
     let output = ppctl(&[&prune[..], &["--yes"]].concat()).await;
     let (stdout, stderr) = outputs(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("pruned 11 finished works"), "{stdout}");
+    assert!(stdout.contains("pruned 11 works finished"), "{stdout}");
     let left = "SELECT count(*) FROM works WHERE status = 'pending'";
     assert_eq!(db.count(left).await, 1, "only the pending work is left");
     assert_eq!(db.count("SELECT count(*) FROM works").await, 1);

@@ -7,23 +7,27 @@
 //! before its Drop guards ran) is cleaned up by the next run, processes included.
 
 mod cluster;
+mod pair;
+mod pgnode;
 mod postgres;
 mod rabbit;
+mod rundir;
 
 pub use cluster::RabbitCluster;
+pub use pair::PgPair;
 pub use postgres::PrivatePostgres;
 pub use rabbit::PrivateRabbit;
+pub use rundir::RunDir;
 
 use anyhow::bail;
 use std::fs;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const MARKER: &str = "PPCTL_CHAOS_RUN";
-const RUN_PREFIX: &str = "ppctl-chaos-";
+pub(crate) const RUN_PREFIX: &str = "ppctl-chaos-";
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_ports<const N: usize>() -> [u16; N] {
@@ -82,7 +86,7 @@ pub fn alive(pid: u32) -> bool {
     matches!(proc_stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
 }
 
-fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
         .map(|dir| {
             dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -98,23 +102,6 @@ pub fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Processes whose environment carries our marker for `run_dir`.
-fn marked_pids(run_dir: &Path) -> Vec<u32> {
-    let needle = format!("{MARKER}={}", run_dir.display());
-    all_pids()
-        .into_iter()
-        .filter(|&pid| pid != std::process::id())
-        // epmd is shared by every Erlang node on the machine: never ours to kill.
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "epmd")
-        })
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .collect()
-}
-
 /// Waits until none of `pids` is alive, at most `timeout`; true when they are all gone.
 pub fn wait_gone(pids: &[u32], timeout: Duration) -> bool {
     let start = Instant::now();
@@ -125,90 +112,6 @@ pub fn wait_gone(pids: &[u32], timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
-}
-
-/// Kills a postmaster and its children, if `data_dir`'s postmaster.pid names a live
-/// postmaster of that data directory.
-fn kill_postmaster_of(data_dir: &Path) {
-    let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
-        return;
-    };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<u32>().ok())
-    else {
-        return;
-    };
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if alive(pid) && String::from_utf8_lossy(&cmdline).contains(&*data_dir.to_string_lossy()) {
-        let mut pids = children_of(pid);
-        pids.push(pid);
-        signal(&pids, "KILL");
-        wait_gone(&pids, Duration::from_secs(10));
-    }
-}
-
-/// Removes run directories left by runs that died without cleaning up.
-fn cleanup_stale() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let is_run = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(RUN_PREFIX));
-        if !is_run {
-            continue;
-        }
-        let owner = fs::read_to_string(path.join("owner.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        if owner.is_some_and(alive) {
-            continue; // another run in progress
-        }
-        eprintln!(
-            "chaos: cleaning up the stale run directory {}",
-            path.display()
-        );
-        kill_postmaster_of(&path.join("pg/data"));
-        let pids = marked_pids(&path);
-        signal(&pids, "KILL");
-        wait_gone(&pids, Duration::from_secs(10));
-        let _ = fs::remove_dir_all(&path);
-    }
-}
-
-/// The run's temporary directory; on drop, kills whatever the run left and removes it.
-pub struct RunDir {
-    pub path: PathBuf,
-}
-
-impl RunDir {
-    pub fn new() -> Self {
-        cleanup_stale();
-        let path = std::env::temp_dir().join(format!("{RUN_PREFIX}{:08x}", rand::random::<u32>()));
-        fs::create_dir_all(&path).expect("create the run directory");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-        fs::write(path.join("owner.pid"), std::process::id().to_string()).expect("owner.pid");
-        Self { path }
-    }
-
-    pub fn marker(&self) -> (String, String) {
-        (MARKER.to_string(), self.path.display().to_string())
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        kill_postmaster_of(&self.path.join("pg/data"));
-        let pids = marked_pids(&self.path);
-        signal(&pids, "KILL");
-        wait_gone(&pids, Duration::from_secs(10));
-        let _ = fs::remove_dir_all(&self.path);
-    }
 }
 
 pub(crate) fn user_ids(name: &str) -> anyhow::Result<(u32, u32)> {

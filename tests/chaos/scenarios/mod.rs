@@ -2,20 +2,29 @@
 //! instances, drives real `ppctl` processes, injects its fault, waits (bounded) for the
 //! pipeline to finish, then judges the database and the broker. A failed step is
 //! recorded in the row and the judging still runs, so the table shows what was lost.
-//! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use.
+//! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use;
+//! 12-16 each on a PostgreSQL primary+standby pair of their own (failover.rs).
 
 mod api;
 mod cluster;
 mod crash;
+mod failover;
 mod freeze;
 mod hostile;
 mod outage;
 mod parallel;
 mod poison;
+mod posts;
+mod primary;
 mod producer;
+mod replica;
+mod steps;
+mod switchover;
+mod syncwait;
 
 use api::{http, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
+use steps::*;
 
 use crate::checks::{judge, judge_broker, stats};
 use crate::db::{recovery, Db};
@@ -45,7 +54,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 16] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -57,10 +66,34 @@ pub const NAMES: [&str; 11] = [
     "9 freeze PostgreSQL",
     "10 freeze a node",
     "11 hostile messages",
+    "12 primary lost (sync)",
+    "13 switchover",
+    "14 replica lost",
+    "15 primary lost (async)",
+    "16 sync standby lost",
 ];
 
-pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
-    let mut row = Row::new(NAMES[index]);
+/// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
+fn parts(index: usize) -> Vec<&'static str> {
+    match index {
+        14 => vec![
+            "15a async, ack after commit",
+            "15b async, ack after standby",
+        ],
+        _ => vec![NAMES[index]],
+    }
+}
+
+pub async fn run(index: usize, cluster: &mut Cluster) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (part, name) in parts(index).into_iter().enumerate() {
+        rows.push(run_part(index, part, name, cluster).await);
+    }
+    rows
+}
+
+async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) -> Row {
+    let mut row = Row::new(name);
     let start = Instant::now();
     let result = match index {
         0 => crash::kill_consumer(cluster, &mut row).await,
@@ -73,7 +106,12 @@ pub async fn run(index: usize, cluster: &mut Cluster) -> Row {
         7 => cluster::rolling_restart(cluster, &mut row).await,
         8 => freeze::freeze_postgres(cluster, &mut row).await,
         9 => cluster::freeze_node(cluster, &mut row).await,
-        _ => hostile::hostile_messages(cluster, &mut row).await,
+        10 => hostile::hostile_messages(cluster, &mut row).await,
+        11 => primary::primary_lost(cluster, &mut row).await,
+        12 => switchover::switchover(cluster, &mut row).await,
+        13 => replica::replica_lost(cluster, &mut row).await,
+        14 => primary::async_primary_lost(cluster, &mut row, part == 1).await,
+        _ => syncwait::sync_standby_lost(cluster, &mut row).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));
@@ -99,9 +137,24 @@ pub(super) async fn setup_on(
     http: bool,
     amqp_url: String,
 ) -> anyhow::Result<Env> {
+    let database_url = c.pg.url(&format!("chaos_{tag}"));
+    setup_with(c, tag, http, amqp_url, database_url.clone(), &database_url).await
+}
+
+/// A fresh database at `database_url` (what the processes get) and queue; the stall
+/// meter samples `watch_url` (one server of a replicated pair, which may not be the
+/// one the processes write to, but holds the same rows).
+pub(super) async fn setup_with(
+    c: &mut Cluster,
+    tag: &str,
+    http: bool,
+    amqp_url: String,
+    database_url: String,
+    watch_url: &str,
+) -> anyhow::Result<Env> {
     let env = Env {
         scenario: tag.into(),
-        database_url: c.pg.url(&format!("chaos_{tag}")),
+        database_url,
         amqp_url,
         queue: format!("chaos_{tag}_{:06x}", rand::random::<u32>() & 0xff_ffff),
         http_addr: http.then(|| format!("127.0.0.1:{}", free_ports::<1>()[0])),
@@ -109,113 +162,8 @@ pub(super) async fn setup_on(
         log_dir: c.log_dir.clone(),
     };
     run_ok(&env, "db-setup", &["db", "setup"], Duration::from_secs(60)).await?;
-    c.stall = Some(StallMeter::start(&env.database_url));
+    c.stall = Some(StallMeter::start(watch_url));
     Ok(env)
-}
-
-/// Records a failed step without abandoning the scenario.
-pub(super) fn soft<T>(row: &mut Row, result: anyhow::Result<T>) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            row.problem(format!("{e:#}"));
-            None
-        }
-    }
-}
-
-/// After a fault: how long until the done count grows past `base` again.
-pub(super) async fn time_recovery(row: &mut Row, db: &mut Db, base: i64, fault: Instant) {
-    row.recovery = soft(
-        row,
-        recovery(db, base, fault, Duration::from_secs(60)).await,
-    );
-}
-
-/// Waits until all `n` demands are done, then for the producer's confirmed count.
-pub(super) async fn drain_all(row: &mut Row, db: &mut Db, producer: &mut Proc, n: u64) {
-    soft(
-        row,
-        db.wait_done("every demand done", |d| d >= n as i64, FINISH)
-            .await,
-    );
-    row.confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
-}
-
-/// Like `drain_all` with `api` works created through the API as well; returns the
-/// producer's confirmed count (the row's confirmed count includes the API works).
-pub(super) async fn drain_with_api(
-    row: &mut Row,
-    db: &mut Db,
-    producer: &mut Proc,
-    n: u64,
-    api: u64,
-) -> u64 {
-    let total = (n + api) as i64;
-    soft(
-        row,
-        db.wait_done("every queue and API work done", |d| d >= total, FINISH)
-            .await,
-    );
-    let queue_confirmed = producer_confirmed(row, producer, n, PRODUCER_AFTER).await;
-    row.confirmed = queue_confirmed + api;
-    queue_confirmed
-}
-
-/// Stops every process gracefully (SIGTERM, exit 0, bounded).
-pub(super) async fn stop_all(row: &mut Row, procs: &mut [&mut Proc]) {
-    for p in procs.iter_mut() {
-        let name = p.name.clone();
-        if let Err(e) = p.stop(STOP).await {
-            row.problem(format!("stopping {name}: {e:#}"));
-        }
-    }
-}
-
-/// Notes how many redelivered or republished demands the consumers acknowledged
-/// without a second work: evidence that the fault exercised the deduplication.
-pub(super) fn note_dedup(row: &mut Row, consumers: &[&Proc]) {
-    let counts: Vec<Option<u64>> = consumers.iter().map(|p| p.deduplicated()).collect();
-    if counts.iter().all(Option::is_none) {
-        // Every scenario's consumers store batches: no line at all means the evidence
-        // is not being logged (a moved module left RUST_LOG's target behind once).
-        row.problem("no consumer logged a per-batch BatchOutcome debug line: the deduplication evidence cannot be read (check RUST_LOG in procs.rs)");
-        return;
-    }
-    let n: u64 = counts.into_iter().flatten().sum();
-    row.notes.push(format!(
-        "{n} redelivered demands recognised as already stored (acked, no second work)"
-    ));
-}
-
-/// Fails the row for each process that crashed or exited with an error. A clean exit
-/// is the producer done with its `--count` (the consumers exit only when signalled).
-pub(super) fn ensure_running(row: &mut Row, procs: &mut [&mut Proc], when: &str) {
-    for p in procs.iter_mut() {
-        if p.failed() {
-            row.problem(format!(
-                "{} exited {when}; log tail:\n{}",
-                p.name,
-                p.tail(10)
-            ));
-        }
-    }
-}
-
-/// Judges the end state: the database against the confirmed demands, then the broker.
-pub(super) async fn finish(
-    row: &mut Row,
-    env: &Env,
-    db: &mut Db,
-    queue_confirmed: u64,
-    queue_published: u64,
-    api_expected: u64,
-    dead: u64,
-) {
-    if let Some(s) = soft(row, stats(db).await) {
-        judge(row, &s, queue_confirmed, queue_published, api_expected);
-    }
-    judge_broker(row, &env.amqp_url, &env.queue, dead).await;
 }
 
 pub(super) const CONSUME_1MS: [&str; 5] = ["consume", "--work-delay", "1ms", "--prefetch", "300"];

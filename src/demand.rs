@@ -1,0 +1,148 @@
+//! One parser for a work demand, whichever way it comes: the body of `POST /works` and
+//! the body of a queued message follow the same rules. A JSON object (not an array,
+//! no duplicate keys); `add_up_to` an integer 0..=4294967295, where an integral number
+//! such as `4.0` counts (as in JSON Schema and the OpenAPI document); `done` a boolean,
+//! ignored; any other field refused. Over HTTP `add_up_to` may be left out (a random
+//! 1..=100); a queued demand must carry it.
+
+use crate::model::from_json_object;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// A demand, as `POST /works` takes it and as a queued message carries it. Unknown
+/// fields are refused (a typo must not turn into a random work, over HTTP or AMQP);
+/// `done` is the original project's field, accepted and ignored.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"add_up_to": 4}))]
+pub struct CreateWork {
+    /// Absent: a random 1..=100.
+    // Kept as raw JSON so a wrong value is reported for what it is (`null`, a string, a
+    // fraction), not as serde's parse error mid-number.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = u64, minimum = 0, maximum = 4294967295_u64)]
+    pub add_up_to: Option<serde_json::Value>,
+    /// Ignored: the original project's producers send `"done": false`.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub done: Option<bool>,
+}
+
+/// `Some` for any value present, `null` included (plain `Option` would read it as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl CreateWork {
+    /// The `add_up_to` asked for, if any, range-checked, with a message naming the fault.
+    pub fn add_up_to(&self) -> Result<Option<u64>, String> {
+        let Some(value) = &self.add_up_to else {
+            return Ok(None);
+        };
+        let n = match value {
+            serde_json::Value::Number(n) => n,
+            other => {
+                return Err(format!(
+                    "add_up_to must be an integer, got {}",
+                    json_kind(other)
+                ))
+            }
+        };
+        // JSON Schema counts 4.0 as an integer, and so does the document.
+        let n = if let Some(i) = n.as_i64() {
+            i128::from(i)
+        } else if let Some(u) = n.as_u64() {
+            i128::from(u)
+        } else {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if !f.is_finite() || f.fract() != 0.0 {
+                return Err(format!("add_up_to must be an integer, got {n}"));
+            }
+            if f.abs() > 1e18 {
+                let max = crate::engine::MAX_N;
+                return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
+            }
+            f as i128
+        };
+        crate::engine::validate(n)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a demand's body: the `add_up_to` it asks for, if any, or what is wrong.
+pub fn parse(body: &[u8]) -> Result<Option<u64>, String> {
+    let demand: CreateWork =
+        from_json_object(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    demand.add_up_to()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &[u8]) -> String {
+        match parse(body) {
+            Err(m) => m,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+        }
+    }
+
+    #[test]
+    fn create_bodies_are_validated() {
+        assert_eq!(parse(br#"{"add_up_to": 4}"#), Ok(Some(4)));
+        assert_eq!(parse(br#"{"add_up_to": 4.0}"#), Ok(Some(4)));
+        assert_eq!(parse(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
+        assert_eq!(parse(b"{}"), Ok(None));
+        for bad in [
+            &b"{"[..],
+            br#"{"add_up_to": -1}"#,
+            br#"{"add_upto": 4}"#,
+            br#"{"add_up_to": 1, "add_up_to": 2}"#,
+            b"[]",
+        ] {
+            message(bad);
+        }
+    }
+
+    #[test]
+    fn messages_name_the_fault() {
+        let integer = "add_up_to must be an integer";
+        for (body, expected) in [
+            (
+                &br#"{"add_up_to": null}"#[..],
+                format!("{integer}, got null"),
+            ),
+            (br#"{"add_up_to": "x"}"#, format!("{integer}, got a string")),
+            (br#"{"add_up_to": "4"}"#, format!("{integer}, got a string")),
+            (br#"{"add_up_to": 2.5}"#, format!("{integer}, got 2.5")),
+            (br#"{"add_up_to": [4]}"#, format!("{integer}, got an array")),
+            (
+                br#"{"add_up_to": 1e20}"#,
+                "add_up_to must be between 0 and 4294967295, got 1".into(),
+            ),
+            (
+                br#"{"add_up_to": 4294967296}"#,
+                "add_up_to must be between 0 and 4294967295, got 4294967296".into(),
+            ),
+        ] {
+            let got = message(body);
+            assert!(
+                got.starts_with(&expected),
+                "{got:?} for {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

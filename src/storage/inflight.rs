@@ -1,0 +1,61 @@
+//! A pooled connection whose statement may be cut off. When a request passes its bound
+//! (the API answers 503 at 4 s) or a batch store is aborted with its AMQP connection,
+//! the future holding the connection is dropped, but the statement it sent goes on
+//! running in the server; returned to the pool as usual, the connection would make the
+//! next request queue behind it (for up to the 30 s `statement_timeout`). So a
+//! connection dropped mid-use is taken out of the pool and its statement cancelled
+//! (PostgreSQL's cancel request, on a connection of its own); only one that finished
+//! (`done`) goes back.
+
+use super::Client;
+use std::ops::Deref;
+use tokio_postgres::NoTls;
+
+pub struct InFlight(Option<Client>);
+
+impl InFlight {
+    pub fn new(client: Client) -> Self {
+        Self(Some(client))
+    }
+
+    /// The statements finished: the connection goes back to the pool.
+    pub fn done(mut self) {
+        self.0.take();
+    }
+}
+
+impl Deref for InFlight {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Only `done` and `drop` empty it, and both consume the value.
+        self.0
+            .as_ref()
+            .expect("an InFlight holds its connection until done or dropped")
+    }
+}
+
+impl std::ops::DerefMut for InFlight {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .expect("an InFlight holds its connection until done or dropped")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        // Out of the pool for good: closed once the cancel has been sent.
+        let detached = deadpool_postgres::Object::take(client);
+        let token = detached.cancel_token();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::debug!("a statement was cut off: cancelling it and closing its connection");
+        runtime.spawn(async move {
+            let _ = token.cancel_query(NoTls).await;
+            drop(detached);
+        });
+    }
+}
