@@ -85,17 +85,29 @@ async fn purge_while_the_queue_changes(
     stderr
 }
 
-fn scratch_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ppctl-test-{}", random_suffix()));
-    std::fs::create_dir(&dir).expect("scratch dir");
-    dir
+/// A directory of the test's own for `ppctl`'s rescue files, removed however it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("ppctl-test-{}", random_suffix()));
+        std::fs::create_dir(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readable_message_taken_late_is_put_back() {
     let (queue, _connection, channel) = two_dead_letters().await;
-    let dir = scratch_dir();
-    let stderr = purge_while_the_queue_changes(&queue, &dir, async {}).await;
+    let scratch = Scratch::new();
+    let dir = &scratch.0;
+    let stderr = purge_while_the_queue_changes(&queue, dir, async {}).await;
     // The holder gone, both are there again (the readable one was not lost)...
     wait_counts(&queue, &channel, (0, 2)).await;
     assert!(stderr.contains("put back at the tail"), "{stderr}");
@@ -104,13 +116,13 @@ async fn a_readable_message_taken_late_is_put_back() {
     let (code, _, err) = dead(&queue, &["purge", "--unreadable", "--yes"]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(ids(&list_json(&queue).await), ["readable-late"]);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readable_message_that_cannot_be_put_back_is_saved_to_a_file() {
     let (queue, _connection, channel) = two_dead_letters().await;
-    let dir = scratch_dir();
+    let scratch = Scratch::new();
+    let dir = &scratch.0;
     // While the answer is late, the dead-letter queue goes: the put-back has nowhere to go.
     let dead_queue = queue.topology.dead_queue.clone();
     let delete = async {
@@ -121,16 +133,15 @@ async fn a_readable_message_that_cannot_be_put_back_is_saved_to_a_file() {
             .await
             .expect("delete the dead-letter queue");
     };
-    let stderr = purge_while_the_queue_changes(&queue, &dir, delete).await;
+    let stderr = purge_while_the_queue_changes(&queue, dir, delete).await;
     assert!(
         stderr.contains("it is saved, body and properties, in"),
         "{stderr}"
     );
-    let saved: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().collect();
+    let saved: Vec<_> = std::fs::read_dir(dir).expect("dir").flatten().collect();
     assert_eq!(saved.len(), 1, "{stderr}");
     let text = std::fs::read_to_string(saved[0].path()).expect("read");
     let record: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(record["message_id"], "readable-late", "{text}");
     assert_eq!(record["body"].as_str().map(str::as_bytes), Some(READABLE));
-    let _ = std::fs::remove_dir_all(dir);
 }
