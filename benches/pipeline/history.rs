@@ -153,7 +153,7 @@ async fn drain(env: &[(&str, String)], n: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     let consume = Proc::spawn(
         "consume",
-        &["consume", "--retain", "0", "--metrics-addr", &metrics],
+        &["consume", "--retain", "forever", "--metrics-addr", &metrics],
         env,
     )?;
     procs::wait_counter(&metrics, "ppctl_works_stored_total", n).await?;

@@ -9,8 +9,8 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{Channel, Confirmation, Connection};
 use std::time::Duration;
 
-/// One `basic.get` may take this long: a frame lapin cannot parse may leave the call
-/// waiting instead of failing.
+/// One `basic.get` may take this long, except a `take`: a frame lapin cannot parse may
+/// leave the call waiting instead of failing.
 const GET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Failures callers tell apart (exit codes, HTTP statuses).
@@ -86,7 +86,9 @@ impl Reader {
     }
 
     /// Like `next`, but the broker removes the message as it sends it (`no_ack`): the
-    /// one way to take a message off the queue that lapin cannot receive.
+    /// one way to take a message off the queue that lapin cannot receive. No timeout:
+    /// a late answer given up on would be a message lost. The wait ends with the answer
+    /// or with the connection, which lapin closes after two heartbeats of silence.
     pub async fn take(&mut self) -> anyhow::Result<Result<Option<BasicGetMessage>, ()>> {
         self.get(true).await
     }
@@ -104,16 +106,21 @@ impl Reader {
             }
             anyhow::anyhow!("the connection closed")
         };
-        let got = tokio::time::timeout(GET_TIMEOUT, async {
+        let answered = async {
             tokio::select! {
                 got = get => got.map_err(anyhow::Error::from),
                 e = failed => Err(e),
             }
-        })
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("the broker did not answer a basic.get within {GET_TIMEOUT:?}")
-        })?;
+        };
+        let got = if no_ack {
+            answered.await
+        } else {
+            tokio::time::timeout(GET_TIMEOUT, answered)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("the broker did not answer a basic.get within {GET_TIMEOUT:?}")
+                })?
+        };
         match got {
             Ok(message) => Ok(Ok(message)),
             Err(e) if is_unparseable_frame(&e) => Ok(Err(())),

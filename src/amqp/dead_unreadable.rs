@@ -7,13 +7,16 @@
 //! messages again, checks they are the same ids, and takes the next one with `no_ack`,
 //! which the broker removes as it sends it. Should that one be readable after all (the
 //! queue changed in between: another reader held a message), it is in hand and is
-//! published back to the dead-letter queue, at its tail, before anything else happens.
+//! published back to the dead-letter queue, at its tail, before anything else happens;
+//! if that fails, again on a new connection; if that fails too, it is written to a file
+//! (`rescue`), so it is never only text in an error.
 
 use super::dead_reader::{publish_confirmed, Reader};
-use super::{Nodes, Topology};
+use super::{rescue, Nodes, Topology};
 use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
 use lapin::options::ConfirmSelectOptions;
+use lapin::Channel;
 use serde::Serialize;
 
 /// What `drop_unreadable` did.
@@ -86,19 +89,20 @@ pub async fn drop_unreadable(nodes: &Nodes, topology: &Topology) -> anyhow::Resu
                 }
             }
         }
-        match reader.take().await? {
+        // Lost mid-answer, a message taken with no_ack is gone whatever it was: say so.
+        let taken = reader.take().await.context(
+            "the connection was lost while taking the unreadable dead letter off the queue \
+             (had the queue changed meanwhile, a readable one taken instead would be lost \
+             with it: check `ppctl dead list`)",
+        );
+        match taken? {
             Err(()) => done.dropped += 1, // the connection died on it: it was the one
             Ok(None) => {
                 reader.close("gone").await;
                 bail!("the unreadable dead letter is gone (purged or consumed meanwhile)");
             }
             Ok(Some(message)) => {
-                let delivery = &message.delivery;
-                let props = delivery.properties.clone();
-                let queue = &topology.dead_queue;
-                publish_confirmed(&reader.channel, queue, &delivery.data, props)
-                    .await
-                    .with_context(|| format!("a readable dead letter ({:?}) was taken off the queue by mistake and could not be put back: its body is {:?}", id_of(&message), String::from_utf8_lossy(&delivery.data)))?;
+                put_back(nodes, topology, &reader.channel, &message).await?;
                 done.moved_to_tail.push(id_of(&message));
                 reader.close("moved").await;
                 bail!("the dead-letter queue changed meanwhile: a readable dead letter ({:?}) was taken instead and put back at the tail; try again", id_of(&message));
@@ -107,4 +111,41 @@ pub async fn drop_unreadable(nodes: &Nodes, topology: &Topology) -> anyhow::Resu
         drop(held);
         reader.close("dropped").await;
     }
+}
+
+/// Publishes a readable message taken by mistake back to the dead-letter queue: on the
+/// reader's channel, else on a new connection, else into a file; Err says which.
+async fn put_back(
+    nodes: &Nodes,
+    topology: &Topology,
+    channel: &Channel,
+    message: &BasicGetMessage,
+) -> anyhow::Result<()> {
+    let (queue, delivery) = (&topology.dead_queue, &message.delivery);
+    let props = || delivery.properties.clone();
+    let first = publish_confirmed(channel, queue, &delivery.data, props()).await;
+    let Err(first) = first else { return Ok(()) };
+    let again = async {
+        let (connection, channel) = nodes.connect("ppctl-dead put-back").await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("cannot enable publisher confirms")?;
+        let published = publish_confirmed(&channel, queue, &delivery.data, props()).await;
+        super::dead_reader::close(&connection, "put back").await;
+        published
+    };
+    let Err(again) = again.await else {
+        return Ok(());
+    };
+    let id = id_of(message);
+    let saved = rescue::save(queue, id.as_deref(), &delivery.properties, &delivery.data);
+    let kept = match saved {
+        Ok(path) => format!("it is saved, body and properties, in {}", path.display()),
+        Err(e) => format!(
+            "it could not be saved either ({e}); its body is {:?}",
+            String::from_utf8_lossy(&delivery.data)
+        ),
+    };
+    bail!("a readable dead letter ({id:?}) was taken off the queue by mistake and could not be put back ({first:#}; on a new connection: {again:#}): {kept}")
 }

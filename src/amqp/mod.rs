@@ -12,6 +12,7 @@ mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
 pub mod publish;
+mod rescue;
 pub mod session;
 pub mod topology;
 
@@ -145,6 +146,27 @@ pub fn is_unparseable_frame(error: &anyhow::Error) -> bool {
                 .downcast_ref::<lapin::Error>()
                 .is_some_and(|e| matches!(e.kind(), lapin::ErrorKind::ParsingError(_)))
     })
+}
+
+/// What happens to a message lapin cannot parse, in one line for the operator.
+pub fn unreadable_line(topology: &Topology) -> String {
+    let fate = match topology.queue_type {
+        crate::cli::QueueType::Quorum => format!(
+            "consuming one at a time until the broker's delivery limit ({}) moves it to {}, \
+             where `ppctl dead purge --unreadable --yes` removes it",
+            topology::QUORUM_DELIVERY_LIMIT,
+            topology.dead_queue
+        ),
+        crate::cli::QueueType::Classic => format!(
+            "a classic queue has no delivery limit: it comes back forever until removed \
+             from {} by hand",
+            topology.queue
+        ),
+    };
+    format!(
+        "an unreadable message (AMQP properties the client cannot parse, e.g. a non-UTF-8 \
+         message id) closed the connection: {fate}"
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
 
 mod tools;
+mod worker;
 pub use tools::*;
+pub use worker::*;
 
 /// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -109,6 +111,10 @@ pub struct ServeOpts {
     /// The most replay lag the replica may have and still serve reads.
     #[arg(long, env = "PP_MAX_REPLICA_LAG", default_value = "5s", value_parser = parse_duration)]
     pub max_replica_lag: Duration,
+    /// Log one line per request: method, path, status, duration and peer address.
+    /// PP_ACCESS_LOG takes 1/0, true/false, yes/no or on/off.
+    #[arg(long, env = "PP_ACCESS_LOG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
 }
 
 #[derive(Clone, Args)]
@@ -122,48 +128,10 @@ pub struct ProduceOpts {
     /// Demands per tick.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub burst: u64,
-}
-
-#[derive(Clone, Args)]
-pub struct WorkerOpts {
-    /// Deliveries the broker may send before they are acknowledged.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub prefetch: u16,
-    /// How long each computation takes, to simulate expensive work (e.g. 100ms).
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
-    pub work_delay: Duration,
-    /// Poll for pending API works this often (a NOTIFY also wakes the sweeper).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub sweep_every: Duration,
-    /// Sweep pending works changed (created, retried, last claimed) within this window;
-    /// older ones become `expired`.
-    #[arg(long, default_value = "6h", value_parser = parse_duration)]
-    pub sweep_window: Duration,
-    /// How long a claimed work stays leased to this worker before others may retry it.
-    /// The sweeper adds its batch's simulated work (--work-delay × the batch size,
-    /// at most about max(1s, --work-delay)), so a slow batch does not lose its lease.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub lease: Duration,
-    /// Claims of one work before it is marked failed.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
-    pub max_attempts: i32,
-    /// Keep finished works this long, then prune them (one consumer at a time does it,
-    /// hourly); 0 keeps everything. Redelivered demands are deduplicated within it.
-    #[arg(long, env = "PP_RETAIN", default_value = "30d", value_parser = parse_duration)]
-    pub retain: Duration,
-    /// When a batch is acknowledged to RabbitMQ: once committed on the primary
-    /// (`commit`), or once a streaming standby has also flushed that commit (`standby`:
-    /// nothing acknowledged is lost when the primary is lost, even with asynchronous
-    /// replication; with no standby connected, acks stall and say so).
-    #[arg(long, env = "PP_ACK_AFTER", value_enum, default_value_t = AckAfter::Commit)]
-    pub ack_after: AckAfter,
-}
-
-/// See `WorkerOpts::ack_after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AckAfter {
-    Commit,
-    Standby,
+    /// Without --count, how often a line with the rate and totals is logged. Hidden: it
+    /// is there for tests (PP_REPORT_EVERY=1s), 30 s suits an operator.
+    #[arg(long, env = "PP_REPORT_EVERY", default_value = "30s", value_parser = parse_nonzero_duration, hide = true)]
+    pub report_every: Duration,
 }
 
 #[derive(Args)]

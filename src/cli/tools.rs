@@ -114,9 +114,13 @@ pub enum DbAction {
     /// Delete finished works (done, failed, expired, cancelled) created more than
     /// --older-than ago, with their events; pending and running works are kept.
     Prune {
-        /// e.g. 30d, 12h.
+        /// e.g. 30d, 12h. 0 means every finished work, and needs --yes.
         #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
+        /// Confirms --older-than 0, which deletes every finished work and the whole
+        /// deduplication history.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -60,7 +60,7 @@ pub async fn run_with_pool(
     ));
     tokio::spawn(retention::run(
         pool.clone(),
-        worker.retain,
+        worker.retain.duration(),
         shutdown.clone(),
     ));
     let queue = QueueWorker {

@@ -79,7 +79,12 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        DbAction::Prune { older_than } => {
+        DbAction::Prune { older_than, yes } => {
+            if older_than.is_zero() && !yes {
+                let refusal = "--older-than 0 deletes every finished work and the whole \
+                               deduplication history: add --yes to do it";
+                return Err(Failure::Usage(refusal.into()).into());
+            }
             let started = std::time::Instant::now();
             // A bounded connect first: the pool would call a refused login an error (1).
             drop(admin::connect(url).await?);

@@ -27,7 +27,8 @@ pub async fn run(args: ProduceArgs, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// Publishes until `--count` demands are confirmed, or until shutdown. Returns the
 /// number confirmed; errors if shutdown came before `--count` was reached. With
-/// `show_progress` and a count, reports progress on stderr.
+/// `show_progress` and a count, reports progress on stderr; without a count, logs the
+/// rate and totals every `--report-every`.
 pub async fn produce(
     amqp: &AmqpOpts,
     opts: &ProduceOpts,
@@ -47,6 +48,8 @@ pub async fn produce(
         .count
         .filter(|_| show_progress)
         .map(super::progress::Progress::new);
+    let mut report = (show_progress && opts.count.is_none())
+        .then(|| super::progress::Report::new(opts.report_every));
     let round = if opts.every.is_zero() {
         FAST_CHUNK
     } else {
@@ -55,6 +58,9 @@ pub async fn produce(
     let mut ticker = tokio::time::interval(opts.every.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while confirmed < wanted && !shutdown.is_triggered() {
+        if let Some(r) = report.as_mut() {
+            r.update(confirmed, outbox.len());
+        }
         if outbox.is_empty() {
             if !opts.every.is_zero() {
                 tokio::select! {

@@ -1,5 +1,7 @@
 //! Progress of `produce --count`: a bar redrawn in place on a terminal, a plain line
-//! every 5 s otherwise (logs, CI), so neither is flooded.
+//! every 5 s otherwise (logs, CI), so neither is flooded. Without `--count`, a log line
+//! with the rate and totals every `--report-every` (30 s), so a producer that runs for
+//! days still shows it is alive.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -81,6 +83,45 @@ impl Progress {
         let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
         let end = if self.tty { "\r" } else { "" };
         let _ = writeln!(std::io::stderr().lock(), "{end}{}", self.line(done, rate));
+    }
+}
+
+/// The periodic line of a `produce` without `--count`.
+pub struct Report {
+    every: Duration,
+    start: Instant,
+    last: (Instant, u64),
+}
+
+impl Report {
+    pub fn new(every: Duration) -> Self {
+        let start = Instant::now();
+        Self {
+            every,
+            start,
+            last: (start, 0),
+        }
+    }
+
+    /// Logs the totals and the rate since the last line, when `every` has passed.
+    pub fn update(&mut self, confirmed: u64, unconfirmed: usize) {
+        let now = Instant::now();
+        let (then, before) = self.last;
+        let elapsed = now.saturating_duration_since(then);
+        if elapsed < self.every {
+            return;
+        }
+        self.last = (now, confirmed);
+        let tenths = |per_second: f64| (per_second * 10.0).round() / 10.0;
+        let rate = confirmed.saturating_sub(before) as f64 / elapsed.as_secs_f64();
+        let average = confirmed as f64 / now.duration_since(self.start).as_secs_f64();
+        tracing::info!(
+            confirmed,
+            unconfirmed,
+            per_second = tenths(rate),
+            average_per_second = tenths(average),
+            "producing"
+        );
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn serve(
             )),
             None => None,
         },
+        access_log: opts.access_log,
     };
     storage::replication::log_at_start(pool.clone(), false);
     let server = http::start_until(listener, pool, config, shutdown.clone())?;

@@ -1,5 +1,6 @@
-//! Request latency by route pattern and status, recorded into the process's registry
-//! (`crate::telemetry`) for `/metrics`.
+//! What each request leaves behind: its latency by route pattern and status, recorded
+//! into the process's registry (`crate::telemetry`) for `/metrics`, and with
+//! `serve --access-log` one log line.
 
 use crate::telemetry::TELEMETRY;
 use actix_web::body::MessageBody;
@@ -42,4 +43,32 @@ pub async fn record(
         start.elapsed().as_secs_f64(),
     );
     Ok(response)
+}
+
+/// Middleware (`serve --access-log`): one info line per request, written when its
+/// response head is ready. Outermost, so it also sees the 503 of a request that timed
+/// out and the refusals of the other middleware. The peer is the TCP peer: a
+/// forwarded-for header is the client's word, not a fact.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let start = Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let response = next.call(req).await;
+    let status = match &response {
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    tracing::info!(
+        target: "ppctl::access",
+        %method,
+        %uri,
+        status = status.as_u16(),
+        ms = (start.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        %peer,
+        "request"
+    );
+    response
 }

@@ -51,6 +51,7 @@ pub struct AppState {
 /// `routes` function must be added here too (and documented) or that test fails.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
+    ("GET", "/favicon.ico"),
     ("GET", "/stats"),
     ("GET", "/works/stream"),
     ("POST", "/works"),
@@ -109,6 +110,8 @@ pub struct ServerConfig {
     pub dead_letters: Option<Arc<dead::DeadLetterSource>>,
     /// A replica pool for the read-only routes, and the lag it may have.
     pub read_replica: Option<(PgPool, std::time::Duration)>,
+    /// One log line per request (`serve --access-log`).
+    pub access_log: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -119,6 +122,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("workers", &self.workers)
             .field("max_streams", &self.max_streams)
             .field("dead_letters", &self.dead_letters)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -131,6 +135,7 @@ impl Default for ServerConfig {
             max_streams: usize::from(live::DEFAULT_MAX_STREAMS),
             dead_letters: None,
             read_replica: None,
+            access_log: false,
         }
     }
 }
@@ -165,6 +170,7 @@ pub fn start_until(
         config.max_streams,
     );
     let openapi = openapi::render(config.api_token.is_some()).into();
+    let access_log = config.access_log;
     let state = web::Data::new(AppState {
         pool,
         reads,
@@ -186,6 +192,10 @@ pub fn start_until(
             .wrap(actix_web::middleware::from_fn(metrics::record))
             .wrap(actix_web::middleware::from_fn(bounded))
             .wrap(actix_web::middleware::from_fn(cross_site::refuse))
+            .wrap(actix_web::middleware::Condition::new(
+                access_log,
+                actix_web::middleware::from_fn(metrics::access_log),
+            ))
             .configure(dashboard::routes)
             .configure(works::routes)
             .configure(dead::routes)

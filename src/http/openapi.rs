@@ -23,7 +23,7 @@ use utoipa::OpenApi;
         a route does not document is a 400. Any request may get a 503 with `Retry-After` \
         when the database does not answer within 4 s."),
     paths(
-        dashboard::page, dashboard::get_stats, dashboard::stream,
+        dashboard::page, dashboard::favicon, dashboard::get_stats, dashboard::stream,
         works::create, works::search, works::get, works::events, works::retry, works::cancel,
         legacy::create, legacy::get, legacy::search,
         document, health::health, health::metrics,

@@ -62,18 +62,25 @@ impl QueueWorker<'_> {
             match self.consume_connection(&mut backoff, &mut safe_left).await {
                 Ok(Ended::Shutdown) => return Ok(()),
                 Ok(Ended::SafeModeOver) => {
-                    tracing::info!("safe mode over: back to the full prefetch");
+                    tracing::info!(dead_queue = %self.topology.dead_queue, "safe mode over: the unreadable message is out of the way (dead-lettered); back to the full prefetch");
                     continue;
                 }
                 Err(e) if e.downcast_ref::<amqp::TopologyMismatch>().is_some() => return Err(e),
                 Err(e) => {
                     TELEMETRY.reconnects.inc();
                     self.nodes.lost();
-                    if amqp::is_unparseable_frame(&e) && safe_left == 0 {
+                    if !amqp::is_unparseable_frame(&e) {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "AMQP consumer lost; reconnecting"
+                        );
+                    } else if safe_left == 0 {
                         safe_left = u64::from(self.worker.prefetch);
-                        tracing::warn!("a delivery the AMQP client cannot parse closed the connection; consuming one at a time until the broker's delivery limit dead-letters it (a classic queue has none: it will come back forever)");
+                        tracing::warn!("{}", amqp::unreadable_line(&self.topology));
+                    } else {
+                        // Expected until the delivery limit: the line above said so once.
+                        tracing::debug!(error = format!("{e:#}"), "the unreadable message again");
                     }
-                    tracing::warn!(error = format!("{e:#}"), "AMQP consumer lost; reconnecting");
                 }
             }
             tokio::select! {

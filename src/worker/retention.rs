@@ -9,11 +9,12 @@ use std::time::Duration;
 const FIRST: Duration = Duration::from_secs(60);
 const EVERY: Duration = Duration::from_secs(3600);
 
-/// Prunes works older than `retain` until shutdown; `retain` zero keeps everything.
-pub async fn run(pool: PgPool, retain: Duration, shutdown: Shutdown) {
-    if retain.is_zero() {
+/// Prunes works older than `retain` until shutdown; `None` (`--retain forever`) keeps
+/// everything.
+pub async fn run(pool: PgPool, retain: Option<Duration>, shutdown: Shutdown) {
+    let Some(retain) = retain else {
         return;
-    }
+    };
     let mut wait = FIRST;
     loop {
         tokio::select! {

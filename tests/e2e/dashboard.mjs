@@ -9,63 +9,13 @@
 //   E2E_DATABASE_URL, E2E_AMQP_URL, E2E_QUEUE  for fixtures: psql and pika (hostile.py)
 // Every check throws; any failure exits 1 after a screenshot of the moment.
 import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { checkDeadHint, checkDeadOnPhone, checkIcon, watch404 } from "./layout.mjs";
+import { apiGet, base, check, createWork, out, publish, sql, step, token, until } from "./helpers.mjs";
 
-const base = process.env.E2E_BASE_URL;
-const token = process.env.E2E_TOKEN;
-const out = process.env.E2E_OUT || "target/e2e";
-if (!base || !token) throw new Error("E2E_BASE_URL and E2E_TOKEN must be set (run scripts/e2e.sh)");
 mkdirSync(out, { recursive: true });
-
-const started = Date.now();
-const step = (text) => console.log(`e2e: [${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
-function check(ok, what) {
-  if (!ok) throw new Error("check failed: " + what);
-}
-
-/** Creates a work through the API, outside the page. */
-async function createWork(addUpTo) {
-  const response = await fetch(new URL("works", base), {
-    method: "POST",
-    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
-    body: JSON.stringify({ add_up_to: addUpTo }),
-  });
-  check(response.status === 201, `POST /works answered ${response.status}`);
-  return response.json();
-}
-
-/** Runs SQL with psql against the test's database; returns the output, trimmed. */
-function sql(statement) {
-  return execFileSync("psql", ["-qtAX", process.env.E2E_DATABASE_URL, "-c", statement], { encoding: "utf8" }).trim();
-}
-
-/** Publishes demands to the work queue with pika (what the chaos suite uses). */
-function publish(messages) {
-  const hex = (text) => Buffer.from(text).toString("hex");
-  const job = { mode: "publish", url: process.env.E2E_AMQP_URL, queue: process.env.E2E_QUEUE,
-    messages: messages.map(([id, body]) => ({ id: hex(id), body: hex(body) })) };
-  const answer = JSON.parse(execFileSync("/usr/bin/python3", ["tests/chaos/hostile.py"], { input: JSON.stringify(job), encoding: "utf8" }));
-  check(answer.confirmed === messages.length, "published " + JSON.stringify(answer));
-}
-
-async function apiGet(path) {
-  // The token is needed for the dead letters; the other reads take it too.
-  const response = await fetch(new URL(path, base), { headers: { Authorization: "Bearer " + token } });
-  check(response.ok, `GET ${path} answered ${response.status}`);
-  return response.json();
-}
-
-/** Polls `probe` every 200 ms until it returns true, for at most `ms`. */
-async function until(what, ms, probe) {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 // A fresh profile every run, so nothing (a stored token) leaks from the last one.
 const profile = mkdtempSync(join(tmpdir(), "ppctl-e2e-chromium-"));
@@ -83,6 +33,7 @@ const browser = await chromium.launchPersistentContext(profile, {
 const page = browser.pages()[0] || (await browser.newPage());
 const pageErrors = [];
 page.on("pageerror", (e) => pageErrors.push(e.message));
+const notFound = watch404(page);
 let navigations = 0;
 page.on("framenavigated", (frame) => { if (frame === page.mainFrame()) navigations += 1; });
 
@@ -96,6 +47,8 @@ try {
   await page.waitForFunction(() => !document.querySelector("#works .empty")?.textContent.includes("loading"));
   const others = [await createWork(3), await createWork(4)];
   check((await page.title()) === "ppctl dashboard", "title");
+  await checkIcon(base, notFound);
+  await checkDeadHint(page);
 
   step("create without the token: the page shows the 401");
   await page.fill("#add-up-to", "10");
@@ -230,6 +183,7 @@ try {
   await page.waitForTimeout(300); // the chart redraws on resize
   const deadOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(deadOverflow <= 0, `no sideways scrolling at phone width with dead letters (overflow ${deadOverflow}px)`);
+  await checkDeadOnPhone(page, "e2e-junk", "not json");
   await page.locator("#dead-panel").screenshot({ path: join(out, "dead-letters-phone.png") });
   await page.setViewportSize({ width: 1280, height: 900 });
 

@@ -2,7 +2,8 @@
 //! API and the CLI (both backends); anything else is a 409 with the reason.
 
 use super::helpers::*;
-use super::pipeline::{counts, exact_counts, sweep_opts};
+use super::sweeps::sweep_opts;
+use super::totals::{counts, exact_counts};
 use ppctl::worker::sweep;
 use serde_json::Value;
 use std::time::Duration;

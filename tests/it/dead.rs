@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Runs `ppctl dead ARGS --queue Q`; returns (exit code, stdout, stderr).
-async fn dead(queue: &TestQueue, args: &[&str]) -> (i32, String, String) {
+pub(super) async fn dead(queue: &TestQueue, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["dead"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--amqp-url", AMQP_URL, "--queue", queue.name()]);
@@ -30,14 +30,14 @@ async fn with_token(app: &TestApp, method: &str, target: &str, body: Option<&str
     (response.status, json)
 }
 
-async fn list_json(queue: &TestQueue) -> Value {
+pub(super) async fn list_json(queue: &TestQueue) -> Value {
     let (code, out, err) = dead(queue, &["list", "--json"]).await;
     assert_eq!(code, 0, "dead list: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("dead list --json: {e}: {out}"))
 }
 
 /// The message ids of a listing, in queue order.
-fn ids(listing: &Value) -> Vec<String> {
+pub(super) fn ids(listing: &Value) -> Vec<String> {
     listing["dead_letters"]
         .as_array()
         .expect("dead_letters")
@@ -53,7 +53,7 @@ fn entry<'a>(listing: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{id} not listed: {listing}"))
 }
 
-async fn wait_counts(queue: &TestQueue, channel: &Channel, expected: (u32, u32)) {
+pub(super) async fn wait_counts(queue: &TestQueue, channel: &Channel, expected: (u32, u32)) {
     eventually(&format!("queue counts {expected:?}"), WAIT, || async {
         (queue.counts(channel).await == expected).then_some(())
     })
@@ -191,7 +191,7 @@ async fn poison_is_listed_with_its_reason_then_replayed_after_the_fix() {
 }
 
 /// The system interpreter, whose python3-pika `scripts/services.sh chaos-tools` installs.
-const PYTHON: &str = "/usr/bin/python3";
+pub(super) const PYTHON: &str = "/usr/bin/python3";
 const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chaos/hostile.py");
 
 /// Publishes straight into the dead-letter queue with pika (lapin cannot send a

@@ -3,9 +3,9 @@
 //! test checks what the broker or the database really holds.
 
 use super::helpers::*;
-use super::pipeline::{
-    assert_consistent, start_consumer, stop, sweep_opts, wait_for_works, worker_opts, WAIT,
-};
+use super::pipeline::{start_consumer, stop, wait_for_works, worker_opts, WAIT};
+use super::sweeps::sweep_opts;
+use super::totals::{assert_consistent, counts, exact_counts};
 use ppctl::amqp::publish::{Outgoing, Publisher};
 use ppctl::amqp::{Nodes, Topology};
 use ppctl::cli::QueueType;
@@ -242,10 +242,7 @@ async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
     // Terminal: a second sweep leaves it alone.
     let again = sweep::sweep_once(&db.pool, &opts).await.expect("sweep");
     assert_eq!(again.expired, 0);
-    assert_eq!(
-        super::pipeline::counts(&db).await,
-        super::pipeline::exact_counts(&db).await
-    );
+    assert_eq!(counts(&db).await, exact_counts(&db).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

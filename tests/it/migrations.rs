@@ -99,10 +99,8 @@ async fn the_schema_enforces_the_data_model() {
     assert!(dup.is_err(), "duplicate work_code accepted");
 }
 
-/// A database migrated only to `version`, with history written the way that
-/// version's ppctl wrote it; then upgraded by every migration since.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_from_the_first_release_upgrades_with_its_history() {
+/// A test database with only the first `applied` migrations, and a connection to it.
+pub(super) async fn database_at(applied: usize) -> (TestDb, tokio_postgres::Client) {
     let url = format!("{PG_URL}/ppctl_test_{}", random_suffix());
     ppctl::storage::admin::create_database(&url)
         .await
@@ -114,9 +112,17 @@ async fn a_database_from_the_first_release_upgrades_with_its_history() {
     let mut client = ppctl::storage::admin::connect(&db.url)
         .await
         .expect("connect");
-    migrate::run(&mut client, &MIGRATIONS[..1])
+    migrate::run(&mut client, &MIGRATIONS[..applied])
         .await
-        .expect("0001");
+        .expect("the first migrations");
+    (db, client)
+}
+
+/// A database migrated only to `version`, with history written the way that
+/// version's ppctl wrote it; then upgraded by every migration since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_the_first_release_upgrades_with_its_history() {
+    let (db, mut client) = database_at(1).await;
     // 0001's consumer: a done work and its four event rows, with the work code in each.
     client
         .batch_execute(
@@ -166,8 +172,8 @@ async fn a_database_from_the_first_release_upgrades_with_its_history() {
         1
     );
     assert_eq!(
-        super::pipeline::counts(&db).await,
-        super::pipeline::exact_counts(&db).await
+        super::totals::counts(&db).await,
+        super::totals::exact_counts(&db).await
     );
     // The new work's events come from its row, after the old ones, in order.
     let new_events: Vec<String> = pg

@@ -2,7 +2,7 @@
 //! cut-off with their events, keep everything else, and keep the counts exact.
 
 use super::helpers::*;
-use super::pipeline::{counts, exact_counts};
+use super::totals::{counts, exact_counts};
 use ppctl::storage::{prune, works};
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +10,7 @@ const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86_400);
 
 /// 10 done queue works, one pending and one failed API work; then the first five done,
 /// the pending and the failed one are aged to 40 days.
-async fn history(db: &TestDb) {
+pub(super) async fn history(db: &TestDb) {
     let client = db.client().await;
     let batch: Vec<works::Finished> = (0..10)
         .map(|i| works::Finished {

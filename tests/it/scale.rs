@@ -19,7 +19,7 @@ fn spawn(args: &[&str], env: &[(&str, String)]) -> Child {
 }
 
 /// SIGTERM, then the exit status (each must stop gracefully, with 0).
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
+pub(super) async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -30,7 +30,7 @@ async fn terminate(mut child: Child) -> std::process::ExitStatus {
         .expect("status")
 }
 
-fn free_addr() -> String {
+pub(super) fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
