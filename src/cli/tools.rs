@@ -111,7 +111,7 @@ pub enum DbAction {
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Delete finished works (done, failed, expired, cancelled) created more than
+    /// Delete works that finished (done, failed, expired, cancelled) more than
     /// --older-than ago, with their events; pending and running works are kept.
     Prune {
         /// e.g. 30d, 12h. 0 means every finished work, and needs --yes.
