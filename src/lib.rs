@@ -9,8 +9,10 @@
 //! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
 //! - `amqp`: RabbitMQ topology, publishing with confirms, dead letters with their
 //!   reasons (`dead_letter`) and the operator's list/replay/purge (`dead`).
-//! - `worker`: the consumer's two workers, queue batches and the sweeper, each a
-//!   one-step function (`process_batch`, `sweep_once`) plus a thin loop.
+//! - `worker`: the consumer's two workers. Queue batches go through three steps
+//!   (`queue::prepare`, `store`, `queue::acknowledge`) that the consume loop overlaps
+//!   across two batches; the sweeper is a one-step function (`sweep_once`, which the
+//!   tests call) plus a thin loop; `retention` is the pruner.
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
 //!   `telemetry`: process-wide counters behind every `/metrics`.

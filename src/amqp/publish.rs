@@ -15,7 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Confirms awaited at once: past ~200 in flight, throughput stops growing.
 pub const CONFIRM_WINDOW: usize = 256;
-/// A message nacked this many times makes the publish fail.
+/// A message nacked this many times ends the publishing session with an error: the
+/// producer reconnects (to the next node of `AMQP_URL`) and publishes it again. It stays
+/// in the outbox: a nack never drops a demand.
 const MAX_NACKS: u32 = 5;
 
 /// A message waiting for its confirm.

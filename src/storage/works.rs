@@ -125,8 +125,10 @@ pub async fn count_by_status(client: &impl GenericClient) -> Result<Vec<(String,
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Which row of `work_counts` a transaction adds its done works to: one of 16 at
-/// random, so concurrent writers rarely wait on each other's row lock.
+/// Which row of `work_counts` a transaction adds its status changes to (works done,
+/// failed, expired or cancelled, a retry's and a prune's subtractions): one of 16 at
+/// random, so concurrent writers rarely wait on each other's row lock. The totals are
+/// the sums over the 16 rows.
 pub fn count_shard() -> i16 {
     (rand::random::<u8>() % 16).into()
 }

@@ -3,14 +3,13 @@
 //! multiple-ack. Nothing is acknowledged before its work is committed, and nothing a
 //! publisher sends can hold a batch up: a demand the database keeps refusing, with
 //! whatever error that is not an outage, is dead-lettered alone; outages are retried
-//! without limit. Step 2, the store, is `worker::store`.
+//! without limit. The steps are `prepare`, then the store (`worker::store`), then
+//! `acknowledge`; the consume loop (`worker::consumer`) runs them itself, so that two
+//! batches' stores overlap while the acks still go out in delivery order.
 
-use super::store::store;
 use crate::amqp::dead_letter::DeadLetterer;
-use crate::cli::AckAfter;
 use crate::model::WorkDemand;
-use crate::shutdown::Shutdown;
-use crate::storage::{works, PgPool};
+use crate::storage::works;
 use crate::telemetry::TELEMETRY;
 use anyhow::Context;
 use lapin::message::Delivery;
@@ -61,22 +60,6 @@ pub struct Batch {
     kept: Vec<Delivery>,
     deliveries: usize,
     pub outcome: BatchOutcome,
-}
-
-/// Processes one batch of deliveries received on `channel`: the three steps below in
-/// a row. (The consume loop runs them itself, to overlap two batches' stores.)
-pub async fn process_batch(
-    pool: &PgPool,
-    channel: &Channel,
-    dead: &DeadLetterer,
-    deliveries: Vec<Delivery>,
-    work_delay: Duration,
-    shutdown: &Shutdown,
-) -> anyhow::Result<BatchOutcome> {
-    let batch = prepare(deliveries, dead, work_delay).await?;
-    let batch = store(pool, batch, AckAfter::Commit, shutdown).await?;
-    acknowledge(channel, dead, &batch).await?;
-    Ok(batch.outcome)
 }
 
 /// Step 1: dead-letters what can never succeed, computes the rest.

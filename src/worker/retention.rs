@@ -1,5 +1,6 @@
-//! The consumer's pruner: finished works past `--retain` are deleted hourly, by one
-//! process at a time (the others find the lock taken and skip that round).
+//! The consumer's pruner: works that finished longer than `--retain` ago are deleted
+//! hourly, by one process at a time: it holds the pruning lock for its whole run, every
+//! batch of it, and the others find the lock taken and skip that round.
 
 use crate::shutdown::Shutdown;
 use crate::storage::{prune, PgPool};
@@ -9,8 +10,8 @@ use std::time::Duration;
 const FIRST: Duration = Duration::from_secs(60);
 const EVERY: Duration = Duration::from_secs(3600);
 
-/// Prunes works older than `retain` until shutdown; `None` (`--retain forever`) keeps
-/// everything.
+/// Prunes works that finished more than `retain` ago until shutdown; `None`
+/// (`--retain forever`) keeps everything.
 pub async fn run(pool: PgPool, retain: Option<Duration>, shutdown: Shutdown) {
     let Some(retain) = retain else {
         return;
