@@ -31,7 +31,8 @@ bench-smoke: services
 	$(CARGO) bench --profile dev --bench pipeline -- --smoke
 
 ## Fault injection: private PostgreSQL and RabbitMQ instances (one node and a three-node
-## cluster) killed, frozen and restarted (~7 min). Installs python3-pika when missing.
+## cluster, and PostgreSQL primary+standby pairs) killed, frozen, restarted and failed over
+## (~8 min). Installs python3-pika when missing.
 chaos: services
 	scripts/services.sh chaos-tools
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1
