@@ -10,8 +10,8 @@
 //! A dead letter whose properties lapin cannot parse (a non-UTF-8 message_id) kills the
 //! connection that receives it. Each operation therefore runs on a connection of its own,
 //! and such a message is a wall: it is reported by its position, and what lies behind it
-//! cannot be seen or replayed until it is removed (`dead_unreadable`; README, "Dead
-//! letters").
+//! cannot be seen or replayed until it is removed (`dead_unreadable`; docs/dead-letters.md,
+//! "Unreadable dead letters").
 
 use super::dead_props::{for_replay, reason_of};
 pub use super::dead_reader::DeadError;

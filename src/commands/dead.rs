@@ -69,7 +69,7 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A broker out of reach exits 4 and a missing dead-letter queue 3, as README says.
+/// A broker out of reach exits 4 and a missing dead-letter queue 3, as docs/dead-letters.md says.
 fn exit_code(e: anyhow::Error) -> anyhow::Error {
     match e.downcast_ref::<DeadError>() {
         Some(DeadError::Unreachable(m)) => Failure::Unreachable(m.clone()).into(),

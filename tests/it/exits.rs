@@ -1,4 +1,4 @@
-//! What the README promises about exit codes and errors, for the cases clap cannot
+//! What docs/operations.md promises about exit codes and errors, for the cases clap cannot
 //! see: a request that cannot be written (2), a server out of reach or answering 503
 //! (4), an API that is not ppctl's, passwords in every connection-string form, and
 //! `db wait` against a server that does not have the database yet.

@@ -34,7 +34,7 @@ fn combinations(now: i64) -> Vec<WorkQuery> {
             for until in [None, Some(now - 3600)] {
                 for status in std::iter::once(None).chain(WorkStatus::ALL.map(Some)) {
                     // Paging from the first page down (a before_id far below a `since`
-                    // window reads back to it: see the README's search notes).
+                    // window reads back to it: see docs/guarantees.md, reads that do not grow).
                     for before_id in [None, Some(WORKS - 100)] {
                         all.push(WorkQuery {
                             work_code: prefix.map(str::to_string),
