@@ -81,6 +81,10 @@ pub struct Replayed {
     /// Skipped: the client cannot read them.
     pub unreadable: Vec<Unreadable>,
     pub behind_unreadable: u64,
+    /// The replay stopped at its deadline (an API request's bound) with dead letters
+    /// still to go: nothing more is sent after the answer; ask again for the rest.
+    /// `not_found` is then empty: the rest was not looked at.
+    pub stopped_at_deadline: bool,
 }
 
 fn describe(position: u64, message: &BasicGetMessage) -> DeadLetter {
@@ -147,6 +151,7 @@ pub async fn replay(
     nodes: &Nodes,
     topology: &Topology,
     selection: &Selection,
+    stop_at: Option<tokio::time::Instant>,
 ) -> anyhow::Result<Replayed> {
     let mut reader = Reader::open(nodes, topology).await?;
     let count = reader.count;
@@ -192,6 +197,11 @@ pub async fn replay(
                 None => continue, // not asked for: stays unacked, back in place at the end
             };
         }
+        // Not one more after the deadline: the caller's client is being answered.
+        if stop_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            done.stopped_at_deadline = true;
+            break Ok(());
+        }
         if let Err(e) = send_back(&reader.channel, topology, &message).await {
             break Err(e);
         }
@@ -199,11 +209,13 @@ pub async fn replay(
     };
     reader.close("replayed").await;
     result?;
-    done.not_found = wanted
-        .iter()
-        .filter(|id| !found.contains(*id))
-        .cloned()
-        .collect();
+    if !done.stopped_at_deadline {
+        done.not_found = wanted
+            .iter()
+            .filter(|id| !found.contains(*id))
+            .cloned()
+            .collect();
+    }
     Ok(done)
 }
 

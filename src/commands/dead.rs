@@ -29,7 +29,7 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
             } else {
                 Selection::Ids(id)
             };
-            let done = dead::replay(&nodes, &topology, &selection)
+            let done = dead::replay(&nodes, &topology, &selection, None)
                 .await
                 .map_err(exit_code)?;
             let out = if json {

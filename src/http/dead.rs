@@ -22,6 +22,11 @@ use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Type};
 /// blame the database.
 const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3500);
 
+/// How long an API replay sends dead letters back before it answers with what it did
+/// (`stopped_at_deadline`): a second short of `BROKER_TIMEOUT`, for the last one's
+/// confirm and ack.
+const REPLAY_FOR: std::time::Duration = std::time::Duration::from_millis(2500);
+
 /// Largest `limit` a listing takes over HTTP (each dead letter is one round trip).
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
@@ -203,6 +208,9 @@ pub async fn replay(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // The replay sends no dead letter back after this: its client is being answered
+    // (well within the request's and the broker operation's bounds).
+    let stop_at = tokio::time::Instant::now() + REPLAY_FOR;
     state.authorize(&req)?;
     let body = super::body::read(payload).await?;
     // An object, as documented: serde alone would also read `[true]` as the struct.
@@ -225,6 +233,7 @@ pub async fn replay(
     };
     let source = source(&state)?;
     let _turn = source.one_at_a_time.lock().await;
-    let done = bounded(dead::replay(&source.nodes, &source.topology, &selection)).await?;
+    let replay = dead::replay(&source.nodes, &source.topology, &selection, Some(stop_at));
+    let done = bounded(replay).await?;
     Ok(HttpResponse::Ok().json(done))
 }

@@ -6,7 +6,17 @@ use prometheus_client::registry::Registry;
 
 /// The pipeline's series, registered by every process so that zeros are reported.
 pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
-    let pipeline: [(&str, &str, &Counter); 11] = [
+    let pipeline: [(&str, &str, &Counter); 13] = [
+        (
+            "ppctl_db_role_losses",
+            "database connections that met a server no longer taking writes (read-only, in recovery, shutting down) or broke; every older connection is then reopened",
+            &t.db_role_losses,
+        ),
+        (
+            "ppctl_changed_redeliveries",
+            "demands redelivered with a stored message_id but another body (kept the stored work)",
+            &t.changed_redeliveries,
+        ),
         (
             "ppctl_works_stored",
             "queued demands stored as done works",
@@ -62,16 +72,6 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
         "ppctl_store_tasks",
         "batch stores running in this process",
         t.store_tasks.clone(),
-    );
-    registry.register(
-        "ppctl_db_role_losses",
-        "database connections that met a server no longer taking writes (read-only, in recovery, shutting down) or broke; every older connection is then reopened",
-        t.db_role_losses.clone(),
-    );
-    registry.register(
-        "ppctl_changed_redeliveries",
-        "demands redelivered with a stored message_id but another body (kept the stored work)",
-        t.changed_redeliveries.clone(),
     );
     registry.register(
         "ppctl_standby_wait_seconds",

@@ -212,3 +212,46 @@ async fn an_action_run_after_its_deadline_changes_nothing() {
     let done = actions::apply(&client, work.id, Action::Cancel, Some(soon)).await;
     assert!(matches!(done, Ok(Outcome::Changed(_))), "{done:?}");
 }
+
+/// An API replay too large for one request answers with what it sent back and sends
+/// nothing after its answer (it used to be cut at the bound: a 503, and a client that
+/// could not know which dead letters had gone back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_too_large_for_one_request_stops_at_its_deadline_and_says_so() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::BasicProperties;
+    let (db, queue) = (TestDb::new().await, TestQueue::new());
+    let (_conn, channel) = queue.channel().await;
+    queue.counts(&channel).await; // declares the queues
+    let dead = queue.topology.dead_queue.as_str();
+    let mut confirms = Vec::new();
+    for i in 0..6000 {
+        let props = BasicProperties::default().with_message_id(format!("many-{i}").into());
+        let body = br#"{"add_up_to": 1}"#;
+        let published = channel
+            .basic_publish(
+                "".into(),
+                dead.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .expect("publish");
+        confirms.push(published);
+    }
+    for confirm in confirms {
+        confirm.await.expect("confirm");
+    }
+    let app = TestApp::spawn_with_queue(&db, queue.name(), None).await;
+    let (status, done) = app
+        .call("POST", "/dead-letters/replay", Some(r#"{"all": true}"#))
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["stopped_at_deadline"], true, "{done}");
+    let replayed = done["replayed"].as_array().map_or(0, Vec::len) as u32;
+    assert!(replayed > 0 && replayed < 6000, "{replayed}");
+    // Nothing more goes back after the answer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(queue.counts(&channel).await, (replayed, 6000 - replayed));
+}
