@@ -1,8 +1,9 @@
 //! `ppctl db` against a database it cannot use: a server that accepts TCP and never
 //! answers (every wait bounded, `db wait --timeout` honoured), a missing database:
-//! exit 4 every time.
+//! exit 4 every time. And the API's side of it: a refused login is a 503.
 
 use super::cli::fails;
+use super::helpers::{TestApp, TestDb};
 use std::time::{Duration, Instant};
 
 /// A listener that accepts connections and never answers, as a frozen server does.
@@ -70,5 +71,24 @@ async fn a_missing_database_is_exit_4_like_db_wait() {
             stderr.contains("ppctl_missing_c4f1"),
             "{command:?}: {stderr}"
         );
+    }
+}
+
+/// A login the database refuses (a wrong password) is unavailability to the API: 503
+/// on every route, as `/health` says, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_a_503_not_a_500() {
+    let db = TestDb::new().await;
+    let wrong = db.url.replacen("postgres:postgres@", "postgres:wrong@", 1);
+    let pool = ppctl::storage::pool(&wrong, 2).expect("pool");
+    let app = TestApp::spawn_with(pool, None).await;
+    for (method, target) in [
+        ("GET", "/works"),
+        ("GET", "/works/1"),
+        ("POST", "/works"),
+        ("GET", "/health"),
+    ] {
+        let (status, body) = app.call(method, target, None).await;
+        assert_eq!(status, 503, "{method} {target}: {body}");
     }
 }
