@@ -1,5 +1,6 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
+//! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
 
 mod baseline;
 mod history;
@@ -9,6 +10,7 @@ mod pgpair;
 mod procs;
 mod replication;
 mod report;
+mod soak;
 
 use anyhow::Context;
 use procs::Proc;
@@ -88,6 +90,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("is PostgreSQL up? run scripts/services.sh")?;
     let queue = format!("pp_bench_{}", suffix());
+    if std::env::args().any(|a| a == "--soak") {
+        soak::verdict::self_check();
+        let result = soak::run(&db_url, &queue).await;
+        cleanup(&db_url, &queue).await;
+        return result;
+    }
     let result = run(&sizes, &db_url, &queue, smoke).await;
     cleanup(&db_url, &queue).await;
     let report = result?;
