@@ -136,12 +136,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let mut report = Report::new(smoke);
     let port = procs::free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let env = vec![
-        ("DATABASE_URL", db_url.to_string()),
-        ("AMQP_URL", AMQP.to_string()),
-        ("PP_QUEUE", queue.to_string()),
-        ("PP_HTTP_ADDR", addr.clone()),
-    ];
+    let env = procs::env(db_url, queue, &addr);
     seed(db_url, s.seed_works).await?;
 
     // 1 and 2: the API against pgbench on the same table.
@@ -311,12 +306,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());
     ppctl::storage::admin::setup(&hist_db).await?;
     let hist_addr = format!("127.0.0.1:{}", procs::free_port()?);
-    let hist_env = vec![
-        ("DATABASE_URL", hist_db.clone()),
-        ("AMQP_URL", AMQP.to_string()),
-        ("PP_QUEUE", queue.to_string()),
-        ("PP_HTTP_ADDR", hist_addr.clone()),
-    ];
+    let hist_env = procs::env(&hist_db, queue, &hist_addr);
     let empty = (post.rps, drain);
     let history = history::run(
         &mut report,

@@ -96,6 +96,17 @@ pub async fn wait_healthy(addr: &str) -> anyhow::Result<()> {
     bail!("serve on {addr} did not become healthy")
 }
 
+/// The environment of a ppctl under test: its database, the broker, its queue and the
+/// API's address.
+pub fn env(db_url: &str, queue: &str, addr: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", db_url.to_string()),
+        ("AMQP_URL", crate::AMQP.to_string()),
+        ("PP_QUEUE", queue.to_string()),
+        ("PP_HTTP_ADDR", addr.to_string()),
+    ]
+}
+
 /// A free loopback port (bind to 0, read it, release it).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -67,12 +67,7 @@ pub async fn run(db_url: &str, queue: &str) -> anyhow::Result<()> {
 /// Starts serve, consume (pruning every minute) and produce, and waits for the API.
 async fn start(db_url: &str, queue: &str) -> anyhow::Result<Watched> {
     let addr = format!("127.0.0.1:{}", procs::free_port()?);
-    let env = vec![
-        ("DATABASE_URL", db_url.to_string()),
-        ("AMQP_URL", AMQP.to_string()),
-        ("PP_QUEUE", queue.to_string()),
-        ("PP_HTTP_ADDR", addr.clone()),
-    ];
+    let env = procs::env(db_url, queue, &addr);
     let consume_m = format!("127.0.0.1:{}", procs::free_port()?);
     let produce_m = format!("127.0.0.1:{}", procs::free_port()?);
     let serve = Proc::spawn("serve", &["serve"], &env)?;

@@ -21,6 +21,8 @@ pub struct Sample {
     /// over the interval.
     pub stored_per_s: f64,
     pub confirmed_per_s: f64,
+    /// Done works kept (serve's `ppctl_works`): it falls when the pruner deletes.
+    pub done_works: Option<f64>,
     /// Ready messages in the work queue (the consumer's `ppctl_queue_depth`).
     pub queue_depth: Option<f64>,
     /// Pooled connections (in use, open): serve's and consume's.
@@ -57,6 +59,7 @@ impl Watched {
             produce.unwrap_or_default(),
         );
         s.queue_depth = sample(&consume, "ppctl_queue_depth");
+        s.done_works = sample(&serve, r#"ppctl_works{status="done"}"#);
         s.pools = [pool(&serve), pool(&consume)];
         let now = Counters {
             stored: sample(&consume, "ppctl_works_stored_total").unwrap_or(last.stored),

@@ -17,8 +17,8 @@ fn pool(p: Option<(f64, f64)>) -> String {
 }
 
 /// The columns of `row`, printed once before the rows while the soak runs.
-pub const HEADER: &str = "| t | serve RSS | consume RSS | produce RSS | GET p99 | POST p99 | publish → done p99 | confirmed/s | stored/s | queue | pools | errors |\n\
-                          |---|---|---|---|---|---|---|---|---|---|---|---|";
+pub const HEADER: &str = "| t | serve RSS | consume RSS | produce RSS | GET p99 | POST p99 | publish → done p99 | confirmed/s | stored/s | done works | queue | pools | errors |\n\
+                          |---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 /// One sample as a table row (also printed while the soak runs).
 pub fn row(s: &Sample) -> String {
@@ -28,7 +28,7 @@ pub fn row(s: &Sample) -> String {
         .map(|k| format!("{:.1}", k as f64 / MIB))
         .join(" | ");
     format!(
-        "| {}:{:02} | {rss} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {} | {}; {} | {} |",
+        "| {}:{:02} | {rss} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {} | {} | {}; {} | {} |",
         t / 60,
         t % 60,
         s.get.p99_ms,
@@ -36,6 +36,7 @@ pub fn row(s: &Sample) -> String {
         opt(s.done_p99_ms, 1),
         s.confirmed_per_s,
         s.stored_per_s,
+        opt(s.done_works, 0),
         opt(s.queue_depth, 0),
         pool(s.pools[0]),
         pool(s.pools[1]),
@@ -122,7 +123,8 @@ pub fn render(samples: &[Sample], idle: &[u64], length: Duration) -> String {
     );
     out.push_str(
         "\n#### Every sample\n\n\
-         RSS in MiB, p99 in ms, rates per second; queue: ready messages; pools: database connections \
+         RSS in MiB, p99 in ms, rates per second; done works: kept in the database (it falls \
+         when the pruner deletes); queue: ready messages; pools: database connections \
          in use/open (serve; consume); errors: wrk errors and non-2xx, plus probes not done within a \
          minute.\n\n",
     );
