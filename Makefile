@@ -4,8 +4,9 @@
 CARGO ?= cargo
 COMPOSE ?= docker-compose
 PPCTL := ./target/release/ppctl
+SOAK ?= 10m
 
-.PHONY: run test bench bench-smoke chaos compose-check compose-test services build fmt clippy e2e schemathesis
+.PHONY: run test bench bench-smoke soak chaos compose-check compose-test services build fmt clippy e2e schemathesis
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
@@ -29,6 +30,13 @@ bench: services
 bench-smoke: services
 	scripts/services.sh bench-tools
 	$(CARGO) bench --profile dev --bench pipeline -- --smoke
+
+## Leak check, not in CI: serve, consume (pruning) and produce under a steady load for
+## SOAK (10m by default; any duration: SOAK=1h, SOAK=90s), sampled every 10 s. Table and
+## chart in bench/results/soak-latest.{md,svg}; runs shorter than 10 min write to target/.
+soak: services
+	scripts/services.sh bench-tools
+	SOAK=$(SOAK) $(CARGO) bench --bench pipeline -- --soak
 
 ## Fault injection: private PostgreSQL and RabbitMQ instances (one node and a three-node
 ## cluster, and PostgreSQL primary+standby pairs) killed, frozen, restarted and failed over

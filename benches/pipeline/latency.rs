@@ -13,7 +13,7 @@ pub struct Percentiles {
     pub samples: usize,
 }
 
-fn percentiles(mut ms: Vec<f64>) -> Percentiles {
+pub fn percentiles(mut ms: Vec<f64>) -> Percentiles {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| {
         ms.get(((ms.len() as f64 * q).ceil() as usize).saturating_sub(1))
@@ -27,7 +27,7 @@ fn percentiles(mut ms: Vec<f64>) -> Percentiles {
     }
 }
 
-fn unix_secs(t: SystemTime) -> f64 {
+pub fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -13,7 +13,7 @@ pub struct HttpRun {
     pub errors: u64,
 }
 
-fn write_script(name: &str, body: &str) -> anyhow::Result<String> {
+pub fn write_script(name: &str, body: &str) -> anyhow::Result<String> {
     let path = format!("target/bench-{name}");
     std::fs::write(&path, body)?;
     Ok(path)
@@ -21,7 +21,12 @@ fn write_script(name: &str, body: &str) -> anyhow::Result<String> {
 
 /// `wrk` with a Lua script, `conns` connections, for `secs`.
 pub fn wrk(addr: &str, conns: u32, secs: u64, lua: &str) -> anyhow::Result<HttpRun> {
-    let script = write_script("wrk.lua", lua)?;
+    wrk_script(addr, conns, secs, &write_script("wrk.lua", lua)?)
+}
+
+/// `wrk` with a script already written (`write_script`), so that several runs can go at
+/// once without overwriting each other's.
+pub fn wrk_script(addr: &str, conns: u32, secs: u64, script: &str) -> anyhow::Result<HttpRun> {
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -31,7 +36,7 @@ pub fn wrk(addr: &str, conns: u32, secs: u64, lua: &str) -> anyhow::Result<HttpR
             "--timeout",
             "5s",
             "-s",
-            &script,
+            script,
         ])
         .arg(format!("http://{addr}"))
         .output()

@@ -1,5 +1,6 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
+//! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
 
 mod baseline;
 mod history;
@@ -9,6 +10,7 @@ mod pgpair;
 mod procs;
 mod replication;
 mod report;
+mod soak;
 
 use anyhow::Context;
 use procs::Proc;
@@ -88,6 +90,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("is PostgreSQL up? run scripts/services.sh")?;
     let queue = format!("pp_bench_{}", suffix());
+    if std::env::args().any(|a| a == "--soak") {
+        soak::verdict::self_check();
+        let result = soak::run(&db_url, &queue).await;
+        cleanup(&db_url, &queue).await;
+        return result;
+    }
     let result = run(&sizes, &db_url, &queue, smoke).await;
     cleanup(&db_url, &queue).await;
     let report = result?;
@@ -128,12 +136,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let mut report = Report::new(smoke);
     let port = procs::free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let env = vec![
-        ("DATABASE_URL", db_url.to_string()),
-        ("AMQP_URL", AMQP.to_string()),
-        ("PP_QUEUE", queue.to_string()),
-        ("PP_HTTP_ADDR", addr.clone()),
-    ];
+    let env = procs::env(db_url, queue, &addr);
     seed(db_url, s.seed_works).await?;
 
     // 1 and 2: the API against pgbench on the same table.
@@ -303,12 +306,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());
     ppctl::storage::admin::setup(&hist_db).await?;
     let hist_addr = format!("127.0.0.1:{}", procs::free_port()?);
-    let hist_env = vec![
-        ("DATABASE_URL", hist_db.clone()),
-        ("AMQP_URL", AMQP.to_string()),
-        ("PP_QUEUE", queue.to_string()),
-        ("PP_HTTP_ADDR", hist_addr.clone()),
-    ];
+    let hist_env = procs::env(&hist_db, queue, &hist_addr);
     let empty = (post.rps, drain);
     let history = history::run(
         &mut report,

@@ -42,8 +42,14 @@ impl Proc {
 
     /// VmHWM: the most resident memory the process has had, in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A KiB field of /proc/PID/status: `VmRSS:` (resident now), `RssAnon:` (its heap
+    /// and stacks, without the binary's pages that fault in as code paths are first run).
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
@@ -90,6 +96,17 @@ pub async fn wait_healthy(addr: &str) -> anyhow::Result<()> {
     bail!("serve on {addr} did not become healthy")
 }
 
+/// The environment of a ppctl under test: its database, the broker, its queue and the
+/// API's address.
+pub fn env(db_url: &str, queue: &str, addr: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", db_url.to_string()),
+        ("AMQP_URL", crate::AMQP.to_string()),
+        ("PP_QUEUE", queue.to_string()),
+        ("PP_HTTP_ADDR", addr.to_string()),
+    ]
+}
+
 /// A free loopback port (bind to 0, read it, release it).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -115,10 +132,20 @@ pub async fn wait_counter(addr: &str, name: &str, target: u64) -> anyhow::Result
 
 /// One sample's value from a `--metrics-addr` endpoint, if it answers and has it.
 pub async fn metric(addr: &str, name: &str) -> Option<f64> {
+    sample(&scrape(addr).await?, name)
+}
+
+/// The text of `GET /metrics` on `addr`, if it answers.
+pub async fn scrape(addr: &str) -> Option<String> {
     let request = ppctl::rawhttp::Request::new("GET", "/metrics").ok()?;
     let response = ppctl::rawhttp::send(addr, &request).await.ok()?;
+    Some(String::from_utf8_lossy(&response.body).into_owned())
+}
+
+/// One series' value in a scrape; `name` may carry labels as rendered
+/// (`ppctl_db_pool_connections{state="open"}`).
+pub fn sample(text: &str, name: &str) -> Option<f64> {
     let prefix = format!("{name} ");
-    String::from_utf8_lossy(&response.body)
-        .lines()
+    text.lines()
         .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
 }

@@ -33,8 +33,9 @@ pub struct WorkerOpts {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
     pub max_attempts: i32,
     /// Keep finished works this long, counted from when they finished, then prune them
-    /// (one consumer at a time does it, hourly); `forever` keeps everything; 0 is
-    /// refused. Redelivered demands are deduplicated within it.
+    /// (one consumer at a time does it, hourly, or every half of --retain when that is
+    /// shorter); `forever` keeps everything; 0 is refused. Redelivered demands are
+    /// deduplicated within it.
     #[arg(long, env = "PP_RETAIN", default_value = "30d", value_parser = parse_retain)]
     pub retain: Retain,
     /// When a batch is acknowledged to RabbitMQ: once committed on the primary
