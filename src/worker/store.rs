@@ -92,8 +92,9 @@ const STANDBY_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Stores `rows` in one statement, or one by one when the database refuses them
 /// together (the refused ones are added to `refused`). Returns the works inserted and,
 /// when `want_position`, where the WAL stood after the commits (`None` when nothing
-/// was committed, or when they landed on different timelines: then the caller is told
-/// to wait on a position that cannot be reached, and stores again).
+/// was committed; when they landed on different timelines, the old timeline's, which
+/// the new primary cannot reach: the wait then reports the move and the caller stores
+/// again).
 async fn store_rows(
     pool: &PgPool,
     rows: &[works::Finished],
@@ -118,12 +119,10 @@ async fn store_rows(
             Ok((n, position)) => {
                 stored += n;
                 last = match (last, position) {
-                    // Stores split across a promotion: a position on the new timeline
-                    // says nothing of the old one's commits.
-                    (Some(a), Some(b)) if a.timeline != b.timeline => Some(WalPosition {
-                        lsn: b.lsn,
-                        timeline: "moved".into(),
-                    }),
+                    // Stores split across a promotion: keep the old timeline's position,
+                    // which the new primary cannot reach, so the wait reports the move
+                    // and the batch is stored again (no made-up timeline needed).
+                    (Some(a), Some(b)) if a.timeline != b.timeline => Some(a),
                     (_, b) => b,
                 };
             }
