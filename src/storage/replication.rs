@@ -101,6 +101,11 @@ pub async fn status(client: &impl GenericClient) -> Result<Replication, DbError>
 /// Logs, once the database first answers, which replication it runs with and whether
 /// an acknowledged work can be lost on failover (a line for the operator, at start).
 pub fn log_at_start(pool: PgPool, ack_after_standby: bool) {
+    // `up` starts serve and consume on one pool: one line per process is enough.
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     tokio::spawn(async move {
         let found = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
