@@ -27,6 +27,28 @@ pub struct Work {
     pub created_on: i64,
     /// Unix seconds.
     pub updated_on: i64,
+    /// The trace of the request or demand that made the work, when its maker exported
+    /// traces (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{32}$")]
+    pub trace_id: Option<String>,
+    /// `trace_id` as a link to a trace viewer, when `PP_TRACE_URL` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
+}
+
+impl Work {
+    /// Sets the trace id (and its link) from the work's stored `traceparent`.
+    pub fn with_trace(mut self, traceparent: Option<&str>) -> Self {
+        self.trace_id = traceparent
+            .and_then(crate::telemetry::context::trace_id_of)
+            .map(str::to_string);
+        self.trace_url = self
+            .trace_id
+            .as_deref()
+            .and_then(crate::telemetry::traces::trace_url);
+        self
+    }
 }
 
 /// One recorded step of a work's execution.

@@ -17,11 +17,16 @@ use super::dead_props::{for_replay, reason_of};
 pub use super::dead_reader::DeadError;
 use super::dead_reader::{close, open, publish_confirmed, Reader};
 use super::{Nodes, Topology};
+use crate::telemetry::context::{self, AmqpHeaders, REPLAY_OF_HEADER};
+use crate::telemetry::spans;
 use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::types::AMQPValue;
 use lapin::Channel;
+use opentelemetry::propagation::Extractor;
 use serde::Serialize;
+use tracing::Instrument;
 
 /// Bytes of a body shown in a listing.
 const PREVIEW_BYTES: usize = 80;
@@ -226,12 +231,44 @@ async fn send_back(
     message: &BasicGetMessage,
 ) -> anyhow::Result<()> {
     let delivery = &message.delivery;
-    let props = for_replay(&delivery.properties);
-    publish_confirmed(channel, &topology.queue, &delivery.data, props).await?;
+    let (props, span) = replay_props(&topology.queue, delivery);
+    publish_confirmed(channel, &topology.queue, &delivery.data, props)
+        .instrument(span)
+        .await?;
     if !delivery.acker.ack(BasicAckOptions::default()).await? {
         bail!("could not remove a replayed dead letter: the channel closed (it may be replayed twice; the consumer deduplicates)");
     }
     Ok(())
+}
+
+/// The properties a dead letter is replayed with and, when tracing is on, the replay's
+/// publish span: a new operation linked to the demand's own trace, whose context the
+/// message carries (the original's in `x-ppctl-replay-of`, for the consumer's link).
+fn replay_props(
+    queue: &str,
+    delivery: &lapin::message::Delivery,
+) -> (lapin::BasicProperties, tracing::Span) {
+    let props = for_replay(&delivery.properties);
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map_or("", |i| i.as_str());
+    let span = spans::publish(queue, id, delivery.data.len());
+    if span.is_none() {
+        return (props, span);
+    }
+    let original = AmqpHeaders(delivery.properties.headers().as_ref());
+    context::follow(&span, context::remote(&original), false);
+    let mut headers = props.headers().clone().unwrap_or_default();
+    if let Some(parent) = original.get("traceparent") {
+        headers.insert(
+            REPLAY_OF_HEADER.into(),
+            AMQPValue::LongString(parent.into()),
+        );
+    }
+    context::inject_amqp(&span, &mut headers);
+    (props.with_headers(headers), span)
 }
 
 /// Empties the dead-letter queue, unreadable messages included; returns how many went.

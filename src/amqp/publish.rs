@@ -5,9 +5,10 @@
 
 use super::{Nodes, Topology};
 use crate::model::WorkDemand;
-use crate::telemetry::TELEMETRY;
+use crate::telemetry::{context, spans, TELEMETRY};
 use anyhow::{bail, Context};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use lapin::{Confirmation, PublisherConfirm};
 use std::collections::VecDeque;
@@ -26,6 +27,9 @@ pub struct Outgoing {
     pub message_id: String,
     pub body: Vec<u8>,
     nacks: u32,
+    /// Its publish span (tracing on), from the first publish to the confirm: a message
+    /// published again after a nack or a reconnect stays in the same span.
+    span: tracing::Span,
 }
 
 impl Outgoing {
@@ -34,6 +38,7 @@ impl Outgoing {
             message_id,
             body,
             nacks: 0,
+            span: tracing::Span::none(),
         }
     }
 
@@ -86,15 +91,23 @@ impl Publisher {
         })
     }
 
-    async fn publish(&self, msg: &Outgoing) -> lapin::Result<PublisherConfirm> {
+    async fn publish(&self, msg: &mut Outgoing) -> lapin::Result<PublisherConfirm> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_message_id(msg.message_id.as_str().into())
             .with_timestamp(now);
+        if msg.span.is_none() {
+            msg.span = spans::publish(&self.queue, &msg.message_id, msg.body.len());
+        }
+        if !msg.span.is_none() {
+            let mut headers = FieldTable::default();
+            context::inject_amqp(&msg.span, &mut headers);
+            props = props.with_headers(headers);
+        }
         self.channel
             .basic_publish(
                 "".into(),
@@ -138,8 +151,10 @@ impl Publisher {
     ) -> anyhow::Result<()> {
         loop {
             while in_flight.len() < CONFIRM_WINDOW {
-                let Some(msg) = outbox.pop_front() else { break };
-                match self.publish(&msg).await {
+                let Some(mut msg) = outbox.pop_front() else {
+                    break;
+                };
+                match self.publish(&mut msg).await {
                     Ok(confirm) => {
                         TELEMETRY.published.inc();
                         in_flight.push_back((msg, confirm));
@@ -170,7 +185,7 @@ impl Publisher {
                 Ok(Confirmation::Nack(None)) => {
                     TELEMETRY.nacked.inc();
                     msg.nacks += 1;
-                    tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish");
+                    msg.span.in_scope(|| tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish"));
                     let give_up = msg.nacks >= MAX_NACKS;
                     outbox.push_back(msg);
                     if give_up {

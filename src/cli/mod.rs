@@ -3,6 +3,7 @@
 //! (work, raw-http, db, dead). Settings are flags with environment fallbacks.
 
 use crate::config::{self, parse_duration, parse_queue_name};
+use crate::telemetry::logs::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, time::Duration};
 
@@ -28,6 +29,27 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text, or one JSON object per line (with the trace and span ids
+    /// when tracing is on).
+    #[arg(long, global = true, env = "PP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Command {
+    /// The subcommand's name: `ppctl-<name>` is the default trace service name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Produce(_) => "produce",
+            Command::Consume(_) => "consume",
+            Command::Work(_) => "work",
+            Command::RawHttp(_) => "raw-http",
+            Command::Db(_) => "db",
+            Command::Dead(_) => "dead",
+            Command::Up(_) => "up",
+            Command::Completions { .. } => "completions",
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -2,10 +2,12 @@
 //! bounded waits, and the API's JSON errors turned into one line and an exit code.
 
 use super::Failure;
+use crate::telemetry::{context, spans};
 use anyhow::{bail, Context};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Connecting gives up after this; the whole call after `CALL_TIMEOUT` (the API itself
 /// answers within 4 s, or 503).
@@ -64,10 +66,17 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| {
+        // The API continues this span's trace (tracing on).
+        let mut shown = url.clone();
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        let span = spans::http_client(method.as_str(), shown.as_str());
+        let request = context::inject_http(&span, request);
+        let response = request.send().instrument(span.clone()).await.map_err(|e| {
             Failure::Unreachable(format!("cannot reach the API at {url}: {}", cause(&e)))
         })?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         let bytes = response.bytes().await.map_err(|e| {
             Failure::Unreachable(format!("the API at {url} broke off: {}", cause(&e)))
         })?;

@@ -152,6 +152,8 @@ mod tests {
             result: Some(10),
             created_on: 1634115736,
             updated_on: 1634115736,
+            trace_id: None,
+            trace_url: None,
         };
         let text = works(&[w]);
         let lines: Vec<&str> = text.lines().collect();

@@ -132,10 +132,15 @@ impl Backend {
         match self {
             Backend::Db(client) => {
                 let n = add_up_to.unwrap_or_else(|| rand::rng().random_range(1..=100));
-                let work =
-                    works::create_pending(client, &new_work_code(Origin::Api), n as i64, None)
-                        .await
-                        .map_err(db_failure)?;
+                let work = works::create_pending(
+                    client,
+                    &new_work_code(Origin::Api),
+                    n as i64,
+                    None,
+                    None,
+                )
+                .await
+                .map_err(db_failure)?;
                 // After the commit, as the API does; a failure only delays the sweep.
                 if let Some(sql) = notify::statement(true, true) {
                     let _ = client.batch_execute(sql).await;

@@ -72,3 +72,27 @@ pub async fn access_log(
     );
     response
 }
+
+/// Middleware (tracing on): each request runs in its server span, which continues the
+/// caller's trace and records the route and the status. Outermost, so the span also
+/// covers the other middleware's refusals.
+pub async fn traced(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    use tracing::Instrument;
+    let span = crate::telemetry::spans::http_server(&req);
+    let method = req.method().clone();
+    let response = next.call(req).instrument(span.clone()).await;
+    let (route, status) = match &response {
+        Ok(r) => (r.request().match_pattern(), r.status()),
+        Err(e) => (None, e.as_response_error().status_code()),
+    };
+    crate::telemetry::spans::http_answered(
+        &span,
+        method.as_str(),
+        route.as_deref(),
+        status.as_u16(),
+    );
+    response
+}

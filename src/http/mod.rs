@@ -196,6 +196,10 @@ pub fn start_until(
                 access_log,
                 actix_web::middleware::from_fn(metrics::access_log),
             ))
+            .wrap(actix_web::middleware::Condition::new(
+                crate::telemetry::traces::on(),
+                actix_web::middleware::from_fn(metrics::traced),
+            ))
             .configure(dashboard::routes)
             .configure(works::routes)
             .configure(dead::routes)

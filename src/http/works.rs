@@ -47,7 +47,10 @@ pub(super) async fn insert(
     let add_up_to = body::parse_create(&body::read(payload).await?)?;
     let client = InFlight::new(state.pool.get().await?);
     let code = new_work_code(Origin::Api);
-    let work = works::create_pending(&*client, &code, add_up_to, Some(deadline)).await?;
+    // The request's span: the sweeper's compute of this work joins its trace.
+    let trace = crate::telemetry::context::traceparent(&tracing::Span::current());
+    let work =
+        works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref()).await?;
     client.done();
     crate::telemetry::TELEMETRY.works_created.inc();
     state.notifier.work_created();

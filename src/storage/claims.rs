@@ -12,6 +12,8 @@ pub struct Claimed {
     pub work_code: String,
     pub add_up_to: i64,
     pub attempts: i32,
+    /// The `traceparent` of the request that created the work (tracing on).
+    pub trace_parent: Option<String>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -42,11 +44,11 @@ pub async fn claim(
                   AND updated_on >= now() - $3 * interval '1 millisecond' \
                   AND attempts < $4 \
                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-            RETURNING id, work_code, add_up_to, attempts), \
+            RETURNING id, work_code, add_up_to, attempts, trace_parent), \
         ev AS ( \
             INSERT INTO event_log (work_id, variable, value) \
             SELECT id, 'compute/start', 'attempt ' || attempts FROM claimed) \
-        SELECT id, work_code, add_up_to, attempts FROM claimed ORDER BY id";
+        SELECT id, work_code, add_up_to, attempts, trace_parent FROM claimed ORDER BY id";
     let stmt = client.prepare_cached(SQL).await?;
     let rows = client
         .query(
@@ -67,6 +69,7 @@ pub async fn claim(
             work_code: r.get(1),
             add_up_to: r.get(2),
             attempts: r.get(3),
+            trace_parent: r.get(4),
         })
         .collect())
 }

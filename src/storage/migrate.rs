@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_created_event_in_the_work",
         sql: include_str!("../../sql/0007_api_created_event_in_the_work.sql"),
     },
+    Migration {
+        version: 8,
+        name: "trace_parent",
+        sql: include_str!("../../sql/0008_trace_parent.sql"),
+    },
 ];
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 /// The columns every Work query selects, in the order `work_from_row` reads them.
 pub(super) const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
-    floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint";
+    floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint, trace_parent";
 
 fn work_from_row(row: &Row) -> Result<Work, DbError> {
     let status: String = row.get(3);
@@ -22,7 +22,10 @@ fn work_from_row(row: &Row) -> Result<Work, DbError> {
         result: row.get(4),
         created_on: row.get(5),
         updated_on: row.get(6),
-    })
+        trace_id: None,
+        trace_url: None,
+    }
+    .with_trace(row.get::<_, Option<&str>>(7)))
 }
 
 pub(super) fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
@@ -41,10 +44,11 @@ pub async fn create_pending(
     work_code: &str,
     add_up_to: i64,
     deadline: Option<SystemTime>,
+    trace_parent: Option<&str>,
 ) -> Result<Work, DbError> {
     let sql = format!(
-        "INSERT INTO works (work_code, add_up_to, first_event_id) \
-         SELECT $1, $2, nextval('event_log_id_seq') \
+        "INSERT INTO works (work_code, add_up_to, first_event_id, trace_parent) \
+         SELECT $1, $2, nextval('event_log_id_seq'), $4 \
          WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
          RETURNING {WORK_COLUMNS}"
     );
@@ -56,6 +60,7 @@ pub async fn create_pending(
                 &work_code,
                 &add_up_to,
                 &deadline.map(super::clock::to_database_time),
+                &trace_parent,
             ],
         )
         .await?
@@ -142,6 +147,8 @@ pub struct Finished {
     pub result: i64,
     pub started: SystemTime,
     pub stopped: SystemTime,
+    /// The `traceparent` of the span that processed the demand (tracing on).
+    pub trace_parent: Option<String>,
 }
 
 /// Stores a batch of finished works in one statement, each with its block of four
@@ -155,13 +162,13 @@ pub async fn insert_finished(
 ) -> Result<u64, DbError> {
     const SQL: &str = "\
         WITH input AS ( \
-            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[]) \
-                AS t(message_id, work_code, add_up_to, result, started, stopped)), \
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $8::text[]) \
+                AS t(message_id, work_code, add_up_to, result, started, stopped, trace_parent)), \
         ins AS ( \
             INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, \
-                               updated_on, first_event_id) \
+                               updated_on, first_event_id, trace_parent) \
             SELECT message_id, work_code, add_up_to, 'done', result, started, stopped, \
-                   nextval('event_log_id_seq') FROM input \
+                   nextval('event_log_id_seq'), trace_parent FROM input \
             ON CONFLICT (message_id) DO NOTHING \
             RETURNING 1), \
         counted AS ( \
@@ -174,7 +181,8 @@ pub async fn insert_finished(
     let results: Vec<i64> = batch.iter().map(|f| f.result).collect();
     let started: Vec<SystemTime> = batch.iter().map(|f| f.started).collect();
     let stopped: Vec<SystemTime> = batch.iter().map(|f| f.stopped).collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+    let traces: Vec<Option<&str>> = batch.iter().map(|f| f.trace_parent.as_deref()).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
         &ids,
         &codes,
         &ns,
@@ -182,6 +190,7 @@ pub async fn insert_finished(
         &started,
         &stopped,
         &count_shard(),
+        &traces,
     ];
     let row = client.query_one(&stmt, &params).await?;
     Ok(row.get::<_, i64>(0) as u64)

@@ -16,7 +16,13 @@ use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
+pub mod context;
+mod export_queue;
+pub mod logs;
+mod otlp_client;
 mod series;
+pub mod spans;
+pub mod traces;
 
 /// Prometheus' text format, as `/metrics` answers.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -37,6 +43,11 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +94,10 @@ pub struct Telemetry {
     pub replica_connections: Family<StateLabel, Gauge>,
     pub replica_in_use: Gauge,
     pub replica_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Tracing (when on): spans handed to the collector, and spans dropped instead
+    /// (queue full, export failed): tracing loses spans, never work.
+    pub spans_exported: Counter,
+    pub spans_dropped: Family<ReasonLabel, Counter>,
     registry: Mutex<(Registry, HashSet<Group>)>,
 }
 
@@ -93,6 +108,7 @@ pub enum Group {
     Pool,
     Depths,
     Replica,
+    Tracing,
 }
 
 pub static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(Telemetry::new);
@@ -132,6 +148,8 @@ impl Telemetry {
             replica_connections: Family::default(),
             replica_in_use: Gauge::default(),
             replica_lag_seconds: Gauge::default(),
+            spans_exported: Counter::default(),
+            spans_dropped: Family::default(),
             registry: Mutex::new((Registry::default(), HashSet::new())),
         };
         if let Ok(mut guard) = t.registry.lock() {
@@ -159,6 +177,12 @@ impl Telemetry {
             status,
         };
         self.requests.get_or_create(&labels).observe(secs);
+    }
+
+    pub fn spans_dropped(&self, reason: &'static str) -> Counter {
+        self.spans_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .clone()
     }
 
     /// The dead-letter depth once known (the depth monitor registered it).

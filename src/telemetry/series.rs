@@ -123,6 +123,21 @@ pub(super) fn register_group(t: &Telemetry, group: Group, registry: &mut Registr
                 t.pool_waiting.clone(),
             );
         }
+        Group::Tracing => {
+            for reason in ["queue_full", "export_failed"] {
+                let _ = t.spans_dropped(reason); // zeros are reported, not missing
+            }
+            registry.register(
+                "ppctl_trace_spans_exported",
+                "spans the trace collector accepted",
+                t.spans_exported.clone(),
+            );
+            registry.register(
+                "ppctl_trace_spans_dropped",
+                "spans dropped instead of exported: the queue was full (collector slow or down), or the collector refused or did not answer",
+                t.spans_dropped.clone(),
+            );
+        }
         Group::Replica => {
             registry.register(
                 "ppctl_db_replica_pool_connections",

@@ -167,7 +167,9 @@ impl QueueWorker<'_> {
                 }
                 Next::Delivery(first) => {
                     let deliveries = session::gather(&mut consumer, *first, max).await?;
-                    let batch = queue::prepare(deliveries, dead, worker.work_delay).await?;
+                    let batch =
+                        queue::prepare(&self.topology.queue, deliveries, dead, worker.work_delay)
+                            .await?;
                     if storing.len() == STORES_IN_FLIGHT {
                         let stored = storing.oldest().await;
                         storing.pop();

@@ -22,25 +22,29 @@ pub async fn compute(add_up_to: i64, delay: Duration) -> Result<i64, OutOfRange>
     engine::sum(add_up_to.into())
 }
 
-/// Computes each queued demand `(message_id, add_up_to, delivery tag)` into a finished
-/// work, keeping its tag.
+/// A queued demand to compute: its message id, `add_up_to`, delivery tag, and the
+/// `traceparent` of its processing span (tracing on).
+pub(crate) type Demand = (String, i64, u64, Option<String>);
+
+/// Computes each queued demand into a finished work, keeping its tag.
 pub(crate) async fn compute_all(
-    good: &[(String, i64, u64)],
+    good: Vec<Demand>,
     work_delay: Duration,
 ) -> anyhow::Result<Vec<(works::Finished, u64)>> {
     let mut finished = Vec::with_capacity(good.len());
-    for (message_id, n, tag) in good {
+    for (message_id, n, tag, trace_parent) in good {
         let started = SystemTime::now();
-        let result = compute(*n, work_delay).await?;
+        let result = compute(n, work_delay).await?;
         let work = works::Finished {
-            message_id: message_id.clone(),
+            message_id,
             work_code: new_work_code(Origin::Consumer),
-            add_up_to: *n,
+            add_up_to: n,
             result,
             started,
             stopped: SystemTime::now(),
+            trace_parent,
         };
-        finished.push((work, *tag));
+        finished.push((work, tag));
     }
     Ok(finished)
 }

@@ -7,10 +7,11 @@
 //! `acknowledge`; the consume loop (`worker::consumer`) runs them itself, so that two
 //! batches' stores overlap while the acks still go out in delivery order.
 
+use super::Demand;
 use crate::amqp::dead_letter::DeadLetterer;
 use crate::model::WorkDemand;
 use crate::storage::works;
-use crate::telemetry::TELEMETRY;
+use crate::telemetry::{context, spans, TELEMETRY};
 use anyhow::Context;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
@@ -58,49 +59,71 @@ pub struct Batch {
     /// The good deliveries themselves (moved, not copied): a refused one is
     /// dead-lettered as a copy of its body and properties.
     kept: Vec<Delivery>,
+    /// Each delivery's processing span by tag (tracing on), ended with the batch, after
+    /// its ack.
+    pub(super) spans: Vec<(u64, tracing::Span)>,
     deliveries: usize,
     pub outcome: BatchOutcome,
 }
 
+impl Batch {
+    /// The processing span of the delivery with this tag (none while tracing is off).
+    pub(super) fn span(&self, tag: u64) -> tracing::Span {
+        self.spans
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map_or_else(tracing::Span::none, |(_, s)| s.clone())
+    }
+}
+
 /// Step 1: dead-letters what can never succeed, computes the rest.
 pub async fn prepare(
+    queue: &str,
     deliveries: Vec<Delivery>,
     dead: &DeadLetterer,
     work_delay: Duration,
 ) -> anyhow::Result<Batch> {
     let mut outcome = BatchOutcome::default();
     let count = deliveries.len();
-    let mut good: Vec<(String, i64, u64)> = Vec::with_capacity(count);
+    let mut good: Vec<Demand> = Vec::with_capacity(count);
     let mut seen = HashSet::with_capacity(count);
     let mut good_tags = Vec::with_capacity(count);
     let mut poison = Vec::new();
     let mut kept = Vec::with_capacity(count);
+    let mut spans = Vec::new();
     for delivery in deliveries {
+        let (span, tag) = (spans::process(queue, &delivery), delivery.delivery_tag);
         match parse(&delivery) {
             Err(reason) => {
-                tracing::warn!(delivery_tag = delivery.delivery_tag, %reason, "dead-lettering a demand that can never succeed");
+                spans::failed(&span, &reason);
+                span.in_scope(|| tracing::warn!(delivery_tag = delivery.delivery_tag, %reason, "dead-lettering a demand that can never succeed"));
                 poison.push((delivery, reason));
             }
             Ok((message_id, n)) => {
                 good_tags.push(delivery.delivery_tag);
                 if seen.insert(message_id.clone()) {
-                    good.push((message_id, n, delivery.delivery_tag));
+                    let trace = context::traceparent(&span);
+                    good.push((message_id, n, delivery.delivery_tag, trace));
                 } else {
                     outcome.duplicates += 1;
                 }
                 kept.push(delivery);
             }
         }
+        if !span.is_none() {
+            spans.push((tag, span));
+        }
     }
     let items: Vec<(&Delivery, &str)> = poison.iter().map(|(d, r)| (d, r.as_str())).collect();
     dead.settle(&items).await?;
     outcome.dead += items.len() as u64;
-    let finished = super::compute_all(&good, work_delay).await?;
+    let finished = super::compute_all(good, work_delay).await?;
     Ok(Batch {
         finished,
         good_tags,
         refused: Vec::new(),
         kept,
+        spans,
         deliveries: count,
         outcome,
     })
@@ -116,7 +139,9 @@ pub async fn acknowledge(
 ) -> anyhow::Result<()> {
     let mut items = Vec::with_capacity(batch.refused.len());
     for (tag, reason) in &batch.refused {
-        tracing::warn!(delivery_tag = tag, %reason, "dead-lettering a demand the database refuses");
+        let span = batch.span(*tag);
+        spans::failed(&span, reason);
+        span.in_scope(|| tracing::warn!(delivery_tag = tag, %reason, "dead-lettering a demand the database refuses"));
         let delivery = batch
             .kept
             .iter()

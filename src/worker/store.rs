@@ -10,10 +10,11 @@ use crate::shutdown::Shutdown;
 use crate::storage::inflight::InFlight;
 use crate::storage::replication::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
-use crate::telemetry::TELEMETRY;
+use crate::telemetry::{spans, TELEMETRY};
 use anyhow::bail;
 use std::collections::HashSet;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Step 2: stores the works and their events in one statement (retrying while the
 /// database is unreachable). Redeliveries already stored count as duplicates. When the
@@ -35,8 +36,11 @@ pub async fn store(
         std::mem::take(&mut batch.finished).into_iter().unzip();
     let count = rows.len() as u64;
     let want = ack_after == AckAfter::Standby;
-    let (stored, mut target) =
-        store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown).await?;
+    let demands: Vec<tracing::Span> = batch.spans.iter().map(|(_, s)| s.clone()).collect();
+    let span = spans::store_batch(&demands);
+    let (stored, mut target) = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
+        .instrument(span.clone())
+        .await?;
     while let Some(position) = target {
         match replication::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
             Ok(()) => break,
@@ -51,6 +55,7 @@ pub async fn store(
                     .filter(|(_, t)| !refused.contains(t))
                     .unzip();
                 target = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
+                    .instrument(span.clone())
                     .await?
                     .1;
             }

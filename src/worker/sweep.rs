@@ -4,10 +4,11 @@
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::storage::{claims, notify::Notifier, DbError, PgPool};
-use crate::telemetry::TELEMETRY;
+use crate::telemetry::{spans, TELEMETRY};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// What one sweep claims at most.
 pub const SWEEP_BATCH: usize = 100;
@@ -49,16 +50,30 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
     )
     .await?;
     let mut results = Vec::with_capacity(claimed.len());
+    // Each work's span ends after the commit that completes it.
+    let mut spans = Vec::new();
     for work in &claimed {
+        let span = spans::compute(
+            work.id,
+            &work.work_code,
+            work.attempts,
+            work.trace_parent.as_deref(),
+        );
         // The table's CHECK keeps add_up_to in range, so this cannot fail in practice.
-        match super::compute(work.add_up_to, opts.work_delay).await {
+        match super::compute(work.add_up_to, opts.work_delay)
+            .instrument(span.clone())
+            .await
+        {
             Ok(sum) => results.push((work.id, sum)),
             Err(e) => {
-                tracing::error!(work_id = work.id, error = %e, "stored work out of range; leaving it to fail")
+                spans::failed(&span, &e.to_string());
+                span.in_scope(|| tracing::error!(work_id = work.id, error = %e, "stored work out of range; leaving it to fail"))
             }
         }
+        spans.push(span);
     }
     let completed = claims::complete(&client, &opts.worker, &results).await?;
+    drop(spans);
     TELEMETRY.swept.inc_by(completed);
     TELEMETRY.failed.inc_by(failed);
     TELEMETRY.expired.inc_by(expired);

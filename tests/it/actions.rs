@@ -108,9 +108,10 @@ async fn cancel_a_pending_work_and_retry_a_failed_one_through_the_api() {
 async fn actions_need_the_token_like_every_write() {
     let db = TestDb::new().await;
     let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;
-    let work = ppctl::storage::works::create_pending(&db.client().await, "api-tokentest1", 1, None)
-        .await
-        .expect("work");
+    let work =
+        ppctl::storage::works::create_pending(&db.client().await, "api-tokentest1", 1, None, None)
+            .await
+            .expect("work");
     let (status, _) = app
         .call("POST", &format!("/works/{}/cancel", work.id), None)
         .await;
@@ -131,6 +132,7 @@ async fn the_cli_retries_and_cancels_through_both_backends() {
             &client,
             &format!("api-cli{}", via.len()),
             2,
+            None,
             None,
         )
         .await

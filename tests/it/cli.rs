@@ -268,7 +268,7 @@ async fn bad_arguments_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_status_lists_migrations_and_counts() {
     let db = TestDb::new().await;
-    ppctl::storage::works::create_pending(&db.client().await, "api-cliStatus01", 4, None)
+    ppctl::storage::works::create_pending(&db.client().await, "api-cliStatus01", 4, None, None)
         .await
         .expect("create");
     let status = ok(&["db", "status", "--database-url", &db.url]).await;
@@ -306,7 +306,7 @@ async fn db_setup_twice_creates_then_finds_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_reset_needs_yes() {
     let db = TestDb::new().await;
-    ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4, None)
+    ppctl::storage::works::create_pending(&db.client().await, "api-cliReset001", 4, None, None)
         .await
         .expect("create");
     let stderr = fails(&["db", "reset", "--database-url", &db.url], Some(2)).await;

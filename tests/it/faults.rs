@@ -203,10 +203,10 @@ async fn a_demand_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
 async fn api_works_older_than_the_sweep_window_expire_with_an_event() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let old = works::create_pending(&client, "api-expiretest1", 5, None)
+    let old = works::create_pending(&client, "api-expiretest1", 5, None, None)
         .await
         .expect("work");
-    let fresh = works::create_pending(&client, "api-expiretest2", 6, None)
+    let fresh = works::create_pending(&client, "api-expiretest2", 6, None, None)
         .await
         .expect("work");
     client
@@ -275,14 +275,14 @@ async fn an_insert_run_after_its_deadline_creates_nothing() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let past = std::time::SystemTime::now() - Duration::from_secs(1);
-    let late = works::create_pending(&client, "api-toolate0001", 3, Some(past)).await;
+    let late = works::create_pending(&client, "api-toolate0001", 3, Some(past), None).await;
     assert!(
         matches!(&late, Err(e) if e.is_unavailable()),
         "a late insert is a 503, not a work: {late:?}"
     );
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
     let soon = std::time::SystemTime::now() + Duration::from_secs(5);
-    let work = works::create_pending(&client, "api-intime00001", 3, Some(soon)).await;
+    let work = works::create_pending(&client, "api-intime00001", 3, Some(soon), None).await;
     assert!(work.is_ok(), "{work:?}");
 }
 

@@ -200,7 +200,7 @@ async fn an_action_run_after_its_deadline_changes_nothing() {
     use ppctl::storage::actions::{self, Action, Outcome};
     let db = TestDb::new().await;
     let client = db.client().await;
-    let work = storage::works::create_pending(&client, "api-actlate0001", 3, None)
+    let work = storage::works::create_pending(&client, "api-actlate0001", 3, None, None)
         .await
         .expect("work");
     let past = std::time::SystemTime::now() - Duration::from_secs(1);

@@ -20,6 +20,7 @@ pub(super) async fn history(db: &TestDb) {
             result: i * (i + 1) / 2,
             started: SystemTime::now(),
             stopped: SystemTime::now(),
+            trace_parent: None,
         })
         .collect();
     assert_eq!(
@@ -28,10 +29,10 @@ pub(super) async fn history(db: &TestDb) {
             .expect("insert"),
         10
     );
-    let pending = works::create_pending(&client, "api-retention-p", 1, None)
+    let pending = works::create_pending(&client, "api-retention-p", 1, None, None)
         .await
         .expect("work");
-    let failed = works::create_pending(&client, "api-retention-f", 2, None)
+    let failed = works::create_pending(&client, "api-retention-f", 2, None, None)
         .await
         .expect("work");
     client
@@ -148,6 +149,7 @@ async fn the_pruning_lock_is_held_between_batches() {
             result: 1,
             started: SystemTime::now(),
             stopped: SystemTime::now(),
+            trace_parent: None,
         })
         .collect();
     works::insert_finished(&client, &batch)

@@ -72,7 +72,7 @@ pub(super) fn sweep_opts(worker: &str, lease: Duration, max_attempts: i32) -> Sw
 async fn an_expired_lease_is_claimed_again_and_the_old_worker_cannot_complete() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let work = works::create_pending(&client, "api-leasetest01", 3, None)
+    let work = works::create_pending(&client, "api-leasetest01", 3, None, None)
         .await
         .expect("create");
     // Worker A claims with a lease that is already over, then "dies".
@@ -116,7 +116,7 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_cannot_complete() 
 async fn a_work_whose_workers_keep_dying_fails_after_max_attempts() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let work = works::create_pending(&client, "api-dyingwork01", 3, None)
+    let work = works::create_pending(&client, "api-dyingwork01", 3, None, None)
         .await
         .expect("create");
     for attempt in 1..=2 {
@@ -166,7 +166,7 @@ async fn concurrent_sweepers_never_do_a_work_twice() {
     {
         let client = db.client().await;
         for i in 0..400 {
-            works::create_pending(&client, &format!("api-conc{i:06}"), i, None)
+            works::create_pending(&client, &format!("api-conc{i:06}"), i, None, None)
                 .await
                 .expect("create");
         }

@@ -1,0 +1,115 @@
+//! Trace context across processes, as W3C `traceparent` (and `tracestate`): in AMQP
+//! message headers, HTTP request headers, and a work's row (so the consumer's sweep
+//! continues the trace of the request that created it). Everything here does nothing
+//! while tracing is off: ppctl then neither reads nor writes trace headers.
+
+use super::traces;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::collections::HashMap;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// A replayed dead letter's original `traceparent`, for the consumer's link to it.
+pub const REPLAY_OF_HEADER: &str = "x-ppctl-replay-of";
+
+/// The span's context as carried headers (`traceparent`, `tracestate`); empty when
+/// tracing is off or the span is disabled.
+pub fn headers_of(span: &Span) -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    if traces::on() {
+        TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    }
+    carrier
+}
+
+/// The span's `traceparent`, to store with a work.
+pub fn traceparent(span: &Span) -> Option<String> {
+    headers_of(span).remove("traceparent")
+}
+
+/// The remote span a carrier names, when it names a valid one.
+pub fn remote(carrier: &dyn Extractor) -> Option<Context> {
+    if !traces::on() {
+        return None;
+    }
+    let cx = TraceContextPropagator::new().extract(carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// The remote span named by a stored `traceparent`.
+pub fn stored(traceparent: &str) -> Option<Context> {
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    remote(&carrier)
+}
+
+/// `span` continues the remote operation as its child, or, when `as_child` is false (a
+/// redelivery, a replay, a retry: a later attempt must not stretch the original trace),
+/// starts a trace of its own with a link to it. Call before the span is first entered.
+pub fn follow(span: &Span, remote: Option<Context>, as_child: bool) {
+    let Some(cx) = remote else { return };
+    if as_child {
+        let _ = span.set_parent(cx);
+    } else {
+        link(span, cx.span().span_context(), "follows");
+    }
+}
+
+/// Adds a link, saying why (`ppctl.link`: follows, replay-of, batched).
+pub fn link(span: &Span, to: &SpanContext, why: &'static str) {
+    span.add_link_with_attributes(to.clone(), vec![KeyValue::new("ppctl.link", why)]);
+}
+
+/// The trace id in a `traceparent` (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let id = traceparent.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// AMQP message headers as a carrier.
+pub struct AmqpHeaders<'a>(pub Option<&'a FieldTable>);
+
+impl Extractor for AmqpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0?.inner().get(key)? {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .map(|t| t.inner().keys().map(|k| k.as_str()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Adds the span's context to AMQP headers.
+pub fn inject_amqp(span: &Span, headers: &mut FieldTable) {
+    for (k, v) in headers_of(span) {
+        headers.insert(k.into(), AMQPValue::LongString(LongString::from(v)));
+    }
+}
+
+/// HTTP request headers as a carrier.
+pub struct HttpHeaders<'a>(pub &'a actix_web::http::header::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)?.to_str().ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Adds the span's context to an outgoing HTTP request.
+pub fn inject_http(span: &Span, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    headers_of(span)
+        .into_iter()
+        .fold(request, |r, (k, v)| r.header(k, v))
+}

@@ -1,0 +1,179 @@
+//! ppctl's spans, in one place, with the OpenTelemetry semantic conventions' names and
+//! attributes (messaging, database, HTTP). Each is `Span::none()` while tracing is off,
+//! and at debug level, so the log filter never builds one.
+
+use super::context::{self, AmqpHeaders, REPLAY_OF_HEADER};
+use super::traces;
+use lapin::message::Delivery;
+use tracing::field::Empty;
+use tracing::Span;
+
+/// The producer's span for one demand, from publish to the broker's confirm.
+pub fn publish(queue: &str, message_id: &str, body_size: usize) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    tracing::debug_span!(
+        "publish",
+        otel.name = %format_args!("publish {queue}"),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "publish",
+        messaging.operation.name = "publish",
+        messaging.destination.name = queue,
+        messaging.rabbitmq.destination.routing_key = queue,
+        messaging.message.id = message_id,
+        messaging.message.body.size = body_size,
+    )
+}
+
+/// The consumer's span for one delivery, from its arrival to its ack: the child of its
+/// publish span on a first delivery, a new trace linked to it on a redelivery (a later
+/// attempt must not stretch the first one's trace). A replayed dead letter is the child
+/// of the replay's publish, and also links to the demand it was.
+pub fn process(queue: &str, delivery: &Delivery) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    let id = delivery.properties.message_id().as_ref();
+    let span = tracing::debug_span!(
+        "process",
+        otel.name = %format_args!("process {queue}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = queue,
+        messaging.message.id = id.map(|i| i.as_str()),
+        messaging.message.body.size = delivery.data.len(),
+        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag,
+        ppctl.redelivered = delivery.redelivered,
+    );
+    let headers = AmqpHeaders(delivery.properties.headers().as_ref());
+    context::follow(&span, context::remote(&headers), !delivery.redelivered);
+    let original = headers
+        .0
+        .and_then(|h| match h.inner().get(REPLAY_OF_HEADER) {
+            Some(lapin::types::AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        });
+    if let Some(cx) = original.and_then(context::stored) {
+        use opentelemetry::trace::TraceContextExt;
+        context::link(&span, cx.span().span_context(), "replay-of");
+    }
+    span
+}
+
+/// One batch insert of finished works: a database span, linked to each demand's
+/// processing span (a batch belongs to no single trace).
+pub fn store_batch(demands: &[Span]) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    let span = tracing::debug_span!(
+        "store",
+        otel.name = "INSERT works",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        db.system.name = "postgresql",
+        db.operation.name = "INSERT",
+        db.collection.name = "works",
+        db.query.summary = "INSERT works",
+        db.operation.batch.size = demands.len(),
+        messaging.batch.message_count = demands.len(),
+    );
+    for demand in demands {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let cx = demand.context();
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            context::link(&span, &sc, "batched");
+        }
+    }
+    span
+}
+
+/// The sweeper's compute of an API work, in the trace of the request that created it
+/// on its first attempt; a later attempt links to it instead.
+pub fn compute(work_id: i64, work_code: &str, attempt: i32, trace_parent: Option<&str>) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    let span = tracing::debug_span!(
+        "compute",
+        otel.name = "compute work",
+        otel.kind = "internal",
+        otel.status_code = Empty,
+        ppctl.work.id = work_id,
+        ppctl.work.code = work_code,
+        ppctl.work.attempt = attempt,
+    );
+    context::follow(&span, trace_parent.and_then(context::stored), attempt <= 1);
+    span
+}
+
+/// Marks a span failed, with the reason as its status message.
+pub fn failed(span: &Span, reason: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.set_status(opentelemetry::trace::Status::error(reason.to_string()));
+}
+
+/// The API's span for one request, continuing the caller's trace (`traceparent`).
+/// Named `{method} {route}` once routing has matched.
+pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    let info = req.connection_info();
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = %req.method(),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %req.method(),
+        http.route = Empty,
+        http.response.status_code = Empty,
+        url.path = req.path(),
+        url.scheme = info.scheme(),
+        server.address = info.host(),
+        client.address = req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent.original = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let remote = context::remote(&context::HttpHeaders(req.headers()));
+    context::follow(&span, remote, true);
+    span
+}
+
+/// Records what the server answered on its request's span.
+pub fn http_answered(span: &Span, method: &str, route: Option<&str>, status: u16) {
+    if let Some(route) = route {
+        span.record("http.route", route);
+        span.record("otel.name", format!("{method} {route}"));
+    }
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// A CLI's span for one request to the API; its context goes in the request's headers.
+pub fn http_client(method: &str, url: &str) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    tracing::debug_span!(
+        "request",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = method,
+        http.response.status_code = Empty,
+        url.full = url,
+    )
+}
