@@ -76,7 +76,7 @@ impl ApiClient {
             Failure::Unreachable(format!("cannot reach the API at {url}: {}", cause(&e)))
         })?;
         let status = response.status();
-        span.record("http.response.status_code", status.as_u16());
+        spans::status_code(&span, status.as_u16(), status.as_u16() >= 400);
         let bytes = response.bytes().await.map_err(|e| {
             Failure::Unreachable(format!("the API at {url} broke off: {}", cause(&e)))
         })?;

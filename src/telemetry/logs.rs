@@ -41,8 +41,13 @@ pub fn init(format: LogFormat, service: &str) -> anyhow::Result<Option<Tracing>>
     let traced = traces::start(service)?;
     let (otel, handle) = match traced {
         Some((tracer, handle)) => {
+            // Only the attributes ppctl sets: no source locations, threads or busy times.
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
                 .with_filter(filter_fn(exported));
             (Some(layer), Some(handle))
         }

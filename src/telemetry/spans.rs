@@ -5,7 +5,6 @@
 use super::context::{self, AmqpHeaders, REPLAY_OF_HEADER};
 use super::traces;
 use lapin::message::Delivery;
-use tracing::field::Empty;
 use tracing::Span;
 
 /// The producer's span for one demand, from publish to the broker's confirm.
@@ -17,14 +16,13 @@ pub fn publish(queue: &str, message_id: &str, body_size: usize) -> Span {
         "publish",
         otel.name = %format_args!("publish {queue}"),
         otel.kind = "producer",
-        otel.status_code = Empty,
         messaging.system = "rabbitmq",
         messaging.operation.type = "publish",
         messaging.operation.name = "publish",
         messaging.destination.name = queue,
         messaging.rabbitmq.destination.routing_key = queue,
         messaging.message.id = message_id,
-        messaging.message.body.size = body_size,
+        messaging.message.body.size = body_size as i64,
     )
 }
 
@@ -41,14 +39,13 @@ pub fn process(queue: &str, delivery: &Delivery) -> Span {
         "process",
         otel.name = %format_args!("process {queue}"),
         otel.kind = "consumer",
-        otel.status_code = Empty,
         messaging.system = "rabbitmq",
         messaging.operation.type = "process",
         messaging.operation.name = "process",
         messaging.destination.name = queue,
         messaging.message.id = id.map(|i| i.as_str()),
-        messaging.message.body.size = delivery.data.len(),
-        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag,
+        messaging.message.body.size = delivery.data.len() as i64,
+        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag as i64,
         ppctl.redelivered = delivery.redelivered,
     );
     let headers = AmqpHeaders(delivery.properties.headers().as_ref());
@@ -76,13 +73,12 @@ pub fn store_batch(demands: &[Span]) -> Span {
         "store",
         otel.name = "INSERT works",
         otel.kind = "client",
-        otel.status_code = Empty,
         db.system.name = "postgresql",
         db.operation.name = "INSERT",
         db.collection.name = "works",
         db.query.summary = "INSERT works",
-        db.operation.batch.size = demands.len(),
-        messaging.batch.message_count = demands.len(),
+        db.operation.batch.size = demands.len() as i64,
+        messaging.batch.message_count = demands.len() as i64,
     );
     for demand in demands {
         use opentelemetry::trace::TraceContextExt;
@@ -106,7 +102,6 @@ pub fn compute(work_id: i64, work_code: &str, attempt: i32, trace_parent: Option
         "compute",
         otel.name = "compute work",
         otel.kind = "internal",
-        otel.status_code = Empty,
         ppctl.work.id = work_id,
         ppctl.work.code = work_code,
         ppctl.work.attempt = attempt,
@@ -128,17 +123,19 @@ pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Span {
         return Span::none();
     }
     let info = req.connection_info();
+    // Host and port as the client addressed them.
+    let authority = info.host().parse::<http::uri::Authority>().ok();
+    let host = authority.as_ref().map_or(info.host(), |a| a.host());
+    let port = authority.as_ref().and_then(|a| a.port_u16()).map(i64::from);
     let span = tracing::debug_span!(
         "request",
         otel.name = %req.method(),
         otel.kind = "server",
-        otel.status_code = Empty,
         http.request.method = %req.method(),
-        http.route = Empty,
-        http.response.status_code = Empty,
         url.path = req.path(),
         url.scheme = info.scheme(),
-        server.address = info.host(),
+        server.address = host,
+        server.port = port,
         client.address = req.peer_addr().map(|a| a.ip().to_string()),
         user_agent.original = req
             .headers()
@@ -150,15 +147,30 @@ pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Span {
     span
 }
 
-/// Records what the server answered on its request's span.
+/// Records what the server answered on its request's span, renamed `{method} {route}`
+/// now that routing has matched (the name is the OpenTelemetry span's by then).
 pub fn http_answered(span: &Span, method: &str, route: Option<&str>, status: u16) {
-    if let Some(route) = route {
-        span.record("http.route", route);
-        span.record("otel.name", format!("{method} {route}"));
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if span.is_none() {
+        return;
     }
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "error");
+    if let Some(route) = route {
+        span.set_attribute("http.route", route.to_string());
+        span.context()
+            .span()
+            .update_name(format!("{method} {route}"));
+    }
+    status_code(span, status, status >= 500);
+}
+
+/// The HTTP status on a span, an error when `failed` (5xx for a server, 4xx and 5xx for a
+/// client).
+pub fn status_code(span: &Span, status: u16, failed: bool) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.set_attribute("http.response.status_code", i64::from(status));
+    if failed {
+        span.set_status(opentelemetry::trace::Status::error(status.to_string()));
     }
 }
 
@@ -171,9 +183,7 @@ pub fn http_client(method: &str, url: &str) -> Span {
         "request",
         otel.name = method,
         otel.kind = "client",
-        otel.status_code = Empty,
         http.request.method = method,
-        http.response.status_code = Empty,
         url.full = url,
     )
 }
