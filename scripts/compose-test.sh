@@ -300,7 +300,11 @@ tracing_on() {
 tracing_off() { unset COMPOSE_PROFILES OTEL_EXPORTER_OTLP_ENDPOINT PP_TRACE_URL; }
 
 # What the stand-in received: one JSON object per span (format: tests/otlp/receiver.py).
-received_spans() { podman exec "$(service_ids jaeger)" cat /var/lib/otlp/spans.jsonl; }
+received_spans() {
+    local id
+    id=$(service_ids jaeger)
+    [[ -n $id ]] && podman exec "$id" cat /var/lib/otlp/spans.jsonl
+}
 
 # The ids of the traces that hold spans from every service named.
 traces_across() {
@@ -320,6 +324,11 @@ show_trace() {
 
 check_traces() {
     local t=$SECONDS services=(ppctl-produce ppctl-consume) trace
+    # The wiring first, whatever ppctl exports: a ppctl container reaches jaeger:4318 by
+    # name and the receiver answers an (empty) OTLP request.
+    podman exec "$(service_ids serve)" ppctl raw-http POST /v1/traces --addr jaeger:4318 \
+        -H 'Content-Type: application/x-protobuf' --fail >/dev/null ||
+        fail "serve cannot reach the Jaeger stand-in at jaeger:4318" jaeger serve
     wait_for have_trace_across "${services[@]}" ||
         fail "no trace holds spans from ${services[*]} within ${WAIT_SECS}s ($(received_spans 2>/dev/null | wc -l) spans received)" jaeger produce consume
     received_spans >"$OUT/spans.jsonl"

@@ -102,6 +102,7 @@ def decode(body, content_type):
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a collector: every answer has a length
     args = None
     lock = threading.Lock()
 
