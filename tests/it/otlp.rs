@@ -233,9 +233,11 @@ pub fn print_all(spans: &[Value]) -> String {
 }
 
 /// Builds an ExportTraceServiceRequest with opentelemetry-proto (a publish span and its
-/// child, which links back to it) and POSTs it as protobuf; prints the status answered.
+/// child, which links back to it) and POSTs it as protobuf, or as OTLP/JSON (whose ids
+/// are hex, not protobuf's base64) when the second argument is `json`; prints the status.
 const SEND: &str = r#"
-import sys, urllib.error, urllib.request
+import base64, json, sys, urllib.error, urllib.request
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -252,17 +254,27 @@ child = scope.spans.add(trace_id=trace, span_id=bytes.fromhex("00f067aa0ba902b7"
                         name="pp_work_queue process", kind=Span.SPAN_KIND_CONSUMER, start_time_unix_nano=2, end_time_unix_nano=3)
 child.attributes.add(key="messaging.batch.message_count", value=AnyValue(int_value=2))
 child.links.add(trace_id=trace, span_id=parent.span_id)
-post = urllib.request.Request(sys.argv[1] + "/v1/traces", data=request.SerializeToString(),
-                              headers={"Content-Type": "application/x-protobuf"})
+def hex_ids(node):
+    if isinstance(node, list):
+        return [hex_ids(x) for x in node]
+    if isinstance(node, dict):
+        return {k: base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId") else hex_ids(v)
+                for k, v in node.items()}
+    return node
+if sys.argv[2] == "json":
+    body, content_type = json.dumps(hex_ids(json_format.MessageToDict(request))).encode(), "application/json"
+else:
+    body, content_type = request.SerializeToString(), "application/x-protobuf"
+post = urllib.request.Request(sys.argv[1] + "/v1/traces", data=body, headers={"Content-Type": content_type})
 try:
     print(urllib.request.urlopen(post, timeout=10).status)
 except urllib.error.HTTPError as e:
     print(e.code)
 "#;
 
-fn send_test_request(receiver: &Receiver) -> String {
+fn send_test_request(receiver: &Receiver, encoding: &str) -> String {
     let out = Command::new(python())
-        .args(["-c", SEND, &receiver.endpoint()])
+        .args(["-c", SEND, &receiver.endpoint(), encoding])
         .output()
         .expect("run the receiver's python");
     assert!(
@@ -276,7 +288,7 @@ fn send_test_request(receiver: &Receiver) -> String {
 #[test]
 fn the_receiver_decodes_what_it_is_sent() {
     let receiver = Receiver::start("ok");
-    assert_eq!(send_test_request(&receiver), "200");
+    assert_eq!(send_test_request(&receiver, "protobuf"), "200");
     let spans = receiver.wait_for_spans(Duration::from_secs(10), |s| s.len() == 2);
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let (publish, process) = (&spans[0], &spans[1]);
@@ -311,9 +323,15 @@ fn the_receiver_decodes_what_it_is_sent() {
         (&2.into(), &200.into())
     );
 
+    // OTLP/JSON decodes to the same spans.
+    assert_eq!(send_test_request(&receiver, "json"), "200");
+    let spans = receiver.wait_for_spans(Duration::from_secs(10), |s| s.len() == 4);
+    assert_eq!(spans[2..], spans[..2]);
+    assert_eq!(receiver.requests()[1]["content_type"], "application/json");
+
     // A refusing collector answers 503, and still shows what it was sent.
     let refusing = Receiver::start("refuse");
-    assert_eq!(send_test_request(&refusing), "503");
+    assert_eq!(send_test_request(&refusing, "protobuf"), "503");
     assert_eq!(refusing.requests()[0]["status"], 503);
     assert_eq!(refusing.spans().len(), 2);
 }
