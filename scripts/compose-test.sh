@@ -4,9 +4,12 @@
 #
 #  1. scripts/services.sh podman: podman, runc, docker-compose, debootstrap (Debian, root)
 #  2. scripts/images/build.sh: local stand-ins for the base images that cannot be pulled
-#     (PP_RUST_IMAGE, PP_RUNTIME_IMAGE, PP_POSTGRES_IMAGE, PP_RABBITMQ_IMAGE)
+#     (PP_RUST_IMAGE, PP_RUNTIME_IMAGE, PP_POSTGRES_IMAGE, PP_RABBITMQ_IMAGE,
+#     PP_JAEGER_IMAGE: the OTLP test receiver in Jaeger's place)
 #  3. podman system service on a private socket; DOCKER_HOST points docker-compose at it
-#  4. docker-compose build, up -d, and checks from the host; stop, down, up again; down -v
+#  4. docker-compose build, up -d with the tracing profile, and checks from the host
+#     (traces from produce to consume included); stop, down, up again without the
+#     profile; down -v
 #
 # Published host ports are picked free (never 5432/5672 of the host's own services).
 # Everything the run creates is removed on exit, failed or not, except the stand-in base
@@ -137,11 +140,12 @@ picked=()
 PP_HTTP_PORT=$(pick_port) && picked+=("$PP_HTTP_PORT")
 PP_PG_PORT=$(pick_port) && picked+=("$PP_PG_PORT")
 PP_AMQP_PORT=$(pick_port) && picked+=("$PP_AMQP_PORT")
-PP_RABBITMQ_UI_PORT=$(pick_port)
-export PP_HTTP_PORT PP_PG_PORT PP_AMQP_PORT PP_RABBITMQ_UI_PORT
+PP_RABBITMQ_UI_PORT=$(pick_port) && picked+=("$PP_RABBITMQ_UI_PORT")
+PP_JAEGER_UI_PORT=$(pick_port)
+export PP_HTTP_PORT PP_PG_PORT PP_AMQP_PORT PP_RABBITMQ_UI_PORT PP_JAEGER_UI_PORT
 PPCTL_GIT_REV=$(git rev-parse --short=12 HEAD)
 export PPCTL_GIT_REV
-log "ports: http $PP_HTTP_PORT, postgres $PP_PG_PORT, amqp $PP_AMQP_PORT, rabbitmq ui $PP_RABBITMQ_UI_PORT; revision $PPCTL_GIT_REV"
+log "ports: http $PP_HTTP_PORT, postgres $PP_PG_PORT, amqp $PP_AMQP_PORT, rabbitmq ui $PP_RABBITMQ_UI_PORT, jaeger ui $PP_JAEGER_UI_PORT; revision $PPCTL_GIT_REV"
 API=http://127.0.0.1:$PP_HTTP_PORT
 
 # Podman runs healthchecks from systemd timers; with no systemd (this CI machine) nothing
@@ -285,9 +289,69 @@ check_no_duplicates() {
     record "no duplicate message_id, nothing half-done" "ok ($(psql_c "SELECT count(*) FROM works") works)"
 }
 
+# --- traces: the tracing profile's Jaeger, here its stand-in (tests/otlp/receiver.py) ---
+
+# Round 1 runs with the profile, as the docs say to: every ppctl service exports to
+# jaeger:4318. Round 2 runs without it, as by default.
+tracing_on() {
+    export COMPOSE_PROFILES=tracing OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318
+    export PP_TRACE_URL="http://localhost:$PP_JAEGER_UI_PORT/trace/{trace_id}"
+}
+tracing_off() { unset COMPOSE_PROFILES OTEL_EXPORTER_OTLP_ENDPOINT PP_TRACE_URL; }
+
+# What the stand-in received: one JSON object per span (format: tests/otlp/receiver.py).
+received_spans() {
+    local id
+    id=$(service_ids jaeger)
+    [[ -n $id ]] && podman exec "$id" cat /var/lib/otlp/spans.jsonl
+}
+
+# The ids of the traces that hold spans from every service named.
+traces_across() {
+    received_spans 2>/dev/null | jq -rs --args 'group_by(.trace_id)[]
+        | select([.[].service] as $have | all($ARGS.positional[]; . as $s | any($have[]; . == $s)))
+        | .[0].trace_id' "$@"
+}
+
+have_trace_across() { [[ -n $(traces_across "$@") ]]; }
+
+# One trace's spans in start order: service, name, kind, parent and links.
+show_trace() {
+    received_spans | jq -rs --arg t "$1" 'map(select(.trace_id == $t)) | sort_by(.start_ns)[]
+        | "\(.service)  \(.name)  [\(.kind)] span \(.span_id[:8]) parent \(.parent_span_id[:8] // "")"
+          + (if (.links | length) > 0 then " links \([.links[] | .span_id[:8]] | join(","))" else "" end)'
+}
+
+check_traces() {
+    local t=$SECONDS services=(ppctl-produce ppctl-consume) trace
+    # The wiring first, whatever ppctl exports: a ppctl container reaches jaeger:4318 by
+    # name and the receiver answers an (empty) OTLP request.
+    podman exec "$(service_ids serve)" ppctl raw-http POST /v1/traces --addr jaeger:4318 \
+        -H 'Content-Type: application/x-protobuf' --fail >/dev/null ||
+        fail "serve cannot reach the Jaeger stand-in at jaeger:4318" jaeger serve
+    wait_for have_trace_across "${services[@]}" ||
+        fail "no trace holds spans from ${services[*]} within ${WAIT_SECS}s ($(received_spans 2>/dev/null | wc -l) spans received)" jaeger produce consume
+    received_spans >"$OUT/spans.jsonl"
+    trace=$(traces_across "${services[@]}" | head -n1)
+    show_trace "$trace" >"$OUT/trace.txt"
+    record "produce -> consume in one trace (tracing profile)" "ok ($(traces_across "${services[@]}" | wc -l) traces after $((SECONDS - t)) s; one in $OUT/trace.txt)"
+}
+
+# Without the profile: no Jaeger, and the ppctl services get an empty endpoint (unset).
+check_tracing_off() {
+    [[ -z $(service_ids jaeger) ]] || fail "a jaeger container runs without the tracing profile" jaeger
+    local env
+    env=$(podman inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$(service_ids serve)")
+    grep -qx 'OTEL_EXPORTER_OTLP_ENDPOINT=' <<<"$env" ||
+        fail "serve's OTEL_EXPORTER_OTLP_ENDPOINT is not empty without the profile: $(grep OTEL_ <<<"$env")" serve
+    grep -qx 'OTEL_SERVICE_NAME=ppctl-serve' <<<"$env" || fail "serve's OTEL_SERVICE_NAME is not ppctl-serve" serve
+    record "without the tracing profile: no jaeger" "ok (endpoint empty)"
+}
+
 volumes_before=$(podman volume ls -q | sort)
 
-# Round 1: a fresh stack.
+# Round 1: a fresh stack, with the tracing profile.
+tracing_on
 t=$SECONDS
 compose up -d >"$OUT/up-1.log" 2>&1 || {
     tail -n 30 "$OUT/up-1.log" >&2
@@ -312,6 +376,7 @@ t=$SECONDS
 wait_for three_consumers_delivered ||
     fail "not all 3 consume replicas received deliveries (broker saw $(consumers_with_deliveries 2>/dev/null))" consume rabbitmq
 record "all 3 consume replicas received deliveries" "ok (broker's channel stats, $((SECONDS - t)) s more)"
+check_traces
 
 works_before=$(psql_c "SELECT count(*) FROM works")
 
@@ -326,7 +391,8 @@ t=$SECONDS
 compose down >"$OUT/down.log" 2>&1 || fail "docker-compose down"
 record "docker-compose down (volumes kept)" "$((SECONDS - t)) s"
 
-# Round 2: the same volume.
+# Round 2: the same volume, without the tracing profile.
+tracing_off
 t=$SECONDS
 compose up -d >"$OUT/up-2.log" 2>&1 || {
     tail -n 30 "$OUT/up-2.log" >&2
@@ -339,6 +405,7 @@ works_after=$(psql_c "SELECT count(*) FROM works")
 api_work_done "$work_id" || fail "work $work_id is gone or not done after down/up" serve
 record "works kept over down/up" "ok ($works_before before, $works_after after)"
 check_serve "again"
+check_tracing_off
 done_now=$(consumer_done)
 wait_for demands_done 2 "$done_now" || fail "no new demands done after up again" produce consume
 record "new demands done after up again" "ok"

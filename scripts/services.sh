@@ -10,6 +10,9 @@
 #   scripts/services.sh schemathesis     only make sure Schemathesis 4 is installed (in a
 #                                        venv of its own) and print the venv's path
 #                                        (make schemathesis)
+#   scripts/services.sh otlp-tools       only make sure the OTLP test receiver's packages
+#                                        (tests/otlp/requirements.txt) are in a venv of
+#                                        their own and print its python (make test)
 #   scripts/services.sh podman           only make sure podman, docker-compose,
 #                                        debootstrap, curl and jq exist and podman can
 #                                        run containers here (make compose-test)
@@ -339,8 +342,44 @@ ensure_schemathesis() {
     echo "$venv"
 }
 
+# --- the OTLP test receiver for `make test` --------------------------------------------
+
+# tests/otlp/receiver.py decodes OTLP with PyPI's opentelemetry-proto, in a kept venv of
+# its own (as Schemathesis above). The Rust tests look for its python at this same
+# default path (tests/it/otlp.rs), or at $PP_OTLP_PYTHON. The venv records the
+# requirements it was made from, so a changed tests/otlp/requirements.txt remakes it.
+OTLP_VENV=${PP_OTLP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/otlp}
+OTLP_REQUIREMENTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/otlp/requirements.txt
+
+ensure_otlp_tools() {
+    local venv=$OTLP_VENV python=/usr/bin/python3
+    local stamp=$venv/ppctl-requirements.txt
+    if ! cmp -s "$OTLP_REQUIREMENTS" "$stamp" ||
+        ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+        [[ -x $python ]] || python=$(command -v python3 || true)
+        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+            if [[ $EUID -ne 0 ]] || ! have apt-get; then
+                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
+            fi
+            apt_install python3 python3-venv
+            python=/usr/bin/python3
+        fi
+        log "installing the OTLP receiver's packages from PyPI into $venv (once)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv" >&2
+        "$venv/bin/pip" install --quiet -r "$OTLP_REQUIREMENTS" >&2 ||
+            die "pip could not install $OTLP_REQUIREMENTS into $venv"
+        cp "$OTLP_REQUIREMENTS" "$stamp"
+    fi
+    echo "$venv/bin/python"
+}
+
 case "${1:-}" in
 "") ;;
+otlp-tools)
+    ensure_otlp_tools
+    exit 0
+    ;;
 schemathesis)
     ensure_schemathesis
     exit 0
@@ -361,7 +400,7 @@ podman)
     ensure_podman
     exit 0
     ;;
-*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|schemathesis|podman]" ;;
+*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|otlp-tools|schemathesis|podman]" ;;
 esac
 
 ensure_postgres

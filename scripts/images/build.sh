@@ -2,7 +2,8 @@
 # Builds, with podman, the local stand-ins for the base images that `make compose-test`
 # cannot pull on a machine without a registry. They are test fixtures, not the product:
 # docker-compose.yml and the Dockerfile default to the official images
-# (postgres:16, rabbitmq:3-management, rust:1-bookworm, debian:bookworm-slim).
+# (postgres:16, rabbitmq:3-management, rust:1-bookworm, debian:bookworm-slim,
+# jaegertracing/jaeger).
 #
 #   scripts/images/build.sh      build what is missing or stale; print KEY=VALUE lines
 #                                naming the images, for the PP_*_IMAGE variables
@@ -11,6 +12,8 @@
 #   localhost/ppctl-standin-rust:<version>      that + this machine's rustup toolchain + gcc
 #   localhost/ppctl-standin-postgres:bookworm   Debian's PostgreSQL 15, official-image env
 #   localhost/ppctl-standin-rabbitmq:bookworm   Debian's RabbitMQ 3.10 + management plugin
+#   localhost/ppctl-standin-jaeger:bookworm     tests/otlp/receiver.py on :4318 (OTLP/HTTP),
+#                                               its PyPI packages installed at build time
 #
 # The images stay in podman's store between runs (the debootstrap and the apt-get
 # layers are the expensive part); podman's layer cache rebuilds only what changed.
@@ -26,6 +29,7 @@ die() {
 DEBIAN_IMAGE=localhost/ppctl-standin-debian:bookworm
 POSTGRES_IMAGE=localhost/ppctl-standin-postgres:bookworm
 RABBITMQ_IMAGE=localhost/ppctl-standin-rabbitmq:bookworm
+JAEGER_IMAGE=localhost/ppctl-standin-jaeger:bookworm
 MIRROR=${PP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Scratch directories, removed on any exit (a failed step included).
@@ -88,10 +92,7 @@ build_rust() {
     scratch+=("$ctx")
     mkdir -p "$ctx/rust/bin" "$ctx/rust/lib"
     cp "$here/rust/Containerfile" "$ctx/"
-    # This machine's extra trusted CAs (a TLS-inspecting egress proxy, say), so that
-    # cargo in the image reaches crates.io as cargo on the host does.
-    mkdir -p "$ctx/ca"
-    find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$ctx/ca/" \; 2>/dev/null || true
+    copy_extra_cas "$ctx"
     # Hard links where possible: ~600 MB that podman reads once and then caches by digest.
     cp -al "$toolchain/bin/rustc" "$toolchain/bin/cargo" "$ctx/rust/bin/" 2>/dev/null ||
         cp -a "$toolchain/bin/rustc" "$toolchain/bin/cargo" "$ctx/rust/bin/"
@@ -100,6 +101,24 @@ build_rust() {
     rm -rf "$ctx/rust/lib/rustlib/src" "$ctx/rust/lib/rustlib/rustc-src"
     log "building $RUST_IMAGE (toolchain $(rustc --version))"
     podman build -q --layers --build-arg BASE_IMAGE="$DEBIAN_IMAGE" -t "$RUST_IMAGE" "$ctx" >/dev/null
+}
+
+# This machine's extra trusted CAs (a TLS-inspecting egress proxy, say) into $1/ca/, so
+# that cargo and pip in an image reach crates.io and PyPI as they do on the host.
+copy_extra_cas() {
+    mkdir -p "$1/ca"
+    find /usr/local/share/ca-certificates -name '*.crt' -exec cp {} "$1/ca/" \; 2>/dev/null || true
+}
+
+# The OTLP test receiver, from tests/otlp/, in place of Jaeger's OTLP/HTTP receiver.
+build_jaeger() {
+    local ctx tests=$here/../../tests/otlp
+    ctx=$(mktemp -d /tmp/ppctl-jaegerctx.XXXXXX)
+    scratch+=("$ctx")
+    cp "$here/jaeger/Containerfile" "$tests/receiver.py" "$tests/requirements.txt" "$ctx/"
+    copy_extra_cas "$ctx"
+    log "building $JAEGER_IMAGE"
+    podman build -q --layers --build-arg BASE_IMAGE="$DEBIAN_IMAGE" -t "$JAEGER_IMAGE" "$ctx" >/dev/null
 }
 
 build_service() {
@@ -112,8 +131,10 @@ build_debian
 build_rust
 build_service postgres "$POSTGRES_IMAGE"
 build_service rabbitmq "$RABBITMQ_IMAGE"
+build_jaeger
 
 echo "PP_RUNTIME_IMAGE=$DEBIAN_IMAGE"
 echo "PP_RUST_IMAGE=$RUST_IMAGE"
 echo "PP_POSTGRES_IMAGE=$POSTGRES_IMAGE"
 echo "PP_RABBITMQ_IMAGE=$RABBITMQ_IMAGE"
+echo "PP_JAEGER_IMAGE=$JAEGER_IMAGE"
