@@ -31,5 +31,6 @@ mod sweeps;
 mod talk;
 mod topology;
 mod totals;
+mod traces;
 mod unreadable;
 mod zero;
