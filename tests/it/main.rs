@@ -32,5 +32,6 @@ mod talk;
 mod topology;
 mod totals;
 mod traces;
+mod traces_edges;
 mod unreadable;
 mod zero;

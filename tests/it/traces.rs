@@ -15,14 +15,14 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// What a traced ppctl process gets: the receiver, JSON logs, short export delays.
+/// What a traced ppctl process gets: the collector, JSON logs, short export delays.
 pub(super) fn traced_env(
-    receiver: &Receiver,
+    endpoint: String,
     db: &TestDb,
     queue: &TestQueue,
 ) -> Vec<(&'static str, String)> {
     vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
         ("PP_LOG_FORMAT", "json".into()),
         ("DATABASE_URL", db.url.clone()),
@@ -125,7 +125,7 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
         TestQueue::new(),
         logs_dir(),
     );
-    let env = traced_env(&receiver, &db, &queue);
+    let env = traced_env(receiver.endpoint(), &db, &queue);
     let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
     // A poison demand from another traced publisher: its dead-lettering is logged inside
     // its processing span, a child of that publisher's span.
@@ -138,7 +138,12 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
         &[("traceparent", &parent)],
     )
     .await;
-    run(&["produce", "--count", "5"], &env, &dir.join("produce.log")).await;
+    run(
+        &["produce", "--count", "5", "--every", "0"],
+        &env,
+        &dir.join("produce.log"),
+    )
+    .await;
     let spans = receiver.wait_for_spans(Duration::from_secs(30), |s| {
         named(s, "ppctl-consume", &format!("process {}", queue.name())).len() >= 6
             && !named(s, "ppctl-consume", "INSERT works").is_empty()
@@ -251,7 +256,7 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
         TestQueue::new(),
         logs_dir(),
     );
-    let mut env = traced_env(&receiver, &db, &queue);
+    let mut env = traced_env(receiver.endpoint(), &db, &queue);
     env.push(("PP_TRACE_URL", "http://jaeger.test/trace/{trace_id}".into()));
     let addr = free_addr();
     let serve = spawn(
