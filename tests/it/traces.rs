@@ -6,116 +6,12 @@
 use super::helpers::*;
 use super::otlp::{print_tree, Receiver};
 use super::scale::{free_addr, terminate};
-use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::BasicProperties;
+use super::traced::{
+    attr, json_log, logs_dir, named, publish_with_headers, run, spawn, traced_env,
+};
+use lapin::types::AMQPValue;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-/// What a traced ppctl process gets: the collector, JSON logs, short export delays.
-pub(super) fn traced_env(
-    endpoint: String,
-    db: &TestDb,
-    queue: &TestQueue,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
-        ("PP_LOG_FORMAT", "json".into()),
-        ("DATABASE_URL", db.url.clone()),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-    ]
-}
-
-/// Starts `ppctl args` with `env` only (none of the developer's settings), its stderr in
-/// `log`.
-pub(super) fn spawn(args: &[&str], env: &[(&str, String)], log: &Path) -> Child {
-    let stderr = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_ppctl"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start ppctl")
-}
-
-/// Runs `ppctl args` to the end; its stdout.
-pub(super) async fn run(args: &[&str], env: &[(&str, String)], log: &Path) -> String {
-    let out = spawn(args, env, log).wait_with_output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("ends")
-        .expect("output");
-    let stderr = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(out.status.success(), "ppctl {args:?}: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A process's log lines, each parsed: every line must be one JSON object.
-pub(super) fn json_log(log: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(log).expect("log");
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
-        .collect()
-}
-
-pub(super) fn logs_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ppctl-traces-{}", random_suffix()));
-    std::fs::create_dir_all(&dir).expect("logs dir");
-    dir
-}
-
-pub(super) fn attr<'a>(span: &'a Value, name: &str) -> &'a Value {
-    &span["attributes"][name]
-}
-
-pub(super) fn named<'a>(spans: &'a [Value], service: &str, name: &str) -> Vec<&'a Value> {
-    spans
-        .iter()
-        .filter(|s| s["service"] == service && s["name"] == name)
-        .collect()
-}
-
-/// Publishes a demand (or any body) with these headers, as another publisher would.
-pub(super) async fn publish_with_headers(
-    queue: &TestQueue,
-    body: &[u8],
-    id: &str,
-    headers: &[(&str, &str)],
-) {
-    let (_conn, channel) = queue.channel().await;
-    let mut table = FieldTable::default();
-    for (k, v) in headers {
-        table.insert((*k).into(), AMQPValue::LongString((*v).into()));
-    }
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(id.into())
-        .with_headers(table);
-    channel
-        .basic_publish(
-            "".into(),
-            queue.name().into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {

@@ -1,12 +1,11 @@
 //! Traces at the edges (issue 18): a redelivered or replayed demand starts a trace of
 //! its own linked to the first one; a collector that is down, refuses or is slow costs
-//! spans (counted) and never work; tracing off writes no trace headers or ids; bad
-//! tracing settings are refused at start.
+//! spans (counted) and never work.
 
 use super::helpers::*;
 use super::otlp::{print_tree, Receiver};
 use super::scale::{free_addr, terminate};
-use super::traces::{attr, json_log, logs_dir, publish_with_headers, run, spawn, traced_env};
+use super::traced::{attr, logs_dir, publish_with_headers, run, spawn, traced_env};
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use serde_json::Value;
 use std::time::Duration;
@@ -203,132 +202,4 @@ async fn a_collector_down_refusing_or_slow_costs_spans_never_work() {
         !refusing.requests().is_empty(),
         "the refusing collector was asked"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracing_off_writes_no_trace_headers_ids_or_series() {
-    let (db, queue, dir) = (TestDb::new().await, TestQueue::new(), logs_dir());
-    let env = vec![
-        ("DATABASE_URL", db.url.clone()),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-        ("PP_LOG_FORMAT", "json".to_string()),
-    ];
-    run(
-        &["produce", "--count", "3", "--every", "0"],
-        &env,
-        &dir.join("produce.log"),
-    )
-    .await;
-    let (_conn, channel) = queue.channel().await;
-    let queued = channel
-        .basic_get(queue.name().into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("a demand");
-    let headers = queued
-        .delivery
-        .properties
-        .headers()
-        .clone()
-        .unwrap_or_default();
-    assert!(!headers.inner().contains_key("traceparent"), "{headers:?}");
-    queued
-        .delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: true })
-        .await
-        .expect("requeue");
-    let metrics_addr = free_addr();
-    let consume = spawn(
-        &["consume", "--metrics-addr", &metrics_addr],
-        &env,
-        &dir.join("consume.log"),
-    );
-    eventually("3 works", Duration::from_secs(30), || async {
-        (db.count("SELECT count(*) FROM works WHERE status = 'done'")
-            .await
-            == 3)
-            .then_some(())
-    })
-    .await;
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    assert!(terminate(consume).await.success());
-    assert!(
-        !metrics.contains("ppctl_trace_"),
-        "no tracing series when off"
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM works WHERE trace_parent IS NOT NULL")
-            .await,
-        0
-    );
-    let id = db.count("SELECT max(id) FROM works").await.to_string();
-    let work: Value = serde_json::from_str(
-        &run(
-            &["work", "get", &id, "--json", "--via", "db"],
-            &env,
-            &dir.join("get.log"),
-        )
-        .await,
-    )
-    .expect("JSON");
-    assert!(work.get("trace_id").is_none(), "{work}");
-    // JSON logs without tracing: the same shape, without ids.
-    let log = json_log(&dir.join("consume.log"));
-    assert!(log
-        .iter()
-        .any(|l| l["message"] == "consumer starting" && l["level"] == "INFO"));
-    assert!(log
-        .iter()
-        .all(|l| l.get("trace_id").is_none() && l["target"].is_string()));
-}
-
-#[tokio::test]
-async fn bad_tracing_settings_are_refused_at_start() {
-    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
-    let cases: [(&[(&str, &str)], &str); 6] = [
-        (
-            &[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
-            "OTLP over HTTP only",
-        ),
-        (
-            &[endpoint, ("OTEL_TRACES_SAMPLER", "sometimes")],
-            "OTEL_TRACES_SAMPLER",
-        ),
-        (
-            &[
-                endpoint,
-                ("OTEL_TRACES_SAMPLER", "traceidratio"),
-                ("OTEL_TRACES_SAMPLER_ARG", "2"),
-            ],
-            "a ratio from 0 to 1",
-        ),
-        (
-            &[endpoint, ("OTEL_BSP_MAX_QUEUE_SIZE", "0")],
-            "OTEL_BSP_MAX_QUEUE_SIZE",
-        ),
-        (&[("PP_TRACE_URL", "http://jaeger/trace/")], "{trace_id}"),
-        (&[("PP_LOG_FORMAT", "xml")], "xml"),
-    ];
-    for (env, says) in cases {
-        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let log = logs_dir().join("refused.log");
-        let out = spawn(&["completions", "bash"], &env, &log)
-            .wait_with_output()
-            .await
-            .expect("runs");
-        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
-        assert!(stderr.contains(says), "{env:?}: {stderr}");
-        assert!(
-            stderr.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
-            "{env:?}: {stderr}"
-        );
-    }
 }
