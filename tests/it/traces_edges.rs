@@ -10,6 +10,12 @@ use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use serde_json::Value;
 use std::time::Duration;
 
+/// The resource of the consumer's spans.
+fn again_resource(spans: &[Value]) -> &Value {
+    let span = spans.iter().find(|s| s["service"] == "ppctl-consume");
+    &span.expect("a consumer span")["resource"]
+}
+
 fn links_to<'a>(span: &'a Value, trace: &str, span_id: &str) -> Option<&'a Value> {
     span["links"]
         .as_array()?
@@ -58,7 +64,14 @@ async fn a_redelivered_or_replayed_demand_links_to_its_first_trace() {
     )
     .await;
 
-    let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
+    // The standard variables: resource attributes and the exporter's headers.
+    let mut consume_env = env.clone();
+    consume_env.push((
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "deployment.environment.name=ci".into(),
+    ));
+    consume_env.push(("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=ppctl-tests".into()));
+    let consume = spawn(&["consume"], &consume_env, &dir.join("consume.log"));
     let processed = |s: &[Value], id: &str| {
         s.iter()
             .filter(|s| s["kind"] == "CONSUMER" && attr(s, "messaging.message.id") == id)
@@ -71,6 +84,11 @@ async fn a_redelivered_or_replayed_demand_links_to_its_first_trace() {
     let spans =
         receiver.wait_for_spans(Duration::from_secs(30), |s| processed(s, "replayed-1") == 2);
     assert!(terminate(consume).await.success());
+    assert_eq!(again_resource(&spans)["deployment.environment.name"], "ci");
+    assert!(receiver
+        .requests()
+        .iter()
+        .any(|r| r["headers"]["x-tenant"] == "ppctl-tests"));
 
     // The redelivery: a trace of its own, linked to the publisher's span.
     let again = spans

@@ -3,8 +3,9 @@
 //! with one line and exit 2.
 
 use super::helpers::*;
+use super::otlp::Receiver;
 use super::scale::{free_addr, terminate};
-use super::traced::{json_log, logs_dir, run, spawn};
+use super::traced::{json_log, logs_dir, run, spawn, traced_env};
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use serde_json::Value;
 use std::time::Duration;
@@ -135,4 +136,59 @@ async fn bad_tracing_settings_are_refused_at_start() {
             "{env:?}: {stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_is_decided_at_the_root_and_followed_downstream() {
+    let (receiver, db, queue, dir) = (
+        Receiver::start("ok"),
+        TestDb::new().await,
+        TestQueue::new(),
+        logs_dir(),
+    );
+    let env = traced_env(receiver.endpoint(), &db, &queue);
+    let mut unsampled = env.clone();
+    unsampled.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()));
+    unsampled.push(("OTEL_TRACES_SAMPLER_ARG", "0".into()));
+    run(
+        &["produce", "--count", "20", "--every", "0"],
+        &unsampled,
+        &dir.join("p0.log"),
+    )
+    .await;
+    // The consumer samples everything of its own, but follows each demand's parent.
+    let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
+    eventually("20 works", Duration::from_secs(30), || async {
+        (db.count("SELECT count(*) FROM works WHERE status = 'done'")
+            .await
+            == 20)
+            .then_some(())
+    })
+    .await;
+    run(
+        &["produce", "--count", "1", "--every", "0"],
+        &env,
+        &dir.join("p1.log"),
+    )
+    .await;
+    let spans = receiver.wait_for_spans(Duration::from_secs(30), |s| {
+        s.iter().any(|s| s["kind"] == "CONSUMER")
+    });
+    assert!(terminate(consume).await.success());
+    let kinds: Vec<&str> = spans.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "PRODUCER").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CONSUMER").count(),
+        1,
+        "{kinds:?}"
+    );
+    // The unsampled demands still carried their trace (flags 00) into their works.
+    let unsampled_rows = db
+        .count("SELECT count(*) FROM works WHERE trace_parent LIKE '00-%-00'")
+        .await;
+    assert_eq!(unsampled_rows, 20);
 }
