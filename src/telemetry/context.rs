@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn a_trace_id_is_read_only_from_a_well_formed_traceparent() {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")), Some(id));
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
         assert_eq!(trace_id_of("00-4bf92f35-00f067aa0ba902b7-01"), None);
         assert_eq!(trace_id_of(&format!("00-{}-x-01", "z".repeat(32))), None);
         assert_eq!(trace_id_of("garbage"), None);
@@ -130,7 +133,10 @@ mod tests {
     #[test]
     fn amqp_headers_give_only_text_values() {
         let mut table = FieldTable::default();
-        table.insert("traceparent".into(), AMQPValue::LongString("00-a-b-01".into()));
+        table.insert(
+            "traceparent".into(),
+            AMQPValue::LongString("00-a-b-01".into()),
+        );
         table.insert("tracestate".into(), AMQPValue::LongLongInt(7));
         let headers = AmqpHeaders(Some(&table));
         assert_eq!(headers.get("traceparent"), Some("00-a-b-01"));

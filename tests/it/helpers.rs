@@ -122,6 +122,11 @@ impl TestQueue {
         if let Some(id) = message_id {
             props = props.with_message_id(id.into());
         }
+        self.publish_with(channel, body, props).await;
+    }
+
+    /// Publishes with these properties and waits for the confirm.
+    pub async fn publish_with(&self, channel: &Channel, body: &[u8], props: BasicProperties) {
         channel
             .basic_publish(
                 "".into(),

@@ -2,7 +2,8 @@
 //! environment, their JSON logs, and reading spans back from the receiver's lines.
 
 use super::helpers::*;
-use lapin::options::BasicPublishOptions;
+use super::otlp::Receiver;
+use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::Value;
@@ -66,6 +67,16 @@ pub(super) fn json_log(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// What most trace tests start with: a collector, a database, a queue, a logs folder.
+pub(super) async fn traced_setup() -> (Receiver, TestDb, TestQueue, PathBuf) {
+    (
+        Receiver::start("ok"),
+        TestDb::new().await,
+        TestQueue::new(),
+        logs_dir(),
+    )
+}
+
 pub(super) fn logs_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ppctl-traces-{}", random_suffix()));
     std::fs::create_dir_all(&dir).expect("logs dir");
@@ -99,16 +110,19 @@ pub(super) async fn publish_with_headers(
         .with_delivery_mode(2)
         .with_message_id(id.into())
         .with_headers(table);
-    channel
-        .basic_publish(
-            "".into(),
-            queue.name().into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
+    queue.publish_with(&channel, body, props).await;
+}
+
+/// Takes the queue's first message as another consumer would and gives it back: the
+/// broker then redelivers it (redelivered set). Its properties.
+pub(super) async fn take_and_requeue(queue: &TestQueue) -> BasicProperties {
+    let (_conn, channel) = queue.channel().await;
+    let taken = channel
+        .basic_get(queue.name().into(), BasicGetOptions::default())
         .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+        .expect("get")
+        .expect("a message");
+    let options = BasicRejectOptions { requeue: true };
+    taken.delivery.acker.reject(options).await.expect("requeue");
+    taken.delivery.properties.clone()
 }

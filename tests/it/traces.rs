@@ -4,10 +4,10 @@
 //! (tracing is process-wide), a real OTLP receiver (tests/otlp), the rows checked.
 
 use super::helpers::*;
-use super::otlp::{print_tree, Receiver};
+use super::otlp::print_tree;
 use super::scale::{free_addr, terminate};
 use super::traced::{
-    attr, json_log, logs_dir, named, publish_with_headers, run, spawn, traced_env,
+    attr, json_log, named, publish_with_headers, run, spawn, traced_env, traced_setup,
 };
 use lapin::types::AMQPValue;
 use serde_json::Value;
@@ -15,12 +15,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
+    let (receiver, db, queue, dir) = traced_setup().await;
     let env = traced_env(receiver.endpoint(), &db, &queue);
     let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
     // A poison demand from another traced publisher: its dead-lettering is logged inside
@@ -146,12 +141,7 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
+    let (receiver, db, queue, dir) = traced_setup().await;
     let mut env = traced_env(receiver.endpoint(), &db, &queue);
     env.push(("PP_TRACE_URL", "http://jaeger.test/trace/{trace_id}".into()));
     let addr = free_addr();

@@ -5,8 +5,9 @@
 use super::helpers::*;
 use super::otlp::{print_tree, Receiver};
 use super::scale::{free_addr, terminate};
-use super::traced::{attr, logs_dir, publish_with_headers, run, spawn, traced_env};
-use lapin::options::{BasicGetOptions, BasicRejectOptions};
+use super::traced::{
+    attr, logs_dir, publish_with_headers, run, spawn, take_and_requeue, traced_env, traced_setup,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -25,12 +26,7 @@ fn links_to<'a>(span: &'a Value, trace: &str, span_id: &str) -> Option<&'a Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_or_replayed_demand_links_to_its_first_trace() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
+    let (receiver, db, queue, dir) = traced_setup().await;
     let env = traced_env(receiver.endpoint(), &db, &queue);
     let first = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let demand_parent = format!("00-{}-{}-01", first.0, first.1);
@@ -42,18 +38,7 @@ async fn a_redelivered_or_replayed_demand_links_to_its_first_trace() {
     )
     .await;
     // Another consumer took it and gave it back: the broker redelivers it.
-    let (_conn, channel) = queue.channel().await;
-    let taken = channel
-        .basic_get(queue.name().into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("the demand");
-    taken
-        .delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: true })
-        .await
-        .expect("requeue");
+    take_and_requeue(&queue).await;
     let poison = ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174");
     let poison_parent = format!("00-{}-{}-01", poison.0, poison.1);
     publish_with_headers(

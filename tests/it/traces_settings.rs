@@ -3,10 +3,8 @@
 //! with one line and exit 2.
 
 use super::helpers::*;
-use super::otlp::Receiver;
 use super::scale::{free_addr, terminate};
-use super::traced::{json_log, logs_dir, run, spawn, traced_env};
-use lapin::options::{BasicGetOptions, BasicRejectOptions};
+use super::traced::{json_log, logs_dir, run, spawn, take_and_requeue, traced_env, traced_setup};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -25,25 +23,9 @@ async fn tracing_off_writes_no_trace_headers_ids_or_series() {
         &dir.join("produce.log"),
     )
     .await;
-    let (_conn, channel) = queue.channel().await;
-    let queued = channel
-        .basic_get(queue.name().into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("a demand");
-    let headers = queued
-        .delivery
-        .properties
-        .headers()
-        .clone()
-        .unwrap_or_default();
+    let headers = take_and_requeue(&queue).await.headers().clone();
+    let headers = headers.unwrap_or_default();
     assert!(!headers.inner().contains_key("traceparent"), "{headers:?}");
-    queued
-        .delivery
-        .acker
-        .reject(BasicRejectOptions { requeue: true })
-        .await
-        .expect("requeue");
     let metrics_addr = free_addr();
     let consume = spawn(
         &["consume", "--metrics-addr", &metrics_addr],
@@ -140,12 +122,7 @@ async fn bad_tracing_settings_are_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_is_decided_at_the_root_and_followed_downstream() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
+    let (receiver, db, queue, dir) = traced_setup().await;
     let env = traced_env(receiver.endpoint(), &db, &queue);
     let mut unsampled = env.clone();
     unsampled.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()));
