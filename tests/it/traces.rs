@@ -190,8 +190,14 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
     assert_eq!(client["parent_span_id"], "");
     let server = in_trace
         .iter()
-        .find(|s| s["service"] == "ppctl-serve")
+        .find(|s| s["service"] == "ppctl-serve" && s["kind"] == "SERVER")
         .expect("the API's span");
+    let insert = in_trace
+        .iter()
+        .find(|s| s["parent_span_id"] == server["span_id"])
+        .expect("the API's insert, in the request");
+    assert_eq!(insert["name"], "INSERT works");
+    assert_eq!(attr(insert, "db.system.name"), "postgresql");
     assert_eq!(server["name"], "POST /works");
     assert_eq!(server["kind"], "SERVER");
     assert_eq!(
@@ -210,6 +216,14 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
         "the sweep joins the request's trace"
     );
     assert_eq!(attr(compute, "ppctl.work.id"), &created["id"]);
+    // The sweeper's batch update is linked to the compute.
+    let spans = receiver.wait_for_spans(Duration::from_secs(30), |s| {
+        s.iter().any(|s| s["name"] == "UPDATE works")
+    });
+    assert!(spans.iter().any(|s| s["name"] == "UPDATE works"
+        && s["links"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["span_id"] == compute["span_id"]))));
     // The access log line was written in the request's span.
     let log = json_log(&dir.join("serve.log"));
     let access = log
