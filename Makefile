@@ -21,8 +21,9 @@ test: services
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
 
-## Throughput and latency against this machine's own limits, and what a streaming standby
-## costs on a private PostgreSQL pair (several minutes).
+## Throughput and latency against this machine's own limits, what OpenTelemetry tracing
+## costs, and what a streaming standby costs on a private PostgreSQL pair (several minutes).
+## One phase alone: cargo bench --bench pipeline -- --only tracing
 bench: services
 	scripts/services.sh bench-tools
 	$(CARGO) bench --bench pipeline

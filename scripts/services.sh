@@ -4,7 +4,9 @@
 #
 #   scripts/services.sh                  start (and on Debian, as root, install) both
 #   scripts/services.sh docker-compose   only make sure the docker-compose command exists
-#   scripts/services.sh bench-tools      only make sure wrk and pgbench exist (make bench)
+#   scripts/services.sh bench-tools      only make sure wrk and pgbench exist, and the
+#                                        OTLP receiver's venv (otlp-tools below: the
+#                                        bench's tracing phase exports to it) (make bench)
 #   scripts/services.sh chaos-tools      only make sure Python's pika exists (make chaos
 #                                        publishes non-UTF-8 AMQP properties with it)
 #   scripts/services.sh schemathesis     only make sure Schemathesis 4 is installed (in a
@@ -394,6 +396,7 @@ docker-compose)
     ;;
 bench-tools)
     ensure_bench_tools
+    ensure_otlp_tools >/dev/null # the tracing phase's collector
     exit 0
     ;;
 podman)

@@ -1,6 +1,7 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
 //! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
+//! `--only tracing` runs only the tracing phase (with or without `--smoke`).
 
 mod baseline;
 mod history;
@@ -11,6 +12,7 @@ mod procs;
 mod replication;
 mod report;
 mod soak;
+mod tracing;
 
 use anyhow::Context;
 use procs::Proc;
@@ -85,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let sizes = if smoke { SMOKE } else { FULL };
     load::self_check();
+    if tracing::only()? {
+        return tracing::alone(smoke).await;
+    }
     let db_url = format!("{PG}/ppctl_bench_{}", suffix());
     ppctl::storage::admin::setup(&db_url)
         .await
@@ -301,6 +306,9 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     }
     consume.stop()?;
     serve.stop()?;
+
+    // 7b: what tracing costs the drain and POST (issue 18).
+    tracing::run(&mut report, smoke, queue, Some((post.rps, drain))).await?;
 
     // 8: a history of `big` works, in a database of its own.
     let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());

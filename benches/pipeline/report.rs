@@ -107,6 +107,12 @@ impl Report {
         println!("{}", self.render());
     }
 
+    /// A phase run alone (`--only`): to target/, so a partial table never replaces the
+    /// full run's in bench/results.
+    pub fn save_alone(&self, name: &str) -> std::io::Result<()> {
+        std::fs::write(format!("target/bench-{name}.md"), self.render())
+    }
+
     /// Full runs go to bench/results (latest.md, and appended to history.md); smoke
     /// runs only to target/.
     pub fn save(&self, smoke: bool) -> std::io::Result<()> {
