@@ -116,7 +116,10 @@ token=e2e-$suffix
 # serve runs in a loop so the test can restart it (SIGTERM) and watch the page reconnect.
 (
     while [[ ! -e $work/stop ]]; do
-        PP_HTTP_ADDR=127.0.0.1:$port PP_API_TOKEN=$token "$ppctl" serve >>"$out/serve.log" 2>&1 &
+        # Tracing on, towards no collector (the spans are dropped and counted), so works
+        # carry a trace id the detail links through PP_TRACE_URL.
+        OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 PP_TRACE_URL='http://traces.example/trace/{trace_id}' \
+            PP_HTTP_ADDR=127.0.0.1:$port PP_API_TOKEN=$token "$ppctl" serve >>"$out/serve.log" 2>&1 &
         echo $! >"$work/serve.pid"
         wait $! || true
     done

@@ -14,7 +14,9 @@ use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
 use crate::storage::inflight::InFlight;
 use crate::storage::{search, works};
+use crate::telemetry::{context, spans};
 use actix_web::{web, HttpRequest, HttpResponse};
+use tracing::Instrument;
 
 pub use body::MAX_BODY;
 
@@ -48,9 +50,10 @@ pub(super) async fn insert(
     let client = InFlight::new(state.pool.get().await?);
     let code = new_work_code(Origin::Api);
     // The request's span: the sweeper's compute of this work joins its trace.
-    let trace = crate::telemetry::context::traceparent(&tracing::Span::current());
-    let work =
-        works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref()).await?;
+    let trace = context::traceparent(&tracing::Span::current());
+    let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
+        .instrument(spans::db("INSERT"))
+        .await?;
     client.done();
     crate::telemetry::TELEMETRY.works_created.inc();
     state.notifier.work_created();

@@ -113,3 +113,34 @@ pub fn inject_http(span: &Span, request: reqwest::RequestBuilder) -> reqwest::Re
         .into_iter()
         .fold(request, |r, (k, v)| r.header(k, v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_id_is_read_only_from_a_well_formed_traceparent() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
+        assert_eq!(trace_id_of("00-4bf92f35-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of(&format!("00-{}-x-01", "z".repeat(32))), None);
+        assert_eq!(trace_id_of("garbage"), None);
+    }
+
+    #[test]
+    fn amqp_headers_give_only_text_values() {
+        let mut table = FieldTable::default();
+        table.insert(
+            "traceparent".into(),
+            AMQPValue::LongString("00-a-b-01".into()),
+        );
+        table.insert("tracestate".into(), AMQPValue::LongLongInt(7));
+        let headers = AmqpHeaders(Some(&table));
+        assert_eq!(headers.get("traceparent"), Some("00-a-b-01"));
+        assert_eq!(headers.get("tracestate"), None);
+        assert_eq!(AmqpHeaders(None).get("traceparent"), None);
+    }
+}

@@ -63,27 +63,43 @@ pub fn process(queue: &str, delivery: &Delivery) -> Span {
     span
 }
 
-/// One batch insert of finished works: a database span, linked to each demand's
-/// processing span (a batch belongs to no single trace).
-pub fn store_batch(demands: &[Span]) -> Span {
+/// One statement on the works table, in the current span (the API's insert).
+pub fn db(operation: &'static str) -> Span {
+    if !traces::on() {
+        return Span::none();
+    }
+    tracing::debug_span!(
+        "db",
+        otel.name = %format_args!("{operation} works"),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = "works",
+        db.query.summary = %format_args!("{operation} works"),
+    )
+}
+
+/// One statement for a batch of works (the consumer's insert, the sweeper's update): a
+/// database span in a trace of its own, linked to each work's span (a batch belongs to
+/// no single trace).
+pub fn db_batch(operation: &'static str, works: &[Span]) -> Span {
     if !traces::on() {
         return Span::none();
     }
     let span = tracing::debug_span!(
-        "store",
-        otel.name = "INSERT works",
+        "db",
+        otel.name = %format_args!("{operation} works"),
         otel.kind = "client",
         db.system.name = "postgresql",
-        db.operation.name = "INSERT",
+        db.operation.name = operation,
         db.collection.name = "works",
-        db.query.summary = "INSERT works",
-        db.operation.batch.size = demands.len() as i64,
-        messaging.batch.message_count = demands.len() as i64,
+        db.query.summary = %format_args!("{operation} works"),
+        db.operation.batch.size = works.len() as i64,
     );
-    for demand in demands {
+    for work in works {
         use opentelemetry::trace::TraceContextExt;
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let cx = demand.context();
+        let cx = work.context();
         let sc = cx.span().span_context().clone();
         if sc.is_valid() {
             context::link(&span, &sc, "batched");

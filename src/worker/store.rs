@@ -37,7 +37,7 @@ pub async fn store(
     let count = rows.len() as u64;
     let want = ack_after == AckAfter::Standby;
     let demands: Vec<tracing::Span> = batch.spans.iter().map(|(_, s)| s.clone()).collect();
-    let span = spans::store_batch(&demands);
+    let span = spans::db_batch("INSERT", &demands);
     let (stored, mut target) = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
         .instrument(span.clone())
         .await?;

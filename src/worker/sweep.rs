@@ -72,7 +72,9 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
         }
         spans.push(span);
     }
-    let completed = claims::complete(&client, &opts.worker, &results).await?;
+    let completed = claims::complete(&client, &opts.worker, &results)
+        .instrument(spans::db_batch("UPDATE", &spans))
+        .await?;
     drop(spans);
     TELEMETRY.swept.inc_by(completed);
     TELEMETRY.failed.inc_by(failed);

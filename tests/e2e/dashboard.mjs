@@ -93,6 +93,10 @@ try {
   const variables = await page.$$eval("#timeline li", (items) => items.map((li) => li.dataset.variable));
   check(variables.join() === "work/created,compute/start,compute/stop,compute/result", "events in order: " + variables);
   check((await page.textContent("#timeline li:last-child")).includes("= 55"), "result event value 55");
+  // scripts/e2e.sh runs serve with tracing on and PP_TRACE_URL: the work shows its trace.
+  check(/^[0-9a-f]{32}$/.test(work.trace_id || ""), "the created work has a trace id: " + work.trace_id);
+  const traceHref = await page.getAttribute("#detail a.trace", "href");
+  check(traceHref === `http://traces.example/trace/${work.trace_id}`, "the detail links its trace: " + traceHref);
 
   step("screenshots");
   await page.fill("#f-code", "");

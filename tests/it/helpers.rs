@@ -122,6 +122,11 @@ impl TestQueue {
         if let Some(id) = message_id {
             props = props.with_message_id(id.into());
         }
+        self.publish_with(channel, body, props).await;
+    }
+
+    /// Publishes with these properties and waits for the confirm.
+    pub async fn publish_with(&self, channel: &Channel, body: &[u8], props: BasicProperties) {
         channel
             .basic_publish(
                 "".into(),
@@ -270,7 +275,7 @@ where
 
 /// Settings the `ppctl` binary reads from the environment; cleared so a developer's
 /// shell cannot change what a test sees.
-const PPCTL_ENV: [&str; 10] = [
+const PPCTL_ENV: [&str; 16] = [
     "DATABASE_URL",
     "AMQP_URL",
     "PP_QUEUE",
@@ -281,6 +286,12 @@ const PPCTL_ENV: [&str; 10] = [
     "PP_DB_POOL_SIZE",
     "PP_MAX_STREAMS",
     "RUST_LOG",
+    "PP_LOG_FORMAT",
+    "PP_TRACE_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_SERVICE_NAME",
 ];
 
 /// Runs the real `ppctl` binary to completion without blocking the test's runtime

@@ -4,128 +4,19 @@
 //! (tracing is process-wide), a real OTLP receiver (tests/otlp), the rows checked.
 
 use super::helpers::*;
-use super::otlp::{print_tree, Receiver};
+use super::otlp::print_tree;
 use super::scale::{free_addr, terminate};
-use lapin::options::BasicPublishOptions;
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::BasicProperties;
+use super::traced::{
+    attr, json_log, named, publish_with_headers, run, spawn, traced_env, traced_setup,
+};
+use lapin::types::AMQPValue;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-/// What a traced ppctl process gets: the receiver, JSON logs, short export delays.
-pub(super) fn traced_env(
-    receiver: &Receiver,
-    db: &TestDb,
-    queue: &TestQueue,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
-        ("PP_LOG_FORMAT", "json".into()),
-        ("DATABASE_URL", db.url.clone()),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-    ]
-}
-
-/// Starts `ppctl args` with `env` only (none of the developer's settings), its stderr in
-/// `log`.
-pub(super) fn spawn(args: &[&str], env: &[(&str, String)], log: &Path) -> Child {
-    let stderr = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_ppctl"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start ppctl")
-}
-
-/// Runs `ppctl args` to the end; its stdout.
-pub(super) async fn run(args: &[&str], env: &[(&str, String)], log: &Path) -> String {
-    let out = spawn(args, env, log).wait_with_output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("ends")
-        .expect("output");
-    let stderr = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(out.status.success(), "ppctl {args:?}: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A process's log lines, each parsed: every line must be one JSON object.
-pub(super) fn json_log(log: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(log).expect("log");
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-        })
-        .collect()
-}
-
-pub(super) fn logs_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ppctl-traces-{}", random_suffix()));
-    std::fs::create_dir_all(&dir).expect("logs dir");
-    dir
-}
-
-pub(super) fn attr<'a>(span: &'a Value, name: &str) -> &'a Value {
-    &span["attributes"][name]
-}
-
-pub(super) fn named<'a>(spans: &'a [Value], service: &str, name: &str) -> Vec<&'a Value> {
-    spans
-        .iter()
-        .filter(|s| s["service"] == service && s["name"] == name)
-        .collect()
-}
-
-/// Publishes a demand (or any body) with these headers, as another publisher would.
-pub(super) async fn publish_with_headers(
-    queue: &TestQueue,
-    body: &[u8],
-    id: &str,
-    headers: &[(&str, &str)],
-) {
-    let (_conn, channel) = queue.channel().await;
-    let mut table = FieldTable::default();
-    for (k, v) in headers {
-        table.insert((*k).into(), AMQPValue::LongString((*v).into()));
-    }
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(id.into())
-        .with_headers(table);
-    channel
-        .basic_publish(
-            "".into(),
-            queue.name().into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
-    let env = traced_env(&receiver, &db, &queue);
+    let (receiver, db, queue, dir) = traced_setup().await;
+    let env = traced_env(receiver.endpoint(), &db, &queue);
     let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
     // A poison demand from another traced publisher: its dead-lettering is logged inside
     // its processing span, a child of that publisher's span.
@@ -138,7 +29,12 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
         &[("traceparent", &parent)],
     )
     .await;
-    run(&["produce", "--count", "5"], &env, &dir.join("produce.log")).await;
+    run(
+        &["produce", "--count", "5", "--every", "0"],
+        &env,
+        &dir.join("produce.log"),
+    )
+    .await;
     let spans = receiver.wait_for_spans(Duration::from_secs(30), |s| {
         named(s, "ppctl-consume", &format!("process {}", queue.name())).len() >= 6
             && !named(s, "ppctl-consume", "INSERT works").is_empty()
@@ -245,13 +141,8 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
-    let (receiver, db, queue, dir) = (
-        Receiver::start("ok"),
-        TestDb::new().await,
-        TestQueue::new(),
-        logs_dir(),
-    );
-    let mut env = traced_env(&receiver, &db, &queue);
+    let (receiver, db, queue, dir) = traced_setup().await;
+    let mut env = traced_env(receiver.endpoint(), &db, &queue);
     env.push(("PP_TRACE_URL", "http://jaeger.test/trace/{trace_id}".into()));
     let addr = free_addr();
     let serve = spawn(
@@ -299,8 +190,14 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
     assert_eq!(client["parent_span_id"], "");
     let server = in_trace
         .iter()
-        .find(|s| s["service"] == "ppctl-serve")
+        .find(|s| s["service"] == "ppctl-serve" && s["kind"] == "SERVER")
         .expect("the API's span");
+    let insert = in_trace
+        .iter()
+        .find(|s| s["parent_span_id"] == server["span_id"])
+        .expect("the API's insert, in the request");
+    assert_eq!(insert["name"], "INSERT works");
+    assert_eq!(attr(insert, "db.system.name"), "postgresql");
     assert_eq!(server["name"], "POST /works");
     assert_eq!(server["kind"], "SERVER");
     assert_eq!(
@@ -319,6 +216,14 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
         "the sweep joins the request's trace"
     );
     assert_eq!(attr(compute, "ppctl.work.id"), &created["id"]);
+    // The sweeper's batch update is linked to the compute.
+    let spans = receiver.wait_for_spans(Duration::from_secs(30), |s| {
+        s.iter().any(|s| s["name"] == "UPDATE works")
+    });
+    assert!(spans.iter().any(|s| s["name"] == "UPDATE works"
+        && s["links"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["span_id"] == compute["span_id"]))));
     // The access log line was written in the request's span.
     let log = json_log(&dir.join("serve.log"));
     let access = log
