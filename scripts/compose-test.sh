@@ -322,8 +322,19 @@ show_trace() {
           + (if (.links | length) > 0 then " links \([.links[] | .span_id[:8]] | join(","))" else "" end)'
 }
 
+# Spans of trace $1 from service $2 (a count).
+spans_of() { received_spans 2>/dev/null | jq -s --arg t "$1" --arg s "$2" 'map(select(.trace_id == $t and .service == $s)) | length'; }
+api_trace_complete() { (($(spans_of "$1" ppctl-serve) > 0 && $(spans_of "$1" ppctl-consume) > 0)); }
+
+# Stored demands linked from a later span of consume (the batch store): how many of the
+# produce -> consume traces are.
+linked_demand_traces() {
+    received_spans | jq -rs --args '(map(select(.service == "ppctl-consume")) | [.[].links[].trace_id]) as $linked
+        | $ARGS.positional | map(select(. as $t | $linked | index([$t]))) | length' "$@"
+}
+
 check_traces() {
-    local t=$SECONDS services=(ppctl-produce ppctl-consume) trace
+    local t=$SECONDS services=(ppctl-produce ppctl-consume) trace traces api_trace api_url
     # The wiring first, whatever ppctl exports: a ppctl container reaches jaeger:4318 by
     # name and the receiver answers an (empty) OTLP request.
     podman exec "$(service_ids serve)" ppctl raw-http POST /v1/traces --addr jaeger:4318 \
@@ -331,10 +342,26 @@ check_traces() {
         fail "serve cannot reach the Jaeger stand-in at jaeger:4318" jaeger serve
     wait_for have_trace_across "${services[@]}" ||
         fail "no trace holds spans from ${services[*]} within ${WAIT_SECS}s ($(received_spans 2>/dev/null | wc -l) spans received)" jaeger produce consume
-    received_spans >"$OUT/spans.jsonl"
-    trace=$(traces_across "${services[@]}" | head -n1)
+    mapfile -t traces < <(traces_across "${services[@]}")
+    trace=${traces[0]}
     show_trace "$trace" >"$OUT/trace.txt"
-    record "produce -> consume in one trace (tracing profile)" "ok ($(traces_across "${services[@]}" | wc -l) traces after $((SECONDS - t)) s; one in $OUT/trace.txt)"
+    record "produce -> consume in one trace (tracing profile)" "ok (${#traces[@]} traces after $((SECONDS - t)) s; one in $OUT/trace.txt)"
+    (($(linked_demand_traces "${traces[@]}") > 0)) ||
+        fail "no consume span links to a demand's trace (the batch store)" consume
+    record "consume's store links the demands' traces" "ok ($(linked_demand_traces "${traces[@]}") of ${#traces[@]})"
+
+    # The API work POSTed above: its trace id in the answer, PP_TRACE_URL made a link of
+    # it, and that trace holds serve's request and consume's sweep.
+    api_trace=$(jq -r '.trace_id // empty' "$OUT/post.json")
+    api_url=$(jq -r '.trace_url // empty' "$OUT/post.json")
+    [[ -n $api_trace ]] || fail "POST /works answered no trace_id: $(cat "$OUT/post.json")" serve
+    [[ $api_url == "http://localhost:$PP_JAEGER_UI_PORT/trace/$api_trace" ]] ||
+        fail "POST /works answered trace_url '$api_url', not PP_TRACE_URL with its trace id" serve
+    wait_for api_trace_complete "$api_trace" ||
+        fail "trace $api_trace of API work $work_id lacks serve's or consume's spans" serve consume
+    show_trace "$api_trace" >>"$OUT/trace.txt"
+    record "POST /works -> sweep in one trace, trace_url" "ok ($api_trace)"
+    received_spans >"$OUT/spans.jsonl"
 }
 
 # Without the profile: no Jaeger, and the ppctl services get an empty endpoint (unset).
