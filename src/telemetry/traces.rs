@@ -46,8 +46,10 @@ pub struct Tracing {
 }
 
 impl Tracing {
+    /// Bounded well inside a container's stop grace period (10 s in Compose), which the
+    /// process's own shutdown needs too.
     pub async fn finish(self) {
-        self.queue.flush(Duration::from_secs(5)).await;
+        self.queue.flush(Duration::from_secs(2)).await;
         let _ = self.provider.shutdown();
     }
 }
