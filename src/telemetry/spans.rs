@@ -81,24 +81,16 @@ pub fn db(operation: &'static str) -> Span {
 
 /// One statement for a batch of works (the consumer's insert, the sweeper's update): a
 /// database span in a trace of its own, linked to each work's span (a batch belongs to
-/// no single trace).
+/// no single trace). Called outside any span.
 pub fn db_batch(operation: &'static str, works: &[Span]) -> Span {
-    if !traces::on() {
-        return Span::none();
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = db(operation);
+    if span.is_none() {
+        return span;
     }
-    let span = tracing::debug_span!(
-        "db",
-        otel.name = %format_args!("{operation} works"),
-        otel.kind = "client",
-        db.system.name = "postgresql",
-        db.operation.name = operation,
-        db.collection.name = "works",
-        db.query.summary = %format_args!("{operation} works"),
-        db.operation.batch.size = works.len() as i64,
-    );
+    span.set_attribute("db.operation.batch.size", works.len() as i64);
     for work in works {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
         let cx = work.context();
         let sc = cx.span().span_context().clone();
         if sc.is_valid() {
