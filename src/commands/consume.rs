@@ -5,6 +5,7 @@ use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::QueueWorker;
+use crate::worker::message_ids::MissingIds;
 use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
@@ -67,10 +68,11 @@ pub async fn run_with_pool(
         pool: &pool,
         notifier: &notifier,
         nodes: amqp::Nodes::parse(&amqp.amqp_url)?,
-        topology: Topology::with_type(&amqp.queue, amqp.queue_type),
+        topology: Topology::chosen(&amqp.queue, amqp.queue_type),
         worker,
         shutdown: &shutdown,
         declared: AtomicBool::new(false),
+        ids: MissingIds::new(worker.require_message_id),
     };
     queue.run().await?;
     sweeper.await.context("the sweeper panicked")?;

@@ -21,6 +21,7 @@ pub(super) async fn history(db: &TestDb) {
             started: SystemTime::now(),
             stopped: SystemTime::now(),
             trace_parent: None,
+            possible_repeat: false,
         })
         .collect();
     assert_eq!(
@@ -150,6 +151,7 @@ async fn the_pruning_lock_is_held_between_batches() {
             started: SystemTime::now(),
             stopped: SystemTime::now(),
             trace_parent: None,
+            possible_repeat: false,
         })
         .collect();
     works::insert_finished(&client, &batch)
