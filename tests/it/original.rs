@@ -4,7 +4,7 @@
 //! `--require-message-id`, and uses that queue as it is. Checked against what the broker
 //! and the database really hold, with the real binary where the counters matter.
 
-use super::dead::{list_json, PYTHON};
+use super::dead::list_json;
 use super::faults::{broker_queue, rabbitmqctl};
 use super::helpers::*;
 use super::pipeline::{start_consumer, stop, wait_for_works, worker_opts, WAIT};
@@ -19,27 +19,8 @@ const DONE: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 /// Runs the original's producer (pika): declares `queue` its way and publishes.
 async fn original_producer(queue: &str, demands: &[u64], raw: &[&str]) {
     let job = json!({"url": AMQP_URL, "queue": queue, "demands": demands, "raw": raw});
-    let mut child = tokio::process::Command::new(PYTHON)
-        .arg(PRODUCER)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e} (scripts/services.sh chaos-tools)"));
-    use tokio::io::AsyncWriteExt;
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(job.to_string().as_bytes())
-        .await
-        .expect("job");
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the producer finishes")
-        .expect("the producer runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "original_producer.py: {stderr}");
+    let answer = run_python(PRODUCER, &job).await;
+    assert_eq!(answer["published"], demands.len() + raw.len(), "{answer}");
 }
 
 /// `ppctl consume` with only these settings (no --queue-type), and its metrics address.
@@ -60,15 +41,8 @@ fn consume(
 
 /// A counter's value in consume's /metrics.
 async fn counter(addr: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    let text = scrape(addr).await;
+    series(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
