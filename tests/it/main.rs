@@ -19,6 +19,7 @@ mod lateget;
 mod leaks;
 mod migrations;
 mod openapi;
+mod ordinary_role;
 mod original;
 mod otlp;
 mod pipeline;
