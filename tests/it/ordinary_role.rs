@@ -138,7 +138,10 @@ async fn the_whole_pipeline_runs_under_a_role_that_only_owns_its_database() {
                   FROM pg_database WHERE datname = current_database())";
     assert_eq!(role.count(others).await, 0);
     let mine = others.replace("usename <>", "usename =");
-    assert!(role.count(&mine).await >= 2, "serve's and consume's sessions are the role's");
+    assert!(
+        role.count(&mine).await >= 2,
+        "serve's and consume's sessions are the role's"
+    );
     assert!(terminate(consume).await.success());
     assert!(terminate(serve).await.success());
     let listed = list_json(&queue).await;
