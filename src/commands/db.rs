@@ -166,6 +166,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             "read-only"
         }
     );
+    say!("  connection: {}", role.connection());
     for s in &replication.standbys {
         let lag = s
             .replay_lag

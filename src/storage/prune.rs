@@ -68,7 +68,7 @@ pub async fn prune_batch(
 /// session lock on the connection the batches use, so no other process starts between
 /// two batches. A run that fails drops that connection (`InFlight`), which releases it.
 pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbError> {
-    let mut client = InFlight::new(pool.get().await?);
+    let mut client = InFlight::checkout(pool).await?;
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
         .await?

@@ -67,11 +67,26 @@ pub struct ServerRole {
     /// every commit waits (a promoted server that kept the setting, a lost standby).
     #[serde(skip)]
     pub commits_wait: bool,
+    /// The TLS version of this connection (`TLSv1.3`), as the server's `pg_stat_ssl`
+    /// says; `None`: unencrypted.
+    #[serde(skip)]
+    pub tls: Option<String>,
+}
+
+impl ServerRole {
+    /// `encrypted (TLSv1.3)` or `unencrypted`, for `db status` and the logs.
+    pub fn connection(&self) -> String {
+        match &self.tls {
+            Some(version) => format!("encrypted ({version})"),
+            None => "unencrypted".into(),
+        }
+    }
 }
 
 /// Asks the server who it is. `transaction_read_only` is on for a standby in recovery
 /// and for a primary demoted with `default_transaction_read_only`, which is exactly
-/// what `target_session_attrs=read-write` checks when it connects.
+/// what `target_session_attrs=read-write` checks when it connects. Whether the session
+/// is encrypted is the server's word too (any role may read its own `pg_stat_ssl` row).
 pub async fn server_role(
     client: &tokio_postgres::Client,
 ) -> Result<ServerRole, tokio_postgres::Error> {
@@ -81,7 +96,8 @@ pub async fn server_role(
                     current_setting('transaction_read_only') = 'off', \
                     current_setting('synchronous_standby_names') <> '' AND NOT EXISTS ( \
                         SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
-                        AND sync_state IS DISTINCT FROM 'async' AND sync_state IS DISTINCT FROM 'potential')",
+                        AND sync_state IS DISTINCT FROM 'async' AND sync_state IS DISTINCT FROM 'potential'), \
+                    (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl)",
             &[],
         )
         .await?;
@@ -89,6 +105,7 @@ pub async fn server_role(
         host: row.get(0),
         writable: row.get(1),
         commits_wait: row.get(2),
+        tls: row.get(3),
     })
 }
 
