@@ -87,3 +87,62 @@ pub fn mode_name(mode: SslMode) -> &'static str {
         SslMode::VerifyFull => "verify-full",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PgTarget;
+    use crate::config::SettingError;
+    use tokio_postgres::config::SslMode as Driver;
+
+    fn refusal(url: &str) -> String {
+        let err = PgTarget::parse(url).expect_err(url);
+        assert!(err.downcast_ref::<SettingError>().is_some(), "{err:#}");
+        let text = format!("{err:#}");
+        assert!(!text.contains("secret"), "{text}");
+        text
+    }
+
+    #[test]
+    fn unusable_files_and_modes_are_setting_errors() {
+        let base = "postgres://u:secret@h/db?sslmode=verify-full";
+        let text = refusal(&format!("{base}&sslrootcert=/nonexistent/ca.pem"));
+        assert!(text.contains("sslrootcert /nonexistent/ca.pem"), "{text}");
+        let not_pem = std::env::temp_dir().join(format!("ppctl-not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate").expect("write");
+        let text = refusal(&format!("{base}&sslrootcert={}", not_pem.display()));
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(text.contains("no PEM certificate"), "{text}");
+        // HOME without ~/.postgresql/root.crt is assumed here, as on every test machine.
+        assert!(refusal(base).contains("needs sslrootcert"));
+        let text =
+            refusal("postgres://u:secret@h/db?sslmode=require&sslcert=/no/c.pem&sslkey=/no/k.pem");
+        assert!(text.contains("sslcert /no/c.pem"), "{text}");
+        assert!(refusal("postgres://u:secret@h/db?sslmode=Require").contains("unknown sslmode"));
+    }
+
+    #[test]
+    fn the_driver_sees_only_what_it_knows() {
+        for (mode, driver) in [
+            ("disable", Driver::Disable),
+            ("prefer", Driver::Prefer),
+            ("require", Driver::Require),
+        ] {
+            let url = format!("postgres://u:p@h/db?sslmode={mode}&connect_timeout=3");
+            let target = PgTarget::parse(&url).expect(mode);
+            assert_eq!(target.config().get_ssl_mode(), driver, "{mode}");
+        }
+        let target = PgTarget::parse("postgres://u:p@h/db").expect("no sslmode");
+        assert_eq!(
+            target.config().get_ssl_mode(),
+            Driver::Prefer,
+            "libpq's default"
+        );
+        let by_address =
+            PgTarget::parse("postgres://u:p@/db?hostaddr=127.0.0.1").expect("hostaddr");
+        assert_eq!(
+            by_address.config().get_hosts().len(),
+            1,
+            "named by its address for TLS"
+        );
+    }
+}
