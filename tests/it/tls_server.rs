@@ -4,7 +4,8 @@
 //! removed on drop, also when the test fails. The shared server on 5432 is not touched.
 //!
 //! pg_hba.conf, so that each sslmode shows what it means:
-//! - `plaindb`: plain connections only (`hostnossl`), password;
+//! - `plaindb`: plain connections only (`hostnossl`), password; `postgres` takes them
+//!   too (`db setup` creates databases through it);
 //! - `certdb`: TLS with a client certificate (`cert`), no password;
 //! - every other database: TLS only (`hostssl`), password (scram-sha-256).
 
@@ -78,7 +79,7 @@ impl TlsPostgres {
         let (uid, gid) = postgres_ids();
         // Not under a mktemp -d folder (mode 700): the postgres user must reach it.
         let dir = std::env::temp_dir().join(format!(
-            "ppctl-it-tls-{:012x}",
+            "ppctl-it-pgtls-{:012x}",
             rand::random::<u64>() & 0xffff_ffff_ffff
         ));
         fs::create_dir_all(dir.join("certs")).expect("create the server directory");
@@ -153,7 +154,7 @@ impl TlsPostgres {
         postgresql_conf.push_str(&conf);
         fs::write(data.join("postgresql.conf"), postgresql_conf).expect("write postgresql.conf");
         let hba = "local all postgres trust\n\
-                   hostnossl plaindb all 127.0.0.0/8 scram-sha-256\n\
+                   hostnossl plaindb,postgres all 127.0.0.0/8 scram-sha-256\n\
                    hostssl certdb all 127.0.0.0/8 cert\n\
                    hostssl all all 127.0.0.0/8 scram-sha-256\n";
         fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
@@ -272,6 +273,7 @@ impl Drop for TlsPostgres {
             // SIGQUIT: immediate shutdown, the backends with it.
             let _ = Command::new("kill")
                 .args(["-QUIT", &child.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
             let start = Instant::now();
             while child.try_wait().ok().flatten().is_none()
