@@ -40,6 +40,9 @@ fn unreachable_is_4(e: anyhow::Error) -> anyhow::Error {
 async fn run_action(args: DbArgs) -> anyhow::Result<()> {
     let url = &args.database_url;
     let name = database_name(url)?;
+    // The certificate files too, before any retry loop (`db wait`) could take a
+    // setting error for an outage.
+    storage::PgTarget::parse(url)?;
     match args.action {
         DbAction::Setup => {
             let created = admin::create_database(url).await?;
