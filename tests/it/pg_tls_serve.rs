@@ -132,3 +132,25 @@ async fn the_pipeline_runs_over_verify_full() {
         "{context}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_url_takes_the_same_parameters() {
+    let queue = TestQueue::new();
+    let read_url = "postgres://reader:secret@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+    let out = ppctl(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--queue",
+        queue.name(),
+        "--database-read-url",
+        read_url,
+    ])
+    .await;
+    let (_, stderr) = outputs(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("sslrootcert /nonexistent/ca.pem") && !stderr.contains("secret"),
+        "{stderr}"
+    );
+}
