@@ -31,6 +31,17 @@ impl SslMode {
         })
     }
 
+    /// The mode as written in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
     /// What tokio-postgres is told: it encrypts or not; the checks are the connector's.
     pub fn driver_mode(self) -> tokio_postgres::config::SslMode {
         use tokio_postgres::config::SslMode as Driver;
@@ -116,7 +127,8 @@ fn resolve_mode(mode: Option<&str>, root: Option<&RootCerts>) -> Result<SslMode,
     };
     if system && mode != SslMode::VerifyFull && mode != SslMode::Disable {
         return Err(format!(
-            "sslrootcert=system needs sslmode=verify-full (got {mode:?}): the system's CAs vouch for any host"
+            "sslrootcert=system needs sslmode=verify-full (got {}): the system's CAs vouch for any host",
+            mode.as_str()
         ));
     }
     Ok(mode)

@@ -55,7 +55,7 @@ pub fn connector(ssl: &SslParams) -> anyhow::Result<PgTls> {
     if roots.is_none() && matches!(ssl.mode, SslMode::VerifyCa | SslMode::VerifyFull) {
         return Err(SettingError(format!(
             "sslmode={} needs sslrootcert (a CA file, or system) or ~/.postgresql/root.crt",
-            mode_name(ssl.mode)
+            ssl.mode.as_str()
         ))
         .into());
     }
@@ -75,17 +75,6 @@ pub fn connector(ssl: &SslParams) -> anyhow::Result<PgTls> {
         _ => builder.with_no_client_auth(),
     };
     Ok(PgTls(MakeRustlsConnect::new(config)))
-}
-
-/// The mode as written in a URL.
-pub fn mode_name(mode: SslMode) -> &'static str {
-    match mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require => "require",
-        SslMode::VerifyCa => "verify-ca",
-        SslMode::VerifyFull => "verify-full",
-    }
 }
 
 #[cfg(test)]
