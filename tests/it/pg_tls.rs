@@ -205,3 +205,32 @@ async fn db_status_says_encrypted_and_exits_4_on_a_bad_certificate() {
         "{stderr}"
     );
 }
+
+/// A statement cut off is cancelled over TLS: with `verify-full` a plain cancel request
+/// could not even be sent, and the statement would run on after its caller gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_statement_is_cancelled_over_tls() {
+    let pg = TlsPostgres::start();
+    let full = format!(
+        "sslmode=verify-full&sslrootcert={}",
+        pg.cert("ca.crt").display()
+    );
+    let url = pg.url("localhost", "canceldb", &full);
+    admin::setup(&url).await.expect("setup over TLS");
+    let pool = ppctl::storage::pool(&url, 1).expect("pool");
+    let client = ppctl::storage::inflight::InFlight::checkout(&pool)
+        .await
+        .expect("a connection");
+    let sleep = async move { client.simple_query("SELECT pg_sleep(30)").await.map(|_| ()) };
+    let cut = tokio::time::timeout(Duration::from_millis(500), sleep).await;
+    assert!(cut.is_err(), "the statement was to be cut off");
+    let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    let start = Instant::now();
+    while pg.psql("postgres", running) != "0" {
+        assert!(
+            start.elapsed() < FAIL_WITHIN,
+            "the statement still runs: no cancel reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
