@@ -2,11 +2,13 @@
 //!
 //! Layout:
 //! - `cli`: every clap type; `commands`: one module per subcommand, dispatched once.
-//! - `config`: connection settings; `redact`: passwords out of connection strings.
+//! - `config`: connection settings (`config::ssl`: libpq's TLS parameters of a PostgreSQL
+//!   URL); `redact`: passwords out of connection strings.
 //! - `model`: Work, Event, WorkDemand and their JSON shapes; `demand`: the one parser of
 //!   a demand, over HTTP and AMQP; `engine`: the sum itself;
 //!   `query`: the search filter shared by HTTP, CLI and storage.
-//! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN.
+//! - `storage`: the PostgreSQL pool, migrations, queries, claims (leases), LISTEN;
+//!   `storage::tls` owns the one TLS connector every connection uses (`PgTarget`).
 //! - `amqp`: RabbitMQ topology, publishing with confirms, dead letters with their
 //!   reasons (`dead_letter`) and the operator's list/replay/purge (`dead`).
 //! - `worker`: the consumer's two workers. Queue batches go through three steps

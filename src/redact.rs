@@ -56,7 +56,7 @@ fn is_password_key(key: &str) -> bool {
 }
 
 /// `%XX` escapes decoded (any case); a malformed escape is kept as it is.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

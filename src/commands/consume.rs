@@ -2,7 +2,7 @@
 
 use super::Failure;
 use crate::amqp::{self, Topology};
-use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
+use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::QueueWorker;
@@ -20,13 +20,12 @@ pub async fn run(args: ConsumeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics.metrics_addr {
         crate::http::exporter::spawn(addr, Some(pool.clone()), shutdown.clone())?;
     }
-    run_with_pool(pool, &args.db, &args.amqp, &args.worker, shutdown).await
+    run_with_pool(pool, &args.amqp, &args.worker, shutdown).await
 }
 
 /// Also used by `up`, which shares one pool between serve and consume.
 pub async fn run_with_pool(
     pool: PgPool,
-    db: &DbOpts,
     amqp: &AmqpOpts,
     worker: &WorkerOpts,
     shutdown: Shutdown,
@@ -36,7 +35,7 @@ pub async fn run_with_pool(
     }
     let wake = Arc::new(Notify::new());
     listen::spawn(
-        db.database_url.clone(),
+        pool.target().clone(),
         listen::PENDING_CHANNEL,
         wake.clone(),
         shutdown.clone(),

@@ -40,6 +40,9 @@ fn unreachable_is_4(e: anyhow::Error) -> anyhow::Error {
 async fn run_action(args: DbArgs) -> anyhow::Result<()> {
     let url = &args.database_url;
     let name = database_name(url)?;
+    // The certificate files too, before any retry loop (`db wait`) could take a
+    // setting error for an outage.
+    storage::PgTarget::parse(url)?;
     match args.action {
         DbAction::Setup => {
             let created = admin::create_database(url).await?;
@@ -166,6 +169,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             "read-only"
         }
     );
+    say!("  connection: {}", role.connection());
     for s in &replication.standbys {
         let lag = s
             .replay_lag

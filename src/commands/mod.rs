@@ -17,6 +17,22 @@ use crate::shutdown;
 
 /// The one dispatch. Long-running commands get a shutdown fired by SIGINT/SIGTERM.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    run_command(cli).await.map_err(settings_are_usage)
+}
+
+/// A setting that can never work (`config::SettingError`: a malformed database URL, an
+/// unknown `sslmode`, an unreadable certificate) is a usage error, exit 2, whichever
+/// command met it.
+fn settings_are_usage(e: anyhow::Error) -> anyhow::Error {
+    let setting = e.downcast_ref::<crate::config::SettingError>().is_some();
+    if setting && e.downcast_ref::<Failure>().is_none() {
+        Failure::Usage(format!("{e:#}")).into()
+    } else {
+        e
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     match cli.command {
         Command::Serve(args) => serve::run(args, shutdown::on_signals().1)

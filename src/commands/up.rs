@@ -12,16 +12,15 @@ pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(applied, "database ready");
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
     let consumer = {
-        let (pool, db, amqp, worker, shutdown) = (
+        let (pool, amqp, worker, shutdown) = (
             pool.clone(),
-            args.db.clone(),
             args.amqp.clone(),
             args.worker.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(async move {
-            super::consume::run_with_pool(pool, &db, &amqp, &worker, shutdown).await
-        })
+        tokio::spawn(
+            async move { super::consume::run_with_pool(pool, &amqp, &worker, shutdown).await },
+        )
     };
     let producer = {
         let (amqp, produce, shutdown) = (args.amqp.clone(), args.produce.clone(), shutdown.clone());

@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The body of `GET /health`, healthy or not.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"status": "healthy", "database": "connected", "host": "10.0.0.5:5432",
-    "writable": true, "version": "0.1.0 (abc123)"}))]
+    "writable": true, "tls": true, "tls_version": "TLSv1.3", "version": "0.1.0 (abc123)"}))]
 pub struct Health {
     /// `healthy` when the database answered within 2 s and takes writes.
     #[schema(pattern = "^(healthy|unhealthy)$")]
@@ -46,6 +46,13 @@ pub struct Health {
     /// streaming. Not a fault: the check stays healthy. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     replication: Option<&'static str>,
+    /// Whether the pool's connection to that server is encrypted, as the server's
+    /// `pg_stat_ssl` says; absent when it did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<bool>,
+    /// The TLS version of that connection (`TLSv1.3`), when encrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_version: Option<String>,
     /// With `--database-read-url`: the replica the read-only routes use.
     #[serde(skip_serializing_if = "Option::is_none")]
     replica: Option<ReplicaHealth>,
@@ -64,7 +71,8 @@ enum Found {
     NoWritable,
     /// The migrations differ from this binary's: the message says what to run.
     Schema(String),
-    Unreachable,
+    /// No answer within the bound, or the connection failed (why, when known).
+    Unreachable(Option<DbError>),
 }
 
 async fn check(state: &AppState) -> Found {
@@ -77,7 +85,8 @@ async fn check(state: &AppState) -> Found {
         Ok(Err(e @ DbError::Schema(_))) => Found::Schema(e.to_string()),
         // tokio-postgres's word when target_session_attrs=read-write skipped every host.
         Ok(Err(e)) if e.to_string().contains("does not allow writes") => Found::NoWritable,
-        _ => Found::Unreachable,
+        Ok(Err(e)) => Found::Unreachable(Some(e)),
+        Err(_) => Found::Unreachable(None),
     }
 }
 
@@ -109,7 +118,15 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
             Some("no server of DATABASE_URL takes writes (a switchover in progress?)".into()),
         ),
         Found::Schema(e) => ("schema", None, Some(e)),
-        Found::Unreachable => ("unreachable", None, None),
+        Found::Unreachable(why) => {
+            // A refused certificate, a refused login: the operator's only clue.
+            let why = why.map_or_else(
+                || format!("no answer within {CHECK_TIMEOUT:?}"),
+                |e| e.to_string(),
+            );
+            tracing::warn!(error = %why, "health check: database unreachable");
+            ("unreachable", None, None)
+        }
     };
     let healthy = database == "connected";
     let replication = match &role {
@@ -121,6 +138,8 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         status: if healthy { "healthy" } else { "unhealthy" },
         database,
         writable: role.as_ref().is_some_and(|r| r.writable),
+        tls: role.as_ref().map(|r| r.tls.is_some()),
+        tls_version: role.as_ref().and_then(|r| r.tls.clone()),
         host: role.map(|r| r.host),
         replica: state.reads.health(),
         error,

@@ -7,6 +7,7 @@
 
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::storage::listen::{self, Notice, Sink};
+use crate::storage::PgTarget;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ const BACKLOG: usize = 256;
 const RETRY_MS: u32 = 2000;
 
 pub struct Hub {
-    database_url: String,
+    target: PgTarget,
     /// The server's: ends every stream.
     shutdown: Shutdown,
     max_streams: usize,
@@ -42,9 +43,9 @@ struct Feed {
 }
 
 impl Hub {
-    pub fn new(database_url: String, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
+    pub fn new(target: PgTarget, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
         Arc::new(Self {
-            database_url,
+            target,
             shutdown,
             max_streams,
             feed: Mutex::default(),
@@ -74,7 +75,7 @@ impl Hub {
         if feed.stop.is_none() {
             let (trigger, stop) = shutdown::channel();
             let sink = Sink::Forward(tx.clone());
-            let url = self.database_url.clone();
+            let url = self.target.clone();
             listen::spawn_sink(url, listen::CHANGES_CHANNEL, sink, stop);
             feed.stop = Some(trigger);
         }
@@ -182,7 +183,7 @@ mod tests {
     async fn the_last_subscriber_stops_the_feed() {
         // No database here: the LISTEN task only retries in the background.
         let hub = Hub::new(
-            "postgres://u:p@127.0.0.1:1/none".into(),
+            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
             Shutdown::never(),
             2,
         );
@@ -200,7 +201,11 @@ mod tests {
     async fn a_stream_ends_on_shutdown_and_leaves_the_feed() {
         use futures_util::StreamExt;
         let (trigger, shutdown) = shutdown::channel();
-        let hub = Hub::new("postgres://u:p@127.0.0.1:1/none".into(), shutdown, 1);
+        let hub = Hub::new(
+            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
+            shutdown,
+            1,
+        );
         let mut stream = Box::pin(event_stream(hub.subscribe().expect("a slot")));
         let hello = stream.next().await.expect("hello").expect("bytes");
         assert!(hello.starts_with(b"retry: "));

@@ -47,7 +47,7 @@ pub(super) async fn insert(
     let deadline = super::deadline();
     state.authorize(req)?;
     let add_up_to = body::parse_create(&body::read(payload).await?)?;
-    let client = InFlight::new(state.pool.get().await?);
+    let client = InFlight::checkout(&state.pool).await?;
     let code = new_work_code(Origin::Api);
     // The request's span: the sweeper's compute of this work joins its trace.
     let trace = context::traceparent(&tracing::Span::current());
@@ -201,7 +201,7 @@ async fn act(
     state.authorize(req)?;
     let id = parse_id(id)?;
     let deadline = super::deadline();
-    let client = InFlight::new(state.pool.get().await?);
+    let client = InFlight::checkout(&state.pool).await?;
     let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
     client.done();
     let response = match outcome {

@@ -1,26 +1,26 @@
 //! Whole-database operations: connect, create, drop, wait. Used by `ppctl db` and by
 //! the tests, which give every test its own database.
 
-use crate::config::{parse_database_url, redact_url};
+use super::PgTarget;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// One connection outside any pool, its driver task spawned.
 pub async fn connect(database_url: &str) -> anyhow::Result<Client> {
-    open(parse_database_url(database_url)?, database_url).await
+    open(&PgTarget::parse(database_url)?).await
 }
 
 /// Connects to the server's `postgres` database with the same credentials, to create
 /// or drop the target database. Returns the target's name too.
 async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, String)> {
-    let mut config = parse_database_url(database_url)?;
-    let name = config
+    let target = PgTarget::parse(database_url)?;
+    let name = target
+        .config()
         .get_dbname()
         .context("DATABASE_URL names no database")?
         .to_string();
-    config.dbname("postgres");
-    Ok((open(config, database_url).await?, name))
+    Ok((open(&target.with_dbname("postgres")).await?, name))
 }
 
 /// How long a connection may take, startup and authentication included: the driver's
@@ -34,22 +34,21 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[error("{0}")]
 pub struct CannotConnect(String);
 
-async fn open(config: tokio_postgres::Config, database_url: &str) -> anyhow::Result<Client> {
-    let shown = redact_url(database_url);
-    let (client, connection) =
-        match tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await {
-            Ok(Ok(opened)) => opened,
-            Ok(Err(e)) => {
-                return Err(e).context(CannotConnect(format!(
-                    "cannot connect to PostgreSQL at {shown}"
-                )))
-            }
-            Err(_) => bail!(CannotConnect(format!(
-                "no answer from PostgreSQL at {shown} within {}s (startup and authentication \
+pub async fn open(target: &PgTarget) -> anyhow::Result<Client> {
+    let shown = target.shown();
+    let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, target.connect()).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => {
+            return Err(e).context(CannotConnect(format!(
+                "cannot connect to PostgreSQL at {shown}"
+            )))
+        }
+        Err(_) => bail!(CannotConnect(format!(
+            "no answer from PostgreSQL at {shown} within {}s (startup and authentication \
              included): a frozen server?",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
-        };
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");

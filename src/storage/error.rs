@@ -48,11 +48,11 @@ impl From<tokio_postgres::Error> for DbError {
             // A read-only or shutting-down server, or a broken connection: an outage
             // for the caller (retry, or 503), and no pooled connection is reused.
             role::lost(&e.to_string());
-            return DbError::Unavailable(e.to_string());
+            return DbError::Unavailable(with_causes(&e));
         }
         let Some(db) = e.as_db_error() else {
             // No server answer: the connection timed out or was never opened.
-            return DbError::Unavailable(e.to_string());
+            return DbError::Unavailable(with_causes(&e));
         };
         let code = db.code();
         let class = &code.code()[..2];
@@ -79,6 +79,18 @@ impl From<tokio_postgres::Error> for DbError {
             DbError::Other(db.message().to_string())
         }
     }
+}
+
+/// The error and what caused it: tokio-postgres's own text stops at "error performing
+/// TLS handshake", and the why (a refused certificate, naming the host) is its source.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
 
 impl DbError {

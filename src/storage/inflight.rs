@@ -7,15 +7,18 @@
 //! (PostgreSQL's cancel request, on a connection of its own); only one that finished
 //! (`done`) goes back.
 
-use super::Client;
+use super::tls::PgTls;
+use super::{Client, PgPool};
 use std::ops::Deref;
-use tokio_postgres::NoTls;
 
-pub struct InFlight(Option<Client>);
+/// The connection, and the TLS connector its cancel request goes through (a server
+/// that takes only TLS refuses a plain one).
+pub struct InFlight(Option<Client>, PgTls);
 
 impl InFlight {
-    pub fn new(client: Client) -> Self {
-        Self(Some(client))
+    /// A connection from `pool`, watched.
+    pub async fn checkout(pool: &PgPool) -> Result<Self, deadpool_postgres::PoolError> {
+        Ok(Self(Some(pool.get().await?), pool.target().tls()))
     }
 
     /// The statements finished: the connection goes back to the pool.
@@ -53,8 +56,9 @@ impl Drop for InFlight {
             return;
         };
         tracing::debug!("a statement was cut off: cancelling it and closing its connection");
+        let tls = self.1.clone();
         runtime.spawn(async move {
-            let _ = token.cancel_query(NoTls).await;
+            let _ = token.cancel_query(tls).await;
             drop(detached);
         });
     }

@@ -6,12 +6,13 @@
 //! follows the primary: it reconnects when its server turns read-only (checked every
 //! 2 s) or when any other connection of the process saw the primary change.
 
+use super::PgTarget;
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use futures_util::future::poll_fn;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// Payload-less: a pending work was committed (sent by `notify::Notifier`).
 pub const PENDING_CHANNEL: &str = "pp_works_pending";
@@ -48,13 +49,13 @@ impl Sink {
 }
 
 /// Spawns a task that wakes `notify` on every notification on `channel` until shutdown.
-pub fn spawn(database_url: String, channel: &'static str, notify: Arc<Notify>, shutdown: Shutdown) {
-    spawn_sink(database_url, channel, Sink::Wake(notify), shutdown);
+pub fn spawn(target: PgTarget, channel: &'static str, notify: Arc<Notify>, shutdown: Shutdown) {
+    spawn_sink(target, channel, Sink::Wake(notify), shutdown);
 }
 
 /// Spawns a task that delivers every notification on `channel` to `sink` until shutdown.
 pub fn spawn_sink(
-    database_url: String,
+    target: PgTarget,
     channel: &'static str,
     sink: Sink,
     shutdown: Shutdown,
@@ -63,7 +64,7 @@ pub fn spawn_sink(
         let mut backoff = Backoff::default();
         while !shutdown.is_triggered() {
             tokio::select! {
-                result = listen_once(&database_url, channel, &sink, &mut backoff) => {
+                result = listen_once(&target, channel, &sink, &mut backoff) => {
                     if let Err(e) = result {
                         tracing::warn!(error = %e, channel, "LISTEN connection lost; reconnecting");
                     }
@@ -79,13 +80,12 @@ pub fn spawn_sink(
 }
 
 async fn listen_once(
-    url: &str,
+    target: &PgTarget,
     channel: &str,
     sink: &Sink,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
-    let config = crate::config::parse_database_url(url)?;
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = target.connect().await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

@@ -16,31 +16,30 @@ pub mod role;
 pub mod search;
 pub mod standby_wait;
 pub mod stats;
+pub mod tls;
 pub mod works;
 
-use crate::config::parse_database_url;
 use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::Client;
 pub use error::DbError;
+pub use tls::PgTarget;
 
-/// The connection pool, and the URL it connects with. A LISTEN needs a connection of its
-/// own that a pool cannot lend (pooled connections drop notifications), and deadpool
-/// does not give its settings back, so the URL travels with the pool. Derefs to the
-/// deadpool `Pool` for everything else.
+/// The connection pool, and the target it connects to. A LISTEN needs a connection of
+/// its own that a pool cannot lend (pooled connections drop notifications), a cancel
+/// request needs the TLS connector, and deadpool gives neither back, so the target
+/// travels with the pool. Derefs to the deadpool `Pool` for everything else.
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool,
-    url: Arc<str>,
+    target: PgTarget,
 }
 
 impl PgPool {
-    /// For a dedicated connection (LISTEN). Contains the password: never log it.
-    pub fn database_url(&self) -> &str {
-        &self.url
+    /// For a dedicated connection (LISTEN, NOTIFY) and cancel requests.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 }
 
@@ -55,7 +54,7 @@ impl std::ops::Deref for PgPool {
 impl std::fmt::Debug for PgPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgPool")
-            .field("url", &crate::config::redact_url(&self.url))
+            .field("url", &self.target.shown())
             .field("status", &self.pool.status())
             .finish()
     }
@@ -72,10 +71,10 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 /// checkout (`role`), so the next one goes through `target_session_attrs` again; the
 /// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
-    let config = parse_database_url(database_url)?;
+    let target = PgTarget::parse(database_url)?;
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        target.config().clone(),
+        target.tls(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -104,9 +103,6 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             Ok(())
         }))
         .build()
-        .map(|pool| PgPool {
-            pool,
-            url: database_url.into(),
-        })
+        .map(|pool| PgPool { pool, target })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }

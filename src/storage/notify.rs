@@ -48,7 +48,7 @@ impl Notifier {
                 let Some(sql) = statement(pending, changed) else {
                     continue;
                 };
-                if let Err(e) = send(&mut connection, pool.database_url(), sql).await {
+                if let Err(e) = send(&mut connection, pool.target(), sql).await {
                     connection = None; // reconnect next time
                     tracing::debug!(error = %e, "NOTIFY failed; listeners will find the work by polling");
                 }
@@ -78,15 +78,14 @@ impl Notifier {
 /// reaches no listener: they have moved on).
 async fn send(
     connection: &mut Option<(tokio_postgres::Client, Instant)>,
-    url: &str,
+    target: &super::PgTarget,
     sql: &str,
 ) -> anyhow::Result<()> {
     if connection
         .as_ref()
         .is_none_or(|(c, opened)| c.is_closed() || role::outlived(*opened))
     {
-        let config = crate::config::parse_database_url(url)?;
-        let (client, driver) = config.connect(tokio_postgres::NoTls).await?;
+        let (client, driver) = target.connect().await?;
         tokio::spawn(driver);
         *connection = Some((client, Instant::now()));
     }

@@ -72,7 +72,7 @@ pub async fn prune_batch(
 /// between two batches. A run that fails drops that connection (`InFlight`), which
 /// releases it.
 pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbError> {
-    let mut client = InFlight::new(pool.get().await?);
+    let mut client = InFlight::checkout(pool).await?;
     let millis = older_than.as_secs_f64() * 1000.0;
     let row = client
         .query_one(

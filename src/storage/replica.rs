@@ -138,7 +138,7 @@ async fn run_on<T, F>(pool: &PgPool, read: &F) -> Result<T, DbError>
 where
     F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<T, DbError>>,
 {
-    let client = InFlight::new(pool.get().await?);
+    let client = InFlight::checkout(pool).await?;
     let value = read(&client).await?;
     client.done();
     Ok(value)

@@ -69,11 +69,26 @@ pub struct ServerRole {
     /// `pg_read_all_stats`): unknown, which is not the same as waiting.
     #[serde(skip)]
     pub commits_wait: Option<bool>,
+    /// The TLS version of this connection (`TLSv1.3`), as the server's `pg_stat_ssl`
+    /// says; `None`: unencrypted.
+    #[serde(skip)]
+    pub tls: Option<String>,
+}
+
+impl ServerRole {
+    /// `encrypted (TLSv1.3)` or `unencrypted`, for `db status` and the logs.
+    pub fn connection(&self) -> String {
+        match &self.tls {
+            Some(version) => format!("encrypted ({version})"),
+            None => "unencrypted".into(),
+        }
+    }
 }
 
 /// Asks the server who it is. `transaction_read_only` is on for a standby in recovery
 /// and for a primary demoted with `default_transaction_read_only`, which is exactly
-/// what `target_session_attrs=read-write` checks when it connects.
+/// what `target_session_attrs=read-write` checks when it connects. Whether the session
+/// is encrypted is the server's word too (any role may read its own `pg_stat_ssl` row).
 pub async fn server_role(
     client: &tokio_postgres::Client,
 ) -> Result<ServerRole, tokio_postgres::Error> {
@@ -86,7 +101,8 @@ pub async fn server_role(
                              WHEN NOT {} AND EXISTS (SELECT 1 FROM pg_stat_replication) THEN NULL \
                              ELSE NOT EXISTS ( \
                                  SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
-                                 AND sync_state IN ('sync', 'quorum')) END",
+                                 AND sync_state IN ('sync', 'quorum')) END, \
+                        (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl)",
                 super::replication::SEES_STANDBYS
             ),
             &[],
@@ -96,6 +112,7 @@ pub async fn server_role(
         host: row.get(0),
         writable: row.get(1),
         commits_wait: row.get(2),
+        tls: row.get(3),
     })
 }
 

@@ -155,7 +155,7 @@ async fn store_with_retry(
     loop {
         let result = async {
             // An aborted store (its AMQP connection was lost) cancels its statement.
-            let client = InFlight::new(pool.get().await?);
+            let client = InFlight::checkout(pool).await?;
             let stored = works::insert_finished(&*client, rows).await?;
             // On the same connection: a position read elsewhere could be another
             // server's, after a failover.

@@ -3,7 +3,7 @@
 
 use super::helpers::*;
 use super::totals::assert_consistent;
-use ppctl::cli::{AmqpOpts, DbOpts, ProduceOpts, Retain, WorkerOpts};
+use ppctl::cli::{AmqpOpts, ProduceOpts, Retain, WorkerOpts};
 use ppctl::shutdown::{self, Shutdown, Trigger};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -39,13 +39,9 @@ pub(super) fn start_consumer(
     opts: WorkerOpts,
 ) -> (Trigger, JoinHandle<anyhow::Result<()>>) {
     let (trigger, shutdown) = shutdown::channel();
-    let db_opts = DbOpts {
-        database_url: db.url.clone(),
-        db_pool_size: 4,
-    };
     let (pool, amqp) = (db.pool.clone(), amqp_opts(queue));
     let task = tokio::spawn(async move {
-        ppctl::commands::consume::run_with_pool(pool, &db_opts, &amqp, &opts, shutdown).await
+        ppctl::commands::consume::run_with_pool(pool, &amqp, &opts, shutdown).await
     });
     (trigger, task)
 }

@@ -1,7 +1,7 @@
 //! Connection settings shared by every subcommand, and the redaction that keeps
 //! passwords out of logs and error messages.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str =
@@ -13,21 +13,62 @@ pub const DEFAULT_API_URL: &str = "http://127.0.0.1:3000";
 
 pub use crate::redact::redact_url;
 
-/// Parses `DATABASE_URL` into a driver config; the error never repeats the URL itself.
-pub fn parse_database_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+pub mod ssl;
+
+/// A PostgreSQL URL taken apart: what tokio-postgres reads, and libpq's TLS parameters
+/// that it does not (`storage::tls` turns those into the connector).
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub config: tokio_postgres::Config,
+    pub ssl: ssl::SslParams,
+}
+
+/// A setting that can never work (a malformed URL, an unknown `sslmode`, a certificate
+/// file that cannot be read): the command stops at start with exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);
+
+/// Parses `DATABASE_URL` (or the read replica's) into a driver config and its TLS
+/// parameters; the error never repeats the URL itself.
+pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
+    let bad = |why: String| anyhow::Error::new(SettingError(why));
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         // Not echoed, even redacted: a value in some other form may be anything.
-        bail!("DATABASE_URL must be a postgres:// URL (libpq's key=value form is not accepted)");
+        return Err(bad(
+            "DATABASE_URL must be a postgres:// URL (libpq's key=value form is not accepted)"
+                .into(),
+        ));
     }
-    let mut config: tokio_postgres::Config = url
+    let shown = redact_url(url);
+    let (rest, ssl) =
+        ssl::take_ssl_params(url).map_err(|e| bad(format!("DATABASE_URL {shown}: {e}")))?;
+    let mut config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL {}: {e}", redact_url(url)))?;
+        .map_err(|e| bad(format!("invalid DATABASE_URL {shown}: {e}")))?;
     if config.get_dbname().is_none() {
-        bail!("DATABASE_URL {} names no database", redact_url(url));
+        return Err(bad(format!("DATABASE_URL {shown} names no database")));
     }
+    config.ssl_mode(ssl.mode.driver_mode());
+    name_hosts_by_address(&mut config);
     bound_waits(&mut config);
     config.application_name("ppctl");
-    Ok(config)
+    Ok(DatabaseUrl { config, ssl })
+}
+
+/// With `hostaddr` and no `host`, libpq checks the certificate against the address;
+/// tokio-postgres would refuse to negotiate TLS at all for want of a name.
+fn name_hosts_by_address(config: &mut tokio_postgres::Config) {
+    if config.get_hosts().is_empty() {
+        let addrs: Vec<String> = config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        for addr in addrs {
+            config.host(&addr);
+        }
+    }
 }
 
 /// Server-side cap on one statement, unless DATABASE_URL sets its own in `options`.
@@ -77,8 +118,9 @@ pub fn parse_queue_name(s: &str) -> Result<String, String> {
 }
 
 pub fn database_name(url: &str) -> anyhow::Result<String> {
-    let config = parse_database_url(url)?;
-    config
+    let parsed = parse_database_url(url)?;
+    parsed
+        .config
         .get_dbname()
         .map(str::to_string)
         .context("DATABASE_URL names no database")
@@ -101,11 +143,14 @@ mod tests {
                 "{err}"
             );
         }
-        let config = parse_database_url(DEFAULT_DATABASE_URL).expect("default URL");
+        let config = parse_database_url(DEFAULT_DATABASE_URL)
+            .expect("default URL")
+            .config;
         assert_eq!(config.get_options(), Some("-c statement_timeout=30000"));
         assert!(config.get_keepalives());
         let own = parse_database_url("postgres://h/db?options=-c%20statement_timeout%3D0")
-            .expect("URL with options");
+            .expect("URL with options")
+            .config;
         assert_eq!(own.get_options(), Some("-c statement_timeout=0"));
     }
 
