@@ -64,6 +64,7 @@ pub(super) async fn produce(queue: &TestQueue, count: u64) -> u64 {
         count: Some(count),
         burst: 1,
         report_every: Duration::from_secs(30),
+        give_up_after: Duration::from_secs(60),
     };
     ppctl::commands::produce::produce(&amqp_opts(queue), &opts, &Shutdown::never(), false)
         .await
