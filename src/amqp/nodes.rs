@@ -216,3 +216,41 @@ mod tests {
         assert!(!shown.contains("secret") && shown.contains("h2"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn each_node_has_its_own_tls_and_its_host_as_written() {
+        let nodes = Nodes::parse(
+            "amqps://u:secret@127.0.0.1:5671/%2f?server_name_indication=rabbit.internal,\
+             amqp://u:secret@h2:5672/%2f,amqps://u:secret@[::1]:5671/%2f?verify=verify_none",
+        )
+        .expect("three nodes");
+        let [a, b, c] = &nodes.nodes[..] else {
+            panic!("three nodes")
+        };
+        assert_eq!(a.uri.authority.host, "127.0.0.1");
+        let server_name = |n: &Node| n.tls.as_ref().map(|t| t.server_name.clone());
+        assert_eq!(server_name(a).as_deref(), Some("rabbit.internal"));
+        assert!(b.tls.is_none());
+        assert_eq!(c.uri.authority.host, "::1");
+        assert_eq!(server_name(c).as_deref(), Some("::1"));
+        let err = Nodes::parse("amqps://u:secret@h1/%2f,amqps://u:secret@h2/%2f?verify=no")
+            .expect_err("a bad second node");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("node 2 of 2") && err.contains("verify=no"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+        let err = Nodes::parse("amqps://u:secret@h1/%2f?cacertfile=/nonexistent/ca.pem")
+            .expect_err("a missing file");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("/nonexistent/ca.pem") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+}
