@@ -17,6 +17,8 @@ pub mod publish;
 mod rescue;
 pub mod session;
 pub mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod tls_verify;
 pub mod topology;
 
