@@ -100,18 +100,22 @@ impl TlsParams {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS set-up: {e}"))?;
-        // Read even when unused (verify_none), so a wrong path is found at start.
-        let roots = self.roots()?;
         let builder = match self.verify.unwrap_or(Verify::Peer) {
             Verify::Peer => {
-                let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                let verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider)
                     .build()
                     .map_err(|e| format!("TLS trust store: {e}"))?;
                 builder.with_webpki_verifier(verifier)
             }
-            Verify::None => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(provider))),
+            Verify::None => {
+                // Unused, but read all the same: a wrong path is found at start.
+                if let Some(path) = &self.cacertfile {
+                    read_certs("cacertfile", path)?;
+                }
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(provider)))
+            }
         };
         let config = match (&self.certfile, &self.keyfile) {
             (Some(cert), Some(key)) => builder

@@ -55,6 +55,10 @@ fn files_that_cannot_be_used_are_named() {
             &format!("cacertfile={}", not_pem.display()),
             "holds no PEM certificate",
         ),
+        (
+            "cacertfile=/nonexistent/ca.pem&verify=verify_none",
+            "cannot read cacertfile=/nonexistent/ca.pem",
+        ),
     ];
     for (query, says) in cases {
         let built = params(&format!("amqps://h/%2f?{query}")).and_then(|p| p.build("h"));
