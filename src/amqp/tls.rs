@@ -132,7 +132,8 @@ impl TlsParams {
         })
     }
 
-    /// `cacertfile`'s certificates alone, or the system's trust store without it.
+    /// `cacertfile`'s certificates alone, or the system's trust store without it (or
+    /// Mozilla's roots where the system has none).
     fn roots(&self) -> Result<Arc<RootCertStore>, String> {
         let mut roots = RootCertStore::empty();
         match &self.cacertfile {
@@ -147,11 +148,9 @@ impl TlsParams {
                 let found = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(found.certs);
                 if roots.is_empty() {
-                    return Err(
-                        "no system trust store was found (install the ca-certificates \
-                                package, or give cacertfile=)"
-                            .into(),
-                    );
+                    // No ca-certificates (a slim image): the public CAs a managed broker
+                    // uses are Mozilla's, as `work --via http` trusts.
+                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 }
             }
         }

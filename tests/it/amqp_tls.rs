@@ -196,3 +196,47 @@ async fn a_server_that_requires_a_client_certificate_gets_one() {
     assert!(stderr.contains("TLS refused by the server"), "{stderr}");
     assert!(stderr.contains("CertificateRequired"), "{stderr}");
 }
+
+/// `ppctl produce --count 1` with `SSL_CERT_FILE` (the system trust store's standard
+/// override, honoured by rustls-native-certs) and no `cacertfile=`.
+async fn produce_with_system_store(url: &str, queue: &str, cert_file: &str) -> Output {
+    let args = [
+        "produce",
+        "--every",
+        "0",
+        "--count",
+        "1",
+        "--queue",
+        queue,
+        "--amqp-url",
+        url,
+    ];
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
+        .args(args)
+        .args(["--give-up-after", GIVE_UP])
+        .env_remove("AMQP_URL")
+        .env("SSL_CERT_FILE", cert_file)
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("finishes")
+        .expect("run ppctl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cacertfile_the_system_trust_store_is_used() {
+    let broker = TlsBroker::shared(false).await;
+    let (queue, url) = (queue_name(), broker.url("localhost", ""));
+    let ca = broker.certs.ca.display().to_string();
+    let output = produce_with_system_store(&url, &queue, &ca).await;
+    assert!(output.status.success(), "{}", outputs(&output).1);
+    assert_eq!(ready_in(&broker, &queue).await, 1);
+    // No system store at all: Mozilla's roots, which do not know the test CA either.
+    let output = produce_with_system_store(&url, &queue, "/nonexistent").await;
+    let (_, stderr) = outputs(&output);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+}
