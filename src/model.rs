@@ -61,7 +61,8 @@ pub struct Event {
     #[schema(schema_with = var::schema)]
     pub variable: String,
     /// The sum for `compute/result`; the reason for `compute/failed` and `work/expired`;
-    /// the earlier status for `work/retried` and `work/cancelled`; else null.
+    /// the earlier status for `work/retried` and `work/cancelled`; why, for
+    /// `demand/possible-repeat`; else null.
     #[schema(required = true)]
     pub value: Option<String>,
     /// Unix seconds.
@@ -81,9 +82,20 @@ pub mod var {
     pub const RETRIED: &str = "work/retried";
     /// An operator cancelled a pending work (value: its status).
     pub const CANCELLED: &str = "work/cancelled";
+    /// A queued demand with no message_id came back with the broker's `redelivered`
+    /// flag: it may repeat a work stored before a crash (value: why).
+    pub const POSSIBLE_REPEAT: &str = "demand/possible-repeat";
 
-    pub const ALL: [&str; 8] = [
-        CREATED, START, STOP, RESULT, FAILED, EXPIRED, RETRIED, CANCELLED,
+    pub const ALL: [&str; 9] = [
+        CREATED,
+        START,
+        STOP,
+        RESULT,
+        FAILED,
+        EXPIRED,
+        RETRIED,
+        CANCELLED,
+        POSSIBLE_REPEAT,
     ];
 
     /// The OpenAPI schema of an event's `variable`: a string, one of `ALL`.

@@ -12,6 +12,7 @@ pub mod dead_props;
 mod dead_reader;
 pub mod dead_unreadable;
 pub mod depth;
+pub mod existing;
 mod nodes;
 pub mod publish;
 mod rescue;
@@ -51,14 +52,20 @@ pub fn is_unparseable_frame(error: &anyhow::Error) -> bool {
 
 /// What happens to a message lapin cannot parse, in one line for the operator.
 pub fn unreadable_line(topology: &Topology) -> String {
-    let fate = match topology.queue_type {
-        crate::cli::QueueType::Quorum => format!(
+    let fate = match (topology.existing.get(), topology.queue_type) {
+        (Some(_), _) => format!(
+            "{} was declared by someone else and ppctl cannot tell its delivery limit: \
+             without one (a classic queue, or no delivery-limit policy), it comes back \
+             forever until removed by hand",
+            topology.queue
+        ),
+        (None, crate::cli::QueueType::Quorum) => format!(
             "consuming one at a time until the broker's delivery limit ({}) moves it to {}, \
              where `ppctl dead purge --unreadable --yes` removes it",
             topology::QUORUM_DELIVERY_LIMIT,
             topology.dead_queue
         ),
-        crate::cli::QueueType::Classic => format!(
+        (None, crate::cli::QueueType::Classic) => format!(
             "a classic queue has no delivery limit: it comes back forever until removed \
              from {} by hand",
             topology.queue

@@ -1,11 +1,12 @@
 //! The queue, its dead-letter exchange and dead-letter queue. Producer and consumer
 //! both declare all three, so either may start first.
 
+use super::existing::{self, Existing};
 use crate::cli::QueueType;
-use anyhow::Context;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ExchangeKind};
+use std::sync::{Arc, OnceLock};
 
 /// A quorum queue dead-letters a message after this many returns: one that crashes
 /// every consumer that takes it (a frame the client cannot parse) must not loop
@@ -13,29 +14,37 @@ use lapin::{Channel, Connection, ExchangeKind};
 /// consumer crashes or node losses is never dead-lettered.
 pub const QUORUM_DELIVERY_LIMIT: i64 = 20;
 
-/// The queue exists with arguments other than ours (another type, another limit):
-/// not something a reconnect can fix, so commands stop with this one-line error.
+/// The queue exists with arguments other than ours (another type, another limit) and
+/// `--queue-type` asked for ours exactly: not something a reconnect can fix, so
+/// commands stop with this one-line error. Without `--queue-type` the queue is used as
+/// it is (`existing`).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "queue {queue} already exists with other arguments than {wanted} ({detail}); \
-     either run with --queue-type {other} (PP_QUEUE_TYPE), or migrate: stop the \
-     producers, let the consumers drain it, delete it (rabbitmqctl delete_queue {queue}) \
-     and start again, or pick a new --queue name"
+    "queue {queue} already exists with other arguments than {wanted} ({detail}), and \
+     --queue-type (PP_QUEUE_TYPE) asks for exactly that; either leave --queue-type unset \
+     to use the queue as it is, or migrate: stop the producers, let the consumers drain \
+     it, delete it (rabbitmqctl delete_queue {queue}) and start again, or pick a new \
+     --queue name"
 )]
 pub struct TopologyMismatch {
     pub queue: String,
     pub wanted: &'static str,
-    pub other: &'static str,
     pub detail: String,
 }
 
 /// Names derived from the work queue's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Topology {
     pub queue: String,
     pub dead_exchange: String,
     pub dead_queue: String,
+    /// The type ppctl declares the work queue with.
     pub queue_type: QueueType,
+    /// Whether a queue that already exists with other arguments is used as it is (no
+    /// `--queue-type` given) rather than refused.
+    pub use_existing: bool,
+    /// What such a queue was found to be, once it was used as it is.
+    pub existing: Arc<OnceLock<Existing>>,
 }
 
 impl Topology {
@@ -44,12 +53,24 @@ impl Topology {
         Self::with_type(queue, QueueType::Quorum)
     }
 
+    /// Exactly this type: a queue that exists with other arguments is refused.
     pub fn with_type(queue: &str, queue_type: QueueType) -> Self {
         Self {
             queue: queue.to_string(),
             dead_exchange: format!("{queue}.dlx"),
             dead_queue: format!("{queue}.dead"),
             queue_type,
+            use_existing: false,
+            existing: Arc::default(),
+        }
+    }
+
+    /// As `--queue-type` chose: that type exactly, or (unset) a quorum queue when ppctl
+    /// creates it, and the queue as it is when it already exists.
+    pub fn chosen(queue: &str, queue_type: Option<QueueType>) -> Self {
+        Self {
+            use_existing: queue_type.is_none(),
+            ..Self::with_type(queue, queue_type.unwrap_or(QueueType::Quorum))
         }
     }
 
@@ -139,10 +160,13 @@ impl Topology {
         } else {
             channel
         };
-        self.declare(&channel)
-            .await
-            .context("cannot declare the queues")?;
-        Ok(channel)
+        match self.declare(&channel).await {
+            Ok(_) => Ok(channel),
+            Err(e) if self.use_existing && e.is::<TopologyMismatch>() => {
+                existing::use_as_it_is(self, connection, &e).await
+            }
+            Err(e) => Err(e.context("cannot declare the queues")),
+        }
     }
 
     /// Whether the work queue, the dead-letter exchange and queue all exist. A failed
@@ -182,14 +206,13 @@ impl Topology {
             return None;
         };
         let message = amqp.get_message().as_str();
-        let (wanted, other) = match self.queue_type {
-            QueueType::Quorum => ("a quorum queue", "classic"),
-            QueueType::Classic => ("a classic queue", "quorum"),
+        let wanted = match self.queue_type {
+            QueueType::Quorum => "a quorum queue",
+            QueueType::Classic => "a classic queue",
         };
         (amqp.get_id() == 406 && message.contains("inequivalent arg")).then(|| TopologyMismatch {
             queue: self.queue.clone(),
             wanted,
-            other,
             detail: message.to_string(),
         })
     }

@@ -96,11 +96,13 @@ pub struct AmqpOpts {
     /// The work queue; `<queue>.dead` is its dead-letter queue.
     #[arg(long, env = "PP_QUEUE", default_value = config::DEFAULT_QUEUE, value_parser = parse_queue_name)]
     pub queue: String,
-    /// quorum (the default: replicated on a cluster, with a delivery limit so a message
-    /// that keeps crashing consumers is dead-lettered), or classic. Producer and
-    /// consumer must agree: RabbitMQ refuses to redeclare a queue with another type.
-    #[arg(long, env = "PP_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
-    pub queue_type: QueueType,
+    /// quorum (replicated on a cluster, with a delivery limit so a message that keeps
+    /// crashing consumers is dead-lettered) or classic: the type ppctl declares the queue
+    /// with, and refuses a queue that exists with other arguments. Unset: a new queue is
+    /// quorum, and an existing one (e.g. declared by another producer) is used as it is,
+    /// with a warning that says what it lacks.
+    #[arg(long, env = "PP_QUEUE_TYPE", value_enum)]
+    pub queue_type: Option<QueueType>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

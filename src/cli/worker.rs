@@ -44,6 +44,11 @@ pub struct WorkerOpts {
     /// replication; with no standby connected, acks stall and say so).
     #[arg(long, env = "PP_ACK_AFTER", value_enum, default_value_t = AckAfter::Commit)]
     pub ack_after: AckAfter,
+    /// Dead-letter a demand that carries no AMQP message_id, instead of storing it
+    /// under a made-up key (a redelivered one may then be done twice). PP_REQUIRE_MESSAGE_ID
+    /// takes 1/0, true/false, yes/no or on/off.
+    #[arg(long, env = "PP_REQUIRE_MESSAGE_ID", value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_message_id: bool,
 }
 
 /// See `WorkerOpts::ack_after`.

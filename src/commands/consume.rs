@@ -1,10 +1,12 @@
 //! `ppctl consume`: the queue worker and the sweeper, side by side, until shutdown.
 
+use super::Failure;
 use crate::amqp::{self, Topology};
 use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, DbOpts, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::QueueWorker;
+use crate::worker::message_ids::MissingIds;
 use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
@@ -48,6 +50,9 @@ pub async fn run_with_pool(
         batch: batch_limit(sweep::SWEEP_BATCH, worker.work_delay),
     };
     tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch, "consumer starting");
+    if worker.ack_after == AckAfter::Standby {
+        refuse_unseeable_standbys(&pool, &shutdown).await?;
+    }
     storage::replication::log_at_start(pool.clone(), worker.ack_after == AckAfter::Standby);
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let sweeper = tokio::spawn(sweep::run(
@@ -67,13 +72,54 @@ pub async fn run_with_pool(
         pool: &pool,
         notifier: &notifier,
         nodes: amqp::Nodes::parse(&amqp.amqp_url)?,
-        topology: Topology::with_type(&amqp.queue, amqp.queue_type),
+        topology: Topology::chosen(&amqp.queue, amqp.queue_type),
         worker,
         shutdown: &shutdown,
         declared: AtomicBool::new(false),
+        ids: MissingIds::new(worker.require_message_id),
     };
     queue.run().await?;
     sweeper.await.context("the sweeper panicked")?;
     tracing::info!("consumer stopped");
+    Ok(())
+}
+
+/// `--ack-after standby` waits on the standbys' flush positions. A role that may not
+/// read them (no `pg_read_all_stats`, as managed services hand out) would wait forever
+/// in silence, so the consumer refuses to start instead (exit 2), as soon as the
+/// database first answers; until then it waits, as every process does.
+async fn refuse_unseeable_standbys(pool: &PgPool, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut said = false;
+    while !shutdown.is_triggered() {
+        let check = async {
+            let client = pool.get().await.map_err(storage::DbError::from)?;
+            storage::replication::sees_standbys(&**client).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), check).await {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => {
+                return Err(Failure::Usage(format!(
+                    "--ack-after standby needs to read the standbys' flush positions, which \
+                     this database role may not: {} (pg_read_all_stats is enough), or run \
+                     with --ack-after commit",
+                    storage::replication::MONITOR_GRANT
+                ))
+                .into())
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer within 5s".to_string(),
+                };
+                if !std::mem::replace(&mut said, true) {
+                    tracing::warn!(%error, "--ack-after standby: waiting for the database, to check that this role may read the standbys' positions");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        }
+    }
     Ok(())
 }

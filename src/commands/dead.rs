@@ -10,7 +10,7 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
     let amqp = args.action.amqp();
     super::check_amqp_url(&amqp.amqp_url)?;
     let nodes = Nodes::parse(&amqp.amqp_url)?;
-    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
+    let topology = Topology::chosen(&amqp.queue, amqp.queue_type);
     match args.action {
         DeadAction::List { limit, json, .. } => {
             let listing = dead::list(&nodes, &topology, limit)

@@ -36,7 +36,7 @@ pub async fn produce(
     shutdown: &Shutdown,
     show_progress: bool,
 ) -> anyhow::Result<u64> {
-    let topology = Topology::with_type(&amqp.queue, amqp.queue_type);
+    let topology = Topology::chosen(&amqp.queue, amqp.queue_type);
     let nodes = Nodes::parse(&amqp.amqp_url)?;
     // The first connection declares in full (and meets a queue of the other type).
     let mut declared = false;

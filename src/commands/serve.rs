@@ -14,7 +14,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
     // The dashboard's dead-letter card: the queues' depths, watched (never declared).
     let nodes = Nodes::parse(&args.amqp.amqp_url)?;
-    let topology = Topology::with_type(&args.amqp.queue, args.amqp.queue_type);
+    let topology = Topology::chosen(&args.amqp.queue, args.amqp.queue_type);
     let dead_letters = DeadLetterSource::new(&args.amqp.amqp_url, topology.clone())?;
     tokio::spawn(depth::watch(nodes, topology, shutdown.clone()));
     serve(pool, &args.serve, Some(dead_letters), shutdown).await

@@ -29,7 +29,7 @@ pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
             async move { super::produce::produce(&amqp, &produce, &shutdown, false).await },
         )
     };
-    let topology = crate::amqp::Topology::with_type(&args.amqp.queue, args.amqp.queue_type);
+    let topology = crate::amqp::Topology::chosen(&args.amqp.queue, args.amqp.queue_type);
     let dead_letters = crate::http::dead::DeadLetterSource::new(&args.amqp.amqp_url, topology)?;
     let served = super::serve::serve(pool, &args.serve, Some(dead_letters), shutdown).await;
     let consumed = consumer.await.context("the consumer panicked")?;

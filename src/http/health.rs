@@ -41,6 +41,11 @@ pub struct Health {
     host: Option<String>,
     /// Whether that server takes writes.
     writable: bool,
+    /// `unknown (needs pg_monitor)`: commits wait for a synchronous standby
+    /// (`synchronous_standby_names` is set) and this role cannot see whether one is
+    /// streaming. Not a fault: the check stays healthy. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<&'static str>,
     /// With `--database-read-url`: the replica the read-only routes use.
     #[serde(skip_serializing_if = "Option::is_none")]
     replica: Option<ReplicaHealth>,
@@ -93,7 +98,7 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
             role::lost(&format!("/health found {} read-only", r.host));
             ("read-only", Some(r), None)
         }
-        Found::Server(r) if r.commits_wait => {
+        Found::Server(r) if r.commits_wait == Some(true) => {
             let why = "every commit waits: synchronous_standby_names is set and no synchronous standby is streaming (clear it, or bring a standby back)";
             ("commits-waiting", Some(r), Some(why.to_string()))
         }
@@ -107,7 +112,12 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         Found::Unreachable => ("unreachable", None, None),
     };
     let healthy = database == "connected";
+    let replication = match &role {
+        Some(r) if r.commits_wait.is_none() => Some("unknown (needs pg_monitor)"),
+        _ => None,
+    };
     let body = Health {
+        replication,
         status: if healthy { "healthy" } else { "unhealthy" },
         database,
         writable: role.as_ref().is_some_and(|r| r.writable),

@@ -14,6 +14,7 @@ pub mod replica;
 pub mod replication;
 pub mod role;
 pub mod search;
+pub mod standby_wait;
 pub mod stats;
 pub mod works;
 

@@ -6,7 +6,7 @@
 
 use super::inflight::InFlight;
 use super::{works::count_shard, DbError, PgPool};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Works deleted per transaction: a few milliseconds of locks at a time.
 pub const PRUNE_BATCH: i64 = 2_000;
@@ -22,26 +22,26 @@ pub struct Pruned {
     pub ran: bool,
 }
 
-/// Deletes one batch of finished works that finished (last changed) before `now -
-/// older_than`, and their events by the foreign key's cascade, taking them off the
-/// running totals in the same transaction. The caller holds the pruning lock.
+/// Deletes one batch of finished works that finished (last changed) before `cutoff`,
+/// and their events by the foreign key's cascade, taking them off the running totals
+/// in the same transaction. The caller holds the pruning lock. Returns the works
+/// deleted and whether the batch was full (more may be left).
 pub async fn prune_batch(
     client: &mut deadpool_postgres::Client,
-    older_than: Duration,
+    cutoff: SystemTime,
     limit: i64,
-) -> Result<u64, DbError> {
+) -> Result<(u64, bool), DbError> {
     // Counted from when a work finished, not from when it was created: a work retried
     // and finished today is a month away from pruning, whenever it was created. Done
     // works come from their partial index on updated_on; the other finished statuses
     // from the small index on the works not done.
     const SQL: &str = "\
         WITH done_doomed AS ( \
-            SELECT id FROM works WHERE status = 'done' \
-               AND updated_on < now() - $1 * interval '1 millisecond' \
+            SELECT id FROM works WHERE status = 'done' AND updated_on < $1 \
             ORDER BY updated_on LIMIT $2 FOR UPDATE SKIP LOCKED), \
         other_doomed AS ( \
             SELECT id FROM works WHERE status IN ('failed', 'expired', 'cancelled') \
-               AND updated_on < now() - $1 * interval '1 millisecond' \
+               AND updated_on < $1 \
             LIMIT $2 FOR UPDATE SKIP LOCKED), \
         gone AS (DELETE FROM works WHERE id IN \
             (SELECT id FROM done_doomed UNION ALL SELECT id FROM other_doomed) RETURNING status), \
@@ -52,27 +52,35 @@ pub async fn prune_batch(
                 expired = expired - (SELECT count(*) FROM gone WHERE status = 'expired'), \
                 cancelled = cancelled - (SELECT count(*) FROM gone WHERE status = 'cancelled') \
             WHERE shard = $3) \
-        SELECT count(*) FROM gone";
+        SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status <> 'done') \
+        FROM gone";
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(SQL).await?;
-    let millis = older_than.as_secs_f64() * 1000.0;
     let row = tx
-        .query_one(&stmt, &[&millis, &limit, &count_shard()])
+        .query_one(&stmt, &[&cutoff, &limit, &count_shard()])
         .await?;
     tx.commit().await?;
-    Ok(row.get::<_, i64>(0) as u64)
+    let (done, other): (i64, i64) = (row.get(0), row.get(1));
+    Ok(((done + other) as u64, done == limit || other == limit))
 }
 
-/// Prunes batch after batch until none is left, pausing between batches so the writers
-/// always get the table back. One pruner at a time, for the whole run: the lock is a
-/// session lock on the connection the batches use, so no other process starts between
-/// two batches. A run that fails drops that connection (`InFlight`), which releases it.
+/// Prunes batch after batch until a batch is not full, pausing between batches so the
+/// writers always get the table back. The cut-off is fixed when the round starts (the
+/// server's clock): works that finish meanwhile belong to the next round, so a round
+/// ends however fast works finish. One pruner at a time, for the whole run: the lock is
+/// a session lock on the connection the batches use, so no other process starts
+/// between two batches. A run that fails drops that connection (`InFlight`), which
+/// releases it.
 pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbError> {
     let mut client = InFlight::new(pool.get().await?);
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-        .await?
-        .get(0);
+    let millis = older_than.as_secs_f64() * 1000.0;
+    let row = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1), now() - $2 * interval '1 millisecond'",
+            &[&LOCK_KEY, &millis],
+        )
+        .await?;
+    let (locked, cutoff): (bool, SystemTime) = (row.get(0), row.get(1));
     if !locked {
         client.done();
         return Ok(Pruned::default());
@@ -82,9 +90,9 @@ pub async fn prune(pool: &PgPool, older_than: Duration) -> Result<Pruned, DbErro
         ..Pruned::default()
     };
     loop {
-        let n = prune_batch(&mut client, older_than, PRUNE_BATCH).await?;
+        let (n, full) = prune_batch(&mut client, cutoff, PRUNE_BATCH).await?;
         pruned.works += n;
-        if n == 0 {
+        if !full {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -6,10 +6,16 @@
 //! standby has flushed the WAL up to the batch's commit before it acknowledges.
 
 use super::{DbError, PgPool};
-use crate::shutdown::Shutdown;
-use crate::telemetry::TELEMETRY;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_postgres::GenericClient;
+
+/// The grant that lets an ordinary role read the standbys' state, sync state and
+/// positions (`pg_read_all_stats` alone is enough; `pg_monitor` includes it). Without
+/// it `pg_stat_replication` still lists the walsenders, with those columns NULL.
+pub const MONITOR_GRANT: &str = "GRANT pg_monitor TO <this role>";
+
+/// Whether this role may read the standbys' state (superusers may).
+pub const SEES_STANDBYS: &str = "pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')";
 
 /// One standby as the primary sees it (`pg_stat_replication`).
 #[derive(Debug, Clone)]
@@ -25,6 +31,9 @@ pub struct Standby {
 #[derive(Debug, Clone)]
 pub struct Replication {
     pub in_recovery: bool,
+    /// Whether this role can see the standbys' state (`SEES_STANDBYS`): without it, a
+    /// listed standby's state is unknown, never "not streaming".
+    pub visible: bool,
     pub synchronous_standby_names: String,
     pub synchronous_commit: String,
     pub standbys: Vec<Standby>,
@@ -50,6 +59,14 @@ impl Replication {
         if self.in_recovery {
             return "this server is a standby (in recovery): it takes no writes".into();
         }
+        if self.unknown() {
+            let names = &self.synchronous_standby_names;
+            let set = match names.trim().is_empty() {
+                true => "synchronous_standby_names is empty (asynchronous)".to_string(),
+                false => format!("synchronous_standby_names = '{names}'"),
+            };
+            return format!("unknown (needs pg_monitor): {} standby connection(s) listed and {set}, but this role cannot see whether they stream or how far they are ({MONITOR_GRANT})", self.standbys.len());
+        }
         if self.commits_wait_for_a_standby() {
             return "synchronous: every commit waits for a standby's flush; an acknowledged work survives the loss of the primary".into();
         }
@@ -61,15 +78,39 @@ impl Replication {
         }
         "asynchronous: a work acknowledged but not yet streamed is lost if a standby is promoted; set synchronous_standby_names, or run consume with --ack-after standby".into()
     }
+
+    /// Standbys are listed but this role cannot see their state (walsender rows are
+    /// listed to every role; with none listed, there is no standby either way).
+    pub fn unknown(&self) -> bool {
+        !self.visible && !self.standbys.is_empty()
+    }
+
+    /// What will stall, as seen at start: commits that wait for a synchronous standby
+    /// that is not streaming, or `--ack-after standby` with no standby to wait for.
+    pub fn stalls(&self, ack_after_standby: bool) -> Option<String> {
+        if self.in_recovery || self.unknown() {
+            return None;
+        }
+        let streaming = self.standbys.iter().any(|s| s.state == "streaming");
+        if !self.synchronous_standby_names.trim().is_empty() && !self.commits_wait_for_a_standby() {
+            return Some(format!("every commit will stall: synchronous_standby_names = '{}' and no synchronous standby is streaming (clear it, or bring a standby back)", self.synchronous_standby_names));
+        }
+        (ack_after_standby && !streaming).then(|| {
+            "acknowledgements will stall: --ack-after standby and no standby is streaming (start one, or run with --ack-after commit)".to_string()
+        })
+    }
 }
 
-/// Reads the replication settings and standbys. The standbys' positions need the
-/// `pg_read_all_stats` role (or superuser); without it they show as unknown.
+/// Reads the replication settings and standbys. The standbys' state and positions need
+/// the `pg_read_all_stats` role (or superuser); without it they show as unknown and
+/// `visible` is false.
 pub async fn status(client: &impl GenericClient) -> Result<Replication, DbError> {
     let row = client
         .query_one(
-            "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \
-                    current_setting('synchronous_commit')",
+            &format!(
+                "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \
+                        current_setting('synchronous_commit'), {SEES_STANDBYS}"
+            ),
             &[],
         )
         .await?;
@@ -92,6 +133,7 @@ pub async fn status(client: &impl GenericClient) -> Result<Replication, DbError>
         .collect();
     Ok(Replication {
         in_recovery: row.get(0),
+        visible: row.get(3),
         synchronous_standby_names: row.get(1),
         synchronous_commit: row.get(2),
         standbys,
@@ -124,111 +166,25 @@ pub fn log_at_start(pool: PgPool, ack_after_standby: bool) {
             .map(|s| format!("{} {}/{}", s.name, s.state, s.sync_state))
             .collect();
         let covered = ack_after_standby && !r.commits_wait_for_a_standby();
-        tracing::info!(standbys = ?standbys, replication = %r.verdict(), ack_after_standby = covered, "database replication");
+        let replication = r.verdict();
+        // What will stall, or cannot be judged, is a warning on one line.
+        match r.stalls(ack_after_standby) {
+            Some(stall) => tracing::warn!("database replication: {stall}; {replication}"),
+            None if r.unknown() && !r.in_recovery => {
+                tracing::warn!("database replication: {replication}")
+            }
+            None => {
+                tracing::info!(standbys = ?standbys, replication = %replication, ack_after_standby = covered, "database replication")
+            }
+        }
     });
 }
 
-/// How often a waiting batch asks whether a standby has caught up: a standby on the
-/// same network flushes within a millisecond of the commit, and each ask is one short
-/// query on the primary.
-const POLL: Duration = Duration::from_micros(300);
-
-/// A position in one server's WAL history: after a promotion the new primary writes on
-/// a new timeline, so a position read on the old one means nothing there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalPosition {
-    pub lsn: String,
-    pub timeline: String,
-}
-
-/// The position a commit just made on `client` reached (read on the same connection,
-/// right after it: the commit record is behind it).
-pub async fn position(client: &impl GenericClient) -> Result<WalPosition, DbError> {
+/// Whether this role may read the standbys' flush positions, which `--ack-after
+/// standby` waits on: without that, the wait could never end.
+pub async fn sees_standbys(client: &impl GenericClient) -> Result<bool, DbError> {
     let row = client
-        .query_one(
-            "SELECT pg_current_wal_lsn()::text, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
-            &[],
-        )
+        .query_one(&format!("SELECT {SEES_STANDBYS}"), &[])
         .await?;
-    Ok(WalPosition {
-        lsn: row.get(0),
-        timeline: row.get(1),
-    })
-}
-
-/// Why a wait for a standby ended without one.
-#[derive(Debug, thiserror::Error)]
-pub enum WaitError {
-    /// The primary changed: the commit may not be on the new one. Store again (the
-    /// stores are idempotent by message_id) and wait for the new position.
-    #[error("the primary changed while waiting for a standby's flush")]
-    Moved,
-    #[error("shutting down while waiting for a standby's flush")]
-    Shutdown,
-}
-
-/// Waits until a streaming standby has flushed the WAL up to `target`, polling the
-/// primary's `pg_stat_replication`. Every `log_every` spent waiting is logged and
-/// flagged in `ppctl_standby_stalled`; it never gives up on its own, because
-/// acknowledging early is the very loss this wait prevents.
-pub async fn wait_for_standby(
-    pool: &PgPool,
-    target: &WalPosition,
-    log_every: Duration,
-    shutdown: &Shutdown,
-) -> Result<(), WaitError> {
-    let started = Instant::now();
-    let mut next_log = started + log_every;
-    loop {
-        match flushed(pool, target).await {
-            Ok(true) => {
-                let waited = started.elapsed();
-                TELEMETRY.standby_wait.observe(waited.as_secs_f64());
-                if waited >= log_every {
-                    tracing::info!(waited = ?waited, lsn = %target.lsn, "a standby caught up: acknowledging");
-                }
-                TELEMETRY.standby_stalled.set(0);
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(Some(e)) if e.is_unavailable() => return Err(WaitError::Moved),
-            Err(Some(e)) => tracing::warn!(error = %e, "cannot read pg_stat_replication"),
-            Err(None) => return Err(WaitError::Moved),
-        }
-        if Instant::now() >= next_log {
-            TELEMETRY.standby_stalled.set(1);
-            tracing::warn!(waited = ?started.elapsed(), lsn = %target.lsn, "no standby has flushed this batch's commit yet: not acknowledging (--ack-after standby); is a standby connected and streaming, and may this user read pg_stat_replication (pg_read_all_stats)?");
-            next_log += log_every;
-        }
-        tokio::select! {
-            _ = pause(POLL) => {}
-            _ = shutdown.wait() => return Err(WaitError::Shutdown),
-        }
-    }
-}
-
-/// Sleeps `d`, finer than tokio's timer (whole milliseconds): a wait rounded up to
-/// 1–2 ms would be most of what a batch waits for its standby. On a blocking-pool
-/// thread, so no core spins.
-async fn pause(d: Duration) {
-    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(d)).await;
-}
-
-/// Whether a streaming standby has flushed up to `target`; `Err(None)` when the server
-/// is on another timeline than the target's (a promotion happened).
-async fn flushed(pool: &PgPool, target: &WalPosition) -> Result<bool, Option<DbError>> {
-    let client = pool.get().await.map_err(|e| Some(e.into()))?;
-    let row = client
-        .query_one(
-            "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
-                    coalesce(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
-             FROM pg_stat_replication WHERE state = 'streaming'",
-            &[&target.lsn],
-        )
-        .await
-        .map_err(|e| Some(e.into()))?;
-    if row.get::<_, String>(0) != target.timeline {
-        return Err(None);
-    }
-    Ok(row.get(1))
+    Ok(row.get(0))
 }

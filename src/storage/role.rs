@@ -65,8 +65,10 @@ pub struct ServerRole {
     pub writable: bool,
     /// `synchronous_standby_names` is set and no synchronous standby is streaming:
     /// every commit waits (a promoted server that kept the setting, a lost standby).
+    /// `None`: it is set, and this role cannot see the standbys' state (no
+    /// `pg_read_all_stats`): unknown, which is not the same as waiting.
     #[serde(skip)]
-    pub commits_wait: bool,
+    pub commits_wait: Option<bool>,
 }
 
 /// Asks the server who it is. `transaction_read_only` is on for a standby in recovery
@@ -77,11 +79,16 @@ pub async fn server_role(
 ) -> Result<ServerRole, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket'), \
-                    current_setting('transaction_read_only') = 'off', \
-                    current_setting('synchronous_standby_names') <> '' AND NOT EXISTS ( \
-                        SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
-                        AND sync_state IS DISTINCT FROM 'async' AND sync_state IS DISTINCT FROM 'potential')",
+            &format!(
+                "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket'), \
+                        current_setting('transaction_read_only') = 'off', \
+                        CASE WHEN current_setting('synchronous_standby_names') = '' THEN false \
+                             WHEN NOT {} AND EXISTS (SELECT 1 FROM pg_stat_replication) THEN NULL \
+                             ELSE NOT EXISTS ( \
+                                 SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
+                                 AND sync_state IN ('sync', 'quorum')) END",
+                super::replication::SEES_STANDBYS
+            ),
             &[],
         )
         .await?;

@@ -1,7 +1,7 @@
 //! Queries on works and events: create, fetch, search, and the consumer's batch insert.
 
 use super::DbError;
-use crate::model::{Event, Work, WorkStatus};
+use crate::model::{var, Event, Work, WorkStatus};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use tokio_postgres::Row;
@@ -149,13 +149,20 @@ pub struct Finished {
     pub stopped: SystemTime,
     /// The `traceparent` of the span that processed the demand (tracing on).
     pub trace_parent: Option<String>,
+    /// Redelivered with no message id of its own: stored with a possible-repeat event.
+    pub possible_repeat: bool,
 }
+
+/// The value of a `demand/possible-repeat` event.
+const POSSIBLE_REPEAT_WHY: &str = "redelivered by the broker with no message_id: if a crash came \
+     between an earlier commit and its ack, this repeats that work";
 
 /// Stores a batch of finished works in one statement, each with its block of four
 /// event ids: its events (created and started at `started`, stopped with the result at
 /// `stopped`) are read from the row through the `events` view (migration 0004).
 /// A `message_id` already stored is skipped (a redelivery): the returned count is of
-/// works actually inserted. `batch` must not repeat a message_id.
+/// works actually inserted. `batch` must not repeat a message_id. A work that may repeat
+/// an earlier one (`possible_repeat`) also gets an event that says so, after its four.
 pub async fn insert_finished(
     client: &impl GenericClient,
     batch: &[Finished],
@@ -170,7 +177,10 @@ pub async fn insert_finished(
             SELECT message_id, work_code, add_up_to, 'done', result, started, stopped, \
                    nextval('event_log_id_seq'), trace_parent FROM input \
             ON CONFLICT (message_id) DO NOTHING \
-            RETURNING 1), \
+            RETURNING id, message_id, created_on), \
+        marked AS ( \
+            INSERT INTO event_log (work_id, variable, value, created_on) \
+            SELECT id, $10, $11, created_on FROM ins WHERE message_id = ANY($9::text[])), \
         counted AS ( \
             UPDATE work_counts SET done = done + (SELECT count(*) FROM ins) WHERE shard = $7) \
         SELECT count(*) FROM ins";
@@ -182,7 +192,12 @@ pub async fn insert_finished(
     let started: Vec<SystemTime> = batch.iter().map(|f| f.started).collect();
     let stopped: Vec<SystemTime> = batch.iter().map(|f| f.stopped).collect();
     let traces: Vec<Option<&str>> = batch.iter().map(|f| f.trace_parent.as_deref()).collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+    let repeats: Vec<&str> = batch
+        .iter()
+        .filter(|f| f.possible_repeat)
+        .map(|f| f.message_id.as_str())
+        .collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
         &ids,
         &codes,
         &ns,
@@ -191,6 +206,9 @@ pub async fn insert_finished(
         &stopped,
         &count_shard(),
         &traces,
+        &repeats,
+        &var::POSSIBLE_REPEAT,
+        &POSSIBLE_REPEAT_WHY,
     ];
     let row = client.query_one(&stmt, &params).await?;
     Ok(row.get::<_, i64>(0) as u64)

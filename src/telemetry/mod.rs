@@ -86,6 +86,10 @@ pub struct Telemetry {
     pub db_role_losses: Counter,
     /// Redeliveries whose body differs from the stored work's (same message_id).
     pub changed_redeliveries: Counter,
+    /// Queued demands with no message_id (stored under a made-up key, or refused), and
+    /// those of them the broker redelivered (stored, marked as possible repeats).
+    pub demands_without_id: Counter,
+    pub possible_repeats: Counter,
     /// `--ack-after standby`: how long batches waited, and whether one is waiting now
     /// past the log interval.
     pub standby_wait: Histogram,
@@ -143,6 +147,8 @@ impl Telemetry {
             pool_waiting: Gauge::default(),
             db_role_losses: Counter::default(),
             changed_redeliveries: Counter::default(),
+            demands_without_id: Counter::default(),
+            possible_repeats: Counter::default(),
             standby_wait: latency_histogram(),
             standby_stalled: Gauge::default(),
             replica_connections: Family::default(),

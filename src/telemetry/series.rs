@@ -6,7 +6,7 @@ use prometheus_client::registry::Registry;
 
 /// The pipeline's series, registered by every process so that zeros are reported.
 pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
-    let pipeline: [(&str, &str, &Counter); 13] = [
+    let pipeline: [(&str, &str, &Counter); 15] = [
         (
             "ppctl_db_role_losses",
             "database connections that met a server no longer taking writes (read-only, in recovery, shutting down) or broke; every older connection is then reopened",
@@ -16,6 +16,16 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
             "ppctl_changed_redeliveries",
             "demands redelivered with a stored message_id but another body (kept the stored work)",
             &t.changed_redeliveries,
+        ),
+        (
+            "ppctl_demands_without_message_id",
+            "queued demands with no message_id (a redelivery of one cannot be recognised)",
+            &t.demands_without_id,
+        ),
+        (
+            "ppctl_demands_possibly_repeated",
+            "demands redelivered with no message_id, stored with a demand/possible-repeat event",
+            &t.possible_repeats,
         ),
         (
             "ppctl_works_stored",

@@ -10,6 +10,7 @@ use crate::shutdown::Shutdown;
 use crate::storage::{notify::Notifier, PgPool};
 use crate::telemetry::TELEMETRY;
 use crate::worker::batch_limit;
+use crate::worker::message_ids::MissingIds;
 use crate::worker::queue;
 use crate::worker::stores::{StoreResult, Stores};
 use anyhow::Context;
@@ -33,6 +34,8 @@ pub struct QueueWorker<'a> {
     pub shutdown: &'a Shutdown,
     /// The first connection declares the queues in full; reconnects only check them.
     pub declared: AtomicBool,
+    /// What becomes of demands without a message_id.
+    pub ids: MissingIds,
 }
 
 /// How long connecting, declaring and subscribing may take before it is retried.
@@ -167,8 +170,9 @@ impl QueueWorker<'_> {
                 }
                 Next::Delivery(first) => {
                     let deliveries = session::gather(&mut consumer, *first, max).await?;
+                    let queue = &self.topology.queue;
                     let batch =
-                        queue::prepare(&self.topology.queue, deliveries, dead, worker.work_delay)
+                        queue::prepare(queue, deliveries, dead, worker.work_delay, &self.ids)
                             .await?;
                     if storing.len() == STORES_IN_FLIGHT {
                         let stored = storing.oldest().await;

@@ -3,6 +3,7 @@
 //! function the tests call directly and a thin loop.
 
 pub mod consumer;
+pub mod message_ids;
 pub mod queue;
 pub mod retention;
 pub mod store;
@@ -22,9 +23,18 @@ pub async fn compute(add_up_to: i64, delay: Duration) -> Result<i64, OutOfRange>
     engine::sum(add_up_to.into())
 }
 
-/// A queued demand to compute: its message id, `add_up_to`, delivery tag, and the
-/// `traceparent` of its processing span (tracing on).
-pub(crate) type Demand = (String, i64, u64, Option<String>);
+/// A queued demand to compute.
+#[derive(Debug)]
+pub(crate) struct Demand {
+    /// The publisher's message id, or a key made up for a demand that had none.
+    pub message_id: String,
+    pub add_up_to: i64,
+    pub tag: u64,
+    /// The `traceparent` of its processing span (tracing on).
+    pub trace_parent: Option<String>,
+    /// Redelivered with no message id: it may repeat a work already stored.
+    pub possible_repeat: bool,
+}
 
 /// Computes each queued demand into a finished work, keeping its tag.
 pub(crate) async fn compute_all(
@@ -32,19 +42,20 @@ pub(crate) async fn compute_all(
     work_delay: Duration,
 ) -> anyhow::Result<Vec<(works::Finished, u64)>> {
     let mut finished = Vec::with_capacity(good.len());
-    for (message_id, n, tag, trace_parent) in good {
+    for demand in good {
         let started = SystemTime::now();
-        let result = compute(n, work_delay).await?;
+        let result = compute(demand.add_up_to, work_delay).await?;
         let work = works::Finished {
-            message_id,
+            message_id: demand.message_id,
             work_code: new_work_code(Origin::Consumer),
-            add_up_to: n,
+            add_up_to: demand.add_up_to,
             result,
             started,
             stopped: SystemTime::now(),
-            trace_parent,
+            trace_parent: demand.trace_parent,
+            possible_repeat: demand.possible_repeat,
         };
-        finished.push((work, tag));
+        finished.push((work, demand.tag));
     }
     Ok(finished)
 }

@@ -7,6 +7,7 @@
 //! `acknowledge`; the consume loop (`worker::consumer`) runs them itself, so that two
 //! batches' stores overlap while the acks still go out in delivery order.
 
+use super::message_ids::MissingIds;
 use super::Demand;
 use crate::amqp::dead_letter::DeadLetterer;
 use crate::model::WorkDemand;
@@ -29,22 +30,39 @@ pub struct BatchOutcome {
     pub dead: u64,
 }
 
-/// Why a delivery can never succeed, or its message id and `add_up_to`.
-pub fn parse(delivery: &Delivery) -> Result<(String, i64), String> {
+/// Why a delivery can never succeed, or its message id (`None`: it has none) and
+/// `add_up_to`.
+pub fn parse(delivery: &Delivery) -> Result<(Option<&str>, i64), String> {
     let message_id = match delivery.properties.message_id() {
-        Some(id) if !id.as_str().is_empty() => id.as_str(),
-        _ => return Err(
-            "missing message_id: it is the idempotency key, so the demand cannot be deduplicated"
-                .into(),
-        ),
+        Some(id) if !id.as_str().is_empty() => Some(id.as_str()),
+        _ => None,
     };
-    if message_id.contains('\0') {
+    if message_id.is_some_and(|id| id.contains('\0')) {
         // PostgreSQL text cannot hold NUL: such an id could never be stored.
         return Err(format!("message_id {message_id:?} contains a NUL byte"));
     }
     let n = WorkDemand::parse(&delivery.data)?;
     // validate() bounds n to 0..=4294967295, which fits in i64.
-    Ok((message_id.to_string(), n as i64))
+    Ok((message_id, n as i64))
+}
+
+/// The demand a good delivery becomes: its own message id, or a key made up for it.
+fn demand(delivery: &Delivery, ids: &MissingIds) -> Result<Demand, String> {
+    let (message_id, add_up_to) = parse(delivery)?;
+    let (message_id, possible_repeat) = match message_id {
+        Some(id) => (id.to_string(), false),
+        None => {
+            let made_up = ids.key_for(delivery)?;
+            (made_up.key, made_up.possible_repeat)
+        }
+    };
+    Ok(Demand {
+        message_id,
+        add_up_to,
+        tag: delivery.delivery_tag,
+        trace_parent: None,
+        possible_repeat,
+    })
 }
 
 /// A batch between its steps: poison rejected, the rest computed, maybe stored.
@@ -76,12 +94,14 @@ impl Batch {
     }
 }
 
-/// Step 1: dead-letters what can never succeed, computes the rest.
+/// Step 1: dead-letters what can never succeed (a demand without a message_id too,
+/// when `ids` requires one), computes the rest.
 pub async fn prepare(
     queue: &str,
     deliveries: Vec<Delivery>,
     dead: &DeadLetterer,
     work_delay: Duration,
+    ids: &MissingIds,
 ) -> anyhow::Result<Batch> {
     let mut outcome = BatchOutcome::default();
     let count = deliveries.len();
@@ -93,17 +113,17 @@ pub async fn prepare(
     let mut spans = Vec::new();
     for delivery in deliveries {
         let (span, tag) = (spans::process(queue, &delivery), delivery.delivery_tag);
-        match parse(&delivery) {
+        match demand(&delivery, ids) {
             Err(reason) => {
                 spans::failed(&span, &reason);
                 span.in_scope(|| tracing::warn!(delivery_tag = delivery.delivery_tag, %reason, "dead-lettering a demand that can never succeed"));
                 poison.push((delivery, reason));
             }
-            Ok((message_id, n)) => {
+            Ok(mut demand) => {
                 good_tags.push(delivery.delivery_tag);
-                if seen.insert(message_id.clone()) {
-                    let trace = context::traceparent(&span);
-                    good.push((message_id, n, delivery.delivery_tag, trace));
+                if seen.insert(demand.message_id.clone()) {
+                    demand.trace_parent = context::traceparent(&span);
+                    good.push(demand);
                 } else {
                     outcome.duplicates += 1;
                 }

@@ -8,7 +8,7 @@ use crate::cli::AckAfter;
 use crate::model::{new_work_code, Origin};
 use crate::shutdown::Shutdown;
 use crate::storage::inflight::InFlight;
-use crate::storage::replication::{self, WaitError, WalPosition};
+use crate::storage::standby_wait::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::{spans, TELEMETRY};
 use anyhow::bail;
@@ -42,7 +42,7 @@ pub async fn store(
         .instrument(span.clone())
         .await?;
     while let Some(position) = target {
-        match replication::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
+        match standby_wait::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
             Ok(()) => break,
             Err(WaitError::Shutdown) => bail!("shutting down while waiting for a standby's flush"),
             Err(WaitError::Moved) => {
@@ -160,7 +160,7 @@ async fn store_with_retry(
             // On the same connection: a position read elsewhere could be another
             // server's, after a failover.
             let position = match want_position {
-                true => Some(replication::position(&***client).await?),
+                true => Some(standby_wait::position(&***client).await?),
                 false => None,
             };
             client.done();

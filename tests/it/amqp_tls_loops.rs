@@ -20,7 +20,7 @@ async fn the_consumer_over_amqps_turns_demands_into_done_works() {
     let amqp = AmqpOpts {
         amqp_url: url.clone(),
         queue: queue.clone(),
-        queue_type: QueueType::Quorum,
+        queue_type: Some(QueueType::Quorum),
     };
     let db_opts = DbOpts {
         database_url: db.url.clone(),

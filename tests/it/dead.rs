@@ -190,8 +190,6 @@ async fn poison_is_listed_with_its_reason_then_replayed_after_the_fix() {
     assert_eq!(db.count("SELECT count(*) FROM works").await, 2);
 }
 
-/// The system interpreter, whose python3-pika `scripts/services.sh chaos-tools` installs.
-pub(super) const PYTHON: &str = "/usr/bin/python3";
 const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chaos/hostile.py");
 
 /// Publishes straight into the dead-letter queue with pika (lapin cannot send a
@@ -203,35 +201,7 @@ pub(super) async fn publish_with_pika(queue: &str, messages: &[(&[u8], &[u8])]) 
         .map(|(id, body)| json!({"id": hex(id), "body": hex(body)}))
         .collect();
     let job = json!({"mode": "publish", "url": AMQP_URL, "queue": queue, "messages": messages});
-    let mut child = tokio::process::Command::new(PYTHON)
-        .arg(HOSTILE)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {PYTHON}: {e}; scripts/services.sh chaos-tools installs it with pika"
-            )
-        });
-    use tokio::io::AsyncWriteExt;
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(job.to_string().as_bytes())
-        .await
-        .expect("write the job");
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("hostile.py finishes")
-        .expect("hostile.py runs");
-    assert!(
-        out.status.success(),
-        "hostile.py failed (is pika installed? scripts/services.sh chaos-tools): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("hostile.py answers JSON");
+    let answer = run_python(HOSTILE, &job).await;
     assert_eq!(answer["confirmed"], messages.len(), "{answer}");
 }
 

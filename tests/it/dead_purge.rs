@@ -3,7 +3,7 @@
 //! message taken instead is answered late, it is put back; when it cannot be put back,
 //! it is saved to a file.
 
-use super::dead::{dead, ids, list_json, publish_with_pika, wait_counts, PYTHON};
+use super::dead::{dead, ids, list_json, publish_with_pika, wait_counts};
 use super::helpers::*;
 use super::lateget::LateGet;
 use std::process::Stdio;

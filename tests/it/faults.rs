@@ -18,7 +18,7 @@ use std::time::Duration;
 const DONE: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
 /// rabbitmqctl's answer, as JSON (the broker's own view, not what the code meant).
-async fn rabbitmqctl(args: &[&str]) -> Value {
+pub(super) async fn rabbitmqctl(args: &[&str]) -> Value {
     let output = tokio::process::Command::new("rabbitmqctl")
         .args(args)
         .args(["-q", "--formatter", "json"])
@@ -30,7 +30,7 @@ async fn rabbitmqctl(args: &[&str]) -> Value {
 }
 
 /// The queue's type and its arguments as name -> value, from the broker.
-async fn broker_queue(name: &str) -> (String, serde_json::Map<String, Value>) {
+pub(super) async fn broker_queue(name: &str) -> (String, serde_json::Map<String, Value>) {
     let queues = rabbitmqctl(&["list_queues", "name", "type", "arguments"]).await;
     let queue = queues
         .as_array()
@@ -71,7 +71,7 @@ async fn the_broker_holds_a_quorum_queue_with_a_delivery_limit_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queue_of_the_other_type_stops_the_consumer_with_a_one_line_error() {
+async fn a_queue_of_the_other_type_stops_a_consumer_that_asked_for_its_type_in_one_line() {
     let db = TestDb::new().await;
     let mut classic = TestQueue::new();
     classic.topology = Topology::with_type(classic.name(), QueueType::Classic);
@@ -84,10 +84,13 @@ async fn a_queue_of_the_other_type_stops_the_consumer_with_a_one_line_error() {
         .expect("the consumer gives up instead of reconnecting forever")
         .expect("no panic");
     let message = format!("{:#}", result.expect_err("a type mismatch is an error"));
+    // The way out is never the other --queue-type (whose declaration the queue would
+    // refuse too): it is to use the queue as it is, or to migrate.
     assert!(
-        message.contains("--queue-type classic") && message.contains("delete_queue"),
+        message.contains("leave --queue-type unset") && message.contains("delete_queue"),
         "{message}"
     );
+    assert!(!message.contains("--queue-type classic"), "{message}");
     // The producer CLI says the same in one line and exits non-zero.
     let output = ppctl(&[
         "produce",
@@ -95,13 +98,15 @@ async fn a_queue_of_the_other_type_stops_the_consumer_with_a_one_line_error() {
         "1",
         "--queue",
         classic.name(),
+        "--queue-type",
+        "quorum",
         "--amqp-url",
         AMQP_URL,
     ])
     .await;
     let (_, stderr) = outputs(&output);
     assert!(!output.status.success());
-    assert!(stderr.contains("--queue-type classic"), "{stderr}");
+    assert!(stderr.contains("leave --queue-type unset"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     // The queue the user has is left as it was.
     assert_eq!(broker_queue(classic.name()).await.0, "classic");

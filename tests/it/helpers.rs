@@ -319,3 +319,56 @@ pub fn outputs(output: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The system interpreter, whose python3-pika `scripts/services.sh chaos-tools` installs.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Runs one of the tests' Python scripts with `job` (JSON) on stdin; its stdout, parsed.
+pub async fn run_python(script: &str, job: &serde_json::Value) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(PYTHON)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {PYTHON}: {e} (scripts/services.sh chaos-tools installs it with pika)"
+            )
+        });
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(job.to_string().as_bytes())
+        .await
+        .expect("write the job");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} finishes within 60 s"))
+        .expect("the script runs");
+    assert!(
+        out.status.success(),
+        "{script} failed (is pika installed? scripts/services.sh chaos-tools): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script answers JSON")
+}
+
+/// A process's /metrics text (`--metrics-addr`).
+pub async fn scrape(addr: &str) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of a series (with its labels) in Prometheus text.
+pub fn series(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

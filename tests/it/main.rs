@@ -21,6 +21,8 @@ mod lateget;
 mod leaks;
 mod migrations;
 mod openapi;
+mod ordinary_role;
+mod original;
 mod otlp;
 mod pipeline;
 mod pipeline_ops;

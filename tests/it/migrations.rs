@@ -165,6 +165,7 @@ async fn a_database_from_the_first_release_upgrades_with_its_history() {
         started: std::time::SystemTime::now(),
         stopped: std::time::SystemTime::now(),
         trace_parent: None,
+        possible_repeat: false,
     }];
     assert_eq!(
         ppctl::storage::works::insert_finished(&pg, &batch)

@@ -63,7 +63,7 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
     let amqp = AmqpOpts {
         amqp_url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
         queue: "pp_unreachable".into(),
-        queue_type: QueueType::Classic,
+        queue_type: Some(QueueType::Classic),
     };
     let opts = ProduceOpts {
         every: Duration::ZERO,

@@ -21,6 +21,7 @@ pub(super) async fn history(db: &TestDb) {
             started: SystemTime::now(),
             stopped: SystemTime::now(),
             trace_parent: None,
+            possible_repeat: false,
         })
         .collect();
     assert_eq!(
@@ -150,6 +151,7 @@ async fn the_pruning_lock_is_held_between_batches() {
             started: SystemTime::now(),
             stopped: SystemTime::now(),
             trace_parent: None,
+            possible_repeat: false,
         })
         .collect();
     works::insert_finished(&client, &batch)
@@ -186,4 +188,71 @@ async fn the_pruning_lock_is_held_between_batches() {
     assert!(pruned.ran, "{pruned:?}");
     assert_eq!(gaps, 0, "the pruning lock was free between two batches");
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
+}
+
+/// Finished works, `n` of them, under message ids `prefix-0…`.
+fn finished(prefix: &str, n: i64) -> Vec<works::Finished> {
+    (0..n)
+        .map(|i| works::Finished {
+            message_id: format!("{prefix}-{i}"),
+            work_code: ppctl::model::new_work_code(ppctl::model::Origin::Consumer),
+            add_up_to: 1,
+            result: 1,
+            started: SystemTime::now(),
+            stopped: SystemTime::now(),
+            trace_parent: None,
+            possible_repeat: false,
+        })
+        .collect()
+}
+
+/// A round's cut-off is fixed when it starts: works that finish while it runs, however
+/// many and however often, are the next round's. Recomputing `now()` per batch chases
+/// them (with `--older-than 0` the round then ends only when the writers pause).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruning_round_leaves_works_that_finish_while_it_runs() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // Enough for a round of 20 batches, well over a second.
+    let old = prune::PRUNE_BATCH * 20 + 500;
+    works::insert_finished(&client, &finished("old", old))
+        .await
+        .expect("insert");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let pool = db.pool.clone();
+    // 20 works every millisecond or so until told to stop (at most 30 s); the time
+    // each batch finished at.
+    let inserter = tokio::spawn(async move {
+        let client = pool.get().await.expect("connection");
+        let (started, mut batches) = (std::time::Instant::now(), Vec::new());
+        while !*stopped.borrow() && started.elapsed() < Duration::from_secs(30) {
+            let batch = finished(&format!("late-{}", batches.len()), 20);
+            works::insert_finished(&client, &batch).await.expect("late");
+            batches.push(batch[0].stopped);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        batches
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The round's cut-off is taken within a query of this; half a second is margin.
+    let after = SystemTime::now() + Duration::from_millis(500);
+    let round = prune::prune(&db.pool, Duration::ZERO);
+    let pruned = tokio::time::timeout(Duration::from_secs(20), round).await;
+    let _ = stop.send(true);
+    let batches = inserter.await.expect("no panic");
+    let pruned = pruned.expect("the round ends").expect("prune");
+    assert!(pruned.works >= old as u64, "{pruned:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM works WHERE message_id LIKE 'old-%'")
+            .await,
+        0
+    );
+    let later = batches.iter().filter(|t| **t > after).count() as i64 * 20;
+    let kept = "SELECT count(*) FROM works WHERE message_id LIKE 'late-%' AND updated_on > $1";
+    let row = client.query_one(kept, &[&after]).await.expect(kept);
+    assert_eq!(
+        row.get::<_, i64>(0),
+        later,
+        "works finished after the round began were pruned"
+    );
 }

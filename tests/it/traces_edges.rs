@@ -115,13 +115,6 @@ async fn a_redelivered_or_replayed_demand_links_to_its_first_trace() {
     );
 }
 
-/// The value of a series (with its labels) in Prometheus text.
-fn series(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Runs produce → consume with tracing pointed at `endpoint` and extra settings; every
 /// demand must be stored; returns consume's metrics.
 async fn pipeline_with_collector(endpoint: String, extra: &[(&'static str, &str)]) -> String {
@@ -150,12 +143,7 @@ async fn pipeline_with_collector(endpoint: String, extra: &[(&'static str, &str)
     .await;
     // The last spans end after their batch's ack; give the queue a moment to export.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&metrics_addr).await;
     assert!(terminate(consume).await.success());
     metrics
 }

@@ -39,12 +39,7 @@ async fn tracing_off_writes_no_trace_headers_ids_or_series() {
             .then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&metrics_addr).await;
     assert!(terminate(consume).await.success());
     assert!(
         !metrics.contains("ppctl_trace_"),
