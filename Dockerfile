@@ -45,8 +45,10 @@ RUN find src sql build.rs -type f -exec touch {} + \
     && strip target/release/ppctl
 
 FROM ${RUNTIME_IMAGE}
-# The binary speaks plain TCP to PostgreSQL and RabbitMQ (no TLS is compiled in), so it
-# needs nothing from apt: only its own unprivileged user.
+# The binary needs nothing from apt: only its own unprivileged user. TLS (amqps://,
+# https://) is rustls; without ca-certificates here, an amqps:// URL without cacertfile=
+# trusts Mozilla's roots (webpki-roots), which cover Amazon MQ and CloudAMQP. Install
+# ca-certificates (or mount a CA file) to trust anything else.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin ppctl
 COPY --from=builder /app/target/release/ppctl /usr/local/bin/ppctl
 USER ppctl

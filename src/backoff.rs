@@ -1,7 +1,8 @@
-//! Capped exponential backoff with jitter, for every reconnect loop.
+//! Capped exponential backoff with jitter, for every reconnect loop, and the pace of
+//! a quiet loop's warnings.
 
 use rand::Rng;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -39,9 +40,57 @@ impl Backoff {
     }
 }
 
+/// For a loop whose failures would otherwise go unsaid (it retries quietly in the
+/// background): the first failure is logged, then one in every `every` at most, so an
+/// operator learns why without a line per attempt.
+#[derive(Debug)]
+pub struct Warnings {
+    every: Duration,
+    last: Option<Instant>,
+    unsaid: u32,
+}
+
+impl Warnings {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            unsaid: 0,
+        }
+    }
+
+    /// A failure: `Some(failures not logged since the last line)` when this one is to be.
+    pub fn failed(&mut self) -> Option<u32> {
+        if self.last.is_some_and(|last| last.elapsed() < self.every) {
+            self.unsaid += 1;
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.unsaid))
+    }
+
+    /// A success: the next failure is logged at once.
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.unsaid = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_say_the_first_failure_then_one_per_interval() {
+        let mut w = Warnings::new(Duration::from_secs(3600));
+        assert_eq!(w.failed(), Some(0));
+        assert_eq!(w.failed(), None);
+        assert_eq!(w.failed(), None);
+        w.last = Some(Instant::now() - Duration::from_secs(3601));
+        assert_eq!(w.failed(), Some(2));
+        w.reset();
+        assert_eq!(w.failed(), Some(0));
+    }
 
     #[test]
     fn grows_to_the_cap_and_resets() {

@@ -195,6 +195,23 @@ mod tests {
             ("amqp:/guest:hunter2@h:5672/%2f", "amqp:***@h:5672/%2f"),
             ("amqp:guest:hunter2@h", "amqp:***@h"),
             ("no password here", "no password here"),
+            // amqps: the TLS parameters are paths and names, not secrets, and stay.
+            (
+                "amqps://guest:hunter2@mq.example:5671/%2f?cacertfile=/etc/ppctl/ca.pem\
+                 &certfile=/etc/ppctl/client.pem&keyfile=/etc/ppctl/client.key\
+                 &verify=verify_peer&server_name_indication=mq.example",
+                "amqps://guest:***@mq.example:5671/%2f?cacertfile=/etc/ppctl/ca.pem\
+                 &certfile=/etc/ppctl/client.pem&keyfile=/etc/ppctl/client.key\
+                 &verify=verify_peer&server_name_indication=mq.example",
+            ),
+            (
+                "amqps://guest:hun@ter2@h/%2f?keyfile=/k.pem",
+                "amqps://guest:***@h/%2f?keyfile=/k.pem",
+            ),
+            (
+                "amqps://guest:hunter2@h/%2f?keyfile=/k.pem&password=hunter2",
+                "amqps://guest:***@h/%2f?keyfile=/k.pem&password=***",
+            ),
         ];
         for (given, redacted) in cases {
             assert_eq!(redact_url(given), redacted, "{given}");

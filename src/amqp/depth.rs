@@ -3,7 +3,7 @@
 //! dead-letter card) on a connection that only ever looks.
 
 use super::{Nodes, Topology};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Warnings};
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -47,19 +47,22 @@ pub fn start_depth_monitor(channel: lapin::Channel, topology: Topology) -> Abort
 /// backoff; while the broker is out of reach the depths stay at their last value.
 pub async fn watch(nodes: Nodes, topology: Topology, shutdown: Shutdown) {
     let mut backoff = Backoff::default();
+    let mut warnings = Warnings::new(WARN_EVERY);
     while !shutdown.is_triggered() {
         let name = format!("ppctl-serve {}", topology.queue);
-        if let Ok((connection, channel)) = nodes.connect(&name).await {
-            let started = std::time::Instant::now();
-            tokio::select! {
-                _ = monitor_ended(start_depth_monitor(channel, topology.clone())) => {}
-                _ = shutdown.wait() => {}
+        match nodes.connect(&name).await {
+            Ok(opened) => {
+                warnings.reset();
+                watch_until_lost(opened, &topology, &shutdown, &mut backoff).await;
             }
-            let _ = connection.close(200, "bye".into()).await;
-            // A monitor that ends at once (no queue declared yet) must not reconnect
-            // at full speed: only one that ran a while earns a fresh backoff.
-            if started.elapsed() > std::time::Duration::from_secs(30) {
-                backoff.reset();
+            Err(e) => {
+                if let Some(unsaid) = warnings.failed() {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        failed_since_last_line = unsaid,
+                        "cannot reach RabbitMQ for the queue depths; retrying"
+                    );
+                }
             }
         }
         nodes.lost();
@@ -67,6 +70,28 @@ pub async fn watch(nodes: Nodes, topology: Topology, shutdown: Shutdown) {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.wait() => {}
         }
+    }
+}
+
+/// How often at most the watcher repeats why it cannot connect.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn watch_until_lost(
+    (connection, channel): (lapin::Connection, lapin::Channel),
+    topology: &Topology,
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+) {
+    let started = std::time::Instant::now();
+    tokio::select! {
+        _ = monitor_ended(start_depth_monitor(channel, topology.clone())) => {}
+        _ = shutdown.wait() => {}
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    // A monitor that ends at once (no queue declared yet) must not reconnect
+    // at full speed: only one that ran a while earns a fresh backoff.
+    if started.elapsed() > std::time::Duration::from_secs(30) {
+        backoff.reset();
     }
 }
 

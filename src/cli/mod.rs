@@ -156,6 +156,11 @@ pub struct ProduceOpts {
     /// is there for tests (PP_REPORT_EVERY=1s), 30 s suits an operator.
     #[arg(long, env = "PP_REPORT_EVERY", default_value = "30s", value_parser = parse_nonzero_duration, hide = true)]
     pub report_every: Duration,
+    /// With --count: how long the producer keeps trying when it has never connected
+    /// before it exits 4. Hidden: it is there for tests; 60 s covers a broker that is
+    /// still booting.
+    #[arg(long, env = "PP_CONNECT_GIVE_UP", default_value = "60s", value_parser = parse_nonzero_duration, hide = true)]
+    pub give_up_after: Duration,
 }
 
 #[derive(Args)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub async fn run(args: ConsumeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
-    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    super::check_amqp_url(&args.amqp.amqp_url)?;
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
     if let Some(addr) = args.metrics.metrics_addr {
         crate::http::exporter::spawn(addr, Some(pool.clone()), shutdown.clone())?;

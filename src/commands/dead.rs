@@ -8,7 +8,7 @@ use crate::cli::{DeadAction, DeadArgs};
 
 pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
     let amqp = args.action.amqp();
-    crate::config::check_amqp_url(&amqp.amqp_url)?;
+    super::check_amqp_url(&amqp.amqp_url)?;
     let nodes = Nodes::parse(&amqp.amqp_url)?;
     let topology = Topology::chosen(&amqp.queue, amqp.queue_type);
     match args.action {

@@ -1,6 +1,7 @@
 //! `ppctl produce`: random demands on a schedule, each confirmed by the broker before
 //! it counts. Unconfirmed demands survive reconnects and are published again.
 
+use super::Failure;
 use crate::amqp::publish::{Outgoing, Publisher};
 use crate::amqp::{Nodes, Topology, TopologyMismatch};
 use crate::backoff::Backoff;
@@ -16,7 +17,7 @@ use std::time::Duration;
 const FAST_CHUNK: u64 = 2_000;
 
 pub async fn run(args: ProduceArgs, shutdown: Shutdown) -> anyhow::Result<()> {
-    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    super::check_amqp_url(&args.amqp.amqp_url)?;
     if let Some(addr) = args.metrics.metrics_addr {
         crate::http::exporter::spawn(addr, None, shutdown.clone())?;
     }
@@ -42,6 +43,7 @@ pub async fn produce(
     let mut outbox: VecDeque<Outgoing> = VecDeque::new();
     let mut publisher: Option<Publisher> = None;
     let mut backoff = Backoff::default();
+    let give_up = GiveUp::new(opts.give_up_after);
     let (mut generated, mut confirmed) = (0u64, 0u64);
     let wanted = opts.count.unwrap_or(u64::MAX);
     let mut progress = opts
@@ -86,7 +88,11 @@ pub async fn produce(
                         unconfirmed = outbox.len(),
                         "cannot reach RabbitMQ; retrying"
                     );
-                    sleep_or_shutdown(backoff.next_delay(), shutdown).await;
+                    let delay = backoff.next_delay();
+                    if !declared && opts.count.is_some() {
+                        give_up.check(e, delay)?;
+                    }
+                    sleep_or_shutdown(delay, shutdown).await;
                     continue;
                 }
             },
@@ -128,6 +134,36 @@ pub async fn produce(
         bail!("stopped after {confirmed} of {wanted} demands were confirmed by the broker");
     }
     Ok(confirmed)
+}
+
+/// A `produce --count` that has never reached the broker (a wrong URL, port or
+/// certificate) is a script that would otherwise hang: it exits 4 once `after` has
+/// passed. A producer that connected once retries forever, as a service does.
+struct GiveUp {
+    start: std::time::Instant,
+    after: Duration,
+}
+
+impl GiveUp {
+    fn new(after: Duration) -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            after,
+        }
+    }
+
+    /// The last error, as the exit's reason, when the next wait would end past the bound.
+    fn check(&self, last: anyhow::Error, next_wait: Duration) -> anyhow::Result<()> {
+        let waited = self.start.elapsed();
+        if waited + next_wait < self.after {
+            return Ok(());
+        }
+        let secs = waited.as_secs();
+        Err(Failure::Unreachable(format!(
+            "no connection to RabbitMQ in {secs}s; giving up: {last:#}"
+        ))
+        .into())
+    }
 }
 
 async fn sleep_or_shutdown(delay: Duration, shutdown: &Shutdown) {

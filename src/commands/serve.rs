@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 pub async fn run(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    super::check_amqp_url(&args.amqp.amqp_url)?;
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;
     // The dashboard's dead-letter card: the queues' depths, watched (never declared).
     let nodes = Nodes::parse(&args.amqp.amqp_url)?;

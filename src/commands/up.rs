@@ -7,7 +7,7 @@ use crate::storage::{self, admin};
 use anyhow::Context;
 
 pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
-    crate::config::check_amqp_url(&args.amqp.amqp_url)?;
+    super::check_amqp_url(&args.amqp.amqp_url)?;
     let applied = admin::setup(&args.db.database_url).await?;
     tracing::info!(applied, "database ready");
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;

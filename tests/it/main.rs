@@ -2,6 +2,8 @@
 //! the whole suite; every test makes its own database and queues.
 
 mod actions;
+mod amqp_tls;
+mod amqp_tls_loops;
 mod api;
 mod cli;
 mod crosssite;
@@ -33,6 +35,7 @@ mod scale;
 mod secrets;
 mod sweeps;
 mod talk;
+mod tls_broker;
 mod tls_certs;
 mod tls_server;
 mod topology;

@@ -58,8 +58,8 @@ async fn disable_prefer_and_require_mean_what_libpq_says() {
 async fn verify_ca_and_verify_full_check_what_libpq_says() {
     let pg = TlsPostgres::start();
     pg.psql("postgres", "CREATE DATABASE appdb");
-    let ca = pg.cert("ca.crt").display().to_string();
-    let foreign = pg.cert("foreign.crt").display().to_string();
+    let ca = pg.certs.ca.display().to_string();
+    let foreign = pg.certs.foreign_ca.display().to_string();
     let url = |host: &str, db: &str, params: &str| pg.url(host, db, params);
     // verify-ca: the chain, not the name (127.0.0.2 is not in the certificate).
     let verify_ca = format!("sslmode=verify-ca&sslrootcert={ca}");
@@ -117,11 +117,7 @@ async fn verify_ca_and_verify_full_check_what_libpq_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_logs_in() {
     let pg = TlsPostgres::start();
-    let (ca, cert, key) = (
-        pg.cert("ca.crt"),
-        pg.cert("client.crt"),
-        pg.cert("client.key"),
-    );
+    let (ca, cert, key) = (&pg.certs.ca, &pg.certs.client_cert, &pg.certs.client_key);
     let base = format!(
         "postgres://certuser@localhost:{}/certdb?sslmode=verify-full&sslrootcert={}",
         pg.port,
@@ -150,10 +146,7 @@ async fn a_client_certificate_logs_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_status_says_encrypted_and_exits_4_on_a_bad_certificate() {
     let pg = TlsPostgres::start();
-    let full = format!(
-        "sslmode=verify-full&sslrootcert={}",
-        pg.cert("ca.crt").display()
-    );
+    let full = format!("sslmode=verify-full&sslrootcert={}", pg.certs.ca.display());
     let good = pg.url("localhost", "statusdb", &full);
     let setup = ppctl(&["db", "setup", "--database-url", &good]).await;
     assert!(setup.status.success(), "{:?}", outputs(&setup));
@@ -211,10 +204,7 @@ async fn db_status_says_encrypted_and_exits_4_on_a_bad_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_statement_is_cancelled_over_tls() {
     let pg = TlsPostgres::start();
-    let full = format!(
-        "sslmode=verify-full&sslrootcert={}",
-        pg.cert("ca.crt").display()
-    );
+    let full = format!("sslmode=verify-full&sslrootcert={}", pg.certs.ca.display());
     let url = pg.url("localhost", "canceldb", &full);
     admin::setup(&url).await.expect("setup over TLS");
     let pool = ppctl::storage::pool(&url, 1).expect("pool");

@@ -46,10 +46,7 @@ async fn stderr_of(mut child: tokio::process::Child) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_tls_and_answers_503_on_a_bad_certificate() {
     let pg = TlsPostgres::start();
-    let full = format!(
-        "sslmode=verify-full&sslrootcert={}",
-        pg.cert("ca.crt").display()
-    );
+    let full = format!("sslmode=verify-full&sslrootcert={}", pg.certs.ca.display());
     let good = pg.url("localhost", "healthdb", &full);
     admin::setup(&good).await.expect("setup over TLS");
     let queue = TestQueue::new();
@@ -84,10 +81,7 @@ async fn health_reports_tls_and_answers_503_on_a_bad_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_runs_over_verify_full() {
     let pg = TlsPostgres::start();
-    let full = format!(
-        "sslmode=verify-full&sslrootcert={}",
-        pg.cert("ca.crt").display()
-    );
+    let full = format!("sslmode=verify-full&sslrootcert={}", pg.certs.ca.display());
     let url = pg.url("localhost", "pipedb", &full);
     let setup = ppctl(&["db", "setup", "--database-url", &url]).await;
     assert!(setup.status.success(), "{:?}", outputs(&setup));

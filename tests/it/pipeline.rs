@@ -38,8 +38,17 @@ pub(super) fn start_consumer(
     queue: &TestQueue,
     opts: WorkerOpts,
 ) -> (Trigger, JoinHandle<anyhow::Result<()>>) {
+    start_consumer_with(db, amqp_opts(queue), opts)
+}
+
+/// Starts a consumer with these AMQP settings (another URL, another queue).
+pub(super) fn start_consumer_with(
+    db: &TestDb,
+    amqp: AmqpOpts,
+    opts: WorkerOpts,
+) -> (Trigger, JoinHandle<anyhow::Result<()>>) {
     let (trigger, shutdown) = shutdown::channel();
-    let (pool, amqp) = (db.pool.clone(), amqp_opts(queue));
+    let pool = db.pool.clone();
     let task = tokio::spawn(async move {
         ppctl::commands::consume::run_with_pool(pool, &amqp, &opts, shutdown).await
     });
@@ -61,6 +70,7 @@ pub(super) async fn produce(queue: &TestQueue, count: u64) -> u64 {
         count: Some(count),
         burst: 1,
         report_every: Duration::from_secs(30),
+        give_up_after: Duration::from_secs(60),
     };
     ppctl::commands::produce::produce(&amqp_opts(queue), &opts, &Shutdown::never(), false)
         .await

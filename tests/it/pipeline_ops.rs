@@ -70,6 +70,7 @@ async fn produce_fails_loudly_when_it_cannot_deliver_the_count() {
         count: Some(10),
         burst: 1,
         report_every: Duration::from_secs(30),
+        give_up_after: Duration::from_secs(60),
     };
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;

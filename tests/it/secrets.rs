@@ -24,7 +24,7 @@ async fn a_malformed_amqp_url_is_never_echoed_with_its_password() {
     ] {
         for command in commands {
             let args = [command, &["--amqp-url", url][..]].concat();
-            let stderr = fails(&args, Some(1)).await;
+            let stderr = fails(&args, Some(2)).await;
             assert!(
                 !stderr.contains("hunter2") && !stderr.contains("ter2"),
                 "{command:?} with {url}: {stderr}"

@@ -1,73 +1,103 @@
-//! Certificates for the TLS tests, made at run time with the openssl CLI: nothing is
-//! checked in. EC P-256 keys (fast to make), valid two days.
+//! Certificates made at run time with the openssl CLI (nothing is checked in): a CA,
+//! a server certificate it signs for `localhost` and `127.0.0.1`, a client certificate
+//! it signs (CN `certuser`: PostgreSQL's `cert` login takes the role from the CN), and a
+//! foreign CA that signed neither. EC P-256 keys (fast to make), valid two days. Shared
+//! by the PostgreSQL (`tls_server`) and RabbitMQ (`tls_broker`) TLS tests.
 
-use std::fs;
-use std::os::unix::fs::{chown, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub fn run(what: &str, command: &mut Command) {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+pub struct Certs {
+    pub ca: PathBuf,
+    pub foreign_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// Runs `openssl` with `args` (split on whitespace: every name here is one word).
+fn openssl(dir: &Path, args: &str) {
+    let out = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI (apt-get install openssl)");
     assert!(
         out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "openssl {args}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-pub fn postgres_ids() -> (u32, u32) {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    let line = passwd.lines().find(|l| l.starts_with("postgres:"));
-    let fields: Vec<&str> = line
-        .expect("a postgres user (Debian's PostgreSQL 15 package)")
-        .split(':')
-        .collect();
-    (
-        fields[2].parse().expect("uid"),
-        fields[3].parse().expect("gid"),
-    )
-}
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
-/// `openssl` in `dir`, with `args`.
-fn openssl(dir: &Path, args: &str) {
-    run(
-        &format!("openssl {args}"),
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(args.split(' ')),
+/// An EC P-256 key and a self-signed CA certificate for it.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &format!(
+            "req -x509 {EC_KEY} -keyout {name}.key -out {name}.pem -days 2 -subj /CN={name} \
+             -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign"
+        ),
     );
 }
 
-/// A CA (`<name>.crt`, `<name>.key`).
-fn make_ca(dir: &Path, name: &str) {
-    openssl(dir, &format!("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {name}.key -out {name}.crt -days 2 -subj /CN=ppctl-test-{name}"));
-}
-
-/// A certificate for `cn` signed by `ca.crt`, with `ext` (an openssl extension line).
-fn make_leaf(dir: &Path, name: &str, cn: &str, ext: &str) {
-    fs::write(
-        dir.join(format!("{name}.ext")),
-        format!("basicConstraints=CA:FALSE\n{ext}\n"),
-    )
-    .expect("ext file");
-    openssl(dir, &format!("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn}"));
-    openssl(dir, &format!("x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"));
-}
-
-/// The CAs, the server's certificate (its key the postgres user's) and the client's.
-pub fn make_all(certs: &Path, uid: u32, gid: u32) {
-    make_ca(certs, "ca");
-    make_ca(certs, "foreign");
-    make_leaf(
-        certs,
-        "server",
-        "localhost",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+/// A key and a certificate for `name` signed by `ca`, with the given extensions.
+fn leaf(dir: &Path, name: &str, cn: &str, ca: &str, extensions: &str) {
+    openssl(
+        dir,
+        &format!("req {EC_KEY} -keyout {name}.key -out {name}.csr -subj /CN={cn}"),
     );
-    make_leaf(certs, "client", "certuser", "extendedKeyUsage=clientAuth");
-    // The server's key: the postgres user's, 0600, or PostgreSQL refuses to start.
-    chown(certs.join("server.key"), Some(uid), Some(gid)).expect("chown server.key");
-    fs::set_permissions(certs.join("server.key"), fs::Permissions::from_mode(0o600))
-        .expect("chmod");
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write the extensions");
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+             -out {name}.pem -days 2 -extfile {name}.ext"
+        ),
+    );
+}
+
+impl Certs {
+    /// Writes every file into `dir` (about a second of openssl).
+    pub fn generate(dir: &Path) -> Self {
+        ca(dir, "ca");
+        ca(dir, "foreign-ca");
+        leaf(
+            dir,
+            "server",
+            "localhost",
+            "ca",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        );
+        leaf(
+            dir,
+            "client",
+            "certuser",
+            "ca",
+            "extendedKeyUsage=clientAuth\n",
+        );
+        let path = |name: &str| dir.join(name);
+        Self {
+            ca: path("ca.pem"),
+            foreign_ca: path("foreign-ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
+            client_cert: path("client.pem"),
+            client_key: path("client.key"),
+        }
+    }
+
+    /// `cacertfile=…&certfile=…&keyfile=…`: what every client of a node that requires
+    /// a client certificate needs.
+    pub fn client_query(&self) -> String {
+        format!(
+            "cacertfile={}&certfile={}&keyfile={}",
+            self.ca.display(),
+            self.client_cert.display(),
+            self.client_key.display()
+        )
+    }
 }

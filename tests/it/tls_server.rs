@@ -16,7 +16,31 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::tls_certs::{self, postgres_ids, run};
+use crate::tls_certs::Certs;
+
+fn run(what: &str, command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The postgres user's uid and gid, from /etc/passwd.
+fn postgres_ids() -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"));
+    let fields: Vec<&str> = line
+        .expect("a postgres user (Debian's PostgreSQL 15 package)")
+        .split(':')
+        .collect();
+    (
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    )
+}
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub const PASSWORD: &str = "tls-test-pw";
@@ -24,6 +48,7 @@ pub const PASSWORD: &str = "tls-test-pw";
 pub struct TlsPostgres {
     pub dir: PathBuf,
     pub port: u16,
+    pub certs: Certs,
     postmaster: Option<Child>,
 }
 
@@ -37,12 +62,16 @@ impl TlsPostgres {
         ));
         fs::create_dir_all(dir.join("certs")).expect("create the server directory");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let certs = Certs::generate(&dir.join("certs"));
+        // The server's key: the postgres user's, 0600, or PostgreSQL refuses to start.
+        chown(&certs.server_key, Some(uid), Some(gid)).expect("chown server.key");
+        fs::set_permissions(&certs.server_key, fs::Permissions::from_mode(0o600)).expect("chmod");
         let mut server = Self {
             port: free_port(),
             dir,
+            certs,
             postmaster: None,
         };
-        tls_certs::make_all(&server.dir.join("certs"), uid, gid);
         server.initdb(uid, gid);
         server.launch(uid, gid);
         server.wait_ready();
@@ -52,10 +81,6 @@ impl TlsPostgres {
 
     fn socket_dir(&self) -> PathBuf {
         self.dir.join("sock")
-    }
-
-    pub fn cert(&self, name: &str) -> PathBuf {
-        self.dir.join("certs").join(name)
     }
 
     fn initdb(&self, uid: u32, gid: u32) {
@@ -75,15 +100,15 @@ impl TlsPostgres {
             "--no-sync",
         ]);
         run("initdb", initdb.current_dir(&self.dir).uid(uid).gid(gid));
-        let certs = self.dir.join("certs");
+        let certs = &self.certs;
         let conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1,127.0.0.2'\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\nfsync = off\n",
             self.port,
             self.socket_dir().display(),
-            certs.join("server.crt").display(),
-            certs.join("server.key").display(),
-            certs.join("ca.crt").display(),
+            certs.server_cert.display(),
+            certs.server_key.display(),
+            certs.ca.display(),
         );
         let mut postgresql_conf =
             fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
