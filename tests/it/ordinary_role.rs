@@ -12,19 +12,27 @@ use std::time::Duration;
 pub(super) struct OrdinaryRole {
     pub name: String,
     pub url: String,
+    /// The superuser's URL of the server, without a database.
+    server: String,
     admin_url: String,
 }
 
 impl OrdinaryRole {
-    /// Creates the role and its empty database (as a provider's console would); the
-    /// role itself migrates it (`ppctl db setup`).
+    /// On the shared server.
     pub async fn new() -> Self {
+        Self::on(PG_URL, "127.0.0.1:5432").await
+    }
+
+    /// Creates the role and its empty database (as a provider's console would) on the
+    /// server a superuser reaches at `server` (`postgres://postgres:PW@HOST:PORT`); the
+    /// role itself migrates it (`ppctl db setup`).
+    pub async fn on(server: &str, host_port: &str) -> Self {
         let suffix = random_suffix();
         let name = format!("ppctl_app_{suffix}");
         let db = format!("ppctl_test_{suffix}");
-        let admin = ppctl::storage::admin::connect(&format!("{PG_URL}/postgres"))
+        let admin = ppctl::storage::admin::connect(&format!("{server}/postgres"))
             .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (scripts/services.sh)");
+            .expect("a superuser connection");
         let role = format!(
             "CREATE ROLE {name} LOGIN PASSWORD 'app-pw' NOSUPERUSER NOCREATEDB NOCREATEROLE"
         );
@@ -33,10 +41,19 @@ impl OrdinaryRole {
             admin.batch_execute(&sql).await.expect(&sql);
         }
         Self {
-            url: format!("postgres://{name}:app-pw@127.0.0.1:5432/{db}"),
-            admin_url: format!("{PG_URL}/{db}"),
+            url: format!("postgres://{name}:app-pw@{host_port}/{db}"),
+            admin_url: format!("{server}/{db}"),
+            server: server.to_string(),
             name,
         }
+    }
+
+    /// Runs `sql` as the superuser (a grant, a revoke).
+    pub async fn admin(&self, sql: &str) {
+        let admin = ppctl::storage::admin::connect(&format!("{}/postgres", self.server))
+            .await
+            .expect("admin");
+        admin.batch_execute(sql).await.expect(sql);
     }
 
     /// The settings a ppctl process gets: this role's URL and the test's queue.
@@ -60,6 +77,7 @@ impl OrdinaryRole {
 impl Drop for OrdinaryRole {
     fn drop(&mut self) {
         let (url, role) = (self.admin_url.clone(), self.name.clone());
+        let server = self.server.clone();
         let drop_both = move || {
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +86,7 @@ impl Drop for OrdinaryRole {
                     .ok()?;
                 rt.block_on(async {
                     ppctl::storage::admin::drop_database(&url).await.ok()?;
-                    let admin = ppctl::storage::admin::connect(&format!("{PG_URL}/postgres"))
+                    let admin = ppctl::storage::admin::connect(&format!("{server}/postgres"))
                         .await
                         .ok()?;
                     admin.batch_execute(&format!("DROP ROLE {role}")).await.ok()
@@ -80,8 +98,8 @@ impl Drop for OrdinaryRole {
     }
 }
 
-/// Runs `ppctl args` as the role to the end: (exit code, stdout, stderr).
-async fn run(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+/// Runs `ppctl args` with `env` only, to the end: (exit code, stdout, stderr).
+pub(super) async fn run(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
     let log = logs_dir().join("run.log");
     let child = spawn(args, env, &log);
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
@@ -168,11 +186,8 @@ async fn ack_after_standby_refuses_to_start_when_the_role_cannot_see_the_standby
         "{err}"
     );
     // With the grant, the same role may: the consumer starts and stays up.
-    let grant = format!("GRANT pg_monitor TO {}", role.name);
-    let admin = ppctl::storage::admin::connect(&format!("{PG_URL}/postgres"))
-        .await
-        .expect("admin");
-    admin.batch_execute(&grant).await.expect("grant");
+    role.admin(&format!("GRANT pg_monitor TO {}", role.name))
+        .await;
     let log = logs_dir().join("granted.log");
     let mut consume = spawn(&["consume", "--ack-after", "standby"], &env, &log);
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1,0 +1,266 @@
+//! A private PostgreSQL 15 for the tests that need a server configured otherwise than
+//! the shared one on 5432 (TLS only, a standby, replication settings): its own data
+//! directory (not under a mktemp -d folder of mode 700: the postgres user must reach
+//! it), port, Unix socket and log; the superuser `postgres` logs in over the socket
+//! (trust) and over TCP with `PASSWORD`. Killed and removed on drop, with any process
+//! started beside it (a `pg_receivewal` standby), also when the test fails.
+
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(what: &str, command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The postgres user's uid and gid, from /etc/passwd.
+pub fn postgres_ids() -> (u32, u32) {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"));
+    let fields: Vec<&str> = line
+        .expect("a postgres user (Debian's PostgreSQL 15 package)")
+        .split(':')
+        .collect();
+    (
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    )
+}
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const PASSWORD: &str = "private-pg-pw";
+
+pub struct PrivatePostgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    postmaster: Option<Child>,
+    /// Processes that live as long as the server (`beside`).
+    beside: Vec<Child>,
+}
+
+/// A fresh directory for a private server, reachable by the postgres user.
+pub fn server_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ppctl-it-{kind}-{:012x}",
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    ));
+    fs::create_dir_all(&dir).expect("create the server directory");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+impl PrivatePostgres {
+    /// initdb in `dir`, `conf` appended to postgresql.conf, `hba` as pg_hba.conf (after
+    /// a line that lets the superuser in over the socket), started and ready.
+    pub fn start(dir: PathBuf, conf: &str, hba: &str) -> Self {
+        let (uid, gid) = postgres_ids();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            postmaster: None,
+            beside: Vec::new(),
+        };
+        server.initdb(uid, gid, conf, hba);
+        server.launch(uid, gid);
+        server.wait_ready();
+        server.psql(
+            "postgres",
+            &format!("ALTER ROLE postgres PASSWORD '{PASSWORD}'"),
+        );
+        server
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    fn initdb(&self, uid: u32, gid: u32, conf: &str, hba: &str) {
+        let data = self.dir.join("data");
+        for (dir, mode) in [(&data, 0o700), (&self.socket_dir(), 0o755)] {
+            fs::create_dir_all(dir).expect("create a server directory");
+            chown(dir, Some(uid), Some(gid)).expect("chown");
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let mut initdb = Command::new(format!("{PG_BIN}/initdb"));
+        initdb.args([
+            "-D",
+            &data.to_string_lossy(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        ]);
+        run("initdb", initdb.current_dir(&self.dir).uid(uid).gid(gid));
+        let ours = format!(
+            "port = {}\nlisten_addresses = '127.0.0.1,127.0.0.2'\nunix_socket_directories = '{}'\n\
+             fsync = off\n{conf}\n",
+            self.port,
+            self.socket_dir().display(),
+        );
+        let mut postgresql_conf =
+            fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+        postgresql_conf.push_str(&ours);
+        fs::write(data.join("postgresql.conf"), postgresql_conf).expect("write postgresql.conf");
+        let hba = format!("local all postgres trust\n{hba}");
+        fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    }
+
+    fn launch(&mut self, uid: u32, gid: u32) {
+        let log = fs::File::create(self.dir.join("postgres.log")).expect("log file");
+        let child = Command::new(format!("{PG_BIN}/postgres"))
+            .args(["-D", &self.dir.join("data").to_string_lossy()])
+            .current_dir(&self.dir)
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        self.postmaster = Some(child);
+    }
+
+    /// psql as the superuser over the Unix socket (trust).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                &self.socket_dir().to_string_lossy(),
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let socket = self.socket_dir().join(format!(".s.PGSQL.{}", self.port));
+        while !socket.exists() || self.try_psql().is_none() {
+            if let Some(status) = self
+                .postmaster
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("the private PostgreSQL exited ({status}): {}", self.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the private PostgreSQL did not start in 60s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_psql(&self) -> Option<()> {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                &self.socket_dir().to_string_lossy(),
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["-U", "postgres", "-d", "postgres", "-XAtqc", "SELECT 1"])
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+
+    /// `postgres://postgres:<pw>@<host>:<port>/<db>?<params>`
+    pub fn url(&self, host: &str, db: &str, params: &str) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@{host}:{}/{db}?{params}",
+            self.port
+        )
+    }
+
+    /// Starts `program args` as the postgres user, in the server's directory, for as long
+    /// as the server lives; its output goes to `<name>.log` there.
+    pub fn beside(&mut self, name: &str, program: &str, args: &[&str]) -> PathBuf {
+        let (uid, gid) = postgres_ids();
+        let log = self.dir.join(format!("{name}.log"));
+        let file = fs::File::create(&log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(&self.dir)
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        self.beside.push(child);
+        log
+    }
+
+    /// A directory under the server's, owned by the postgres user.
+    pub fn owned_dir(&self, name: &str) -> PathBuf {
+        let (uid, gid) = postgres_ids();
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).expect("create");
+        chown(&dir, Some(uid), Some(gid)).expect("chown");
+        dir
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.postmaster.take() {
+            // SIGQUIT: immediate shutdown, the backends with it.
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none()
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for mut child in self.beside.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
