@@ -95,6 +95,16 @@ impl Nodes {
         self.nodes.len()
     }
 
+    /// Whether every node is reached over TLS (`amqps://`), for the start-up line: a
+    /// connection exists only once its TLS handshake succeeded.
+    pub fn encryption(&self) -> &'static str {
+        match self.nodes.iter().filter(|n| n.tls.is_some()).count() {
+            0 => "unencrypted (amqp://)",
+            n if n == self.nodes.len() => "encrypted (amqps://)",
+            _ => "mixed: some nodes amqps://, some amqp://",
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

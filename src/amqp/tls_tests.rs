@@ -103,6 +103,10 @@ fn each_node_has_its_own_tls_and_its_host_as_written() {
     assert!(b.tls.is_none());
     assert_eq!(c.uri.authority.host, "::1");
     assert_eq!(server_name(c).as_deref(), Some("::1"));
+    // The start-up line says so: some nodes are not encrypted.
+    assert!(nodes.encryption().starts_with("mixed"));
+    let all = Nodes::parse("amqps://u:secret@h1/%2f,amqps://u:secret@h2/%2f").expect("two");
+    assert_eq!(all.encryption(), "encrypted (amqps://)");
     let err = Nodes::parse("amqps://u:secret@h1/%2f,amqps://u:secret@h2/%2f?verify=no")
         .expect_err("a bad second node");
     let err = format!("{err:#}");

@@ -53,6 +53,8 @@ pub async fn run_with_pool(
         refuse_unseeable_standbys(&pool, &shutdown).await?;
     }
     storage::replication::log_at_start(pool.clone(), worker.ack_after == AckAfter::Standby);
+    let nodes = amqp::Nodes::parse(&amqp.amqp_url)?;
+    super::links::log_at_start(pool.clone(), Some(&nodes));
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let sweeper = tokio::spawn(sweep::run(
         pool.clone(),
@@ -70,7 +72,7 @@ pub async fn run_with_pool(
     let queue = QueueWorker {
         pool: &pool,
         notifier: &notifier,
-        nodes: amqp::Nodes::parse(&amqp.amqp_url)?,
+        nodes,
         topology: Topology::chosen(&amqp.queue, amqp.queue_type),
         worker,
         shutdown: &shutdown,

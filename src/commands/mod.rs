@@ -4,6 +4,7 @@ mod api_client;
 pub mod consume;
 pub mod db;
 pub mod dead;
+mod links;
 pub mod produce;
 mod progress;
 pub mod raw_http;

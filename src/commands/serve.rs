@@ -16,6 +16,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let nodes = Nodes::parse(&args.amqp.amqp_url)?;
     let topology = Topology::chosen(&args.amqp.queue, args.amqp.queue_type);
     let dead_letters = DeadLetterSource::new(&args.amqp.amqp_url, topology.clone())?;
+    super::links::log_at_start(pool.clone(), Some(&nodes));
     tokio::spawn(depth::watch(nodes, topology, shutdown.clone()));
     serve(pool, &args.serve, Some(dead_letters), shutdown).await
 }

@@ -66,7 +66,7 @@ pub fn spawn_sink(
             tokio::select! {
                 result = listen_once(&target, channel, &sink, &mut backoff) => {
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, channel, "LISTEN connection lost; reconnecting");
+                        tracing::warn!(error = format!("{e:#}"), channel, "LISTEN connection lost; reconnecting");
                     }
                 }
                 _ = shutdown.wait() => break,

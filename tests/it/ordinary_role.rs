@@ -162,6 +162,11 @@ async fn the_whole_pipeline_runs_under_a_role_that_only_owns_its_database() {
     );
     assert!(terminate(consume).await.success());
     assert!(terminate(serve).await.success());
+    let started = std::fs::read_to_string(dir.join("c.log")).unwrap_or_default();
+    assert!(
+        started.contains(r#"rabbitmq="unencrypted (amqp://)""#),
+        "{started}"
+    );
     let listed = list_json(&queue).await;
     assert_eq!(listed["count"], 1, "the poison dead-lettered: {listed}");
     let (code, out, err) = run(&env, &["db", "status"]).await;

@@ -2,6 +2,7 @@
 //! refused certificate, and the whole pipeline over `verify-full`.
 
 use crate::helpers::{eventually, outputs, ppctl, TestQueue, AMQP_URL};
+use crate::scale::free_addr;
 use crate::tls_server::{TlsPostgres, PASSWORD};
 use ppctl::storage::{self, admin};
 use std::time::{Duration, Instant};
@@ -21,11 +22,6 @@ fn spawn_ppctl(args: &[&str], database_url: &str, queue: &str) -> tokio::process
         .kill_on_drop(true)
         .spawn()
         .expect("start ppctl")
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("addr").to_string()
 }
 
 async fn get(addr: &str, method: &str, target: &str) -> Option<(u16, serde_json::Value)> {
@@ -123,6 +119,12 @@ async fn the_pipeline_runs_over_verify_full() {
     );
     assert!(
         sessions.lines().any(|l| l.contains("pg_notify")),
+        "{context}"
+    );
+    // One line at start says which link is encrypted.
+    let line = "links database=encrypted (TLSv1.3) to 127.0.0.1:";
+    assert!(
+        consume_err.contains(line) && serve_err.contains(line),
         "{context}"
     );
 }
