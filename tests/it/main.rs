@@ -11,6 +11,7 @@ mod dbdown;
 mod dead;
 mod dead_purge;
 mod demands;
+mod deploy_doc;
 mod edge;
 mod exits;
 mod failover;

@@ -205,6 +205,48 @@ impl PrivatePostgres {
         )
     }
 
+    /// A psql script (`-f -`: each statement on its own, so `CREATE DATABASE` can run)
+    /// as the superuser over the socket, stopping at the first error; its output.
+    pub fn psql_script(&self, db: &str, script: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("psql")
+            .args([
+                "-h",
+                &self.socket_dir().to_string_lossy(),
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .expect("write the script");
+        drop(stdin);
+        let out = child.wait_with_output().expect("psql output");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "psql on {db}:\n{script}\n{text}");
+        text
+    }
+
     /// Starts `program args` as the postgres user, in the server's directory, for as long
     /// as the server lives; its output goes to `<name>.log` there.
     pub fn beside(&mut self, name: &str, program: &str, args: &[&str]) -> PathBuf {
