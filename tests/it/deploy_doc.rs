@@ -14,9 +14,12 @@ const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md");
 const COMPOSE_TEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/compose-test.sh");
 const BY_COMPOSE_TEST: &str = "# run by scripts/compose-test.sh";
 
-/// The fenced blocks of a Markdown text: (info string, body).
-fn blocks(markdown: &str) -> Vec<(String, String)> {
-    let (mut out, mut open): (Vec<(String, String)>, Option<(String, String)>) = (vec![], None);
+/// A fenced block: (info string, body).
+type Block = (String, String);
+
+/// The fenced blocks of a Markdown text.
+fn blocks(markdown: &str) -> Vec<Block> {
+    let (mut out, mut open): (Vec<Block>, Option<Block>) = (vec![], None);
     for line in markdown.lines() {
         match (line.strip_prefix("```"), open.take()) {
             (Some(_), Some(block)) => out.push(block),
