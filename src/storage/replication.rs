@@ -14,6 +14,12 @@ use tokio_postgres::GenericClient;
 /// it `pg_stat_replication` still lists the walsenders, with those columns NULL.
 pub const MONITOR_GRANT: &str = "GRANT pg_monitor TO <this role>";
 
+/// The physical standbys among `pg_stat_replication`'s rows, as a FROM item. That view
+/// lists logical walsenders too (pg_recvlogical, subscribers, Debezium), which hold no
+/// copy of the database: a physical replication connection is to no database.
+pub const PHYSICAL_STANDBYS: &str = "(SELECT r.* FROM pg_stat_replication r \
+     JOIN pg_stat_activity a USING (pid) WHERE a.datname IS NULL) AS standbys";
+
 /// Whether this role may read the standbys' state (superusers may).
 pub const SEES_STANDBYS: &str = "pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')";
 
@@ -116,10 +122,12 @@ pub async fn status(client: &impl GenericClient) -> Result<Replication, DbError>
         .await?;
     let standbys = client
         .query(
-            "SELECT coalesce(application_name, '') || ' ' || coalesce(host(client_addr), 'local'), \
-                    coalesce(state, 'unknown'), coalesce(sync_state, 'unknown'), \
-                    extract(epoch FROM replay_lag)::float8 \
-             FROM pg_stat_replication ORDER BY application_name",
+            &format!(
+                "SELECT coalesce(application_name, '') || ' ' || coalesce(host(client_addr), 'local'), \
+                        coalesce(state, 'unknown'), coalesce(sync_state, 'unknown'), \
+                        extract(epoch FROM replay_lag)::float8 \
+                 FROM {PHYSICAL_STANDBYS} ORDER BY application_name"
+            ),
             &[],
         )
         .await?

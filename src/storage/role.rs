@@ -98,12 +98,13 @@ pub async fn server_role(
                 "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket'), \
                         current_setting('transaction_read_only') = 'off', \
                         CASE WHEN current_setting('synchronous_standby_names') = '' THEN false \
-                             WHEN NOT {} AND EXISTS (SELECT 1 FROM pg_stat_replication) THEN NULL \
+                             WHEN NOT {sees} AND EXISTS (SELECT 1 FROM {standbys}) THEN NULL \
                              ELSE NOT EXISTS ( \
-                                 SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' \
+                                 SELECT 1 FROM {standbys} WHERE state = 'streaming' \
                                  AND sync_state IN ('sync', 'quorum')) END, \
                         (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl)",
-                super::replication::SEES_STANDBYS
+                sees = super::replication::SEES_STANDBYS,
+                standbys = super::replication::PHYSICAL_STANDBYS,
             ),
             &[],
         )

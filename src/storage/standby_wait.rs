@@ -21,11 +21,14 @@ pub struct WalPosition {
 }
 
 /// The position a commit just made on `client` reached (read on the same connection,
-/// right after it: the commit record is behind it).
+/// right after it). The insert position, not the write position: with
+/// `synchronous_commit = off` (per role, per database, or in the URL's options) the
+/// commit record may not be written yet, and `pg_current_wal_lsn()` would lie before it.
 pub async fn position(client: &impl GenericClient) -> Result<WalPosition, DbError> {
     let row = client
         .query_one(
-            "SELECT pg_current_wal_lsn()::text, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+            "SELECT pg_current_wal_insert_lsn()::text, \
+                    substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)",
             &[],
         )
         .await?;
@@ -93,17 +96,27 @@ async fn pause(d: Duration) {
     let _ = tokio::task::spawn_blocking(move || std::thread::sleep(d)).await;
 }
 
+/// The ask: the server's timeline, and whether a streaming physical standby has flushed
+/// up to `$1` (a logical walsender holds no copy of the database).
+static FLUSHED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
+                coalesce(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
+         FROM {} WHERE state = 'streaming'",
+        super::replication::PHYSICAL_STANDBYS
+    )
+});
+
 /// Whether a streaming standby has flushed up to `target`; `Err(None)` when the server
 /// is on another timeline than the target's (a promotion happened).
 async fn flushed(pool: &PgPool, target: &WalPosition) -> Result<bool, Option<DbError>> {
     let client = pool.get().await.map_err(|e| Some(e.into()))?;
+    let stmt = client
+        .prepare_cached(&FLUSHED_SQL)
+        .await
+        .map_err(|e| Some(e.into()))?;
     let row = client
-        .query_one(
-            "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
-                    coalesce(bool_or(flush_lsn >= $1::text::pg_lsn), false) \
-             FROM pg_stat_replication WHERE state = 'streaming'",
-            &[&target.lsn],
-        )
+        .query_one(&stmt, &[&target.lsn])
         .await
         .map_err(|e| Some(e.into()))?;
     if row.get::<_, String>(0) != target.timeline {

@@ -36,6 +36,7 @@ mod retention;
 mod role_replication;
 mod scale;
 mod secrets;
+mod standbys;
 mod sweeps;
 mod talk;
 mod tls_broker;

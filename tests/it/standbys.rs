@@ -1,0 +1,107 @@
+//! A standby is a physical standby. `pg_stat_replication` lists logical walsenders too
+//! (pg_recvlogical, subscribers, Debezium): they stream the changes but hold no copy of
+//! the database, so they must never release `--ack-after standby`'s acknowledgements.
+//! Here one reports its flush position every second, and no physical standby exists.
+
+use super::helpers::*;
+use super::private_pg::{server_dir, PrivatePostgres, PG_BIN};
+use super::scale::terminate;
+use super::traced::{logs_dir, spawn};
+use std::time::Duration;
+
+const N: i64 = 100;
+
+/// `consume --ack-after standby` on the private server until stopped.
+fn consume(env: &[(&str, String)]) -> tokio::process::Child {
+    spawn(
+        &["consume", "--ack-after", "standby"],
+        env,
+        &logs_dir().join("consume.log"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logical_decoding_client_releases_no_acknowledgement() {
+    let hba = "local replication postgres trust\nhost all all 127.0.0.0/8 scram-sha-256\n";
+    let mut pg = PrivatePostgres::start(server_dir("pglogical"), "wal_level = logical", hba);
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "SELECT pg_create_logical_replication_slot('cdc', 'test_decoding')",
+    );
+    let (socket, port) = (
+        pg.dir.join("sock").display().to_string(),
+        pg.port.to_string(),
+    );
+    let common = ["-h", &socket, "-p", &port, "-U", "postgres"];
+    let logical = [
+        &common[..],
+        &[
+            "-d",
+            "app",
+            "-S",
+            "cdc",
+            "--start",
+            "-f",
+            "/dev/null",
+            "-s",
+            "1",
+            "-F",
+            "1",
+        ],
+    ]
+    .concat();
+    pg.beside("recvlogical", &format!("{PG_BIN}/pg_recvlogical"), &logical);
+    let streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
+    let sync = eventually(
+        "pg_recvlogical streaming",
+        Duration::from_secs(20),
+        || async { (pg.psql("postgres", streaming) == "1").then_some(()) },
+    );
+    sync.await;
+    let queue = TestQueue::new();
+    let env = [
+        (
+            "DATABASE_URL",
+            pg.url("127.0.0.1", "app", "sslmode=disable"),
+        ),
+        ("AMQP_URL", AMQP_URL.to_string()),
+        ("PP_QUEUE", queue.name().to_string()),
+    ];
+    let status = super::ordinary_role::run(&env, &["db", "setup"]).await;
+    assert_eq!(status.0, 0, "{}", status.2);
+    let (_, out, _) = super::ordinary_role::run(&env, &["db", "status"]).await;
+    assert!(out.contains("replication: no standby"), "{out}");
+    let consumer = consume(&env);
+    let produced = super::ordinary_role::run(&env, &["produce", "--count", "100", "--every", "0"]);
+    assert_eq!(produced.await.0, 0);
+    let done = "SELECT count(*) FROM works WHERE status = 'done'";
+    eventually("all stored", Duration::from_secs(30), || async {
+        (pg.psql("app", done) == N.to_string()).then_some(())
+    })
+    .await;
+    // pg_recvlogical reports its flush position every second (-s 1 -F 1).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Stopped while waiting: nothing was acknowledged, every demand goes back.
+    assert!(terminate(consumer).await.success());
+    let (_conn, channel) = queue.channel().await;
+    assert_eq!(
+        queue.counts(&channel).await,
+        (N as u32, 0),
+        "acknowledged without a standby"
+    );
+    // A physical standby (pg_receivewal, flushing at once) releases them: the redeliveries
+    // are recognised as stored and acknowledged once it has flushed.
+    let wal = pg.owned_dir("standby-wal").display().to_string();
+    let physical = [&common[..], &["-D", &wal, "--synchronous", "-n"]].concat();
+    pg.beside("standby", &format!("{PG_BIN}/pg_receivewal"), &physical);
+    let consumer = consume(&env);
+    eventually(
+        "acknowledged after the standby's flush",
+        Duration::from_secs(30),
+        || async { (queue.counts(&channel).await == (0, 0)).then_some(()) },
+    )
+    .await;
+    assert!(terminate(consumer).await.success());
+    assert_eq!(pg.psql("app", done), N.to_string(), "no second work");
+}
