@@ -36,7 +36,8 @@ pub struct Health {
     /// says what to do.
     #[schema(pattern = "^(connected|read-only|commits-waiting|schema|unreachable)$")]
     database: &'static str,
-    /// The server the pool is on (`IP:PORT`), when it answered.
+    /// The server the pool is on (`IP:PORT`), when it answered; when no server takes
+    /// writes, the hosts of `DATABASE_URL` that were tried.
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
     /// Whether that server takes writes.
@@ -67,8 +68,8 @@ pub struct Health {
 enum Found {
     Server(ServerRole),
     /// The pool could open no connection to a server that takes writes: a switchover
-    /// in progress (every host answers, none is the primary).
-    NoWritable,
+    /// in progress (every host answers, none is the primary). The driver's error.
+    NoWritable(DbError),
     /// The migrations differ from this binary's: the message says what to run.
     Schema(String),
     /// No answer within the bound, or the connection failed (why, when known).
@@ -84,7 +85,8 @@ async fn check(state: &AppState) -> Found {
         Ok(Ok(role)) => Found::Server(role),
         Ok(Err(e @ DbError::Schema(_))) => Found::Schema(e.to_string()),
         // tokio-postgres's word when target_session_attrs=read-write skipped every host.
-        Ok(Err(e)) if e.to_string().contains("does not allow writes") => Found::NoWritable,
+        // (In the error chain: DbError keeps the driver's causes.)
+        Ok(Err(e)) if e.to_string().contains("does not allow writes") => Found::NoWritable(e),
         Ok(Err(e)) => Found::Unreachable(Some(e)),
         Err(_) => Found::Unreachable(None),
     }
@@ -101,6 +103,8 @@ async fn check(state: &AppState) -> Found {
     ))]
 pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
     let found = check(&state).await;
+    // No server takes writes: the hosts tried stand where the server's would.
+    let tried = matches!(found, Found::NoWritable(_)).then(|| state.pool.target().hosts());
     let (database, role, error) = match found {
         Found::Server(r) if !r.writable => {
             // Writes would fail on this server: have the pool look for the primary.
@@ -112,11 +116,11 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
             ("commits-waiting", Some(r), Some(why.to_string()))
         }
         Found::Server(r) => ("connected", Some(r), None),
-        Found::NoWritable => (
-            "read-only",
-            None,
-            Some("no server of DATABASE_URL takes writes (a switchover in progress?)".into()),
-        ),
+        Found::NoWritable(e) => {
+            let why =
+                format!("no server of DATABASE_URL takes writes (a switchover in progress?): {e}");
+            ("read-only", None, Some(why))
+        }
         Found::Schema(e) => ("schema", None, Some(e)),
         Found::Unreachable(why) => {
             // A refused certificate, a refused login: the operator's only clue.
@@ -140,7 +144,7 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         writable: role.as_ref().is_some_and(|r| r.writable),
         tls: role.as_ref().map(|r| r.tls.is_some()),
         tls_version: role.as_ref().and_then(|r| r.tls.clone()),
-        host: role.map(|r| r.host),
+        host: role.map(|r| r.host).or(tried),
         replica: state.reads.health(),
         error,
         version: crate::cli::VERSION,

@@ -141,3 +141,32 @@ async fn what_will_stall_is_one_warning_at_start() {
         "{plain}"
     );
 }
+
+/// No host of the URL takes writes (a switchover's window): `/health` says `read-only`,
+/// with the reason, not `unreachable`. The driver's words for it sit deep in the error
+/// chain ("…does not allow writes").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_read_only_when_no_host_takes_writes() {
+    let hba = "host all all 127.0.0.0/8 scram-sha-256\n";
+    let pg = PrivatePostgres::start(server_dir("pgro"), "", hba);
+    pg.psql("postgres", "CREATE DATABASE app");
+    let url = pg.url(
+        "127.0.0.1",
+        "app",
+        "sslmode=disable&target_session_attrs=read-write",
+    );
+    ppctl::storage::admin::setup(&url).await.expect("setup");
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let pool = ppctl::storage::pool(&url, 2).expect("pool");
+    let app = super::helpers::TestApp::spawn_with(pool, None).await;
+    let (status, body) = app.call("GET", "/health", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["database"], "read-only", "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("does not allow writes"), "{body}");
+    assert_eq!(body["host"], format!("127.0.0.1:{}", pg.port), "{body}");
+}

@@ -45,6 +45,22 @@ impl PgTarget {
         &self.shown
     }
 
+    /// The hosts of the URL as `HOST:PORT`, comma-separated (no password in them).
+    pub fn hosts(&self) -> String {
+        let ports = self.config.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let hosts = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{}", port(i)),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            });
+        hosts.collect::<Vec<_>>().join(",")
+    }
+
     /// The same server and settings, another database (`postgres`, to create ours).
     pub fn with_dbname(&self, name: &str) -> Self {
         let mut other = self.clone();
