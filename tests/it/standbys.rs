@@ -76,8 +76,10 @@ async fn a_logical_decoding_client_releases_no_acknowledgement() {
     let produced = super::ordinary_role::run(&env, &["produce", "--count", "100", "--every", "0"]);
     assert_eq!(produced.await.0, 0);
     let done = "SELECT count(*) FROM works WHERE status = 'done'";
-    eventually("all stored", Duration::from_secs(30), || async {
-        (pg.psql("app", done) == N.to_string()).then_some(())
+    // Stored, then held: the batches in flight wait for a standby (the rest wait
+    // behind them), so how many are stored depends on how the demands were batched.
+    eventually("stored", Duration::from_secs(30), || async {
+        (pg.psql("app", done) != "0").then_some(())
     })
     .await;
     // pg_recvlogical reports its flush position every second (-s 1 -F 1).
@@ -91,7 +93,7 @@ async fn a_logical_decoding_client_releases_no_acknowledgement() {
         "acknowledged without a standby"
     );
     // A physical standby (pg_receivewal, flushing at once) releases them: the redeliveries
-    // are recognised as stored and acknowledged once it has flushed.
+    // are stored (or recognised as stored) and acknowledged once it has flushed.
     let wal = pg.owned_dir("standby-wal").display().to_string();
     let physical = [&common[..], &["-D", &wal, "--synchronous", "-n"]].concat();
     pg.beside("standby", &format!("{PG_BIN}/pg_receivewal"), &physical);
