@@ -58,6 +58,11 @@ mod procs;
 mod report;
 mod scenarios;
 mod stall;
+// Shared with the integration tests (one certificate maker, no copy); the chaos suite
+// uses the CA and server certificate only.
+#[allow(dead_code)]
+#[path = "../support/tls_certs.rs"]
+mod tls_certs;
 
 use infra::{PrivatePostgres, PrivateRabbit, RunDir};
 use scenarios::Cluster;

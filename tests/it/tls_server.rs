@@ -62,10 +62,10 @@ impl TlsPostgres {
         ));
         fs::create_dir_all(dir.join("certs")).expect("create the server directory");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let certs = Certs::generate(&dir.join("certs"));
-        // The server's key: the postgres user's, 0600, or PostgreSQL refuses to start.
-        chown(&certs.server_key, Some(uid), Some(gid)).expect("chown server.key");
-        fs::set_permissions(&certs.server_key, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let certs = Certs::generate(&dir.join("certs")).expect("the test certificates");
+        certs
+            .give_server_key(uid, gid)
+            .expect("server.key to postgres, 0600");
         let mut server = Self {
             port: free_port(),
             dir,

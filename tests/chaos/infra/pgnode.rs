@@ -18,6 +18,9 @@ pub struct PgNode {
     pub data: PathBuf,
     pub port: u16,
     pub log: PathBuf,
+    /// Where the suite's own probes connect, without TLS: 127.0.0.1, or 127.0.0.2 on a
+    /// TLS pair, whose 127.0.0.1 takes TLS only (pair.rs).
+    pub probe_host: &'static str,
     socket_dir: PathBuf,
     uid: u32,
     gid: u32,
@@ -31,6 +34,7 @@ impl PgNode {
             data: dir.join(name),
             port,
             log: dir.join(format!("{name}.log")),
+            probe_host: "127.0.0.1",
             socket_dir: dir.to_path_buf(),
             uid,
             gid,
@@ -162,8 +166,8 @@ impl PgNode {
 
     pub async fn scalar_in(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let conn = format!(
-            "host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=2",
-            self.port
+            "host={} port={} user=postgres dbname={db} connect_timeout=2",
+            self.probe_host, self.port
         );
         let query = async {
             let (client, connection) = tokio_postgres::connect(&conn, NoTls).await?;

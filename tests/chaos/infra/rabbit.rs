@@ -27,6 +27,8 @@ pub struct PrivateRabbit {
     marker: (String, String),
     shell: Option<Child>,
     pub log: PathBuf,
+    /// The CA clients trust, on a node whose only listener is TLS (rabbit_tls.rs).
+    pub(super) tls_ca: Option<PathBuf>,
 }
 
 impl PrivateRabbit {
@@ -67,6 +69,7 @@ impl PrivateRabbit {
             dist_port,
             marker: run.marker(),
             shell: None,
+            tls_ca: None,
         })
     }
 
@@ -76,12 +79,21 @@ impl PrivateRabbit {
             .unwrap_or_default()
     }
 
+    /// What clients get; on a TLS node `amqps://` to `localhost` (the name its
+    /// certificate carries; guest logs in from loopback only) with the CA to trust.
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        match &self.tls_ca {
+            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
+            Some(ca) => format!(
+                "amqps://guest:guest@localhost:{}/%2f?cacertfile={}",
+                self.port,
+                ca.display()
+            ),
+        }
     }
 
     /// Boots the node on its existing mnesia directory (durable queues and persistent
-    /// messages survive) and waits until AMQP connections succeed.
+    /// messages survive) and waits until it takes clients (`accepts`).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let d = |p: &str| self.dir.join(p).into_os_string();
         let (out, err) = log_file(&self.log);
@@ -118,19 +130,12 @@ impl PrivateRabbit {
             {
                 bail!("rabbitmq-server exited ({status}): {}", tail(&self.log, 30));
             }
-            let props = lapin::ConnectionProperties::default();
-            let url = self.url();
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(3),
-                lapin::Connection::connect(&url, props),
-            );
-            if let Ok(Ok(conn)) = attempt.await {
-                let _ = conn.close(200, "ready".into()).await;
+            if self.accepts().await {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(90) {
                 bail!(
-                    "RabbitMQ did not accept AMQP connections within 90s: {}",
+                    "RabbitMQ did not accept connections within 90s: {}",
                     tail(&self.log, 30)
                 );
             }
