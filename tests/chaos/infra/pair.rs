@@ -4,9 +4,9 @@
 //! must be able to reach it). The suite plays the failover manager: it kills, demotes
 //! and promotes servers, and clones a new standby from a promoted one.
 //!
-//! A TLS pair (scenario 17) takes clients on 127.0.0.1 over TLS only (`hostssl`), with
-//! a certificate made at run time; the suite's own probes (done counts, promotion
-//! checks), which are not what is tested, come in plain on 127.0.0.2.
+//! A TLS pair (scenario 17) takes TCP clients over TLS only (`hostssl`), with a
+//! certificate made at run time; the suite's own probes (done counts, promotion
+//! checks), which are not what is tested, come in plain through the Unix socket.
 
 use super::pgnode::PgNode;
 use super::{free_ports, user_ids, RunDir};
@@ -37,12 +37,8 @@ log_line_prefix = '%m [%p] '
 /// Replication may use TLS or not: the standby's link is not what is tested.
 const TLS_HBA: &str = "local all all trust
 hostssl all all 127.0.0.1/32 trust
-host all all 127.0.0.2/32 trust
 host replication all 127.0.0.1/32 trust
 ";
-
-/// The suite's plain side door on a TLS pair.
-const TLS_PROBE_HOST: &str = "127.0.0.2";
 
 pub struct PgPair {
     pub dir: PathBuf,
@@ -131,7 +127,9 @@ impl PgPair {
         let [port] = free_ports::<1>();
         let name = format!("n{}", self.nodes.len() + 1);
         let mut node = PgNode::new(&name, &self.dir, port, self.ids);
-        node.probe_host = self.nodes[0].probe_host;
+        if self.ca.is_some() {
+            node.probe_through_socket();
+        }
         let data = node.data.to_string_lossy().to_string();
         let source = self.nodes[from].port.to_string();
         let args = [
@@ -168,11 +166,12 @@ impl PgPair {
         Ok(self.nodes.len() - 1)
     }
 
-    /// `postgres://postgres@127.0.0.1:<port of node i>/<db>`, the suite's own (plain,
-    /// through 127.0.0.2 on a TLS pair).
+    /// `postgres://postgres@127.0.0.1:<port of node i>/<db>`, the suite's own (plain;
+    /// through the Unix socket, its path percent-encoded, on a TLS pair).
     pub fn url(&self, i: usize, db: &str) -> String {
         let node = &self.nodes[i];
-        format!("postgres://postgres@{}:{}/{db}", node.probe_host, node.port)
+        let host = node.probe_host.replace('/', "%2F");
+        format!("postgres://postgres@{host}:{}/{db}", node.port)
     }
 
     /// Both first servers, libpq style, as an operator behind Patroni writes it; on a
@@ -220,13 +219,12 @@ fn configure(n1: &mut PgNode, tls: Option<&Certs>, ids: (u32, u32)) -> anyhow::R
                 .give_server_key(ids.0, ids.1)
                 .context("hand the server key to postgres")?;
             conf.push_str(&format!(
-                "listen_addresses = '127.0.0.1,{TLS_PROBE_HOST}'\nssl = on\n\
-                 ssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
                 certs.server_cert.display(),
                 certs.server_key.display()
             ));
             fs::write(n1.data.join("pg_hba.conf"), TLS_HBA)?;
-            n1.probe_host = TLS_PROBE_HOST;
+            n1.probe_through_socket();
         }
     }
     let mut file = fs::OpenOptions::new()

@@ -18,9 +18,9 @@ pub struct PgNode {
     pub data: PathBuf,
     pub port: u16,
     pub log: PathBuf,
-    /// Where the suite's own probes connect, without TLS: 127.0.0.1, or 127.0.0.2 on a
-    /// TLS pair, whose 127.0.0.1 takes TLS only (pair.rs).
-    pub probe_host: &'static str,
+    /// Where the suite's own probes connect, without TLS: 127.0.0.1, or on a TLS pair
+    /// (whose TCP address takes TLS only: pair.rs) the Unix socket's directory.
+    pub probe_host: String,
     socket_dir: PathBuf,
     uid: u32,
     gid: u32,
@@ -34,7 +34,7 @@ impl PgNode {
             data: dir.join(name),
             port,
             log: dir.join(format!("{name}.log")),
-            probe_host: "127.0.0.1",
+            probe_host: "127.0.0.1".into(),
             socket_dir: dir.to_path_buf(),
             uid,
             gid,
@@ -138,6 +138,11 @@ impl PgNode {
             Ok(status) => bail!("{tool} {args:?} exited {status:?}: {}", tail(&self.log, 15)),
             Err(_) => bail!("{tool} {args:?} did not finish within {timeout:?}"),
         }
+    }
+
+    /// Probes through the Unix socket (plain, `local` in pg_hba.conf).
+    pub fn probe_through_socket(&mut self) {
+        self.probe_host = self.socket_dir.to_string_lossy().into_owned();
     }
 
     /// `pg_ctl promote -w`, then waits until the server takes writes.

@@ -9,6 +9,7 @@ use super::failover::*;
 use super::posts::*;
 use super::primary::fail_over;
 use super::*;
+use crate::checks::queue_counts;
 use crate::infra::{PgPair, PrivateRabbit};
 use crate::tls_certs::Certs;
 use anyhow::Context;
@@ -26,7 +27,7 @@ struct TlsServers {
 }
 
 /// Certificates, the TLS pair and the TLS broker (booted side by side), the database
-/// made by `ppctl db setup` over TLS, and a poller on n2 (plain, through 127.0.0.2).
+/// made by `ppctl db setup` over TLS, and a poller on n2 (plain, through its Unix socket).
 async fn tls_setup(c: &mut Cluster) -> anyhow::Result<(TlsServers, Env, Db)> {
     let dir = c.run.path.join("tls-s17");
     std::fs::create_dir_all(&dir)?;
@@ -98,14 +99,36 @@ async fn broker_connections_tls(row: &mut Row, rabbit: &PrivateRabbit, min: usiz
     ));
 }
 
-/// SIGKILLs the broker once `target` works are done and boots it again on its
+/// Waits until `target` demands are published (done, or waiting in the queue).
+async fn wait_published(env: &Env, db: &mut Db, target: i64) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let done = db.int(DONE_SQL).await.unwrap_or(0);
+        let ready = queue_counts(&env.amqp_url, &env.queue)
+            .await
+            .map_or(0, |(ready, _)| i64::from(ready));
+        if done + ready >= target {
+            return Ok(());
+        }
+        if start.elapsed() > FINISH {
+            anyhow::bail!("{target} demands not published within {FINISH:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILLs the broker while the producer still publishes and boots it again on its
 /// directories; notes how long it was down and when the flow moved again.
 async fn broker_lost(
     row: &mut Row,
     rabbit: &mut PrivateRabbit,
     db: &mut Db,
+    producer: &mut Proc,
     procs: &mut [&mut Proc],
 ) -> anyhow::Result<()> {
+    row.check(producer.running(), || {
+        "the producer finished before the broker was killed: the fault missed the stream".into()
+    });
     let fault = Instant::now();
     rabbit.kill()?;
     let at_kill = db.must(DONE_SQL).await?;
@@ -117,7 +140,7 @@ async fn broker_lost(
     let resumed = recovery(db, base, fault, Duration::from_secs(60)).await;
     if let Some(after) = soft(row, resumed) {
         row.notes.push(format!(
-            "broker SIGKILLed with {at_kill} done, back after {down:.1}s; works done again {after:.1}s after the kill"
+            "broker SIGKILLed mid-stream with {at_kill} done, back after {down:.1}s; works done again {after:.1}s after the kill"
         ));
     }
     Ok(())
@@ -127,13 +150,13 @@ async fn broker_lost(
 /// standby promoted), then the broker. Nothing lost, nothing twice, no process exits,
 /// POST answered 201 or 503 only, /health 200 again, and every session encrypted.
 pub(super) async fn tls_failover(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
-    const N: u64 = 9000;
+    const N: u64 = 12_000;
     let (mut servers, env, mut db) = tls_setup(c).await?;
     let addr = env.http_addr.clone().context("http addr")?;
     let mut serve = start_serve(&env, &["serve"]).await?;
     let mut c1 = Proc::spawn(&env, "consumer1", &CONSUME_1MS)?;
     let mut c2 = Proc::spawn(&env, "consumer2", &CONSUME_1MS)?;
-    // 200 every 200 ms: a 9 s stream, still publishing through both faults.
+    // 200 every 200 ms: a 12 s stream, still publishing through both faults.
     let mut producer = start_paced_producer(&env, row, N, "200ms", 200)?;
     let poster = Poster::start(&addr);
     wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], N as i64 / 3).await?;
@@ -151,8 +174,8 @@ pub(super) async fn tls_failover(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     row.recovery = soft(row, resumed);
     let procs = &mut [&mut c1, &mut c2, &mut serve];
     ensure_running(row, procs, "after the failover");
-    wait_done_alive(&mut db, procs, 2 * N as i64 / 3).await?;
-    broker_lost(row, &mut servers.rabbit, &mut db, procs).await?;
+    wait_published(&env, &mut db, 2 * N as i64 / 3).await?;
+    broker_lost(row, &mut servers.rabbit, &mut db, &mut producer, procs).await?;
     pg_sessions_encrypted(row, &servers.pair, 1, "after both faults").await;
     broker_connections_tls(row, &servers.rabbit, 2, "after both faults").await;
     ensure_running(row, procs, "after both faults");
