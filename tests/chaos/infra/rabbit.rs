@@ -27,7 +27,8 @@ pub struct PrivateRabbit {
     marker: (String, String),
     shell: Option<Child>,
     pub log: PathBuf,
-    /// The CA clients trust, on a node whose only listener is TLS (rabbit_tls.rs).
+    /// The CA clients trust, on a node whose only listener is TLS (rabbit_tls.rs, with
+    /// `url` and the readiness check, `accepts`).
     pub(super) tls_ca: Option<PathBuf>,
 }
 
@@ -77,19 +78,6 @@ impl PrivateRabbit {
     pub fn node_log(&self) -> String {
         fs::read_to_string(self.dir.join("log").join(format!("{}.log", self.node)))
             .unwrap_or_default()
-    }
-
-    /// What clients get; on a TLS node `amqps://` to `localhost` (the name its
-    /// certificate carries; guest logs in from loopback only) with the CA to trust.
-    pub fn url(&self) -> String {
-        match &self.tls_ca {
-            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
-            Some(ca) => format!(
-                "amqps://guest:guest@localhost:{}/%2f?cacertfile={}",
-                self.port,
-                ca.display()
-            ),
-        }
     }
 
     /// Boots the node on its existing mnesia directory (durable queues and persistent

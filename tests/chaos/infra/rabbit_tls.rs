@@ -1,7 +1,7 @@
 //! A private node whose only listener is TLS (scenario 17): `listeners.tcp = none`, the
 //! AMQP port a TLS listener with a certificate made at run time, client certificates
-//! verified when shown but not required. Readiness and the proof that every client
-//! connection is encrypted, as the broker sees them.
+//! verified when shown but not required. What clients get (`url`), readiness, and
+//! the proof that every client connection is encrypted, as the broker sees it.
 
 use super::{PrivateRabbit, RunDir};
 use crate::tls_certs::Certs;
@@ -32,6 +32,20 @@ impl PrivateRabbit {
         rabbit.tls_ca = Some(certs.ca.clone());
         rabbit.restart().await?;
         Ok(rabbit)
+    }
+
+    /// What clients get: plain `amqp://` to 127.0.0.1; on a TLS node `amqps://` to
+    /// `localhost` (the name its certificate carries; guest logs in from loopback
+    /// only) with the CA to trust.
+    pub fn url(&self) -> String {
+        match &self.tls_ca {
+            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
+            Some(ca) => format!(
+                "amqps://guest:guest@localhost:{}/%2f?cacertfile={}",
+                self.port,
+                ca.display()
+            ),
+        }
     }
 
     /// Whether the node takes clients yet: an AMQP login on a plain node; on a TLS node
