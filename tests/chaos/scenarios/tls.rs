@@ -104,6 +104,13 @@ async fn broker_connections_tls(row: &mut Row, rabbit: &PrivateRabbit, min: usiz
     ));
 }
 
+/// What the servers say of the links: every ppctl session on PostgreSQL node `pg`
+/// encrypted, and at least `amqp` broker connections, all TLS.
+async fn all_encrypted(row: &mut Row, servers: &TlsServers, pg: usize, amqp: usize, when: &str) {
+    pg_sessions_encrypted(row, &servers.pair, pg, when).await;
+    broker_connections_tls(row, &servers.rabbit, amqp, when).await;
+}
+
 /// Waits until `target` demands are published (done, or waiting in the queue).
 async fn wait_published(env: &Env, db: &mut Db, target: i64) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -168,8 +175,7 @@ pub(super) async fn tls_failover(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     // certificate it does not trust, say), sooner than the wait's own bound.
     let procs = &mut [&mut serve, &mut c1, &mut c2, &mut producer];
     wait_done_alive(&mut db, procs, N as i64 / 3).await?;
-    pg_sessions_encrypted(row, &servers.pair, 0, "before the faults").await;
-    broker_connections_tls(row, &servers.rabbit, 3, "before the faults").await;
+    all_encrypted(row, &servers, 0, 3, "before the faults").await;
     let fault = Instant::now();
     let pair = &mut servers.pair;
     let promoted = fail_over(row, pair, &mut db, N, None, Some(&addr)).await?;
@@ -184,8 +190,7 @@ pub(super) async fn tls_failover(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     ensure_running(row, procs, "after the failover");
     wait_published(&env, &mut db, 2 * N as i64 / 3).await?;
     broker_lost(row, &mut servers.rabbit, &mut db, &mut producer, procs).await?;
-    pg_sessions_encrypted(row, &servers.pair, 1, "after both faults").await;
-    broker_connections_tls(row, &servers.rabbit, 2, "after both faults").await;
+    all_encrypted(row, &servers, 1, 2, "after both faults").await;
     ensure_running(row, procs, "after both faults");
     let posts = poster.stop().await?;
     let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
