@@ -41,8 +41,8 @@ soak: services
 	SOAK=$(SOAK) $(CARGO) bench --bench pipeline -- --soak
 
 ## Fault injection: private PostgreSQL and RabbitMQ instances (one node and a three-node
-## cluster, and PostgreSQL primary+standby pairs) killed, frozen, restarted and failed over
-## (~8 min). Installs python3-pika when missing.
+## cluster, and PostgreSQL primary+standby pairs; one pair and one node over TLS only)
+## killed, frozen, restarted and failed over (~9 min). Installs python3-pika when missing.
 chaos: services
 	scripts/services.sh chaos-tools
 	$(CARGO) test --features chaos --test chaos -- --nocapture --test-threads=1

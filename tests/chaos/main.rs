@@ -28,12 +28,17 @@
 //!     and 0 with `consume --ack-after standby` (15b);
 //! 16. the synchronous standby SIGKILLed, so that every commit on the primary waits (the
 //!     trap of a promoted server that kept `synchronous_standby_names`): `db status`
-//!     names it, reads go on, nothing is lost once a new standby is cloned.
+//!     names it, reads go on, nothing is lost once a new standby is cloned;
+//! 17. scenario 12 over TLS on both links (`sslmode=verify-full`, `amqps://`), then the
+//!     broker SIGKILLed and restarted mid-stream as well: nothing lost, and the servers
+//!     list every ppctl session and broker connection as encrypted.
 //!
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster (own node names, ports,
-//! directories and cookie), started only when one of them is selected. Scenarios 12-16
+//! directories and cookie), started only when one of them is selected. Scenarios 12-17
 //! each start a private PostgreSQL primary and streaming standby of their own (initdb,
-//! `pg_basebackup -R -X stream`), and give the processes both hosts in `DATABASE_URL`.
+//! `pg_basebackup -R -X stream`), and give the processes both hosts in `DATABASE_URL`;
+//! 17's pair takes TCP clients over TLS only, and it has a TLS-only RabbitMQ node of
+//! its own (certificates made by openssl at run time: tests/support/tls_certs.rs).
 //!
 //! Each scenario then checks, from the database and the broker, that every confirmed
 //! demand has exactly one finished work with the right sum and complete events, that
@@ -58,6 +63,11 @@ mod procs;
 mod report;
 mod scenarios;
 mod stall;
+// Shared with the integration tests (one certificate maker, no copy); the chaos suite
+// uses the CA and server certificate only.
+#[allow(dead_code)]
+#[path = "../support/tls_certs.rs"]
+mod tls_certs;
 
 use infra::{PrivatePostgres, PrivateRabbit, RunDir};
 use scenarios::Cluster;

@@ -40,6 +40,8 @@ mod standbys;
 mod sweeps;
 mod talk;
 mod tls_broker;
+// Shared with the chaos suite (its TLS scenario): one certificate maker, no copy.
+#[path = "../support/tls_certs.rs"]
 mod tls_certs;
 mod tls_server;
 mod topology;

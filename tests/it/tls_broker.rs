@@ -54,7 +54,7 @@ impl TlsBroker {
         let cookie = dir.join("home/.erlang.cookie");
         std::fs::write(&cookie, format!("TLS{:016X}", rand::random::<u64>())).expect("cookie");
         std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).expect("400");
-        let certs = Certs::generate(&dir);
+        let certs = Certs::generate(&dir).expect("the test certificates");
         let [port, dist_port] = free_ports();
         let node = format!("tls-{:08x}@localhost", rand::random::<u32>());
         let mut broker = Self {

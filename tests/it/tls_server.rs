@@ -11,7 +11,6 @@
 use crate::private_pg::{postgres_ids, server_dir, PrivatePostgres};
 use crate::tls_certs::Certs;
 use std::fs;
-use std::os::unix::fs::{chown, PermissionsExt};
 
 pub use crate::private_pg::PASSWORD;
 
@@ -33,10 +32,10 @@ impl TlsPostgres {
         let (uid, gid) = postgres_ids();
         let dir = server_dir("pgtls");
         fs::create_dir_all(dir.join("certs")).expect("certs directory");
-        let certs = Certs::generate(&dir.join("certs"));
-        // The server's key: the postgres user's, 0600, or PostgreSQL refuses to start.
-        chown(&certs.server_key, Some(uid), Some(gid)).expect("chown server.key");
-        fs::set_permissions(&certs.server_key, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let certs = Certs::generate(&dir.join("certs")).expect("the test certificates");
+        certs
+            .give_server_key(uid, gid)
+            .expect("server.key to postgres, 0600");
         let conf = format!(
             "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'",
             certs.server_cert.display(),

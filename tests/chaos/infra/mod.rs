@@ -11,6 +11,7 @@ mod pair;
 mod pgnode;
 mod postgres;
 mod rabbit;
+mod rabbit_tls;
 mod rundir;
 
 pub use cluster::RabbitCluster;

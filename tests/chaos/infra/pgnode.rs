@@ -18,6 +18,9 @@ pub struct PgNode {
     pub data: PathBuf,
     pub port: u16,
     pub log: PathBuf,
+    /// Where the suite's own probes connect, without TLS: 127.0.0.1, or on a TLS pair
+    /// (whose TCP address takes TLS only: pair.rs) the Unix socket's directory.
+    pub probe_host: String,
     socket_dir: PathBuf,
     uid: u32,
     gid: u32,
@@ -31,6 +34,7 @@ impl PgNode {
             data: dir.join(name),
             port,
             log: dir.join(format!("{name}.log")),
+            probe_host: "127.0.0.1".into(),
             socket_dir: dir.to_path_buf(),
             uid,
             gid,
@@ -136,6 +140,11 @@ impl PgNode {
         }
     }
 
+    /// Probes through the Unix socket (plain, `local` in pg_hba.conf).
+    pub fn probe_through_socket(&mut self) {
+        self.probe_host = self.socket_dir.to_string_lossy().into_owned();
+    }
+
     /// `pg_ctl promote -w`, then waits until the server takes writes.
     pub async fn promote(&self) -> anyhow::Result<()> {
         let data = self.data.to_string_lossy();
@@ -162,8 +171,8 @@ impl PgNode {
 
     pub async fn scalar_in(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let conn = format!(
-            "host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=2",
-            self.port
+            "host={} port={} user=postgres dbname={db} connect_timeout=2",
+            self.probe_host, self.port
         );
         let query = async {
             let (client, connection) = tokio_postgres::connect(&conn, NoTls).await?;

@@ -27,6 +27,9 @@ pub struct PrivateRabbit {
     marker: (String, String),
     shell: Option<Child>,
     pub log: PathBuf,
+    /// The CA clients trust, on a node whose only listener is TLS (rabbit_tls.rs, with
+    /// `url` and the readiness check, `accepts`).
+    pub(super) tls_ca: Option<PathBuf>,
 }
 
 impl PrivateRabbit {
@@ -67,6 +70,7 @@ impl PrivateRabbit {
             dist_port,
             marker: run.marker(),
             shell: None,
+            tls_ca: None,
         })
     }
 
@@ -76,12 +80,8 @@ impl PrivateRabbit {
             .unwrap_or_default()
     }
 
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
     /// Boots the node on its existing mnesia directory (durable queues and persistent
-    /// messages survive) and waits until AMQP connections succeed.
+    /// messages survive) and waits until it takes clients (`accepts`).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let d = |p: &str| self.dir.join(p).into_os_string();
         let (out, err) = log_file(&self.log);
@@ -118,19 +118,12 @@ impl PrivateRabbit {
             {
                 bail!("rabbitmq-server exited ({status}): {}", tail(&self.log, 30));
             }
-            let props = lapin::ConnectionProperties::default();
-            let url = self.url();
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(3),
-                lapin::Connection::connect(&url, props),
-            );
-            if let Ok(Ok(conn)) = attempt.await {
-                let _ = conn.close(200, "ready".into()).await;
+            if self.accepts().await {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(90) {
                 bail!(
-                    "RabbitMQ did not accept AMQP connections within 90s: {}",
+                    "RabbitMQ did not accept connections within 90s: {}",
                     tail(&self.log, 30)
                 );
             }

@@ -3,7 +3,8 @@
 //! pipeline to finish, then judges the database and the broker. A failed step is
 //! recorded in the row and the judging still runs, so the table shows what was lost.
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use;
-//! 12-16 each on a PostgreSQL primary+standby pair of their own (failover.rs).
+//! 12-16 each on a PostgreSQL primary+standby pair of their own (failover.rs); 17 on a
+//! TLS pair and a TLS-only RabbitMQ node of its own (tls.rs).
 
 mod api;
 mod cluster;
@@ -21,6 +22,7 @@ mod replica;
 mod steps;
 mod switchover;
 mod syncwait;
+mod tls;
 
 use api::{http, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
@@ -54,7 +56,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -71,6 +73,7 @@ pub const NAMES: [&str; 16] = [
     "14 replica lost",
     "15 primary lost (async)",
     "16 sync standby lost",
+    "17 tls failover",
 ];
 
 /// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
@@ -111,7 +114,8 @@ async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) 
         12 => switchover::switchover(cluster, &mut row).await,
         13 => replica::replica_lost(cluster, &mut row).await,
         14 => primary::async_primary_lost(cluster, &mut row, part == 1).await,
-        _ => syncwait::sync_standby_lost(cluster, &mut row).await,
+        15 => syncwait::sync_standby_lost(cluster, &mut row).await,
+        _ => tls::tls_failover(cluster, &mut row).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));

@@ -19,7 +19,7 @@ const LAG: Duration = Duration::from_secs(1);
 /// Kills n1 and promotes n2; returns when the promotion finished. With `lag`, n1's
 /// walsenders are held that long before the kill: the standby is behind when the
 /// primary dies, as it is over a real network under load.
-async fn fail_over(
+pub(super) async fn fail_over(
     row: &mut Row,
     pair: &mut PgPair,
     db: &mut Db,
