@@ -129,26 +129,21 @@ impl PrivatePostgres {
         self.postmaster = Some(child);
     }
 
-    /// psql as the superuser over the Unix socket (trust).
+    /// psql as the superuser `postgres` on `db`, over the Unix socket (trust), stopping
+    /// at the first error.
+    fn psql_on(&self, db: &str) -> Command {
+        let mut psql = Command::new("psql");
+        psql.args(["-h", &self.socket_dir().to_string_lossy()])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-X", "-v", "ON_ERROR_STOP=1"]);
+        psql
+    }
+
+    /// One statement's result, unaligned and without headers.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                &self.socket_dir().to_string_lossy(),
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args([
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-XAtq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+        let out = self
+            .psql_on(db)
+            .args(["-Atq", "-c", sql])
             .output()
             .expect("run psql");
         assert!(
@@ -180,14 +175,9 @@ impl PrivatePostgres {
     }
 
     fn try_psql(&self) -> Option<()> {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                &self.socket_dir().to_string_lossy(),
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args(["-U", "postgres", "-d", "postgres", "-XAtqc", "SELECT 1"])
+        let out = self
+            .psql_on("postgres")
+            .args(["-Atqc", "SELECT 1"])
             .output()
             .ok()?;
         out.status.success().then_some(())
@@ -209,24 +199,9 @@ impl PrivatePostgres {
     /// as the superuser over the socket, stopping at the first error; its output.
     pub fn psql_script(&self, db: &str, script: &str) -> String {
         use std::io::Write;
-        let mut child = Command::new("psql")
-            .args([
-                "-h",
-                &self.socket_dir().to_string_lossy(),
-                "-p",
-                &self.port.to_string(),
-            ])
-            .args([
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                "-",
-            ])
+        let mut child = self
+            .psql_on(db)
+            .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
