@@ -396,22 +396,25 @@ check_certs() {
     record "certs made a CA, kept it when run again" "ok"
 }
 
-# What the servers themselves say: PostgreSQL's pg_stat_ssl for every TCP session, the
-# broker's own list of its connections and listeners; plain clients are refused.
-check_tls() {
-    local body status sessions enc plain conns listeners
+# What ppctl says of its database link (read from the server's pg_stat_ssl).
+check_tls_ppctl() {
+    local body status
     body=$(curl -fsS "$API/health") || fail "GET /health (TLS)" serve
     [[ $(jq -r .tls <<<"$body") == true ]] || fail "GET /health under TLS answered $body" serve
     status=$(podman exec "$(service_ids serve)" ppctl db status 2>&1) ||
         fail "ppctl db status in serve's container: $status" serve
     [[ $status == *"connection: encrypted"* ]] || fail "ppctl db status says: $(grep connection <<<"$status")" serve
     record "/health tls, db status (TLS override)" "ok ($(jq -r .tls_version <<<"$body"); $(grep -o 'connection: .*' <<<"$status"))"
+}
 
+# What the servers themselves say: PostgreSQL's pg_stat_ssl for every TCP session, the
+# broker's own list of its connections and listeners; plain clients are refused.
+check_tls_postgres() {
+    local sessions enc plain id out
     sessions=$(psql_c "SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FILTER (WHERE NOT s.ssl)
         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.client_addr IS NOT NULL")
     read -r enc plain <<<"$sessions"
     ((enc > 0 && plain == 0)) || fail "pg_stat_ssl: $enc encrypted and $plain plain TCP sessions" postgres
-    local id out
     id=$(service_ids postgres)
     out=$(podman exec "$id" psql -X -qAt "postgres://postgres:postgres@127.0.0.1/personalproject?sslmode=disable" -c 'SELECT 1' 2>&1) &&
         fail "PostgreSQL took a plain TCP login under TLS" postgres
@@ -420,7 +423,10 @@ check_tls() {
         -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' 2>&1)
     [[ $out == t ]] || fail "libpq's verify-full against the certs service's CA: $out" postgres certs
     record "PostgreSQL: TLS sessions only" "ok ($enc encrypted TCP sessions, 0 plain; plain login refused)"
+}
 
+check_tls_rabbitmq() {
+    local id conns enc plain listeners
     id=$(service_ids rabbitmq)
     conns=$(podman exec "$id" rabbitmqctl --silent list_connections ssl ssl_protocol 2>&1) ||
         fail "rabbitmqctl list_connections: $conns" rabbitmq
@@ -504,7 +510,9 @@ work=$(curl -fsS -X POST -H 'Content-Type: application/json' -d '{"add_up_to": 7
 tls_work=$(jq -r .id "$OUT/post-2.json")
 wait_for api_work_done "$tls_work" || fail "API work $tls_work was not done within ${WAIT_SECS}s (TLS)" consume
 record "POST /works -> done (TLS)" "ok (work $tls_work)"
-check_tls
+check_tls_ppctl
+check_tls_postgres
+check_tls_rabbitmq
 
 # Graceful stop under load: a burst of demands, `docker-compose stop consume` while the
 # replicas are mid-stream (prefetch 300 each), start them again, drain. Whatever a
