@@ -58,15 +58,18 @@ schemathesis: services
 e2e:
 	scripts/e2e.sh
 
-## Validate docker-compose.yml (installs docker-compose on Debian when missing).
+## Validate docker-compose.yml, alone and with its TLS override (installs docker-compose
+## on Debian when missing).
 compose-check:
 	@command -v $(COMPOSE) >/dev/null 2>&1 || scripts/services.sh docker-compose
 	$(COMPOSE) config -q
-	@echo "compose-check: docker-compose.yml is valid"
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.tls.yml config -q
+	@echo "compose-check: docker-compose.yml and docker-compose.tls.yml are valid"
 
 ## Build the real Dockerfile and run the real docker-compose.yml under podman, with local
 ## stand-ins for base images no registry can give here (installs podman on Debian);
-## checks health, API, pipeline, graceful stop, restart with kept data, and down -v.
+## checks health, API, pipeline, graceful stop, restart with kept data and TLS on
+## (docker-compose.tls.yml), and down -v.
 compose-test:
 	scripts/compose-test.sh
 
