@@ -99,6 +99,7 @@ async fn without_pg_monitor_a_sync_standby_is_unknown_not_missing() {
     assert_eq!(body["replication"], "unknown (needs pg_monitor)", "{body}");
     let (code, out, err) = run(&env, &["db", "status"]).await;
     assert_eq!(code, 0, "{err}");
+    println!("under a role without pg_monitor, /health: {status} {body}\ndb status:\n{out}");
     assert!(
         out.contains("replication: unknown (needs pg_monitor)"),
         "{out}"
