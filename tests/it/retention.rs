@@ -142,19 +142,7 @@ async fn the_pruning_lock_is_held_between_batches() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let total = prune::PRUNE_BATCH * 2 + 500;
-    let batch: Vec<works::Finished> = (0..total)
-        .map(|i| works::Finished {
-            message_id: format!("lock-{i}"),
-            work_code: format!("consumer-lock{i:06}"),
-            add_up_to: 1,
-            result: 1,
-            started: SystemTime::now(),
-            stopped: SystemTime::now(),
-            trace_parent: None,
-            possible_repeat: false,
-        })
-        .collect();
-    works::insert_finished(&client, &batch)
+    works::insert_finished(&client, &finished("lock", total))
         .await
         .expect("insert");
     client
