@@ -17,7 +17,11 @@
 //!   tests call) plus a thin loop; `retention` is the pruner.
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
-//!   `telemetry`: process-wide counters behind every `/metrics`.
+//!   `telemetry`: the counters behind every `/metrics`, the OpenTelemetry traces and
+//!   the log format.
+//!
+//! `cli` depends on everything and nothing depends on `cli`: a type lives where its
+//! concept does (`amqp::QueueType`, `worker::AckAfter`), and `cli` takes it from there.
 
 pub mod amqp;
 pub mod backoff;
@@ -35,3 +39,11 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod worker;
+
+/// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PPCTL_GIT_REV"),
+    ")"
+);

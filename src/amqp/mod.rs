@@ -26,7 +26,7 @@ pub mod topology;
 use lapin::{Channel, Connection};
 
 pub use nodes::Nodes;
-pub use topology::{Topology, TopologyMismatch};
+pub use topology::{QueueType, Topology, TopologyMismatch};
 
 /// Opens a connection to the first node of `amqp_urls` that answers, and one channel.
 pub async fn connect(amqp_urls: &str, name: &str) -> anyhow::Result<(Connection, Channel)> {
@@ -59,13 +59,13 @@ pub fn unreadable_line(topology: &Topology) -> String {
              forever until removed by hand",
             topology.queue
         ),
-        (None, crate::cli::QueueType::Quorum) => format!(
+        (None, QueueType::Quorum) => format!(
             "consuming one at a time until the broker's delivery limit ({}) moves it to {}, \
              where `ppctl dead purge --unreadable --yes` removes it",
             topology::QUORUM_DELIVERY_LIMIT,
             topology.dead_queue
         ),
-        (None, crate::cli::QueueType::Classic) => format!(
+        (None, QueueType::Classic) => format!(
             "a classic queue has no delivery limit: it comes back forever until removed \
              from {} by hand",
             topology.queue

@@ -2,7 +2,6 @@
 //! both declare all three, so either may start first.
 
 use super::existing::{self, Existing};
-use crate::cli::QueueType;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ExchangeKind};
@@ -30,6 +29,14 @@ pub struct TopologyMismatch {
     pub queue: String,
     pub wanted: &'static str,
     pub detail: String,
+}
+
+/// The work queue's type (`--queue-type`): quorum is replicated on a cluster and has a
+/// delivery limit; classic has neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    Classic,
+    Quorum,
 }
 
 /// Names derived from the work queue's name.

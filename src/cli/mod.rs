@@ -4,7 +4,7 @@
 
 use crate::config::{self, parse_duration, parse_queue_name};
 use crate::telemetry::logs::LogFormat;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, time::Duration};
 
 mod tools;
@@ -12,13 +12,9 @@ mod worker;
 pub use tools::*;
 pub use worker::*;
 
-/// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (git ",
-    env!("PPCTL_GIT_REV"),
-    ")"
-);
+pub use crate::amqp::QueueType;
+pub use crate::worker::AckAfter;
+pub use crate::VERSION;
 
 #[derive(Parser)]
 #[command(
@@ -103,12 +99,6 @@ pub struct AmqpOpts {
     /// with a warning that says what it lacks.
     #[arg(long, env = "PP_QUEUE_TYPE", value_enum)]
     pub queue_type: Option<QueueType>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum QueueType {
-    Classic,
-    Quorum,
 }
 
 #[derive(Clone, Args)]

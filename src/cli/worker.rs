@@ -5,7 +5,8 @@
 //! spelled `--retain forever`.
 
 use crate::config::parse_duration;
-use clap::{Args, ValueEnum};
+use crate::worker::AckAfter;
+use clap::Args;
 use std::time::Duration;
 
 #[derive(Clone, Args)]
@@ -39,9 +40,11 @@ pub struct WorkerOpts {
     #[arg(long, env = "PP_RETAIN", default_value = "30d", value_parser = parse_retain)]
     pub retain: Retain,
     /// When a batch is acknowledged to RabbitMQ: once committed on the primary
-    /// (`commit`), or once a streaming standby has also flushed that commit (`standby`:
-    /// nothing acknowledged is lost when the primary is lost, even with asynchronous
-    /// replication; with no standby connected, acks stall and say so).
+    /// (`commit`), or once a streaming physical standby has also flushed that commit
+    /// (`standby`: nothing acknowledged is lost when the primary is lost, even with
+    /// asynchronous replication; with no standby connected, acks stall and say so; a
+    /// database role that cannot read the standbys' positions, without pg_monitor, is
+    /// refused at start with exit 2).
     #[arg(long, env = "PP_ACK_AFTER", value_enum, default_value_t = AckAfter::Commit)]
     pub ack_after: AckAfter,
     /// Dead-letter a demand that carries no AMQP message_id, instead of storing it
@@ -49,13 +52,6 @@ pub struct WorkerOpts {
     /// takes 1/0, true/false, yes/no or on/off.
     #[arg(long, env = "PP_REQUIRE_MESSAGE_ID", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_message_id: bool,
-}
-
-/// See `WorkerOpts::ack_after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AckAfter {
-    Commit,
-    Standby,
 }
 
 /// How long finished works are kept (`--retain`).

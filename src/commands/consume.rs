@@ -5,7 +5,7 @@ use crate::amqp::{self, Topology};
 use crate::cli::{AckAfter, AmqpOpts, ConsumeArgs, WorkerOpts};
 use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
-use crate::worker::consumer::QueueWorker;
+use crate::worker::consumer::{QueueSettings, QueueWorker};
 use crate::worker::message_ids::MissingIds;
 use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
@@ -74,7 +74,11 @@ pub async fn run_with_pool(
         notifier: &notifier,
         nodes,
         topology: Topology::chosen(&amqp.queue, amqp.queue_type),
-        worker,
+        worker: QueueSettings {
+            prefetch: worker.prefetch,
+            work_delay: worker.work_delay,
+            ack_after: worker.ack_after,
+        },
         shutdown: &shutdown,
         declared: AtomicBool::new(false),
         ids: MissingIds::new(worker.require_message_id),

@@ -147,7 +147,7 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         host: role.map(|r| r.host).or(tried),
         replica: state.reads.health(),
         error,
-        version: crate::cli::VERSION,
+        version: crate::VERSION,
     };
     match healthy {
         true => HttpResponse::Ok().json(body),

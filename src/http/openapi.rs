@@ -53,7 +53,7 @@ struct ApiDoc;
 /// (and may answer 401); without one they do not, and the document says neither.
 pub fn document_for(api_token: bool) -> Document {
     let mut doc = ApiDoc::openapi();
-    doc.info.version = crate::cli::VERSION.to_string();
+    doc.info.version = crate::VERSION.to_string();
     let components = doc.components.get_or_insert_with(Default::default);
     let bearer = HttpAuthScheme::Bearer;
     components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(bearer)));
@@ -150,7 +150,7 @@ mod tests {
     fn the_document_is_openapi_3_and_follows_the_token() {
         let doc: serde_json::Value = serde_json::from_str(&render(true)).expect("valid JSON");
         assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
-        assert_eq!(doc["info"]["version"], crate::cli::VERSION);
+        assert_eq!(doc["info"]["version"], crate::VERSION);
         let create = &doc["paths"]["/works"]["post"];
         assert!(create["responses"]["401"].is_object() && create["security"].is_array());
         let body = &create["requestBody"];

@@ -5,14 +5,13 @@ use crate::amqp::dead_letter::DeadLetterer;
 use crate::amqp::session::{self, Session};
 use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
-use crate::cli::WorkerOpts;
 use crate::shutdown::Shutdown;
 use crate::storage::{notify::Notifier, PgPool};
 use crate::telemetry::TELEMETRY;
-use crate::worker::batch_limit;
 use crate::worker::message_ids::MissingIds;
 use crate::worker::queue;
 use crate::worker::stores::{StoreResult, Stores};
+use crate::worker::{batch_limit, AckAfter};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -24,13 +23,23 @@ use std::time::Duration;
 /// while the consumer gathers and computes the next); acks still go out in order.
 const STORES_IN_FLIGHT: usize = 2;
 
+/// How the queue worker consumes (from `consume`'s options).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// Deliveries the broker may send before they are acknowledged.
+    pub prefetch: u16,
+    /// How long each computation takes (simulated work).
+    pub work_delay: Duration,
+    pub ack_after: AckAfter,
+}
+
 /// What the queue worker's loop needs, borrowed from `consume`.
 pub struct QueueWorker<'a> {
     pub pool: &'a PgPool,
     pub notifier: &'a Notifier,
     pub nodes: amqp::Nodes,
     pub topology: Topology,
-    pub worker: &'a WorkerOpts,
+    pub worker: QueueSettings,
     pub shutdown: &'a Shutdown,
     /// The first connection declares the queues in full; reconnects only check them.
     pub declared: AtomicBool,
@@ -102,7 +111,7 @@ impl QueueWorker<'_> {
         safe_left: &mut u64,
     ) -> anyhow::Result<Ended> {
         let safe = *safe_left > 0;
-        let worker = self.worker;
+        let worker = &self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
         // Every step of the setup waits on the broker, and a connection that died
         // midway (a frame lapin cannot parse) may leave one waiting forever: bounded,
@@ -142,7 +151,7 @@ impl QueueWorker<'_> {
         safe: bool,
         safe_left: &mut u64,
     ) -> anyhow::Result<Ended> {
-        let worker = self.worker;
+        let worker = &self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.

@@ -60,6 +60,15 @@ pub(crate) async fn compute_all(
     Ok(finished)
 }
 
+/// When a queue batch is acknowledged to RabbitMQ: once committed on the primary, or
+/// once a streaming physical standby has also flushed that commit (`consume
+/// --ack-after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckAfter {
+    Commit,
+    Standby,
+}
+
 /// Identifies this process in leases: unique across hosts and restarts.
 pub fn worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());

@@ -4,13 +4,13 @@
 
 use super::queue::Batch;
 use crate::backoff::Backoff;
-use crate::cli::AckAfter;
 use crate::model::{new_work_code, Origin};
 use crate::shutdown::Shutdown;
 use crate::storage::inflight::InFlight;
 use crate::storage::standby_wait::{self, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::{spans, TELEMETRY};
+use crate::worker::AckAfter;
 use anyhow::bail;
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,10 +2,10 @@
 //! in delivery order), counted in `ppctl_store_tasks`, aborted with their connection.
 
 use super::queue::Batch;
-use crate::cli::AckAfter;
 use crate::shutdown::{AbortOnDrop, Shutdown};
 use crate::storage::PgPool;
 use crate::telemetry::TELEMETRY;
+use crate::worker::AckAfter;
 use std::collections::VecDeque;
 
 /// The batch stores in flight, oldest first. Dropped with the connection (any `?`),
