@@ -5,7 +5,6 @@
 //! ignored; any other field refused. Over HTTP `add_up_to` may be left out (a random
 //! 1..=100); a queued demand must carry it.
 
-use crate::model::from_json_object;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -86,6 +85,16 @@ pub fn parse(body: &[u8]) -> Result<Option<u64>, String> {
     let demand: CreateWork =
         from_json_object(body).map_err(|e| format!("invalid JSON body: {e}"))?;
     demand.add_up_to()
+}
+
+/// Parses a body that must be a JSON object. serde alone would also read a struct from
+/// an array (`[4]`); going through `serde_json::Value` instead would silently keep the
+/// last of duplicate keys. So: check the first byte, then parse straight into `T`.
+pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("expected a JSON object".into());
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

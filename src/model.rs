@@ -181,16 +181,6 @@ impl WorkDemand {
     }
 }
 
-/// Parses a body that must be a JSON object. serde alone would also read a struct from
-/// an array (`[4]`); going through `serde_json::Value` instead would silently keep the
-/// last of duplicate keys. So: check the first byte, then parse straight into `T`.
-pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err("expected a JSON object".into());
-    }
-    serde_json::from_slice(body).map_err(|e| e.to_string())
-}
-
 /// Where a work came from; it decides the work code's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {

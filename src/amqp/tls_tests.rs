@@ -123,3 +123,10 @@ fn each_node_has_its_own_tls_and_its_host_as_written() {
         "{err}"
     );
 }
+
+#[test]
+fn a_url_that_is_not_amqp_is_refused_without_its_password() {
+    assert!(Nodes::parse(crate::config::DEFAULT_AMQP_URL).is_ok());
+    let err = Nodes::parse("http://guest:secret@h").expect_err("not amqp");
+    assert!(!format!("{err:#}").contains("secret"), "{err:#}");
+}

@@ -73,7 +73,9 @@ pub fn emit(bytes: &[u8]) -> anyhow::Result<()> {
 /// `AMQP_URL` checked before anything starts: a malformed URL, a bad TLS parameter or
 /// a TLS file that cannot be read is bad arguments (exit 2), not a reconnect loop.
 pub fn check_amqp_url(url: &str) -> anyhow::Result<()> {
-    crate::config::check_amqp_url(url).map_err(|e| Failure::Usage(format!("{e:#}")).into())
+    crate::amqp::Nodes::parse(url)
+        .map(|_| ())
+        .map_err(|e| Failure::Usage(format!("{e:#}")).into())
 }
 
 /// Failures that scripts want to tell apart by exit code.

@@ -91,12 +91,6 @@ fn bound_waits(config: &mut tokio_postgres::Config) {
     }
 }
 
-/// Checks `AMQP_URL` (one URL or several, comma-separated) up front, so a typo is a
-/// one-line error at start rather than an endless reconnect loop.
-pub fn check_amqp_url(url: &str) -> anyhow::Result<()> {
-    crate::amqp::Nodes::parse(url).map(|_| ())
-}
-
 /// Parses a duration like `5s`, `250ms`, `6h`, or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
@@ -152,15 +146,6 @@ mod tests {
             .expect("URL with options")
             .config;
         assert_eq!(own.get_options(), Some("-c statement_timeout=0"));
-    }
-
-    #[test]
-    fn amqp_urls_are_checked() {
-        assert!(check_amqp_url(DEFAULT_AMQP_URL).is_ok());
-        let err = check_amqp_url("http://guest:secret@h")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::responses::{BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized
 use super::{works::resource, AppState};
 use crate::amqp::dead::{self, DeadError, Listing, Replayed, Selection};
 use crate::amqp::{Nodes, Topology};
-use crate::model::from_json_object;
+use crate::demand::from_json_object;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;

@@ -6,11 +6,19 @@ use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
-use super::{error::ApiError, works, AppState};
+use super::works::{self, resource};
+use super::{error::ApiError, AppState};
 use crate::demand::CreateWork;
 use crate::model::Work;
 use crate::query::RawQuery;
 use actix_web::{web, HttpRequest, HttpResponse};
+
+/// The original project's routes, beside ppctl's own (`works::routes`).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/work", "POST").post(create))
+        .service(resource("/work/search", "GET").get(search))
+        .service(resource("/work/{id}", "GET").get(get));
+}
 
 /// Create a work (the original route: 200, no `Location`).
 #[utoipa::path(post, path = "/work", tag = "legacy", operation_id = "legacyCreateWork",

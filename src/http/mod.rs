@@ -198,6 +198,7 @@ pub fn start_until(
             ))
             .configure(dashboard::routes)
             .configure(works::routes)
+            .configure(legacy::routes)
             .configure(dead::routes)
             .configure(openapi::routes)
             .configure(health::routes)

@@ -7,7 +7,7 @@ use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
-use super::{error::ApiError, legacy, AppState};
+use super::{error::ApiError, AppState};
 use crate::demand::CreateWork;
 use crate::model::{new_work_code, Event, Origin, Work};
 use crate::query::RawQuery;
@@ -25,10 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/works/{id}", "GET").get(get))
         .service(resource("/works/{id}/events", "GET").get(events))
         .service(resource("/works/{id}/retry", "POST").post(retry))
-        .service(resource("/works/{id}/cancel", "POST").post(cancel))
-        .service(resource("/work", "POST").post(legacy::create))
-        .service(resource("/work/search", "GET").get(legacy::search))
-        .service(resource("/work/{id}", "GET").get(legacy::get));
+        .service(resource("/works/{id}/cancel", "POST").post(cancel));
 }
 
 /// A resource whose other methods get a JSON 405 listing the allowed ones.
