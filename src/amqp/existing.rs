@@ -6,8 +6,6 @@
 //! adds it without a redeclare. ppctl's own dead-lettering (a confirmed copy with the
 //! reason, published to `<queue>.dlx`) does not depend on the queue's arguments.
 
-use super::topology::QUORUM_DELIVERY_LIMIT;
-use super::Topology;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -21,48 +19,42 @@ pub enum Existing {
     Other,
 }
 
-/// Uses the work queue as it is, on a fresh channel (the refused declare closed the
-/// last one): finds out what it is, says once what it lacks, and returns the channel.
-/// `refused` is the declare's error, which names the first argument that differed.
-pub async fn use_as_it_is(
-    topology: &Topology,
-    connection: &Connection,
-    refused: &anyhow::Error,
-) -> anyhow::Result<Channel> {
+/// What the work queue `queue` that refused ppctl's declaration is, found on a fresh
+/// channel (the refused declare closed the last one), and that channel.
+pub async fn find(connection: &Connection, queue: &str) -> anyhow::Result<(Channel, Existing)> {
     let channel = connection.create_channel().await?;
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    let name = topology.queue.as_str();
     // The original's own declaration: it succeeds only on a queue with no arguments.
     let plain = channel
-        .queue_declare(name.into(), durable, FieldTable::default())
+        .queue_declare(queue.into(), durable, FieldTable::default())
         .await;
-    let (channel, found) = match plain {
-        Ok(_) => (channel, Existing::Plain),
-        Err(_) => {
-            // That declare closed its channel too.
-            let channel = connection.create_channel().await?;
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..durable
-            };
-            channel
-                .queue_declare(name.into(), passive, FieldTable::default())
-                .await?;
-            (channel, Existing::Other)
-        }
-    };
-    if topology.existing.set(found).is_ok() {
-        tracing::warn!("{}", lacks(topology, found, refused));
+    if plain.is_ok() {
+        return Ok((channel, Existing::Plain));
     }
-    Ok(channel)
+    // That declare closed its channel too.
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..durable
+    };
+    channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    Ok((channel, Existing::Other))
 }
 
-/// One line: the queue is used as it is, what it lacks, and how to add it.
-pub fn lacks(topology: &Topology, found: Existing, refused: &anyhow::Error) -> String {
-    let (queue, dlx) = (&topology.queue, &topology.dead_exchange);
+/// One line: the queue is used as it is, what it lacks, and how to add it (`dlx`: the
+/// dead-letter exchange ppctl publishes to; `limit`: its quorum delivery limit).
+pub fn lacks(
+    queue: &str,
+    dlx: &str,
+    limit: i64,
+    found: Existing,
+    refused: &anyhow::Error,
+) -> String {
     let what = match found {
         Existing::Plain => "a classic queue with no arguments: it has no delivery limit (a \
                             message that crashes every consumer comes back forever) and no \
@@ -80,7 +72,7 @@ pub fn lacks(topology: &Topology, found: Existing, refused: &anyhow::Error) -> S
     let definition = match found {
         Existing::Plain => format!("{{{dead_lettering}}}"),
         Existing::Other => {
-            format!("{{{dead_lettering},\"delivery-limit\":{QUORUM_DELIVERY_LIMIT}}}")
+            format!("{{{dead_lettering},\"delivery-limit\":{limit}}}")
         }
     };
     let other_type = match found {
@@ -118,14 +110,22 @@ mod tests {
 
     #[test]
     fn the_advice_names_the_policy_and_never_the_other_queue_type() {
-        let topology = Topology::chosen("pp_work_queue", None);
-        let line = lacks(&topology, Existing::Plain, &anyhow::anyhow!("x"));
+        let lacks = |found| {
+            lacks(
+                "pp_work_queue",
+                "pp_work_queue.dlx",
+                20,
+                found,
+                &anyhow::anyhow!("x"),
+            )
+        };
+        let line = lacks(Existing::Plain);
         assert!(line.contains("no delivery limit"), "{line}");
         assert!(
             line.contains(r#"rabbitmqctl set_policy ppctl-pp_work_queue '^pp_work_queue$' '{"dead-letter-exchange":"pp_work_queue.dlx","dead-letter-routing-key":"pp_work_queue"}' --apply-to queues;"#),
             "{line}"
         );
-        let other = lacks(&topology, Existing::Other, &anyhow::anyhow!("x"));
+        let other = lacks(Existing::Other);
         assert!(other.contains(r#""delivery-limit":20}'"#), "{other}");
         assert!(!line.contains("--queue-type"), "{line}");
         assert_eq!(regex_escape("a.b*c"), r"a\.b\*c");

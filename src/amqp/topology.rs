@@ -170,7 +170,13 @@ impl Topology {
         match self.declare(&channel).await {
             Ok(_) => Ok(channel),
             Err(e) if self.use_existing && e.is::<TopologyMismatch>() => {
-                existing::use_as_it_is(self, connection, &e).await
+                let (channel, found) = existing::find(connection, &self.queue).await?;
+                if self.existing.set(found).is_ok() {
+                    let (queue, dlx) = (&self.queue, &self.dead_exchange);
+                    let line = existing::lacks(queue, dlx, QUORUM_DELIVERY_LIMIT, found, &e);
+                    tracing::warn!("{line}");
+                }
+                Ok(channel)
             }
             Err(e) => Err(e.context("cannot declare the queues")),
         }
