@@ -15,6 +15,7 @@
 //!   (`queue::prepare`, `store`, `queue::acknowledge`) that the consume loop overlaps
 //!   across two batches; the sweeper is a one-step function (`sweep_once`, which the
 //!   tests call) plus a thin loop; `retention` is the pruner.
+//! - `tls`: the accept-any certificate verifier both links share;
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
 //!   `telemetry`: the counters behind every `/metrics`, the OpenTelemetry traces and
@@ -38,6 +39,7 @@ pub mod redact;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;
 
 /// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.

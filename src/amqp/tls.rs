@@ -6,7 +6,7 @@
 //! `OwnedTLSConfig`, which can only add roots to the system's and neither skip
 //! verification nor choose the name to verify.
 
-use super::tls_verify::AnyServerCert;
+use crate::tls::AnyServerCert;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

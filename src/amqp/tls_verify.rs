@@ -1,60 +1,8 @@
-//! The two TLS pieces rustls leaves to its user: `verify=verify_none` (any server
-//! certificate, as RabbitMQ's own `verify_none`), and saying in one line why a
-//! handshake failed (certificate, host name, or protocol), whichever call noticed it.
+//! Saying in one line why a TLS handshake failed (certificate, host name, or
+//! protocol), whichever call noticed it. (`verify=verify_none` is `crate::tls`'s
+//! `AnyServerCert`.)
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use std::sync::Arc;
-
-/// Accepts whatever certificate the server shows; the handshake's signatures are still
-/// checked, so the session is encrypted, only not authenticated.
-#[derive(Debug)]
-pub struct AnyServerCert(Arc<CryptoProvider>);
-
-impl AnyServerCert {
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        Self(provider)
-    }
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
+use rustls::CertificateError;
 
 /// Why a connection failed, when TLS is the reason: the rustls error found anywhere
 /// in the chain (lapin wraps it in its IO error, which hides it from `source()`).

@@ -59,12 +59,13 @@ pub fn connector(ssl: &SslParams) -> anyhow::Result<PgTls> {
         ))
         .into());
     }
-    let verifier = verify::Verifier::new(roots, ssl.mode == SslMode::VerifyFull, provider.clone())?;
+    let verify_full = ssl.mode == SslMode::VerifyFull;
+    let verifier = verify::Verifier::for_mode(roots, verify_full, provider.clone())?;
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SettingError(format!("TLS setup: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
+        .with_custom_certificate_verifier(verifier);
     let config = match (&ssl.cert, &ssl.key) {
         (Some(cert), Some(key)) => {
             let (chain, key) = files::client_identity(cert, key)?;

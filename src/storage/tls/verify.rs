@@ -5,6 +5,7 @@
 //! host's error of a multi-host URL and does not say which one it was.
 
 use crate::config::SettingError;
+use crate::tls::AnyServerCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -16,32 +17,32 @@ use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Verifier {
-    /// None: the certificate is not checked (`prefer`, `require` without a root).
-    chain: Option<Arc<WebPkiServerVerifier>>,
+    chain: Arc<WebPkiServerVerifier>,
     /// `verify-full`: the host connected to must be named in the certificate.
     check_name: bool,
     provider: Arc<CryptoProvider>,
 }
 
 impl Verifier {
-    pub fn new(
+    /// The check for a mode: none without a root certificate (`prefer`, `require`:
+    /// encrypted, not authenticated), else the chain, and the name too for
+    /// `verify-full`.
+    pub fn for_mode(
         roots: Option<Arc<RootCertStore>>,
         check_name: bool,
         provider: Arc<CryptoProvider>,
-    ) -> anyhow::Result<Self> {
-        let chain = match roots {
-            Some(roots) => Some(
-                WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                    .build()
-                    .map_err(|e| SettingError(format!("sslrootcert: {e}")))?,
-            ),
-            None => None,
+    ) -> anyhow::Result<Arc<dyn ServerCertVerifier>> {
+        let Some(roots) = roots else {
+            return Ok(Arc::new(AnyServerCert::new(provider)));
         };
-        Ok(Self {
+        let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| SettingError(format!("sslrootcert: {e}")))?;
+        Ok(Arc::new(Self {
             chain,
             check_name,
             provider,
-        })
+        }))
     }
 }
 
@@ -77,10 +78,10 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let Some(chain) = &self.chain else {
-            return Ok(ServerCertVerified::assertion());
-        };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .chain
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             // rustls checks the name last: a mismatch means the chain was good.
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
