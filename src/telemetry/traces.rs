@@ -9,7 +9,7 @@ use super::otlp_client::OtlpClient;
 use anyhow::{bail, Context};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +76,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     if endpoint.is_none() {
         return Ok(None);
     }
-    check_protocol()?;
+    let protocol = protocol()?;
     check_sampler()?;
     let timeout = millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis("OTEL_EXPORTER_OTLP_TIMEOUT")?)
@@ -91,6 +91,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(OtlpClient::new(timeout)?)
+        .with_protocol(protocol)
         .with_timeout(timeout)
         .build()
         .context("cannot set up the OTLP trace exporter (OTEL_EXPORTER_OTLP_* settings)")?;
@@ -120,8 +121,10 @@ fn resource(service: &str) -> Resource {
     builder.build()
 }
 
-/// The exporter speaks OTLP over HTTP; gRPC would need a second network stack.
-fn check_protocol() -> anyhow::Result<()> {
+/// The exporter speaks OTLP over HTTP; gRPC would need a second network stack. Unset,
+/// the spec's default, protobuf: the exporter's own default is JSON whenever its JSON
+/// support is compiled in, as it is here for `http/json`.
+fn protocol() -> anyhow::Result<Protocol> {
     let var = [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -129,8 +132,9 @@ fn check_protocol() -> anyhow::Result<()> {
     .into_iter()
     .find_map(|name| env(name).map(|v| (name, v)));
     match var {
-        None => Ok(()),
-        Some((_, p)) if p == "http/protobuf" || p == "http/json" => Ok(()),
+        None => Ok(Protocol::HttpBinary),
+        Some((_, p)) if p == "http/protobuf" => Ok(Protocol::HttpBinary),
+        Some((_, p)) if p == "http/json" => Ok(Protocol::HttpJson),
         Some((name, p)) => bail!("{name}={p:?}: ppctl exports OTLP over HTTP only (http/protobuf or http/json); point the endpoint at the collector's HTTP port, usually 4318"),
     }
 }

@@ -164,3 +164,26 @@ async fn sampling_is_decided_at_the_root_and_followed_downstream() {
         .await;
     assert_eq!(unsampled_rows, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otlp_protocol_is_protobuf_unless_json_is_asked_for() {
+    let (receiver, db, queue, dir) = traced_setup().await;
+    let mut env = traced_env(receiver.endpoint(), &db, &queue);
+    env.push(("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json".into()));
+    run(
+        &["produce", "--count", "1", "--every", "0"],
+        &env,
+        &dir.join("produce.log"),
+    )
+    .await;
+    receiver.wait_for_spans(Duration::from_secs(20), |s| !s.is_empty());
+    let types: Vec<_> = receiver
+        .requests()
+        .iter()
+        .map(|r| r["content_type"].clone())
+        .collect();
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "application/json"),
+        "{types:?}"
+    );
+}
