@@ -70,8 +70,9 @@ impl ApiClient {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
-        let span = spans::http_client(method.as_str(), shown.as_str());
-        let request = context::inject_http(&span, request);
+        let hop = spans::http_client(method.as_str(), shown.as_str());
+        let request = context::inject_http(&hop, request);
+        let span = hop.span;
         let response = request.send().instrument(span.clone()).await.map_err(|e| {
             Failure::Unreachable(format!("cannot reach the API at {url}: {}", cause(&e)))
         })?;

@@ -46,8 +46,8 @@ pub(super) async fn insert(
     let add_up_to = body::parse_create(&body::read(payload).await?)?;
     let client = InFlight::checkout(&state.pool).await?;
     let code = new_work_code(Origin::Api);
-    // The request's span: the sweeper's compute of this work joins its trace.
-    let trace = context::traceparent(&tracing::Span::current());
+    // The request's hop: the sweeper's compute of this work joins its trace.
+    let trace = context::of_request(req);
     let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
         .instrument(spans::db("INSERT"))
         .await?;

@@ -77,7 +77,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
         return Ok(None);
     }
     let protocol = protocol()?;
-    check_sampler()?;
+    super::sampling::install_from_env()?;
     let timeout = millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis("OTEL_EXPORTER_OTLP_TIMEOUT")?)
         .unwrap_or(Duration::from_secs(10));
@@ -100,6 +100,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     let queue = ExportQueue::spawn(exporter, limits);
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)
+        .with_sampler(super::sampling::sdk_sampler())
         .with_span_processor(queue.clone())
         .build();
     let tracer = provider.tracer("ppctl");
@@ -136,24 +137,6 @@ fn protocol() -> anyhow::Result<Protocol> {
         Some((_, p)) if p == "http/protobuf" => Ok(Protocol::HttpBinary),
         Some((_, p)) if p == "http/json" => Ok(Protocol::HttpJson),
         Some((name, p)) => bail!("{name}={p:?}: ppctl exports OTLP over HTTP only (http/protobuf or http/json); point the endpoint at the collector's HTTP port, usually 4318"),
-    }
-}
-
-/// The SDK reads the sampler itself but falls back silently on a value it does not know.
-fn check_sampler() -> anyhow::Result<()> {
-    let Some(sampler) = env("OTEL_TRACES_SAMPLER") else {
-        return Ok(());
-    };
-    match sampler.as_str() {
-        "always_on" | "always_off" | "parentbased_always_on" | "parentbased_always_off" => Ok(()),
-        "traceidratio" | "parentbased_traceidratio" => {
-            let arg = env("OTEL_TRACES_SAMPLER_ARG");
-            match arg.as_deref().map(str::parse::<f64>) {
-                Some(Ok(r)) if (0.0..=1.0).contains(&r) => Ok(()),
-                _ => bail!("OTEL_TRACES_SAMPLER={sampler} needs OTEL_TRACES_SAMPLER_ARG, a ratio from 0 to 1 (got {arg:?})"),
-            }
-        }
-        other => bail!("OTEL_TRACES_SAMPLER={other:?} is not one ppctl knows: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"),
     }
 }
 
