@@ -39,7 +39,9 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(works::insert(&state, &req, payload).await?))
+    Ok(works::insert(&state, &req, payload)
+        .await?
+        .answer(HttpResponse::Ok()))
 }
 
 /// One work (the original route).

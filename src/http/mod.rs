@@ -8,6 +8,7 @@ pub mod dead;
 pub mod error;
 pub mod exporter;
 pub mod health;
+pub mod idempotency;
 pub mod legacy;
 pub mod live;
 pub mod metrics;

@@ -7,15 +7,15 @@ use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
-use super::{error::ApiError, AppState};
+use super::{error::ApiError, idempotency, AppState};
 use crate::demand::CreateWork;
 use crate::model::{new_work_code, Event, Origin, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
-use crate::storage::inflight::InFlight;
-use crate::storage::{search, works};
+use crate::storage::idempotent::{self, Created, NewWork};
+use crate::storage::{retry, search, works};
 use crate::telemetry::{context, spans};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use tracing::Instrument;
 
 pub use body::MAX_BODY;
@@ -35,26 +35,69 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// A work a create request made, or that an earlier request with its key made.
+pub(super) struct Made {
+    pub work: Work,
+    /// Made by an earlier request: answered with `Idempotent-Replayed: true`.
+    pub replayed: bool,
+}
+
+impl Made {
+    /// `response` with the work, and the replay header when it was an earlier request's.
+    pub(super) fn answer(self, mut response: HttpResponseBuilder) -> HttpResponse {
+        if self.replayed {
+            response.insert_header((idempotency::REPLAYED, "true"));
+        }
+        response.json(self.work)
+    }
+}
+
+/// Creates the work the request asks for, once: under its `Idempotency-Key`, or under
+/// the work code drawn here, so that the retry on a new connection after a lost server
+/// (`retry::once_more`) finds what the first attempt may have committed.
 pub(super) async fn insert(
     state: &AppState,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<Work, ApiError> {
+) -> Result<Made, ApiError> {
     // The database must not create the work after the client was told 503.
     let deadline = super::deadline();
     state.authorize(req)?;
-    let add_up_to = body::parse_create(&body::read(payload).await?)?;
-    let client = InFlight::checkout(&state.pool).await?;
-    let code = new_work_code(Origin::Api);
-    // The request's span: the sweeper's compute of this work joins its trace.
-    let trace = context::traceparent(&tracing::Span::current());
-    let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
-        .instrument(spans::db("INSERT"))
-        .await?;
-    client.done();
-    crate::telemetry::TELEMETRY.works_created.inc();
-    state.notifier.work_created();
-    Ok(work)
+    let key = idempotency::key(req)?;
+    let asked = body::asked(&body::read(payload).await?)?;
+    let new = NewWork {
+        work_code: new_work_code(Origin::Api),
+        add_up_to: body::add_up_to(asked)?,
+        deadline: Some(deadline),
+        // The request's span: the sweeper's compute of this work joins its trace.
+        trace_parent: context::traceparent(&tracing::Span::current()),
+        key: key.map(|k| (k, idempotency::fingerprint(asked))),
+    };
+    let (created, again) = retry::once_more(&state.pool, |client, again| {
+        let new = new.clone();
+        Box::pin(async move { idempotent::create(client, &new, again).await })
+    })
+    .instrument(spans::db("INSERT"))
+    .await?;
+    let (work, replayed) = match created {
+        Created::New(work) => {
+            crate::telemetry::TELEMETRY.works_created.inc();
+            (work, false)
+        }
+        // On a second attempt it may be this request's own: not a replay.
+        Created::Found(work) => (work, !again),
+        Created::KeyReused => {
+            return Err(ApiError::Unprocessable(format!(
+                "this {} was used before for a request that asked for something else; \
+                 a new request needs a new key",
+                idempotency::HEADER
+            )))
+        }
+    };
+    if !replayed {
+        state.notifier.work_created();
+    }
+    Ok(Made { work, replayed })
 }
 
 /// Create a work, `pending` until a worker picks it up.
@@ -77,10 +120,10 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let work = insert(&state, &req, payload).await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/works/{}", work.id)))
-        .json(work))
+    let made = insert(&state, &req, payload).await?;
+    let mut response = HttpResponse::Created();
+    response.insert_header(("Location", format!("/works/{}", made.work.id)));
+    Ok(made.answer(response))
 }
 
 pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -197,10 +240,11 @@ async fn act(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(req)?;
     let id = parse_id(id)?;
-    let deadline = super::deadline();
-    let client = InFlight::checkout(&state.pool).await?;
-    let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
-    client.done();
+    let deadline = Some(super::deadline());
+    let (outcome, _) = retry::once_more(&state.pool, |client, again| {
+        Box::pin(actions::attempt(client, id, action, deadline, again))
+    })
+    .await?;
     let response = match outcome {
         actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
         actions::Outcome::NotFound => {
