@@ -18,6 +18,7 @@ mod failover;
 mod faults;
 mod hardening;
 mod helpers;
+mod idempotency;
 mod lateget;
 mod leaks;
 mod migrations;
