@@ -52,4 +52,5 @@ mod traces;
 mod traces_edges;
 mod traces_settings;
 mod unreadable;
+mod write_failover;
 mod zero;
