@@ -6,6 +6,7 @@ mod amqp_tls;
 mod amqp_tls_loops;
 mod api;
 mod cli;
+mod cli_create;
 mod crosssite;
 mod dbdown;
 mod dead;
