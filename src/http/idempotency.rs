@@ -10,12 +10,15 @@ pub const HEADER: &str = "Idempotency-Key";
 /// The answer's header saying the work was made by an earlier request with the key.
 pub const REPLAYED: &str = "Idempotent-Replayed";
 
-/// Longest key taken (Stripe's limit); a UUID is 36.
+/// Longest value taken (Stripe's limit for a key); a UUID is 36.
 pub const MAX_KEY: usize = 255;
 
+/// What `parse` takes, for the OpenAPI document: exactly this, no more and no less.
+pub const PATTERN: &str = "^[!-~]{1,255}$";
+
 /// The request's key, if it sent one: 1 to 255 visible ASCII characters. The draft
-/// writes it as a Structured Field string (`"…"`); the quotes are not part of the key,
-/// so `"abc"` and `abc` (Stripe's form) are the same key.
+/// writes it as a Structured Field string (`"…"`): when it is one, the quotes are not
+/// part of the key, so `"abc"` and `abc` (Stripe's form) are the same key.
 pub fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let mut values = req.headers().get_all(HEADER);
     let Some(value) = values.next() else {
@@ -29,18 +32,20 @@ pub fn key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     parse(value.as_bytes()).map(Some)
 }
 
+/// The value as `PATTERN` states it, then the key in it.
 fn parse(raw: &[u8]) -> Result<String, ApiError> {
-    let quoted = raw.len() >= 2 && raw.starts_with(b"\"") && raw.ends_with(b"\"");
-    let inner = if quoted { &raw[1..raw.len() - 1] } else { raw };
-    // Inside quotes, `"` and `\` would need the escapes this does not take.
-    let visible = |b: &u8| (0x21..=0x7e).contains(b) && !(quoted && matches!(b, b'"' | b'\\'));
-    if inner.is_empty() || inner.len() > MAX_KEY || !inner.iter().all(visible) {
+    if raw.is_empty() || raw.len() > MAX_KEY || !raw.iter().all(u8::is_ascii_graphic) {
         return Err(ApiError::bad_request(format!(
             "{HEADER} must be 1 to {MAX_KEY} visible ASCII characters (a UUID will do)"
         )));
     }
+    // A Structured Field string without escapes; anything else is a key as it stands.
+    let inner = raw
+        .strip_prefix(b"\"")
+        .and_then(|r| r.strip_suffix(b"\""))
+        .filter(|r| !r.is_empty() && !r.iter().any(|b| matches!(b, b'"' | b'\\')));
     // Visible ASCII only: valid UTF-8.
-    Ok(String::from_utf8_lossy(inner).into_owned())
+    Ok(String::from_utf8_lossy(inner.unwrap_or(raw)).into_owned())
 }
 
 /// What a create asked for, as stored with its key: two requests with one key must ask
@@ -59,14 +64,10 @@ mod tests {
         assert_eq!(parse(b"abc-123").ok().as_deref(), Some("abc-123"));
         assert_eq!(parse(b"\"abc-123\"").ok().as_deref(), Some("abc-123"));
         assert_eq!(parse(&[b'k'; MAX_KEY]).map(|k| k.len()).ok(), Some(MAX_KEY));
-        for bad in [
-            &b""[..],
-            b"\"\"",
-            b"a b",
-            b"caf\xc3\xa9",
-            b"\"a\"b\"",
-            b"tab\t",
-        ] {
+        // Not a Structured Field string: the whole value is the key.
+        assert_eq!(parse(b"\"a\"b\"").ok().as_deref(), Some("\"a\"b\""));
+        assert_eq!(parse(b"\"\"").ok().as_deref(), Some("\"\""));
+        for bad in [&b""[..], b"a b", b"caf\xc3\xa9", b"tab\t"] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         assert!(parse(&[b'k'; MAX_KEY + 1]).is_err());

@@ -3,9 +3,10 @@
 //! lists are the ones its code can return.
 
 use super::body;
-use super::params::{NoQuery, WorkId};
+use super::params::{IdempotencyKey, NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+    Unprocessable,
 };
 use super::{error::ApiError, idempotency, AppState};
 use crate::demand::CreateWork;
@@ -102,15 +103,24 @@ pub(super) async fn insert(
 
 /// Create a work, `pending` until a worker picks it up.
 #[utoipa::path(post, path = "/works", tag = "works", operation_id = "createWork",
+    description = "With an `Idempotency-Key`, a retry with the same key and body answers the \
+        work the first request made (its current state), with `Idempotent-Replayed: true`, \
+        never a second work; the same key with another body is a 422. A key lasts as long as \
+        its work (the retention period).",
+    params(IdempotencyKey),
     request_body(content = Option<CreateWork>, description = "Optional: an empty body or `{}` asks \
         for a random `add_up_to` in 1..=100. Unknown fields are refused."),
     responses(
-        (status = 201, description = "Created.", body = Work,
-            headers(("Location" = String, description = "`/works/{id}` of the new work."))),
+        (status = 201, description = "Created, or made before under this `Idempotency-Key`.",
+            body = Work,
+            headers(("Location" = String, description = "`/works/{id}` of the work."),
+                ("Idempotent-Replayed" = String, description = "`true` when an earlier \
+                    request with this `Idempotency-Key` made the work."))),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
     ),
     security(("bearer" = [])))]

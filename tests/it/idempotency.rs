@@ -120,7 +120,7 @@ async fn a_key_reused_for_another_body_is_a_422_and_a_bad_key_a_400() {
         assert!(error.contains("Idempotency-Key"), "{error}");
     }
     let long = "k".repeat(256);
-    for bad in ["", "a b", "caf\u{e9}", "\"a\"b\"", long.as_str()] {
+    for bad in ["", "a b", "caf\u{e9}", long.as_str()] {
         let answer = create(app.addr, bad, Some(r#"{"add_up_to": 5}"#)).await;
         assert_eq!(answer.status, 400, "{bad:?}: {}", answer.body);
         let error = answer.body["error"].as_str().unwrap_or_default();
