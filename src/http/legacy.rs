@@ -45,7 +45,7 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(works::insert(&state, &req, payload)
+    Ok(super::create::insert(&state, &req, payload)
         .await?
         .answer(HttpResponse::Ok()))
 }

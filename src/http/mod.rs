@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod create;
 pub mod cross_site;
 pub mod dashboard;
 pub mod dead;

@@ -8,16 +8,13 @@ use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
     Unprocessable,
 };
-use super::{error::ApiError, idempotency, AppState};
+use super::{error::ApiError, AppState};
 use crate::demand::CreateWork;
-use crate::model::{new_work_code, Event, Origin, Work};
+use crate::model::{Event, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
-use crate::storage::idempotent::{self, Created, NewWork};
 use crate::storage::{retry, search, works};
-use crate::telemetry::{context, spans};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use tracing::Instrument;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use body::MAX_BODY;
 
@@ -34,71 +31,6 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || async move {
         HttpResponse::from(ApiError::MethodNotAllowed(allow))
     }))
-}
-
-/// A work a create request made, or that an earlier request with its key made.
-pub(super) struct Made {
-    pub work: Work,
-    /// Made by an earlier request: answered with `Idempotent-Replayed: true`.
-    pub replayed: bool,
-}
-
-impl Made {
-    /// `response` with the work, and the replay header when it was an earlier request's.
-    pub(super) fn answer(self, mut response: HttpResponseBuilder) -> HttpResponse {
-        if self.replayed {
-            response.insert_header((idempotency::REPLAYED, "true"));
-        }
-        response.json(self.work)
-    }
-}
-
-/// Creates the work the request asks for, once: under its `Idempotency-Key`, or under
-/// the work code drawn here, so that the retry on a new connection after a lost server
-/// (`retry::once_more`) finds what the first attempt may have committed.
-pub(super) async fn insert(
-    state: &AppState,
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<Made, ApiError> {
-    // The database must not create the work after the client was told 503.
-    let deadline = super::deadline();
-    state.authorize(req)?;
-    let key = idempotency::key(req)?;
-    let asked = body::asked(&body::read(payload).await?)?;
-    let new = NewWork {
-        work_code: new_work_code(Origin::Api),
-        add_up_to: body::add_up_to(asked)?,
-        deadline: Some(deadline),
-        // The request's span: the sweeper's compute of this work joins its trace.
-        trace_parent: context::traceparent(&tracing::Span::current()),
-        key: key.map(|k| (k, idempotency::fingerprint(asked))),
-    };
-    let (created, again) = retry::once_more(&state.pool, |client, again| {
-        let new = new.clone();
-        Box::pin(async move { idempotent::create(client, &new, again).await })
-    })
-    .instrument(spans::db("INSERT"))
-    .await?;
-    let (work, replayed) = match created {
-        Created::New(work) => {
-            crate::telemetry::TELEMETRY.works_created.inc();
-            (work, false)
-        }
-        // On a second attempt it may be this request's own: not a replay.
-        Created::Found(work) => (work, !again),
-        Created::KeyReused => {
-            return Err(ApiError::Unprocessable(format!(
-                "this {} was used before for a request that asked for something else; \
-                 a new request needs a new key",
-                idempotency::HEADER
-            )))
-        }
-    };
-    if !replayed {
-        state.notifier.work_created();
-    }
-    Ok(Made { work, replayed })
 }
 
 /// Create a work, `pending` until a worker picks it up.
@@ -130,7 +62,7 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let made = insert(&state, &req, payload).await?;
+    let made = super::create::insert(&state, &req, payload).await?;
     let mut response = HttpResponse::Created();
     response.insert_header(("Location", format!("/works/{}", made.work.id)));
     Ok(made.answer(response))

@@ -60,7 +60,7 @@ where
     // Taken out of the pool, its statement cancelled (`InFlight`).
     drop(client);
     let lost_at = Instant::now();
-    tracing::info!(error = %failed.error, "a write lost its database server: trying it once more on a new connection");
+    tracing::debug!(error = %failed.error, "a write lost its database server: trying it once more on a new connection");
     let client = InFlight::checkout_opened_after(pool, lost_at).await?;
     let value = write(&client, true).await.map_err(|f| f.error)?;
     client.done();
