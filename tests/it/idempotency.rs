@@ -154,3 +154,37 @@ async fn requests_racing_with_one_key_make_one_work() {
     }
     assert_eq!(db.count("SELECT count(*) FROM works").await, 5);
 }
+
+/// A key lives as long as its work: pruned with it (the foreign key's cascade), after
+/// which the key is free for a new work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_pruned_with_its_work() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    let key = format!("pruned-{}", random_suffix());
+    let first = create(app.addr, &key, Some(r#"{"add_up_to": 5}"#)).await;
+    let id = first.body["id"].as_i64().expect("id");
+    let (status, body) = app.call("POST", &format!("/works/{id}/cancel"), None).await;
+    assert_eq!(status, 200, "{body}");
+    db.client()
+        .await
+        .execute(
+            "UPDATE works SET updated_on = now() - interval '2 hours'",
+            &[],
+        )
+        .await
+        .expect("age the work");
+    let pruned = ppctl::storage::prune::prune(&db.pool, std::time::Duration::from_secs(3600))
+        .await
+        .expect("prune");
+    assert_eq!(pruned.works, 1);
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
+    let again = create(app.addr, &key, Some(r#"{"add_up_to": 5}"#)).await;
+    assert_eq!(
+        (again.status, again.replayed),
+        (201, false),
+        "{}",
+        again.body
+    );
+    assert_ne!(again.body["id"], first.body["id"]);
+}
