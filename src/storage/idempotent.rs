@@ -68,35 +68,35 @@ pub async fn create(
 }
 
 /// The work's row, or none when the database ran the statement past the deadline.
+/// Without a client key the statement does not name `idempotency_keys`: a binary
+/// rolled out before migration 0010 is applied still creates those works.
 async fn insert(
     client: &impl GenericClient,
     new: &NewWork,
 ) -> Result<Option<Row>, tokio_postgres::Error> {
-    let sql = format!(
-        "WITH new AS ( \
-             INSERT INTO works (work_code, add_up_to, first_event_id, trace_parent) \
-             SELECT $1, $2, nextval('event_log_id_seq'), $4 \
-             WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
-             RETURNING {WORK_COLUMNS}), \
-         keyed AS ( \
-             INSERT INTO idempotency_keys (key, fingerprint, work_id) \
-             SELECT $5, $6, id FROM new WHERE $5::text IS NOT NULL) \
-         SELECT * FROM new"
+    let work = format!(
+        "INSERT INTO works (work_code, add_up_to, first_event_id, trace_parent) \
+         SELECT $1, $2, nextval('event_log_id_seq'), $4 \
+         WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
+         RETURNING {WORK_COLUMNS}"
     );
-    let stmt = client.prepare_cached(&sql).await?;
-    let (key, fingerprint) = match &new.key {
-        Some((k, f)) => (Some(k.as_str()), Some(f.as_str())),
-        None => (None, None),
-    };
     let deadline = new.deadline.map(super::clock::to_database_time);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-        &new.work_code,
-        &new.add_up_to,
-        &deadline,
-        &new.trace_parent,
-        &key,
-        &fingerprint,
-    ];
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        vec![&new.work_code, &new.add_up_to, &deadline, &new.trace_parent];
+    let sql = match &new.key {
+        None => work,
+        Some((key, fingerprint)) => {
+            params.push(key);
+            params.push(fingerprint);
+            format!(
+                "WITH new AS ({work}), \
+                 keyed AS (INSERT INTO idempotency_keys (key, fingerprint, work_id) \
+                     SELECT $5, $6, id FROM new) \
+                 SELECT * FROM new"
+            )
+        }
+    };
+    let stmt = client.prepare_cached(&sql).await?;
     client.query_opt(&stmt, &params).await
 }
 
