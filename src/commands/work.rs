@@ -151,7 +151,8 @@ impl Backend {
             }
             Backend::Http(api) => {
                 let body = add_up_to.map(|n| serde_json::json!({ "add_up_to": n }));
-                api.call(Method::POST, "/works", body)
+                // One key for every attempt: a repeat never makes a second work.
+                api.create("/works", body)
                     .await?
                     .context("the API answered 404 to POST /works")
             }

@@ -2,12 +2,14 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod create;
 pub mod cross_site;
 pub mod dashboard;
 pub mod dead;
 pub mod error;
 pub mod exporter;
 pub mod health;
+pub mod idempotency;
 pub mod legacy;
 pub mod live;
 pub mod metrics;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod claims;
 pub mod clock;
 pub mod error;
+pub mod idempotent;
 pub mod inflight;
 pub mod listen;
 pub mod migrate;
@@ -12,6 +13,7 @@ pub mod notify;
 pub mod prune;
 pub mod replica;
 pub mod replication;
+pub mod retry;
 pub mod role;
 pub mod search;
 pub mod standby_wait;
@@ -94,11 +96,17 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
                 }
             })
         }))
-        .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|client, metrics| {
             if role::outlived(metrics.created) {
                 return Err(HookError::message(
                     "opened before the server's role changed",
                 ));
+            }
+            // An idle connection whose server went away (a SIGKILLed primary's backends
+            // end their sessions) breaks with no statement to fail: this is where it is
+            // seen, so here it counts as a loss and the pool's other ones go with it.
+            if client.is_closed() {
+                role::lost("a pooled connection broke: its server went away");
             }
             Ok(())
         }))
