@@ -158,7 +158,7 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
             Some(a) => format!("applied at {}", rfc3339(a.applied_on)),
             None => "pending".to_string(),
         };
-        say!("  migration {}: {state} ({:?})", m.label(), m.compat);
+        say!("  migration {}: {state} ({})", m.label(), m.compat);
     }
     // Applied by a newer ppctl: this one runs against them only if they are additive.
     for a in applied

@@ -36,6 +36,15 @@ pub enum Compat {
     Breaking,
 }
 
+impl std::fmt::Display for Compat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compat::Additive => "additive",
+            Compat::Breaking => "breaking",
+        })
+    }
+}
+
 impl Migration {
     /// `0009_declared_compatibility`, as in the file's name.
     pub fn label(&self) -> String {

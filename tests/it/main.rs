@@ -51,4 +51,5 @@ mod traces;
 mod traces_edges;
 mod traces_settings;
 mod unreadable;
+mod upgrades;
 mod zero;

@@ -75,7 +75,7 @@ async fn apply_pending(
             continue;
         }
         apply_with_retry(client, m, policy, watch, pid).await?;
-        tracing::info!(migration = %m.label(), compat = ?m.compat, "migration applied");
+        tracing::info!(migration = %m.label(), compat = %m.compat, "migration applied");
         count += 1;
     }
     Ok(count)
