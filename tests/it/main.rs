@@ -34,6 +34,7 @@ mod private_pg;
 mod rawhttp;
 mod retention;
 mod role_replication;
+mod rolling;
 mod scale;
 mod secrets;
 mod standbys;

@@ -38,7 +38,7 @@ pub(super) const ADD_NOTE: (&str, &str) = (
 );
 
 /// `ppctl db migrate` as the newer binary, logs on stderr.
-fn migrate_as_newer(db: &TestDb, extra: &ExtraMigrations, flags: &[&str]) -> Child {
+pub(super) fn migrate_as_newer(db: &TestDb, extra: &ExtraMigrations, flags: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ppctl"))
         .args(["db", "migrate", "--database-url", &db.url])
         .args(flags)
@@ -115,10 +115,17 @@ async fn a_migration_behind_an_open_transaction_gives_way_and_retries() {
         .expect("output");
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(ended.elapsed() < Duration::from_secs(8), "{:?}", ended.elapsed());
+    assert!(
+        ended.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        ended.elapsed()
+    );
     assert!(stdout.contains("1 migration(s) applied"), "{stdout}");
     let retries = stderr.matches("retrying").count();
-    assert!(retries >= 2, "migrate said it retried {retries} times: {stderr}");
+    assert!(
+        retries >= 2,
+        "migrate said it retried {retries} times: {stderr}"
+    );
     assert!(
         stderr.contains(&format!("blocked by pid {reader_pid} ")),
         "the blocker is not named: {stderr}"
