@@ -37,6 +37,7 @@ mod role_replication;
 mod rolling;
 mod scale;
 mod secrets;
+mod sql_lint;
 mod standbys;
 mod sweeps;
 mod talk;
