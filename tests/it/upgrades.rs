@@ -196,3 +196,28 @@ async fn an_older_binary_uses_a_database_ahead_of_it_by_additive_migrations_only
         assert_eq!(rerun.is_ok(), admitted, "{compat:?}: {rerun:?}");
     }
 }
+
+/// Each migration is its own transaction now: migrators started together on an empty
+/// database share the work, and each migration is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrators_started_together_on_an_empty_database_apply_each_migration_once() {
+    let (db, _) = super::migrations::database_at(0).await;
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move {
+                let mut client = ppctl::storage::admin::connect(&url).await.expect("connect");
+                migrate::run(&mut client, MIGRATIONS)
+                    .await
+                    .expect("migrate")
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for run in runs {
+        applied += run.await.expect("join");
+    }
+    assert_eq!(applied, MIGRATIONS.len(), "applied in all");
+    let recorded = db.count("SELECT count(*) FROM schema_migrations").await;
+    assert_eq!(recorded, MIGRATIONS.len() as i64);
+}

@@ -8,10 +8,7 @@ use super::{checksum, Compat, Migration};
 use crate::backoff::Backoff;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
-
-/// Any fixed key will do; it only has to be the same in every ppctl process.
-const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+use tokio_postgres::{Client, GenericClient};
 
 /// `run_with` with the default lock policy and no one to name a blocker.
 pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<usize> {
@@ -19,43 +16,20 @@ pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Resul
 }
 
 /// Applies the pending migrations of `migrations`; returns how many were applied.
-/// Several processes may call this at once: a session advisory lock serialises them
-/// and the later ones find nothing to do. `watch`, a second connection, names the
-/// sessions a migration waits behind.
+/// Several processes may call this at once: each transaction takes a transaction-level
+/// advisory lock (no session state, so it works through a transaction-pooling
+/// PgBouncer too), and a migration another process applied meanwhile is skipped.
+/// `watch`, a second connection, names the sessions a migration waits behind.
 pub async fn run_with(
     client: &mut Client,
     migrations: &[Migration],
     policy: &LockPolicy,
     watch: Option<&Client>,
 ) -> anyhow::Result<usize> {
-    // Waiting behind another migrator is not waiting behind the application: no bound
-    // there, nor on a migration rewriting a large table (the connection's own
-    // statement_timeout would cut it).
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = 0; SELECT pg_advisory_lock({LOCK_KEY})"
-        ))
-        .await
-        .context("cannot take the migration lock")?;
-    let result = apply_pending(client, migrations, policy, watch).await;
-    let released = client
-        .batch_execute(&format!(
-            "SELECT pg_advisory_unlock({LOCK_KEY}); RESET statement_timeout"
-        ))
-        .await;
-    let applied = result?;
-    released.context("cannot release the migration lock")?;
-    Ok(applied)
-}
-
-async fn apply_pending(
-    client: &mut Client,
-    migrations: &[Migration],
-    policy: &LockPolicy,
-    watch: Option<&Client>,
-) -> anyhow::Result<usize> {
-    client
-        .batch_execute(
+    let applied = {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&serialised()).await?;
+        tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version    INTEGER PRIMARY KEY,
                  name       TEXT NOT NULL,
@@ -63,7 +37,10 @@ async fn apply_pending(
                  applied_on TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await?;
-    let applied = recorded(client).await?;
+        let applied = recorded(&tx).await?;
+        tx.commit().await?;
+        applied
+    };
     check_recorded(&applied, migrations)?;
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
@@ -74,15 +51,26 @@ async fn apply_pending(
         if applied.iter().any(|(v, _, _)| *v == m.version) {
             continue;
         }
-        apply_with_retry(client, m, policy, watch, pid).await?;
-        tracing::info!(migration = %m.label(), compat = %m.compat, "migration applied");
-        count += 1;
+        if apply_with_retry(client, m, policy, watch, pid).await? {
+            tracing::info!(migration = %m.label(), compat = %m.compat, "migration applied");
+            count += 1;
+        }
     }
     Ok(count)
 }
 
+/// How every migration transaction starts. Waiting behind another migrator is not
+/// waiting behind the application: no bound on that, nor on a migration rewriting a
+/// large table (the connection's own statement_timeout would cut it).
+fn serialised() -> String {
+    format!("SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock({LOCK_KEY})")
+}
+
+/// Any fixed key will do; it only has to be the same in every ppctl process.
+const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+
 /// `(version, checksum, additive)` of every applied migration.
-async fn recorded(client: &Client) -> anyhow::Result<Vec<(i32, String, Option<bool>)>> {
+async fn recorded(client: &impl GenericClient) -> anyhow::Result<Vec<(i32, String, Option<bool>)>> {
     let rows = client
         .query(
             "SELECT version, checksum, (to_jsonb(s) ->> 'additive')::boolean \
@@ -129,21 +117,22 @@ fn check_recorded(
     Ok(())
 }
 
-/// One migration, retried while its locks are taken, within `policy.max_wait`.
+/// One migration, retried while its locks are taken, within `policy.max_wait`; false
+/// when another process applied it meanwhile.
 async fn apply_with_retry(
     client: &mut Client,
     m: &Migration,
     policy: &LockPolicy,
     watch: Option<&Client>,
     pid: i32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         let attempt = apply_one(client, m, policy.lock_timeout);
         let (result, blocker) = lock::watched(attempt, watch, pid).await;
         let e = match result {
-            Ok(()) => return Ok(()),
+            Ok(applied) => return Ok(applied),
             Err(e) if lock::is_lock_timeout(&e) => e,
             Err(e) => return Err(e).with_context(|| format!("migration {} failed", m.label())),
         };
@@ -167,16 +156,21 @@ async fn apply_with_retry(
 }
 
 /// One attempt in one transaction: the SQL, then its record (with its declaration, once
-/// 0009 has made a place for it).
+/// 0009 has made a place for it). False when another process applied it meanwhile.
 async fn apply_one(
     client: &mut Client,
     m: &Migration,
     lock_timeout: Duration,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    tx.batch_execute(&serialised()).await?;
     let ms = lock_timeout.as_millis().max(1);
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
         .await?;
+    let done = "SELECT EXISTS (SELECT FROM schema_migrations WHERE version = $1)";
+    if tx.query_one(done, &[&m.version]).await?.get::<_, bool>(0) {
+        return Ok(false);
+    }
     tx.batch_execute(m.sql).await?;
     tx.execute(
         "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -198,7 +192,8 @@ async fn apply_one(
         )
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// An applied migration, as `ppctl db status` shows it.
