@@ -173,7 +173,10 @@ async fn an_additive_migration_applied_while_serve_consume_and_produce_run() {
         expected,
         "no work twice"
     );
-    tracing::info!(took = ?started.elapsed(), "drained");
+    eprintln!(
+        "all {expected} works done {:?} after produce ended",
+        started.elapsed()
+    );
     assert!(terminate(consume).await.success());
     assert!(terminate(serve).await.success());
 }
@@ -233,6 +236,7 @@ async fn a_binary_ahead_of_its_database_waits_for_db_migrate_then_works_without_
     let started = Instant::now();
     wait_healthy(&addr).await;
     let healthy_after = started.elapsed();
+    eprintln!("serve healthy {healthy_after:?} after db migrate");
     assert_eq!(request(&addr, "POST", "/works").await.0, 201);
     eventually(
         "the queue's works and the API's done",

@@ -129,7 +129,9 @@ async fn apply_with_retry(
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
-        let attempt = apply_one(client, m, policy.lock_timeout);
+        // The last attempt gets what is left of max_wait, so the total never passes it.
+        let left = policy.max_wait.saturating_sub(started.elapsed());
+        let attempt = apply_one(client, m, policy.lock_timeout.min(left));
         let (result, blocker) = lock::watched(attempt, watch, pid).await;
         let e = match result {
             Ok(applied) => return Ok(applied),
@@ -138,7 +140,9 @@ async fn apply_with_retry(
         };
         let blocker = blocker.unwrap_or_else(|| format!("{e}; the blocking session was not seen"));
         let pause = backoff.next_delay();
-        if started.elapsed() + pause + policy.lock_timeout > policy.max_wait {
+        // An attempt shorter than this would only add noise.
+        let shortest = policy.lock_timeout.min(Duration::from_millis(100));
+        if started.elapsed() + pause + shortest > policy.max_wait {
             return Err(LockWaitExceeded {
                 migration: m.label(),
                 max_wait: policy.max_wait,
