@@ -203,6 +203,22 @@ async fn an_older_binary_uses_a_database_ahead_of_it_by_additive_migrations_only
         // And its `db migrate` finds nothing to do, or refuses.
         let rerun = migrate::run(&mut client, MIGRATIONS).await;
         assert_eq!(rerun.is_ok(), admitted, "{compat:?}: {rerun:?}");
+        // `db status` of the older binary (the test binary has no extra migrations).
+        let status = ppctl(&["db", "status", "--database-url", &db.url]).await;
+        let (stdout, stderr) = outputs(&status);
+        assert!(status.status.success(), "{stderr}");
+        let (line, counted) = match compat {
+            Compat::Additive => ("additive: this ppctl keeps working", "  works: 0"),
+            Compat::Breaking => ("breaking: upgrade this ppctl", "works: not counted"),
+        };
+        assert!(
+            stdout.contains("migration 0100_rolling_note: applied at"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(line) && stdout.contains(counted),
+            "{stdout}"
+        );
     }
 }
 
