@@ -7,6 +7,7 @@ mod apply;
 mod compat;
 mod extra;
 mod lock;
+mod outside;
 mod wait;
 
 pub use apply::{applied, run, run_with};

@@ -246,3 +246,67 @@ async fn migrators_started_together_on_an_empty_database_apply_each_migration_on
     let recorded = db.count("SELECT count(*) FROM schema_migrations").await;
     assert_eq!(recorded, MIGRATIONS.len() as i64);
 }
+
+/// A `-- ppctl: no-transaction` migration: `CREATE INDEX CONCURRENTLY` behind an open
+/// writer gives way and retries (dropping the invalid index a given-up build leaves),
+/// while writes to `works` from other sessions are never held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_built_concurrently_retries_behind_a_writer_and_never_holds_writes() {
+    let db = TestDb::new().await;
+    let column = ExtraMigrations::new(&[ADD_NOTE]);
+    let out = migrate_as_newer(&db, &column, &[]).wait_with_output().await;
+    assert!(out.expect("migrate").status.success());
+    let index = (
+        "0101_note_index.sql",
+        "-- compat: additive\n-- ppctl: no-transaction\n\
+         CREATE INDEX CONCURRENTLY works_rolling_note ON works (rolling_note);\n",
+    );
+    let newer = ExtraMigrations::new(&[ADD_NOTE, index]);
+    let writer = ppctl::storage::admin::connect(&db.url)
+        .await
+        .expect("connect");
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO works (work_code, add_up_to) VALUES ('api-writer00001', 1)",
+        )
+        .await
+        .expect("an open writer");
+    let migrating = migrate_as_newer(&db, &newer, &["--lock-timeout", "500ms"]);
+    let other = ppctl::storage::admin::connect(&db.url)
+        .await
+        .expect("connect");
+    let (mut slowest, started) = (Duration::ZERO, Instant::now());
+    for i in 0.. {
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        let at = Instant::now();
+        let insert =
+            format!("INSERT INTO works (work_code, add_up_to) VALUES ('api-other{i:06}', 1)");
+        other
+            .batch_execute(&insert)
+            .await
+            .expect("a write to works");
+        slowest = slowest.max(at.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("slowest write to works while the index was retried: {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(400),
+        "a write waited {slowest:?}"
+    );
+    writer.batch_execute("COMMIT").await.expect("commit");
+    let out = tokio::time::timeout(Duration::from_secs(20), migrating.wait_with_output())
+        .await
+        .expect("migrate finishes once the writer commits")
+        .expect("output");
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    let valid = "SELECT count(*) FROM pg_index WHERE indexrelid = 'works_rolling_note'::regclass AND indisvalid";
+    assert_eq!(db.count(valid).await, 1, "{stderr}");
+    let invalid = db
+        .count("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+        .await;
+    assert_eq!(invalid, 0, "a given-up build's index was left behind");
+}

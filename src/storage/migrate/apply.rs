@@ -4,6 +4,7 @@
 
 use super::compat::{fit, Fit};
 use super::lock::{self, LockPolicy, LockWaitExceeded};
+use super::outside;
 use super::{checksum, Compat, Migration};
 use crate::backoff::Backoff;
 use anyhow::{bail, Context};
@@ -67,7 +68,7 @@ fn serialised() -> String {
 }
 
 /// Any fixed key will do; it only has to be the same in every ppctl process.
-const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+pub(super) const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
 
 /// `(version, checksum, additive)` of every applied migration.
 async fn recorded(client: &impl GenericClient) -> anyhow::Result<Vec<(i32, String, Option<bool>)>> {
@@ -128,10 +129,18 @@ async fn apply_with_retry(
 ) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    let mut leftovers = Vec::new();
     loop {
         // The last attempt gets what is left of max_wait, so the total never passes it.
-        let left = policy.max_wait.saturating_sub(started.elapsed());
-        let attempt = apply_one(client, m, policy.lock_timeout.min(left));
+        let wait = policy
+            .lock_timeout
+            .min(policy.max_wait.saturating_sub(started.elapsed()));
+        let attempt = async {
+            match outside::is_outside(m) {
+                true => outside::apply_one(client, m, wait, &mut leftovers).await,
+                false => apply_one(client, m, wait).await,
+            }
+        };
         let (result, blocker) = lock::watched(attempt, watch, pid).await;
         let e = match result {
             Ok(applied) => return Ok(applied),
