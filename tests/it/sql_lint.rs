@@ -50,4 +50,15 @@ async fn the_migration_lint_passes_sql_and_fails_unsafe_migrations() {
     }
     let (code, said) = lint(&[dir.0.join(ADD_NOTE.0)]).await;
     assert_eq!(code, Some(0), "a nullable column fails the lint: {said}");
+    let concurrently = ExtraMigrations::new(&[(
+        "0103_index_concurrently.sql",
+        "-- compat: additive\n-- ppctl: no-transaction\n\
+         CREATE INDEX CONCURRENTLY works_note ON works (status, id);\n",
+    )]);
+    let (code, said) = lint(&[concurrently.0.join("0103_index_concurrently.sql")]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "an index built concurrently fails the lint: {said}"
+    );
 }
