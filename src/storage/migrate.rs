@@ -1,7 +1,8 @@
 //! Schema migrations: `sql/NNNN_name.sql`, embedded in the binary, each applied in a
-//! transaction of its own under an advisory lock, with a short `lock_timeout` and
-//! retries (`lock`), and recorded with a checksum and whether binaries built before it
-//! keep working against it (`compat`: expand/contract, so upgrades can roll).
+//! transaction of its own (or none: `outside`, for `CREATE INDEX CONCURRENTLY`) under
+//! an advisory lock, with a short `lock_timeout` and retries (`lock`), and recorded
+//! with a checksum and whether binaries built before it keep working against it
+//! (`compat`: expand/contract, so upgrades can roll).
 
 mod apply;
 mod compat;
