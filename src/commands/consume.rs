@@ -33,6 +33,8 @@ pub async fn run_with_pool(
     if worker.sweep_every < Duration::from_millis(10) {
         bail!("--sweep-every must be at least 10ms");
     }
+    // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
+    storage::migrate::until_schema_fits(&pool, &shutdown).await;
     let wake = Arc::new(Notify::new());
     listen::spawn(
         pool.target().clone(),

@@ -139,5 +139,5 @@ fn is_missing_database(e: &anyhow::Error) -> bool {
 pub async fn setup(database_url: &str) -> anyhow::Result<usize> {
     create_database(database_url).await?;
     let mut client = connect(database_url).await?;
-    super::migrate::run(&mut client, super::migrate::MIGRATIONS).await
+    super::migrate::run(&mut client, super::migrate::all()).await
 }

@@ -59,6 +59,7 @@ async fn new_migrations_apply_in_order_and_unknown_ones_are_reported() {
         version: MIGRATIONS.last().map_or(1, |m| m.version + 1),
         name: "test_extra",
         sql: "CREATE TABLE extra (x int)",
+        compat: migrate::Compat::Breaking,
     });
     assert_eq!(
         migrate::run(&mut client, &extended).await.expect("apply"),
