@@ -17,7 +17,7 @@ pub struct InFlight(Option<Client>, PgTls);
 
 impl InFlight {
     /// A connection from `pool`, watched.
-    pub async fn checkout(pool: &PgPool) -> Result<Self, deadpool_postgres::PoolError> {
+    pub async fn checkout(pool: &PgPool) -> Result<Self, super::DbError> {
         Ok(Self(Some(pool.get().await?), pool.target().tls()))
     }
 
