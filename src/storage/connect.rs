@@ -130,7 +130,9 @@ impl Hosts {
             driver: None,
         };
         for i in (0..count).map(|k| (first + k) % count) {
-            let one = single_host(&self.config, i);
+            let mut one = single_host(&self.config, i);
+            // The driver's own TCP timeout would race this bound with a vaguer message.
+            one.connect_timeout(self.per_host + Duration::from_secs(1));
             let attempt = one.connect(tls.clone());
             let why = match tokio::time::timeout(self.per_host, attempt).await {
                 Ok(Ok(opened)) => {

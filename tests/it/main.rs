@@ -7,6 +7,7 @@ mod amqp_tls_loops;
 mod api;
 mod cli;
 mod crosssite;
+mod darkhosts;
 mod dbdown;
 mod dead;
 mod dead_purge;
