@@ -175,17 +175,21 @@ async fn with_every_host_dark_the_error_names_each() {
     let url = format!(
         "postgres://postgres:secret-pw@127.0.0.1:{p1},127.0.0.1:{p2}/x?connect_timeout=2"
     );
-    let started = Instant::now();
-    let (code, out, err) = run(&[("DATABASE_URL", url)], &["db", "status"]).await;
-    let took = started.elapsed();
-    eprintln!("db status failed in {took:?}: {err}");
-    assert_eq!(code, 4, "{out}{err}");
-    let last = err.trim().lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "one line: {err}");
-    for port in [p1, p2] {
-        let named = format!("127.0.0.1:{port}: no answer within 2s");
-        assert!(last.contains(&named), "{named} in: {last}");
+    let env = [("DATABASE_URL", url)];
+    // A direct connection (db status), and a pool's (work --via db).
+    for args in [&["db", "status"][..], &["work", "get", "1", "--via", "db"]] {
+        let started = Instant::now();
+        let (code, out, err) = run(&env, args).await;
+        let took = started.elapsed();
+        eprintln!("{args:?} failed in {took:?}: {err}");
+        assert_eq!(code, 4, "{args:?}: {out}{err}");
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "one line: {err}");
+        for port in [p1, p2] {
+            let named = format!("127.0.0.1:{port}: no answer within 2s");
+            assert!(last.contains(&named), "{named} in: {last}");
+        }
+        assert!(!err.contains("secret-pw"), "{err}");
+        assert!(took < Duration::from_secs(8), "two hosts of 2 s: {took:?}");
     }
-    assert!(!err.contains("secret-pw"), "{err}");
-    assert!(took < Duration::from_secs(8), "two hosts of 2 s: {took:?}");
 }
