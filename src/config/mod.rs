@@ -201,7 +201,10 @@ mod tests {
         for bad in ["0", "-3", "soon", "2.5"] {
             let err = per_host(&format!("postgres://u:secret@h/db?connect_timeout={bad}"))
                 .expect_err(bad);
-            assert!(err.contains("connect_timeout") && !err.contains("secret"), "{err}");
+            assert!(
+                err.contains("connect_timeout") && !err.contains("secret"),
+                "{err}"
+            );
         }
     }
 

@@ -98,7 +98,10 @@ impl Hosts {
     pub fn shown(&self, i: usize) -> String {
         let ports = self.config.get_ports();
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        match (self.config.get_hosts().get(i), self.config.get_hostaddrs().get(i)) {
+        match (
+            self.config.get_hosts().get(i),
+            self.config.get_hostaddrs().get(i),
+        ) {
             (Some(Host::Tcp(name)), _) => format!("{name}:{port}"),
             (Some(Host::Unix(path)), _) => path.display().to_string(),
             (None, Some(addr)) => format!("{addr}:{port}"),

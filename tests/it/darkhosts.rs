@@ -142,9 +142,11 @@ async fn pipeline_gets_past(dark: Dark) {
         assert_eq!(post(&client, &url).await.0, 201);
     }
     let waited = Instant::now();
-    eventually("50 demands and 3 API works done", Duration::from_secs(30), || async {
-        (db.count(DONE).await == 53).then_some(())
-    })
+    eventually(
+        "50 demands and 3 API works done",
+        Duration::from_secs(30),
+        || async { (db.count(DONE).await == 53).then_some(()) },
+    )
     .await;
     let api_done = "SELECT count(*) FROM works WHERE status = 'done' AND work_code LIKE 'api-%'";
     assert_eq!(db.count(api_done).await, 3);
@@ -172,9 +174,8 @@ async fn a_host_that_accepts_and_never_answers_is_passed() {
 async fn with_every_host_dark_the_error_names_each() {
     let (dropped, silent) = (Dark::dropped(), Dark::silent().await);
     let (p1, p2) = (dropped.port(), silent.port());
-    let url = format!(
-        "postgres://postgres:secret-pw@127.0.0.1:{p1},127.0.0.1:{p2}/x?connect_timeout=2"
-    );
+    let url =
+        format!("postgres://postgres:secret-pw@127.0.0.1:{p1},127.0.0.1:{p2}/x?connect_timeout=2");
     let env = [("DATABASE_URL", url)];
     // A direct connection (db status), and a pool's (work --via db).
     for args in [&["db", "status"][..], &["work", "get", "1", "--via", "db"]] {

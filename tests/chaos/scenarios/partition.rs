@@ -34,8 +34,18 @@ impl Partition {
     /// back. On loopback both cross INPUT.
     fn rules(port: u16) -> [[String; 9]; 2] {
         let rule = |dir: &str| {
-            ["INPUT", "-p", "tcp", "-d", "127.0.0.1", dir, &port.to_string(), "-j", "DROP"]
-                .map(String::from)
+            [
+                "INPUT",
+                "-p",
+                "tcp",
+                "-d",
+                "127.0.0.1",
+                dir,
+                &port.to_string(),
+                "-j",
+                "DROP",
+            ]
+            .map(String::from)
         };
         [rule("--dport"), rule("--sport")]
     }
@@ -122,11 +132,27 @@ pub(super) async fn partition(c: &mut Cluster, row: &mut Row) -> anyhow::Result<
         row.notes.push(format!(
             "works done on the new primary {s:.1}s after the promotion (bound {MOVE_WITHIN:?})"
         ));
+        row.check(s <= MOVE_WITHIN.as_secs_f64(), || {
+            format!(
+                "the consumers took {s:.1}s to write on the new primary (bound {MOVE_WITHIN:?})"
+            )
+        });
     }
-    ensure_running(row, &mut [&mut c1, &mut c2, &mut serve], "after the partition");
+    ensure_running(
+        row,
+        &mut [&mut c1, &mut c2, &mut serve],
+        "after the partition",
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = poster.stop().await?;
     let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
+    let api_moved = posts
+        .iter()
+        .find(|p| p.sent >= promoted && p.status == Some(201))
+        .map(|p| secs_between(promoted, p.sent + p.took));
+    row.check(api_moved.is_some_and(|s| s <= MOVE_WITHIN.as_secs_f64()), || {
+        format!("POST /works not answered 201 within {MOVE_WITHIN:?} of the promotion ({api_moved:?})")
+    });
     let api = api_expected(row, &mut db, &created).await?;
     let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     woken(row, &mut db, &posts, promoted).await?;
@@ -169,7 +195,10 @@ async fn compare_old_primary(row: &mut Row, pair: &crate::infra::PgPair, db: &mu
         return;
     };
     let set = |text: &str| -> HashSet<String> {
-        text.split(',').filter(|s| !s.is_empty()).map(String::from).collect()
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     };
     let new_text: String = new.first().map(|r| r.get(0)).unwrap_or_default();
     let only_old = set(&old).difference(&set(&new_text)).count();
