@@ -113,14 +113,14 @@ const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 /// bounded per host by `storage::connect`.)
 fn bound_waits(config: &mut tokio_postgres::Config) {
     // A host that went dark mid-connection (a partition, a lost VM) answers nothing, not
-    // even a reset: these give its connections up within about 8 s, idle or waiting for
+    // even a reset: these give its connections up within about 6 s, idle or waiting for
     // a reply (probes unanswered) or sending (data unacknowledged). A slow or frozen
     // server is not cut: its kernel still acknowledges and answers the probes.
     config.keepalives(true);
-    config.keepalives_idle(Duration::from_secs(4));
-    config.keepalives_interval(Duration::from_secs(2));
-    config.keepalives_retries(2);
-    config.tcp_user_timeout(Duration::from_secs(8));
+    config.keepalives_idle(Duration::from_secs(3));
+    config.keepalives_interval(Duration::from_secs(1));
+    config.keepalives_retries(3);
+    config.tcp_user_timeout(Duration::from_secs(6));
     let options = config.get_options().unwrap_or_default().to_string();
     if !options.contains("statement_timeout") {
         let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");

@@ -18,10 +18,12 @@ use std::collections::HashSet;
 
 /// How long the harness waits before it decides the primary is gone and promotes.
 const DECIDE: Duration = Duration::from_secs(3);
-/// How long the partition lasts after the promotion.
-const HEAL_AFTER: Duration = Duration::from_secs(10);
+/// How long the partition lasts after the promotion: past the time a dark host's
+/// connections are given up (~6 s), so that it is the processes, not the healing,
+/// that move them.
+const HEAL_AFTER: Duration = Duration::from_secs(20);
 /// Writers must be writing on the new primary this soon after the promotion: a dark
-/// host's open connections are given up within ~8 s (TCP keepalives and user timeout,
+/// host's open connections are given up within ~6 s (TCP keepalives and user timeout,
 /// src/config), a new connection passes the dark host in its connect_timeout (2 s).
 const MOVE_WITHIN: Duration = Duration::from_secs(15);
 
@@ -75,12 +77,12 @@ impl Drop for Partition {
     }
 }
 
-/// Cuts n1 off, promotes n2, fences n1 (stopped, restarted read-only, still cut off),
-/// heals. Returns when n2 was promoted and its clock then (epoch seconds).
-async fn partition_and_heal(
+/// Cuts n1 off and promotes n2; returns the cut, when n2 was promoted and its clock
+/// then (epoch seconds).
+async fn cut_and_promote(
     row: &mut Row,
-    pair: &mut crate::infra::PgPair,
-) -> anyhow::Result<(Instant, f64)> {
+    pair: &crate::infra::PgPair,
+) -> anyhow::Result<(Partition, Instant, f64)> {
     let cut = Partition::cut(pair.nodes[0].port)?;
     tokio::time::sleep(DECIDE).await;
     let start = Instant::now();
@@ -94,6 +96,16 @@ async fn partition_and_heal(
         "primary's port dropped both ways; standby promoted {DECIDE:?} later (took {:.1}s)",
         start.elapsed().as_secs_f64()
     ));
+    Ok((cut, promoted, epoch))
+}
+
+/// Fences n1 while it is cut off (stopped, started read-only), then heals; returns
+/// what to note.
+async fn fence_and_heal(
+    pair: &mut crate::infra::PgPair,
+    cut: Partition,
+    promoted: Instant,
+) -> anyhow::Result<String> {
     let old = &mut pair.nodes[0];
     old.probe_through_socket();
     old.kill()?;
@@ -103,11 +115,10 @@ async fn partition_and_heal(
     old.scalar("SELECT pg_reload_conf()").await?;
     tokio::time::sleep(HEAL_AFTER.saturating_sub(promoted.elapsed())).await;
     drop(cut);
-    row.notes.push(format!(
+    Ok(format!(
         "old primary stopped and started read-only while cut off; partition healed {:.1}s after the promotion",
         promoted.elapsed().as_secs_f64()
-    ));
-    Ok((promoted, epoch))
+    ))
 }
 
 pub(super) async fn partition(c: &mut Cluster, row: &mut Row) -> anyhow::Result<()> {
@@ -124,9 +135,14 @@ pub(super) async fn partition(c: &mut Cluster, row: &mut Row) -> anyhow::Result<
     let third = N as i64 / 3;
     wait_done_alive(&mut db, &mut [&mut serve, &mut c1, &mut c2], third).await?;
     let fault = Instant::now();
-    let (promoted, epoch) = partition_and_heal(row, &mut pair).await?;
+    let (cut, promoted, epoch) = cut_and_promote(row, &pair).await?;
     let base = db.must(DONE_SQL).await?;
-    let moved = recovery(&mut db, base, promoted, Duration::from_secs(60)).await;
+    // Timed while the partition lasts: the processes must move before it heals.
+    let (moved, healed) = tokio::join!(
+        recovery(&mut db, base, promoted, Duration::from_secs(60)),
+        fence_and_heal(&mut pair, cut, promoted)
+    );
+    row.notes.push(healed?);
     if let Some(s) = soft(row, moved) {
         row.recovery = Some(s + secs_between(fault, promoted));
         row.notes.push(format!(
