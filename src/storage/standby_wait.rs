@@ -110,7 +110,7 @@ static FLUSHED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// Whether a streaming standby has flushed up to `target`; `Err(None)` when the server
 /// is on another timeline than the target's (a promotion happened).
 async fn flushed(pool: &PgPool, target: &WalPosition) -> Result<bool, Option<DbError>> {
-    let client = pool.get().await.map_err(|e| Some(e.into()))?;
+    let client = pool.get().await.map_err(Some)?;
     let stmt = client
         .prepare_cached(&FLUSHED_SQL)
         .await
