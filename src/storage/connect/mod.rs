@@ -12,11 +12,15 @@
 //! request at its bound, a pool create) does not keep the process from learning which
 //! host answers.
 
+mod single;
+
 use super::tls::{PgConnection, PgTls};
+use rand::seq::SliceRandom;
+use single::single_host;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, LoadBalanceHosts};
 use tokio_postgres::{Client, Config};
 
 /// One host's failure, as the error shows it.
@@ -125,14 +129,24 @@ impl Hosts {
         })
     }
 
-    async fn try_each(&self, tls: PgTls) -> Result<(Client, PgConnection), ConnectError> {
+    /// URL order from the host that last answered; `load_balance_hosts=random`: a
+    /// random order every time, as libpq does.
+    fn order(&self) -> Vec<usize> {
         let count = self.count();
         let first = self.answered.load(Ordering::Relaxed) % count.max(1);
+        let mut order: Vec<usize> = (0..count).map(|k| (first + k) % count).collect();
+        if self.config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+            order.shuffle(&mut rand::rng());
+        }
+        order
+    }
+
+    async fn try_each(&self, tls: PgTls) -> Result<(Client, PgConnection), ConnectError> {
         let mut failed = ConnectError {
             failures: Vec::new(),
             driver: None,
         };
-        for i in (0..count).map(|k| (first + k) % count) {
+        for i in self.order() {
             let mut one = single_host(&self.config, i);
             // The driver's own TCP timeout would race this bound with a vaguer message.
             one.connect_timeout(self.per_host + Duration::from_secs(1));
@@ -162,80 +176,10 @@ impl Hosts {
     }
 }
 
-/// `config` with host `i` only (its address and port), everything else as it is.
-fn single_host(config: &Config, i: usize) -> Config {
-    let mut one = Config::new();
-    if let Some(user) = config.get_user() {
-        one.user(user);
-    }
-    if let Some(password) = config.get_password() {
-        one.password(password);
-    }
-    if let Some(dbname) = config.get_dbname() {
-        one.dbname(dbname);
-    }
-    if let Some(options) = config.get_options() {
-        one.options(options);
-    }
-    if let Some(name) = config.get_application_name() {
-        one.application_name(name);
-    }
-    match config.get_hosts().get(i) {
-        Some(Host::Tcp(name)) => one.host(name),
-        Some(Host::Unix(path)) => one.host_path(path),
-        None => &mut one,
-    };
-    if let Some(addr) = config.get_hostaddrs().get(i) {
-        one.hostaddr(*addr);
-    }
-    let ports = config.get_ports();
-    if let Some(port) = ports.get(i).or(ports.first()) {
-        one.port(*port);
-    }
-    copy_settings(config, &mut one);
-    one
-}
-
-/// Everything of `from` that is not a host, a login or a name.
-fn copy_settings(from: &Config, to: &mut Config) {
-    to.ssl_mode(from.get_ssl_mode())
-        .ssl_negotiation(from.get_ssl_negotiation())
-        .keepalives(from.get_keepalives())
-        .keepalives_idle(from.get_keepalives_idle())
-        .target_session_attrs(from.get_target_session_attrs())
-        .channel_binding(from.get_channel_binding())
-        .load_balance_hosts(from.get_load_balance_hosts());
-    if let Some(t) = from.get_connect_timeout() {
-        to.connect_timeout(*t);
-    }
-    if let Some(t) = from.get_tcp_user_timeout() {
-        to.tcp_user_timeout(*t);
-    }
-    if let Some(t) = from.get_keepalives_interval() {
-        to.keepalives_interval(t);
-    }
-    if let Some(n) = from.get_keepalives_retries() {
-        to.keepalives_retries(n);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse_database_url;
-
-    #[test]
-    fn one_host_keeps_every_setting() {
-        // Config is PartialEq: a setting single_host forgot makes these differ.
-        for url in [
-            "postgres://u:p@h:5433/db?connect_timeout=7&target_session_attrs=read-write&sslmode=require&application_name=x&options=-c%20a%3D1&channel_binding=require",
-            "postgres://u@%2Frun%2Fpg/db?keepalives=0",
-            "postgres://u:p@/db?hostaddr=10.0.0.1&port=6543",
-        ] {
-            let config = parse_database_url(url).expect(url).config;
-            assert_eq!(single_host(&config, 0), config, "{url}");
-        }
-    }
 
     #[test]
     fn each_host_gets_its_port_and_the_bound_counts_them_all() {
@@ -246,6 +190,8 @@ mod tests {
         assert_eq!(hosts.bound(), Duration::from_secs(9));
         let shown: Vec<String> = (0..3).map(|i| hosts.shown(i)).collect();
         assert_eq!(shown, ["a:1", "b:2", "c:5432"]);
+        hosts.answered.store(2, Ordering::Relaxed);
+        assert_eq!(hosts.order(), [2, 0, 1], "from the last to answer");
         let second = single_host(&config, 1);
         assert_eq!(second.get_hosts(), &[Host::Tcp("b".into())]);
         assert_eq!(second.get_ports(), &[2]);
