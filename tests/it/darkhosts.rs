@@ -194,3 +194,29 @@ async fn with_every_host_dark_the_error_names_each() {
         assert!(took < Duration::from_secs(8), "two hosts of 2 s: {took:?}");
     }
 }
+
+/// A dark host 1 costs its timeout once: the next connection starts at host 2, the
+/// host that last answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_connection_starts_at_the_host_that_answered() {
+    let (db, dark) = (TestDb::new().await, Dark::dropped());
+    let target = ppctl::storage::PgTarget::parse(&two_hosts(&db, dark.port())).expect("url");
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (client, connection) = target.connect().await.expect("host 2");
+        took.push(started.elapsed());
+        tokio::spawn(connection);
+        let port: i32 = client
+            .query_one("SELECT inet_server_port()", &[])
+            .await
+            .expect("port")
+            .get(0);
+        assert_eq!(port, 5432);
+    }
+    assert!(took[0] >= Duration::from_secs(2), "host 1 tried first: {took:?}");
+    assert!(
+        took[1..].iter().all(|t| *t < Duration::from_secs(1)),
+        "then host 2 first: {took:?}"
+    );
+}
