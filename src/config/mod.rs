@@ -51,6 +51,10 @@ pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
     }
     config.ssl_mode(ssl.mode.driver_mode());
     name_hosts_by_address(&mut config);
+    if config.get_hosts().is_empty() {
+        // libpq would use its default socket; tokio-postgres has none to use.
+        return Err(bad(format!("DATABASE_URL {shown} names no host")));
+    }
     let per_host = connect_timeout(&rest).map_err(|e| bad(format!("DATABASE_URL {shown}: {e}")))?;
     config.connect_timeout(per_host);
     bound_waits(&mut config);
@@ -198,6 +202,8 @@ mod tests {
         assert_eq!(per_host("postgres://h1,h2/db?connect_timeout=10"), Ok(ten));
         let two = Some(Duration::from_secs(2));
         assert_eq!(per_host("postgres://h/db?connect_timeout=1"), Ok(two));
+        let err = per_host("postgres:///db").expect_err("no host");
+        assert!(err.contains("names no host"), "{err}");
         for bad in ["0", "-3", "soon", "2.5"] {
             let err = per_host(&format!("postgres://u:secret@h/db?connect_timeout={bad}"))
                 .expect_err(bad);
