@@ -99,7 +99,7 @@ async fn refuse_unseeable_standbys(pool: &PgPool, shutdown: &Shutdown) -> anyhow
     let mut said = false;
     while !shutdown.is_triggered() {
         let check = async {
-            let client = pool.get().await.map_err(storage::DbError::from)?;
+            let client = pool.get().await?;
             storage::replication::sees_standbys(&**client).await
         };
         match tokio::time::timeout(Duration::from_secs(5), check).await {

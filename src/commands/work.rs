@@ -114,11 +114,11 @@ impl Backend {
             Via::Db => {
                 let pool = storage::pool(&args.database_url, 1)?;
                 let client = pool.get().await.map_err(|e| {
-                    // DbError keeps the driver's causes (a refused certificate).
+                    // DbError keeps the driver's causes (a refused certificate) and
+                    // names each host's failure.
                     Failure::Unreachable(format!(
-                        "cannot reach the database at {}: {}",
+                        "cannot reach the database at {}: {e}",
                         redact_url(&args.database_url),
-                        DbError::from(e)
                     ))
                 })?;
                 Ok(Backend::Db(client))

@@ -17,7 +17,7 @@ pub struct InFlight(Option<Client>, PgTls);
 
 impl InFlight {
     /// A connection from `pool`, watched.
-    pub async fn checkout(pool: &PgPool) -> Result<Self, deadpool_postgres::PoolError> {
+    pub async fn checkout(pool: &PgPool) -> Result<Self, super::DbError> {
         Ok(Self(Some(pool.get().await?), pool.target().tls()))
     }
 
@@ -26,7 +26,7 @@ impl InFlight {
     pub async fn checkout_opened_after(
         pool: &PgPool,
         after: std::time::Instant,
-    ) -> Result<Self, deadpool_postgres::PoolError> {
+    ) -> Result<Self, super::DbError> {
         // Each pass closes one older idle connection; the pool has at most max_size.
         for _ in 0..pool.status().max_size {
             let client = pool.get().await?;

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod admin;
 pub mod claims;
 pub mod clock;
+pub mod connect;
 pub mod error;
 pub mod idempotent;
 pub mod inflight;
@@ -21,7 +22,10 @@ pub mod stats;
 pub mod tls;
 pub mod works;
 
-use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use deadpool_postgres::Client;
@@ -36,12 +40,68 @@ pub use tls::PgTarget;
 pub struct PgPool {
     pool: Pool,
     target: PgTarget,
+    /// Every host's failure of the pool's last failed connect (deadpool carries only a
+    /// driver error, and that names one host).
+    failed: Failed,
 }
+
+type Failed = Arc<Mutex<Option<String>>>;
 
 impl PgPool {
     /// For a dedicated connection (LISTEN, NOTIFY) and cancel requests.
     pub fn target(&self) -> &PgTarget {
         &self.target
+    }
+
+    /// deadpool's checkout, its error sorted (`DbError`); when no host gave a
+    /// connection, the error names each host's failure.
+    pub async fn get(&self) -> Result<Client, DbError> {
+        self.pool.get().await.map_err(|e| {
+            let connecting = matches!(
+                e,
+                PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create)
+            );
+            let all = connecting
+                .then(|| self.failed.lock().unwrap_or_else(|p| p.into_inner()).take())
+                .flatten();
+            match (DbError::from(e), all) {
+                (DbError::Unavailable(_), Some(all)) => DbError::Unavailable(all),
+                (sorted, _) => sorted,
+            }
+        })
+    }
+}
+
+/// deadpool's way in: every pooled connection goes through the target's connect.
+struct PoolConnect {
+    target: PgTarget,
+    failed: Failed,
+}
+
+impl deadpool_postgres::Connect for PoolConnect {
+    fn connect(
+        &self,
+        _: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        Box::pin(async move {
+            let (client, connection) = self.target.connect().await.map_err(|e| {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                // Only the driver's error type passes through deadpool; `get` puts the
+                // whole story back. When every host timed out there is no driver error,
+                // and the driver's own "timeout" is the truth.
+                e.driver
+                    .unwrap_or_else(tokio_postgres::Error::__private_api_timeout)
+            })?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "pooled database connection closed");
+                }
+            });
+            Ok((client, driver))
+        })
     }
 }
 
@@ -62,7 +122,8 @@ impl std::fmt::Debug for PgPool {
     }
 }
 
-/// How long a checkout, a connect or a recycle may take. Without these, deadpool waits
+/// How long a checkout may wait for a free connection, or a recycle take (a connect is
+/// bounded by its hosts' `connect_timeout`s). Without these, deadpool waits
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -74,18 +135,25 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 /// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
     let target = PgTarget::parse(database_url)?;
-    let manager = Manager::from_config(
+    let failed = Failed::default();
+    let connect = PoolConnect {
+        target: target.clone(),
+        failed: failed.clone(),
+    };
+    let manager = Manager::from_connect(
         target.config().clone(),
-        target.tls(),
+        connect,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // A create must outlast trying every host, or a dark host 1 is never got past.
+    let create = target.connect_bound() + Duration::from_secs(1);
     Pool::builder(manager)
         .max_size(size as usize)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
-        .create_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(create))
         .recycle_timeout(Some(POOL_TIMEOUT))
         .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
             Box::pin(async move {
@@ -111,6 +179,10 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             Ok(())
         }))
         .build()
-        .map(|pool| PgPool { pool, target })
+        .map(|pool| PgPool {
+            pool,
+            target,
+            failed,
+        })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }

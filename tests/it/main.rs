@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod cli_create;
 mod crosssite;
+mod darkhosts;
 mod dbdown;
 mod dead;
 mod dead_purge;

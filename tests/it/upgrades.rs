@@ -198,7 +198,7 @@ async fn an_older_binary_uses_a_database_ahead_of_it_by_additive_migrations_only
         // This test process is the older binary: MIGRATIONS only. A fresh pool makes
         // new connections, each checked.
         let pool = ppctl::storage::pool(&db.url, 2).expect("pool");
-        let checked = pool.get().await.map_err(ppctl::storage::DbError::from);
+        let checked = pool.get().await;
         assert_eq!(checked.is_ok(), admitted, "{compat:?}: {:?}", checked.err());
         // And its `db migrate` finds nothing to do, or refuses.
         let rerun = migrate::run(&mut client, MIGRATIONS).await;

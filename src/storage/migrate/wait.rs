@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_secs(1);
 pub async fn until_schema_fits(pool: &PgPool, shutdown: &Shutdown) {
     let mut waiting = false;
     while !shutdown.is_triggered() {
-        match pool.get().await.map_err(DbError::from) {
+        match pool.get().await {
             Err(DbError::Schema(why)) => {
                 if !std::mem::replace(&mut waiting, true) {
                     tracing::warn!(%why, "waiting for the database schema before taking work");
