@@ -319,88 +319,67 @@ ensure_chaos_tools() {
     apt_install python3-pika
 }
 
-# --- Schemathesis for `make schemathesis` -------------------------------------------
+# --- Python tools in kept venvs: Schemathesis, squawk, the OTLP test receiver ----------
 
-# PyPI's Schemathesis 4 in a venv of its own, so the system's Python stays untouched
-# (Debian's is externally managed: no pip install outside a venv). Debian splits venv's
-# pip bootstrap (ensurepip) into python3-venv. The venv is kept between runs.
+# Each tool lives in a venv of its own, so the system's Python stays untouched (Debian's
+# is externally managed: no pip install outside a venv). Debian splits venv's pip
+# bootstrap (ensurepip) into python3-venv. A venv is kept between runs, and made again
+# (from scratch) only when its check fails.
+# make_venv VENV WHAT PIP-ARGS...: (re)makes VENV with `pip install PIP-ARGS`.
+make_venv() {
+    local venv=$1 what=$2 python=/usr/bin/python3
+    shift 2
+    [[ -x $python ]] || python=$(command -v python3 || true)
+    if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+        if [[ $EUID -ne 0 ]] || ! have apt-get; then
+            die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
+        fi
+        apt_install python3 python3-venv
+        python=/usr/bin/python3
+    fi
+    log "installing $what from PyPI into $venv (once)"
+    rm -rf "$venv"
+    "$python" -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet "$@" >&2 || die "pip could not install $what into $venv"
+}
+
+# Schemathesis 4, for `make schemathesis`.
 SCHEMATHESIS_VENV=${PP_SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/schemathesis}
 SCHEMATHESIS_SPEC='schemathesis>=4,<5'
 
 ensure_schemathesis() {
-    local venv=$SCHEMATHESIS_VENV python=/usr/bin/python3
-    if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q 'version 4\.'; then
-        [[ -x $python ]] || python=$(command -v python3 || true)
-        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
-            if [[ $EUID -ne 0 ]] || ! have apt-get; then
-                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
-            fi
-            apt_install python3 python3-venv
-            python=/usr/bin/python3
-        fi
-        log "installing $SCHEMATHESIS_SPEC from PyPI into $venv (once)"
-        rm -rf "$venv"
-        "$python" -m venv "$venv" >&2
-        "$venv/bin/pip" install --quiet "$SCHEMATHESIS_SPEC" >&2 ||
-            die "pip could not install $SCHEMATHESIS_SPEC into $venv"
-    fi
+    local venv=$SCHEMATHESIS_VENV
+    "$venv/bin/schemathesis" --version 2>/dev/null | grep -q 'version 4\.' ||
+        make_venv "$venv" "$SCHEMATHESIS_SPEC" "$SCHEMATHESIS_SPEC"
     echo "$venv"
 }
 
-# --- squawk, the migration linter, for `make test` (scripts/lint-sql.sh) ----------------
-
-# PyPI's squawk-cli (a prebuilt binary in a wheel) in a kept venv of its own, pinned: a
-# newer squawk may add rules, which should come in a commit of their own, not fail CI.
+# squawk-cli (a prebuilt binary in a wheel), the migration linter for `make test`
+# (scripts/lint-sql.sh), pinned: a newer squawk may add rules, which should come in a
+# commit of their own, not fail CI.
 SQUAWK_VENV=${PP_SQUAWK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/squawk}
 SQUAWK_SPEC='squawk-cli==2.70.0'
 
 ensure_squawk() {
-    local venv=$SQUAWK_VENV python=/usr/bin/python3
-    if ! "$venv/bin/squawk" --version 2>/dev/null | grep -qx "squawk ${SQUAWK_SPEC#*==}"; then
-        [[ -x $python ]] || python=$(command -v python3 || true)
-        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
-            if [[ $EUID -ne 0 ]] || ! have apt-get; then
-                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
-            fi
-            apt_install python3 python3-venv
-            python=/usr/bin/python3
-        fi
-        log "installing $SQUAWK_SPEC from PyPI into $venv (once)"
-        rm -rf "$venv"
-        "$python" -m venv "$venv" >&2
-        "$venv/bin/pip" install --quiet "$SQUAWK_SPEC" >&2 ||
-            die "pip could not install $SQUAWK_SPEC into $venv"
-    fi
+    local venv=$SQUAWK_VENV
+    "$venv/bin/squawk" --version 2>/dev/null | grep -qx "squawk ${SQUAWK_SPEC#*==}" ||
+        make_venv "$venv" "$SQUAWK_SPEC" "$SQUAWK_SPEC"
     echo "$venv/bin/squawk"
 }
 
-# --- the OTLP test receiver for `make test` --------------------------------------------
-
-# tests/otlp/receiver.py decodes OTLP with PyPI's opentelemetry-proto, in a kept venv of
-# its own (as Schemathesis above). The Rust tests look for its python at this same
-# default path (tests/it/otlp.rs), or at $PP_OTLP_PYTHON. The venv records the
-# requirements it was made from, so a changed tests/otlp/requirements.txt remakes it.
+# tests/otlp/receiver.py decodes OTLP with opentelemetry-proto, for `make test`. The Rust
+# tests look for its python at this same default path (tests/it/otlp.rs), or at
+# $PP_OTLP_PYTHON. The venv records the requirements it was made from, so a changed
+# tests/otlp/requirements.txt remakes it.
 OTLP_VENV=${PP_OTLP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/otlp}
 OTLP_REQUIREMENTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/otlp/requirements.txt
 
 ensure_otlp_tools() {
-    local venv=$OTLP_VENV python=/usr/bin/python3
+    local venv=$OTLP_VENV
     local stamp=$venv/ppctl-requirements.txt
     if ! cmp -s "$OTLP_REQUIREMENTS" "$stamp" ||
         ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
-        [[ -x $python ]] || python=$(command -v python3 || true)
-        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
-            if [[ $EUID -ne 0 ]] || ! have apt-get; then
-                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
-            fi
-            apt_install python3 python3-venv
-            python=/usr/bin/python3
-        fi
-        log "installing the OTLP receiver's packages from PyPI into $venv (once)"
-        rm -rf "$venv"
-        "$python" -m venv "$venv" >&2
-        "$venv/bin/pip" install --quiet -r "$OTLP_REQUIREMENTS" >&2 ||
-            die "pip could not install $OTLP_REQUIREMENTS into $venv"
+        make_venv "$venv" "the OTLP receiver's packages" -r "$OTLP_REQUIREMENTS"
         cp "$OTLP_REQUIREMENTS" "$stamp"
     fi
     echo "$venv/bin/python"
