@@ -35,7 +35,7 @@ pub async fn run_with_pool(
     }
     let wake = Arc::new(Notify::new());
     listen::spawn(
-        pool.target().clone(),
+        &pool,
         listen::PENDING_CHANNEL,
         wake.clone(),
         shutdown.clone(),

@@ -7,7 +7,7 @@
 
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::storage::listen::{self, Notice, Sink};
-use crate::storage::PgTarget;
+use crate::storage::PgPool;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +23,7 @@ const BACKLOG: usize = 256;
 const RETRY_MS: u32 = 2000;
 
 pub struct Hub {
-    target: PgTarget,
+    pool: PgPool,
     /// The server's: ends every stream.
     shutdown: Shutdown,
     max_streams: usize,
@@ -43,9 +43,9 @@ struct Feed {
 }
 
 impl Hub {
-    pub fn new(target: PgTarget, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
+    pub fn new(pool: PgPool, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
         Arc::new(Self {
-            target,
+            pool,
             shutdown,
             max_streams,
             feed: Mutex::default(),
@@ -75,8 +75,7 @@ impl Hub {
         if feed.stop.is_none() {
             let (trigger, stop) = shutdown::channel();
             let sink = Sink::Forward(tx.clone());
-            let url = self.target.clone();
-            listen::spawn_sink(url, listen::CHANGES_CHANNEL, sink, stop);
+            listen::spawn_sink(&self.pool, listen::CHANGES_CHANNEL, sink, stop);
             feed.stop = Some(trigger);
         }
         feed.subscribers += 1;
@@ -183,7 +182,7 @@ mod tests {
     async fn the_last_subscriber_stops_the_feed() {
         // No database here: the LISTEN task only retries in the background.
         let hub = Hub::new(
-            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
+            crate::storage::pool("postgres://u:p@127.0.0.1:1/none", 1).expect("pool"),
             Shutdown::never(),
             2,
         );
@@ -202,7 +201,7 @@ mod tests {
         use futures_util::StreamExt;
         let (trigger, shutdown) = shutdown::channel();
         let hub = Hub::new(
-            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
+            crate::storage::pool("postgres://u:p@127.0.0.1:1/none", 1).expect("pool"),
             shutdown,
             1,
         );

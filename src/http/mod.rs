@@ -164,7 +164,7 @@ pub fn start_until(
         }
         None => Reads::primary(pool.clone()),
     };
-    let live = live::Hub::new(pool.target().clone(), shutdown, config.max_streams);
+    let live = live::Hub::new(pool.clone(), shutdown, config.max_streams);
     let openapi = openapi::render(config.api_token.is_some()).into();
     let access_log = config.access_log;
     let state = web::Data::new(AppState {

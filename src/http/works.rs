@@ -48,6 +48,8 @@ pub(super) async fn insert(
     let code = new_work_code(Origin::Api);
     // The request's span: the sweeper's compute of this work joins its trace.
     let trace = context::traceparent(&tracing::Span::current());
+    // On the primary's clock, as measured when this connection was opened.
+    let deadline = state.pool.database_time(deadline);
     let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
         .instrument(spans::db("INSERT"))
         .await?;
@@ -199,6 +201,7 @@ async fn act(
     let id = parse_id(id)?;
     let deadline = super::deadline();
     let client = InFlight::checkout(&state.pool).await?;
+    let deadline = state.pool.database_time(deadline);
     let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
     client.done();
     let response = match outcome {

@@ -20,7 +20,8 @@ pub mod tls;
 pub mod works;
 
 use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub use deadpool_postgres::Client;
 pub use error::DbError;
@@ -29,17 +30,36 @@ pub use tls::PgTarget;
 /// The connection pool, and the target it connects to. A LISTEN needs a connection of
 /// its own that a pool cannot lend (pooled connections drop notifications), a cancel
 /// request needs the TLS connector, and deadpool gives neither back, so the target
-/// travels with the pool. Derefs to the deadpool `Pool` for everything else.
+/// travels with the pool. So do the facts about its server that its hooks keep: the
+/// clock offset and the role-lost mark (a replica's must not steer the primary's).
+/// Derefs to the deadpool `Pool` for everything else.
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool,
     target: PgTarget,
+    role: Arc<role::RoleState>,
+    clock: Arc<clock::ClockOffset>,
 }
 
 impl PgPool {
     /// For a dedicated connection (LISTEN, NOTIFY) and cancel requests.
     pub fn target(&self) -> &PgTarget {
         &self.target
+    }
+
+    /// This pool's role-lost mark, for the connections it does not lend (LISTEN, NOTIFY).
+    pub fn role(&self) -> &Arc<role::RoleState> {
+        &self.role
+    }
+
+    /// A deadline on this host's clock, on the clock of this pool's server.
+    pub fn database_time(&self, t: SystemTime) -> SystemTime {
+        self.clock.to_database_time(t)
+    }
+
+    /// Runs `future` with the database errors it meets charged to this pool (`role`).
+    pub async fn scoped<F: std::future::Future>(&self, future: F) -> F::Output {
+        role::scoped(self.role.clone(), future).await
     }
 }
 
@@ -64,13 +84,23 @@ impl std::fmt::Debug for PgPool {
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Builds a pool; no connection is made until the first checkout. Each new connection
-/// is checked against the schema this binary was built for, and refused (`DbError::
-/// Schema`) when the migrations differ. A connection opened
-/// before the process last met a server that can no longer take writes is discarded at
+/// Builds a pool that follows the primary; no connection is made until the first
+/// checkout. Each new connection is checked against the schema this binary was built
+/// for, and refused (`DbError::Schema`) when the migrations differ. A connection opened
+/// before the pool last met a server that can no longer take writes is discarded at
 /// checkout (`role`), so the next one goes through `target_session_attrs` again; the
 /// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
+    build(database_url, size, role::RoleState::follower())
+}
+
+/// Builds a read replica's pool (`serve --database-read-url`): what its connections
+/// meet (57P03, a clock of its own) stays with it.
+pub fn replica_pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
+    build(database_url, size, role::RoleState::replica())
+}
+
+fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::Result<PgPool> {
     let target = PgTarget::parse(database_url)?;
     let manager = Manager::from_config(
         target.config().clone(),
@@ -79,23 +109,26 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    let clock = Arc::new(clock::ClockOffset::default());
+    let (hook_clock, hook_role) = (clock.clone(), role.clone());
     Pool::builder(manager)
         .max_size(size as usize)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
         .recycle_timeout(Some(POOL_TIMEOUT))
-        .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let clock = hook_clock.clone();
             Box::pin(async move {
-                match clock::check_new_connection(client).await {
+                match clock::check_new_connection(client, &clock).await {
                     Ok(None) => Ok(()),
                     Ok(Some(mismatch)) => Err(HookError::message(mismatch)),
                     Err(e) => Err(HookError::Backend(e)),
                 }
             })
         }))
-        .pre_recycle(deadpool_postgres::Hook::sync_fn(|_, metrics| {
-            if role::outlived(metrics.created) {
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+            if hook_role.outlived(metrics.created) {
                 return Err(HookError::message(
                     "opened before the server's role changed",
                 ));
@@ -103,6 +136,11 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             Ok(())
         }))
         .build()
-        .map(|pool| PgPool { pool, target })
+        .map(|pool| PgPool {
+            pool,
+            target,
+            role,
+            clock,
+        })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }

@@ -10,7 +10,7 @@
 //! the listeners' polling fallback. The task has a connection of its own: borrowing one
 //! from the pool would queue it behind every request of a busy API.
 
-use super::{role, PgPool};
+use super::PgPool;
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,7 +48,7 @@ impl Notifier {
                 let Some(sql) = statement(pending, changed) else {
                     continue;
                 };
-                if let Err(e) = send(&mut connection, pool.target(), sql).await {
+                if let Err(e) = send(&mut connection, &pool, sql).await {
                     connection = None; // reconnect next time
                     tracing::debug!(error = %e, "NOTIFY failed; listeners will find the work by polling");
                 }
@@ -78,14 +78,14 @@ impl Notifier {
 /// reaches no listener: they have moved on).
 async fn send(
     connection: &mut Option<(tokio_postgres::Client, Instant)>,
-    target: &super::PgTarget,
+    pool: &PgPool,
     sql: &str,
 ) -> anyhow::Result<()> {
     if connection
         .as_ref()
-        .is_none_or(|(c, opened)| c.is_closed() || role::outlived(*opened))
+        .is_none_or(|(c, opened)| c.is_closed() || pool.role().outlived(*opened))
     {
-        let (client, driver) = target.connect().await?;
+        let (client, driver) = pool.target().connect().await?;
         tokio::spawn(driver);
         *connection = Some((client, Instant::now()));
     }
