@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod consistency;
 pub mod cross_site;
 pub mod dashboard;
 pub mod dead;
@@ -185,6 +186,7 @@ pub fn start_until(
                 web::QueryConfig::default()
                     .error_handler(|e, _| bad_request(format!("invalid query: {e}"))),
             )
+            .wrap(actix_web::middleware::from_fn(consistency::stamp))
             .wrap(actix_web::middleware::from_fn(metrics::record))
             .wrap(actix_web::middleware::from_fn(bounded))
             .wrap(actix_web::middleware::from_fn(cross_site::refuse))

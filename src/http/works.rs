@@ -3,6 +3,7 @@
 //! lists are the ones its code can return.
 
 use super::body;
+use super::consistency::ReadAfter;
 use super::params::{NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
@@ -53,6 +54,7 @@ pub(super) async fn insert(
     let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
         .instrument(spans::db("INSERT"))
         .await?;
+    super::consistency::record(req, &client).await;
     client.done();
     crate::telemetry::TELEMETRY.works_created.inc();
     state.notifier.work_created();
@@ -96,11 +98,15 @@ fn found<T: serde::Serialize>(value: Option<T>, id: i64) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(value))
 }
 
-pub(super) async fn get_work(state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get_work(
+    state: &AppState,
+    id: &str,
+    after: ReadAfter,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     let work = state
         .reads
-        .run_found(|client| Box::pin(works::get(client, id)))
+        .run_found(after.0, |client| Box::pin(works::get(client, id)))
         .await?;
     found(work, id)
 }
@@ -118,8 +124,9 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    get_work(&state, &id).await
+    get_work(&state, &id, after).await
 }
 
 /// A work's events, oldest first.
@@ -135,11 +142,12 @@ pub async fn events(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let events = state
         .reads
-        .run_found(|client| Box::pin(works::events(client, id)))
+        .run_found(after.0, |client| Box::pin(works::events(client, id)))
         .await?;
     found(events, id)
 }
@@ -203,6 +211,9 @@ async fn act(
     let client = InFlight::checkout(&state.pool).await?;
     let deadline = state.pool.database_time(deadline);
     let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
+    if let actions::Outcome::Changed(_) = outcome {
+        super::consistency::record(req, &client).await;
+    }
     client.done();
     let response = match outcome {
         actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
@@ -230,12 +241,13 @@ async fn act(
 pub async fn search(
     state: web::Data<AppState>,
     query: web::Query<RawQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
     // Each read owns its copy: the read may run twice (replica, then primary).
     let (works, _) = state
         .reads
-        .run(|client| {
+        .run(after.0, |client| {
             let query = query.clone();
             Box::pin(async move { search::search(client, &query).await })
         })

@@ -54,15 +54,7 @@ pub async fn create_pending(
     );
     let stmt = client.prepare_cached(&sql).await?;
     match client
-        .query_opt(
-            &stmt,
-            &[
-                &work_code,
-                &add_up_to,
-                &deadline,
-                &trace_parent,
-            ],
-        )
+        .query_opt(&stmt, &[&work_code, &add_up_to, &deadline, &trace_parent])
         .await?
     {
         Some(row) => work_from_row(&row),

@@ -261,7 +261,7 @@ async fn notifications_do_not_wait_for_a_busy_pool() {
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
     listen::spawn(
-        pool.target().clone(),
+        &pool,
         listen::PENDING_CHANNEL,
         wake.clone(),
         shutdown,

@@ -1,0 +1,77 @@
+//! Read your writes over HTTP. Every write answers with a `Consistency-Token` header:
+//! the WAL position of its commit (`storage::lsn`). A read that sends it back in the
+//! same header is served by the replica only once the replica has replayed past it,
+//! else by the primary. The token is opaque to clients: they keep the highest one
+//! they were given (tokens compare as PostgreSQL LSNs) and send it with later reads.
+
+use super::error::ApiError;
+use crate::storage::lsn::{self, Lsn};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use std::future::{ready, Ready};
+
+/// The header name, in both directions.
+pub const HEADER: &str = "Consistency-Token";
+
+/// The token a read carries, if any: a malformed one is a 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadAfter(pub Option<Lsn>);
+
+impl FromRequest for ReadAfter {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse(req).map(ReadAfter))
+    }
+}
+
+fn parse(req: &HttpRequest) -> Result<Option<Lsn>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("{HEADER} must be ASCII")))?;
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("invalid {HEADER}: {e}")))
+}
+
+/// The one call a write handler makes after its commit, on the connection that
+/// committed: the commit's position goes into the response's header (`stamp`). A
+/// failure to read it costs only the header: the write itself is done.
+/// It is bounded: a database that stalls right after the commit must not turn a done
+/// write into a 503 (which a client would retry).
+pub async fn record(req: &HttpRequest, client: &tokio_postgres::Client) {
+    match tokio::time::timeout(RECORD_TIMEOUT, lsn::after_commit(client)).await {
+        Ok(Ok(position)) => {
+            req.extensions_mut().insert(position);
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "no consistency token for this write"),
+        Err(_) => tracing::debug!("no consistency token for this write: no answer in time"),
+    }
+}
+
+/// How long a write waits for its token before answering without one.
+const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Middleware: adds the token a handler recorded to its response.
+pub async fn stamp(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let token = response.request().extensions().get::<Lsn>().copied();
+    if let Some(token) = token {
+        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
+            let name = HeaderName::from_static("consistency-token");
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
