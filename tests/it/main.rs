@@ -32,6 +32,7 @@ mod pipeline_ops;
 mod plans;
 mod private_pg;
 mod rawhttp;
+mod replicas;
 mod retention;
 mod role_replication;
 mod scale;
