@@ -187,6 +187,7 @@ impl PrivatePostgres {
                 "-R",
                 "-X",
                 "stream",
+                "--checkpoint=fast",
                 "--no-sync",
             ]);
         run(
