@@ -95,16 +95,6 @@ async fn a_promoted_replica_serves_no_read() {
         .expect("a work on the promoted copy");
     // The next monitor tick (every 0.5 s) sets it aside.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (_, health) = app.call("GET", "/health", None).await;
-    let reason = health["replica"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        health["replica"]["in_use"] == false && reason.contains("not in recovery"),
-        "{health}"
-    );
-
     for _ in 0..20 {
         let (status, body) = app
             .call("GET", &format!("/works/{}", only_there.id), None)
@@ -137,6 +127,16 @@ async fn a_promoted_replica_serves_no_read() {
             "{code} not listed: {listed}"
         );
     }
+    let (_, health) = app.call("GET", "/health", None).await;
+    let reason = health["replica"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        health["replica"]["in_use"] == false && reason.contains("not in recovery"),
+        "{health}"
+    );
+
     writer.abort();
 }
 
