@@ -18,6 +18,7 @@ pub struct PrimaryFacts {
     pub system: i64,
     pub timeline: i64,
     pub started: SystemTime,
+    pub database: String,
 }
 
 /// What the read URL's server says of itself.
@@ -32,6 +33,7 @@ pub struct ReplicaFacts {
     /// Seconds since its last replayed commit (on its own clock).
     pub age: f64,
     pub started: SystemTime,
+    pub database: String,
 }
 
 /// A replica fit to serve reads: its lag, and the position it has replayed (`u64::MAX`
@@ -61,7 +63,7 @@ async fn ask_primary(pool: &PgPool) -> Result<PrimaryFacts, DbError> {
             "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, \
                     (SELECT system_identifier FROM pg_control_system()), \
                     ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint, \
-                    pg_postmaster_start_time()",
+                    pg_postmaster_start_time(), current_database()::text",
             &[],
         )
         .await?;
@@ -70,6 +72,7 @@ async fn ask_primary(pool: &PgPool) -> Result<PrimaryFacts, DbError> {
         system: row.get(1),
         timeline: row.get(2),
         started: row.get(3),
+        database: row.get(4),
     })
 }
 
@@ -85,7 +88,7 @@ async fn ask_replica(pool: &PgPool) -> Result<ReplicaFacts, DbError> {
                     (SELECT received_tli FROM pg_stat_wal_receiver) IS NOT NULL, \
                     coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, -1), \
                     coalesce(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, 1e9), \
-                    pg_postmaster_start_time()",
+                    pg_postmaster_start_time(), current_database()::text",
             &[],
         )
         .await?;
@@ -97,6 +100,7 @@ async fn ask_replica(pool: &PgPool) -> Result<ReplicaFacts, DbError> {
         replayed: row.get(4),
         age: row.get(5),
         started: row.get(6),
+        database: row.get(7),
     })
 }
 
@@ -112,11 +116,18 @@ pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fi
         // The read URL may reach the primary itself (a multi-host read URL after a
         // switchover): that server is never behind. Any other writable server has
         // writes the primary lacks.
-        if r.timeline == p.timeline && r.started == p.started {
+        let same_server = r.timeline == p.timeline && r.started == p.started;
+        if same_server && r.database == p.database {
             return Ok(Fit {
                 lag: Duration::ZERO,
                 replayed: u64::MAX,
             });
+        }
+        if same_server {
+            return Err(format!(
+                "database {:?} on the primary's own server, not the primary's {:?}",
+                r.database, p.database
+            ));
         }
         return Err(
             "not in recovery: a primary of its own (promoted?), not a replica of this primary"
@@ -163,6 +174,7 @@ mod tests {
             system: 7,
             timeline: 2,
             started,
+            database: "app".into(),
         };
         let r = ReplicaFacts {
             in_recovery: true,
@@ -172,6 +184,7 @@ mod tests {
             replayed: 100,
             age: 30.0,
             started: started + Duration::from_secs(5),
+            database: "app".into(),
         };
         (p, r)
     }
@@ -251,7 +264,14 @@ mod tests {
             replayed: -1,
             age: 1e9,
             started: p.started,
+            database: p.database.clone(),
         };
         assert_eq!(judge(&p, &itself, BOUND).map(|f| f.replayed), Ok(u64::MAX));
+        let other_database = ReplicaFacts {
+            database: "other".into(),
+            ..itself
+        };
+        let refused = judge(&p, &other_database, BOUND).unwrap_err();
+        assert!(refused.contains("primary's own server"), "{refused}");
     }
 }
