@@ -169,6 +169,8 @@ impl Replica {
     }
 
     fn set_unused(&self, reason: String, lag: Option<Duration>) {
+        // One line: a server's error carries its DETAIL on a line of its own.
+        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
         self.set_usable(false, Some(&reason));
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (lag, Some(reason));
     }

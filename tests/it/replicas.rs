@@ -368,3 +368,35 @@ async fn a_replica_refusing_connections_leaves_the_primary_alone() {
     let (status, _) = (health["status"].as_str(), ());
     assert_eq!(status, Some("healthy"), "{context}");
 }
+
+/// The replica check needs no grant: a role that may only log in and read the tables
+/// (no superuser, no pg_monitor) sees the standby as a replica of its primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_role_checks_the_replica() {
+    let (primary, standby) = pair("ordinary", "", &[]).await;
+    primary.psql(
+        "app",
+        "CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader",
+    );
+    let as_reader =
+        |pg: &PrivatePostgres| format!("postgres://reader:reader-pw@127.0.0.1:{}/app", pg.port);
+    eventually(
+        "the role on the standby",
+        Duration::from_secs(20),
+        || async {
+            let sql = "SELECT count(*) FROM pg_roles WHERE rolname = 'reader'";
+            (standby.psql("postgres", sql) == "1").then_some(())
+        },
+    )
+    .await;
+    let replica = storage::replica_pool(&as_reader(&standby), 2).expect("pool");
+    let config = ServerConfig {
+        read_replica: Some((replica, Duration::from_secs(30))),
+        ..Default::default()
+    };
+    let pool = storage::pool(&as_reader(&primary), 2).expect("pool");
+    let app = TestApp::spawn_config(pool, config).await;
+    let health = replica_in_use(&app, true).await;
+    assert!(health["replica"]["reason"].is_null(), "{health}");
+}
