@@ -75,3 +75,74 @@ pub async fn stamp(
     }
     Ok(response)
 }
+
+/// The routes whose reads honour a token, by OpenAPI operation id.
+const READS: &[&str] = &[
+    "getWork",
+    "getWorkEvents",
+    "searchWorks",
+    "legacyGetWork",
+    "legacySearchWorks",
+    "getStats",
+];
+/// The routes that answer with one (on success).
+const WRITES: &[&str] = &["createWork", "legacyCreateWork", "retryWork", "cancelWork"];
+
+/// Documents the header on the operations of `item` that take or give it.
+pub fn document(item: &mut utoipa::openapi::PathItem) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, RefOr, Required, Type};
+    let token = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"))
+    };
+    let operations = [&mut item.get, &mut item.post].into_iter().flatten();
+    for operation in operations {
+        let id = operation.operation_id.clone().unwrap_or_default();
+        if READS.contains(&id.as_str()) {
+            let parameter = ParameterBuilder::new()
+                .name(HEADER)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some("A write's consistency token (the highest one this client was given): the read is served by a replica only once it has replayed that write, else by the primary. A malformed one is a 400."))
+                .schema(Some(token()))
+                .build();
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(parameter);
+        }
+        if WRITES.contains(&id.as_str()) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if status.starts_with('2') {
+                    let header = HeaderBuilder::new()
+                        .schema(token())
+                        .description(Some("The commit's position in the primary's WAL: send it back in this header with later reads to read this write."))
+                        .build();
+                    response.headers.insert(HEADER.into(), header);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_names_the_header_both_ways() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&super::super::openapi::render(false)).expect("JSON");
+        let created = &doc["paths"]["/works"]["post"]["responses"]["201"]["headers"];
+        assert!(created.get(super::HEADER).is_some(), "{created}");
+        let read = doc["paths"]["/works/{id}"]["get"]["parameters"].to_string();
+        assert!(
+            read.contains(r#""in":"header""#) && read.contains(super::HEADER),
+            "{read}"
+        );
+    }
+}
