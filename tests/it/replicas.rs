@@ -400,3 +400,51 @@ async fn an_ordinary_role_checks_the_replica() {
     let health = replica_in_use(&app, true).await;
     assert!(health["replica"]["reason"].is_null(), "{health}");
 }
+
+/// `ppctl work` prints a write's token and sends it back: a search after a create, on a
+/// paused replica, finds the work only with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ppctl_work_carries_the_token() {
+    use super::helpers::{outputs, ppctl};
+    let (primary, standby) = pair("worktoken", "", &[]).await;
+    let app = app(&primary, &standby, Duration::from_secs(60)).await;
+    replica_in_use(&app, true).await;
+    standby.psql("postgres", "SELECT pg_wal_replay_pause()");
+    let api = app.url();
+    let created = ppctl(&["work", "create", "--api-url", &api, "--json"]).await;
+    let (stdout, stderr) = outputs(&created);
+    assert!(created.status.success(), "{stderr}");
+    let work: Value = serde_json::from_str(&stdout).expect("the work");
+    let token = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("consistency token: "))
+        .unwrap_or_else(|| panic!("no token on stderr: {stderr}"))
+        .to_string();
+    let code = work["work_code"].as_str().expect("code");
+    let search = [
+        "work",
+        "search",
+        "--work-code",
+        code,
+        "--api-url",
+        &api,
+        "--json",
+    ];
+    let with = ppctl(&[&search[..], &["--consistency-token", &token]].concat()).await;
+    let found: Value = serde_json::from_slice(&with.stdout).expect("JSON");
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    let without = ppctl(&search).await;
+    let found: Value = serde_json::from_slice(&without.stdout).expect("JSON");
+    assert_eq!(found, serde_json::json!([]), "the paused replica answers");
+    let bad = ppctl(&[
+        "work",
+        "get",
+        "1",
+        "--api-url",
+        &api,
+        "--consistency-token",
+        "0/xyz",
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{:?}", outputs(&bad));
+}
