@@ -198,7 +198,7 @@ async fn monitor(primary: PgPool, replica: Arc<Replica>, shutdown: Shutdown) {
         match asked.await {
             Ok(Ok((p, r))) => match replica_check::judge(&p, &r, replica.max_lag) {
                 Ok(fit) => replica.set_fit(fit),
-                Err(reason) => replica.set_unused(reason, None),
+                Err(unfit) => replica.set_unused(unfit.reason, unfit.lag),
             },
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot check the replica");

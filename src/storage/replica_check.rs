@@ -104,13 +104,27 @@ async fn ask_replica(pool: &PgPool) -> Result<ReplicaFacts, DbError> {
     })
 }
 
+/// Why a replica may not serve reads, and its lag when that was measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfit {
+    pub reason: String,
+    pub lag: Option<Duration>,
+}
+
+impl From<String> for Unfit {
+    fn from(reason: String) -> Self {
+        Self { reason, lag: None }
+    }
+}
+
 /// Whether the replica may serve reads, or why not.
-pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fit, String> {
+pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fit, Unfit> {
     if r.system != p.system {
         return Err(format!(
             "a copy of another database cluster (system identifier {}, the primary's is {})",
             r.system, p.system
-        ));
+        )
+        .into());
     }
     if !r.in_recovery {
         // The read URL may reach the primary itself (a multi-host read URL after a
@@ -127,12 +141,12 @@ pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fi
             return Err(format!(
                 "database {:?} on the primary's own server, not the primary's {:?}",
                 r.database, p.database
-            ));
+            )
+            .into());
         }
-        return Err(
-            "not in recovery: a primary of its own (promoted?), not a replica of this primary"
-                .into(),
-        );
+        let reason =
+            "not in recovery: a primary of its own (promoted?), not a replica of this primary";
+        return Err(String::from(reason).into());
     }
     if r.timeline < p.timeline {
         let source = if r.streamed_timeline {
@@ -143,7 +157,8 @@ pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fi
         return Err(format!(
             "follows an older timeline: it {source} timeline {}, the primary is on {}",
             r.timeline, p.timeline
-        ));
+        )
+        .into());
     }
     let lag = if r.replayed >= p.lsn {
         Duration::ZERO
@@ -151,11 +166,15 @@ pub fn judge(p: &PrimaryFacts, r: &ReplicaFacts, max_lag: Duration) -> Result<Fi
         Duration::from_secs_f64(r.age.clamp(0.0, 1e9))
     };
     if lag > max_lag {
-        return Err(format!(
+        let reason = format!(
             "replay lag {:.1}s is over --max-replica-lag {:.1}s",
             lag.as_secs_f64(),
             max_lag.as_secs_f64()
-        ));
+        );
+        return Err(Unfit {
+            reason,
+            lag: Some(lag),
+        });
     }
     Ok(Fit {
         lag,
@@ -222,6 +241,7 @@ mod tests {
         };
         assert!(judge(&p, &promoted, BOUND)
             .unwrap_err()
+            .reason
             .contains("not in recovery"));
         let diverged = ReplicaFacts {
             in_recovery: false,
@@ -237,6 +257,7 @@ mod tests {
         };
         assert!(judge(&p, &other, BOUND)
             .unwrap_err()
+            .reason
             .contains("another database cluster"));
         let old = ReplicaFacts {
             timeline: 1,
@@ -244,13 +265,14 @@ mod tests {
         };
         assert!(judge(&p, &old, BOUND)
             .unwrap_err()
+            .reason
             .contains("older timeline"));
         let slow = ReplicaFacts {
             replayed: 90,
             age: 9.0,
             ..r
         };
-        assert!(judge(&p, &slow, BOUND).unwrap_err().contains("lag"));
+        assert!(judge(&p, &slow, BOUND).unwrap_err().reason.contains("lag"));
     }
 
     #[test]
@@ -271,7 +293,7 @@ mod tests {
             database: "other".into(),
             ..itself
         };
-        let refused = judge(&p, &other_database, BOUND).unwrap_err();
+        let refused = judge(&p, &other_database, BOUND).unwrap_err().reason;
         assert!(refused.contains("primary's own server"), "{refused}");
     }
 }
