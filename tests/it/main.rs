@@ -32,6 +32,8 @@ mod pipeline_ops;
 mod plans;
 mod private_pg;
 mod rawhttp;
+mod read_your_writes;
+mod replica_pair;
 mod replicas;
 mod retention;
 mod role_replication;
