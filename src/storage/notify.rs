@@ -97,13 +97,18 @@ async fn send(
 
 /// The one statement that sends what is flagged, if anything. (The channel names are
 /// literals so the statements can be `'static`; the test ties them to the constants.)
+/// A change carries the primary's WAL position, at or past every commit it announces:
+/// a dashboard re-reading on it sends it as its consistency token (`http::consistency`).
 pub fn statement(pending: bool, changed: bool) -> Option<&'static str> {
     match (pending, changed) {
-        (true, true) => {
-            Some("SELECT pg_notify('pp_works_pending', ''), pg_notify('pp_work_changes', '{}')")
-        }
+        (true, true) => Some(
+            "SELECT pg_notify('pp_works_pending', ''), \
+                    pg_notify('pp_work_changes', pg_current_wal_insert_lsn()::text)",
+        ),
         (true, false) => Some("SELECT pg_notify('pp_works_pending', '')"),
-        (false, true) => Some("SELECT pg_notify('pp_work_changes', '{}')"),
+        (false, true) => {
+            Some("SELECT pg_notify('pp_work_changes', pg_current_wal_insert_lsn()::text)")
+        }
         (false, false) => None,
     }
 }

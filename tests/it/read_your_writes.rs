@@ -150,3 +150,58 @@ async fn ppctl_work_carries_the_token() {
     .await;
     assert_eq!(bad.status.code(), Some(2), "{:?}", outputs(&bad));
 }
+
+/// The dashboard re-reads on a change event: the event carries the primary's position
+/// past the change, and a re-read with it finds the change on a paused replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_event_carries_a_token_past_the_change() {
+    use tokio::io::AsyncWriteExt;
+    let (primary, standby) = pair("events", "", &[]).await;
+    let app = app(&primary, &standby, Duration::from_secs(60)).await;
+    replica_in_use(&app, true).await;
+    standby.psql("postgres", "SELECT pg_wal_replay_pause()");
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request = "GET /works/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("open the stream");
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, ": connected").await;
+    // The stream's LISTEN starts with its first subscriber: let it subscribe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created = json(&send(&app, "POST", "/works", &[]).await);
+    read_until(&mut stream, &mut seen, "event: work").await;
+    read_until(&mut stream, &mut seen, "}\n").await;
+    let data = seen
+        .lines()
+        .skip_while(|l| *l != "event: work")
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("the work event's data");
+    let event: Value = serde_json::from_str(data).expect("JSON data");
+    let token = event["consistency_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in the change event: {data}"));
+    let code = created["work_code"].as_str().expect("code");
+    let search = format!("/works?work_code={code}");
+    let found = json(&send(&app, "GET", &search, &[("Consistency-Token", token)]).await);
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+}
+
+/// Reads the stream into `seen` until it holds `needle` (20 s at most).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut String, needle: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let within = tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains(needle) {
+            let n = stream.read(&mut buf).await.expect("read the stream");
+            assert!(n > 0, "the stream ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    if within.await.is_err() {
+        panic!("no {needle:?} in: {seen}");
+    }
+}
