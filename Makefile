@@ -6,18 +6,20 @@ COMPOSE ?= docker-compose
 PPCTL := ./target/release/ppctl
 SOAK ?= 10m
 
-.PHONY: run test bench bench-smoke soak chaos compose-check compose-test services build fmt clippy e2e schemathesis
+.PHONY: run test lint-sql bench bench-smoke soak chaos compose-check compose-test services build fmt clippy e2e schemathesis
 
 ## Start the services, build, migrate, then serve + consume + produce in one process.
 run: services build
 	$(PPCTL) up
 
-## What CI runs (.ci/run): formatting, lints, the test suite, the Compose file.
+## What CI runs (.ci/run): formatting, lints (the migrations' too), the test suite, the
+## Compose file.
 test: services
 	scripts/services.sh chaos-tools  # pika: tests/it/dead.rs publishes non-UTF-8 ids with it
 	scripts/services.sh otlp-tools >/dev/null  # tests/it/otlp.rs: the OTLP receiver's venv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	scripts/lint-sql.sh
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
 
@@ -72,6 +74,11 @@ compose-check:
 ## (docker-compose.tls.yml), and down -v.
 compose-test:
 	scripts/compose-test.sh
+
+## The migrations in sql/ through squawk (installed on first use), under .squawk.toml:
+## no lock that would stall the application. One new file: scripts/lint-sql.sh FILE.
+lint-sql:
+	scripts/lint-sql.sh
 
 services:
 	scripts/services.sh

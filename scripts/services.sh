@@ -12,6 +12,9 @@
 #   scripts/services.sh schemathesis     only make sure Schemathesis 4 is installed (in a
 #                                        venv of its own) and print the venv's path
 #                                        (make schemathesis)
+#   scripts/services.sh squawk           only make sure the migration linter squawk is
+#                                        installed (in a venv of its own) and print its
+#                                        path (make test: scripts/lint-sql.sh)
 #   scripts/services.sh otlp-tools       only make sure the OTLP test receiver's packages
 #                                        (tests/otlp/requirements.txt) are in a venv of
 #                                        their own and print its python (make test)
@@ -344,6 +347,33 @@ ensure_schemathesis() {
     echo "$venv"
 }
 
+# --- squawk, the migration linter, for `make test` (scripts/lint-sql.sh) ----------------
+
+# PyPI's squawk-cli (a prebuilt binary in a wheel) in a kept venv of its own, pinned: a
+# newer squawk may add rules, which should come in a commit of their own, not fail CI.
+SQUAWK_VENV=${PP_SQUAWK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ppctl/squawk}
+SQUAWK_SPEC='squawk-cli==2.70.0'
+
+ensure_squawk() {
+    local venv=$SQUAWK_VENV python=/usr/bin/python3
+    if ! "$venv/bin/squawk" --version 2>/dev/null | grep -qx "squawk ${SQUAWK_SPEC#*==}"; then
+        [[ -x $python ]] || python=$(command -v python3 || true)
+        if [[ -z $python ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+            if [[ $EUID -ne 0 ]] || ! have apt-get; then
+                die "python3 with venv is needed; install it (Debian: apt-get install python3-venv)"
+            fi
+            apt_install python3 python3-venv
+            python=/usr/bin/python3
+        fi
+        log "installing $SQUAWK_SPEC from PyPI into $venv (once)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv" >&2
+        "$venv/bin/pip" install --quiet "$SQUAWK_SPEC" >&2 ||
+            die "pip could not install $SQUAWK_SPEC into $venv"
+    fi
+    echo "$venv/bin/squawk"
+}
+
 # --- the OTLP test receiver for `make test` --------------------------------------------
 
 # tests/otlp/receiver.py decodes OTLP with PyPI's opentelemetry-proto, in a kept venv of
@@ -386,6 +416,10 @@ schemathesis)
     ensure_schemathesis
     exit 0
     ;;
+squawk)
+    ensure_squawk
+    exit 0
+    ;;
 chaos-tools)
     ensure_chaos_tools
     exit 0
@@ -403,7 +437,7 @@ podman)
     ensure_podman
     exit 0
     ;;
-*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|otlp-tools|schemathesis|podman]" ;;
+*) die "usage: $0 [docker-compose|bench-tools|chaos-tools|otlp-tools|schemathesis|squawk|podman]" ;;
 esac
 
 ensure_postgres

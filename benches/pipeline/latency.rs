@@ -32,12 +32,12 @@ pub fn unix_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Sends `rate` per second for `secs` in 10 ms ticks, calling `send(i)` for each;
-/// returns `(key, sent_at)` for every send.
-async fn steady<F, Fut>(rate: u64, secs: u64, mut send: F) -> anyhow::Result<Vec<(String, f64)>>
+/// Sends `rate` per second for `secs`, calling `send(i)` for each on its schedule;
+/// returns `(what it gave, sent_at)` for every send.
+async fn steady<F, Fut, T>(rate: u64, secs: u64, mut send: F) -> anyhow::Result<Vec<(T, f64)>>
 where
     F: FnMut(u64) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<String>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let total = rate * secs;
     let mut sent = Vec::with_capacity(total as usize);
@@ -121,27 +121,41 @@ pub async fn queue_latency(
     collect(database_url, sql, &sent).await
 }
 
-/// POST /works -> done (swept through NOTIFY), at `rate`/s for `secs`.
+/// POST /works -> done (swept through NOTIFY), at `rate`/s for `secs`. Each POST is a
+/// task of its own on a keep-alive client, so the pace holds above one request's round
+/// trip (a synchronous standby's commit takes longer than 1/5,000 s).
 pub async fn api_latency(
     addr: &str,
     database_url: &str,
     rate: u64,
     secs: u64,
 ) -> anyhow::Result<Percentiles> {
-    let sent = steady(rate, secs, |_| async move {
-        let mut request = ppctl::rawhttp::Request::new("POST", "/works")?;
-        request.body = Some(br#"{"add_up_to": 10}"#.to_vec());
-        let response = ppctl::rawhttp::send(addr, &request).await?;
-        anyhow::ensure!(
-            response.status == 201,
-            "POST /works answered {}",
-            response.status
-        );
-        let work: ppctl::model::Work = serde_json::from_slice(&response.body)?;
-        Ok(work.work_code)
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/works");
+    let posts = steady(rate, secs, |_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { Ok(tokio::spawn(post(client, url))) }
     })
     .await?;
+    let mut sent = Vec::with_capacity(posts.len());
+    for (task, at) in posts {
+        sent.push((task.await??, at));
+    }
     let sql = "SELECT work_code, extract(epoch FROM updated_on)::float8 FROM works \
                WHERE work_code = ANY($1) AND status = 'done'";
     collect(database_url, sql, &sent).await
+}
+
+/// One POST; the work's code.
+async fn post(client: reqwest::Client, url: String) -> anyhow::Result<String> {
+    let response = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(r#"{"add_up_to": 10}"#)
+        .send()
+        .await?;
+    let status = response.status();
+    anyhow::ensure!(status == 201, "POST /works answered {status}");
+    let work: ppctl::model::Work = serde_json::from_slice(&response.bytes().await?)?;
+    Ok(work.work_code)
 }

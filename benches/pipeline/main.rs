@@ -54,6 +54,7 @@ const FULL: Sizes = Sizes {
     replication: replication::ReplSizes {
         secs: 10,
         demands: 200_000,
+        api_rate: 5_000,
     },
 };
 const SMOKE: Sizes = Sizes {
@@ -75,6 +76,7 @@ const SMOKE: Sizes = Sizes {
     replication: replication::ReplSizes {
         secs: 1,
         demands: 500,
+        api_rate: 200,
     },
 };
 
@@ -261,10 +263,20 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     );
     let (_, _) = (acked?, copied?);
     let together = n as f64 / start.elapsed().as_secs_f64();
-    report.note(format!(
-        "ack-only drain and COPY at the same time: {together:.0} works/s; the drain is {:.2} of it",
-        drain / together
-    ));
+    report.ratio(
+        "consume drain works/s, against the machine's bound",
+        drain,
+        "ack-only drain and COPY at the same time",
+        together,
+        0.8,
+    );
+    let durability = durability(db_url, queue).await?;
+    report.per_core(
+        "consume drain works/s",
+        drain,
+        &format!("{durability}, ack after commit"),
+    );
+    report.per_core("POST /works req/s (64 conns)", post.rps, &durability);
 
     // 5: latency at a steady rate, through the queue and through the API.
     let lat = latency::queue_latency(AMQP, queue, db_url, s.e2e_rate, s.e2e_secs).await?;
@@ -331,6 +343,34 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     // 9: what a streaming standby costs, on a private pair.
     replication::run(&mut report, &s.replication, AMQP, queue).await?;
     Ok(report)
+}
+
+/// What the figures carry, read from the servers themselves: PostgreSQL's fsync and
+/// synchronous_commit, the queue's type as the broker has it; publisher confirms are
+/// always on in ppctl.
+pub async fn durability(db_url: &str, queue: &str) -> anyhow::Result<String> {
+    let client = ppctl::storage::admin::connect(db_url).await?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+            &[],
+        )
+        .await?;
+    let (fsync, commit): (String, String) = (row.get(0), row.get(1));
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["--silent", "list_queues", "name", "type"])
+        .output()
+        .context("rabbitmqctl (installed with rabbitmq-server by scripts/services.sh)")?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let kind = text
+        .lines()
+        .find_map(|l| l.strip_prefix(queue)?.strip_prefix('\t'))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    Ok(format!(
+        "fsync {fsync}, synchronous_commit {commit}, {kind} queue, publisher confirms"
+    ))
 }
 
 const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \

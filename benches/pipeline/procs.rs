@@ -149,3 +149,38 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
 }
+
+/// A histogram's quantile `q` from its cumulative buckets in a scrape, interpolated
+/// within the bucket it falls in, as Prometheus's `histogram_quantile` does.
+pub fn quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut below = (0.0, 0.0);
+    for &(le, count) in &buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(below.0);
+            }
+            let share = (rank - below.1) / (count - below.1).max(f64::MIN_POSITIVE);
+            return Some(below.0 + (le - below.0) * share);
+        }
+        below = (le, count);
+    }
+    None
+}

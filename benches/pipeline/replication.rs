@@ -17,6 +17,8 @@ pub struct ReplSizes {
     pub secs: u64,
     /// Demands per drain.
     pub demands: u64,
+    /// POSTs per second for the POST -> done latency with a synchronous standby.
+    pub api_rate: u64,
 }
 
 pub async fn run(
@@ -87,7 +89,28 @@ async fn measure(
         checkpoint(pair).await?;
         post[i] = load::wrk_clean(&addr, 64, s.secs, crate::POST_LUA)?;
     }
+    // POST -> done at a steady rate, every commit (the API's and the sweep's) waiting
+    // for the synchronous standby: still `sync` from the loop above. The works wrk
+    // created are not swept first: they would be a backlog ahead of the measured ones.
+    ppctl::storage::admin::connect(&pair.primary_url("ppctl_bench"))
+        .await?
+        .batch_execute("DELETE FROM works WHERE status = 'pending'")
+        .await?;
+    let sweeper = Proc::spawn(
+        "repl-consume-api",
+        &["consume"],
+        &env(&db, amqp, &queues[0]),
+    )?;
+    let api = crate::latency::api_latency(&addr, &db, s.api_rate, s.secs).await;
+    sweeper.stop()?;
     serve.stop()?;
+    let api = api?;
+    report.target_below(
+        &format!("POST /works -> done p99 at {}/s, sync standby", s.api_rate),
+        api.p99_ms,
+        10.0,
+        format!("p50 {:.1} ms, {} samples", api.p50_ms, api.samples),
+    );
     report.contrast(
         "POST /works req/s, 64 conns, sync standby",
         post[1].rps,
@@ -123,6 +146,13 @@ async fn measure(
         against,
         commit.rate,
         0.8,
+    );
+    let durability =
+        crate::durability(&pair.primary_url("ppctl_bench_standby"), &queues[2]).await?;
+    report.per_core(
+        "consume drain works/s, --ack-after standby",
+        standby.rate,
+        &format!("{durability}, acked once a streaming standby flushed it"),
     );
     for (d, mode) in [
         (&commit, "asynchronous"),
@@ -180,8 +210,10 @@ async fn drain(
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let batches = procs::metric(&metrics, "ppctl_batch_size_count").await;
     let delivered = procs::metric(&metrics, "ppctl_batch_size_sum").await;
-    let waits = procs::metric(&metrics, "ppctl_standby_wait_seconds_count").await;
-    let waited = procs::metric(&metrics, "ppctl_standby_wait_seconds_sum").await;
+    let scraped = procs::scrape(&metrics).await.unwrap_or_default();
+    let waits = procs::sample(&scraped, "ppctl_standby_wait_seconds_count");
+    let waited = procs::sample(&scraped, "ppctl_standby_wait_seconds_sum");
+    let wait_q = |q| procs::quantile(&scraped, "ppctl_standby_wait_seconds", q);
     consume.stop()?;
     let done: i64 = ppctl::storage::admin::connect(&pair.primary_url(&db_name))
         .await?
@@ -194,8 +226,10 @@ async fn drain(
     );
     let wait = match (waits, waited) {
         (Some(w), Some(secs)) if w > 0.0 => format!(
-            "; {w:.0} waits for the standby's flush, mean {:.2} ms",
-            secs * 1000.0 / w
+            "; {w:.0} waits for the standby's flush, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
+            secs * 1000.0 / w,
+            wait_q(0.5).unwrap_or(f64::NAN) * 1000.0,
+            wait_q(0.99).unwrap_or(f64::NAN) * 1000.0
         ),
         _ => String::new(),
     };

@@ -18,7 +18,7 @@ pub use super::dead_reader::DeadError;
 use super::dead_reader::{close, open, publish_confirmed, Reader};
 use super::{Nodes, Topology};
 use crate::telemetry::context::{self, AmqpHeaders, REPLAY_OF_HEADER};
-use crate::telemetry::spans;
+use crate::telemetry::{spans, traces};
 use anyhow::{bail, Context};
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, ConfirmSelectOptions, QueuePurgeOptions};
@@ -254,12 +254,11 @@ fn replay_props(
         .message_id()
         .as_ref()
         .map_or("", |i| i.as_str());
-    let span = spans::publish(queue, id, delivery.data.len());
-    if span.is_none() {
-        return (props, span);
+    if !traces::on() {
+        return (props, tracing::Span::none());
     }
     let original = AmqpHeaders(delivery.properties.headers().as_ref());
-    context::follow(&span, context::remote(&original), false);
+    let hop = spans::publish(queue, id, delivery.data.len(), context::remote(&original));
     let mut headers = props.headers().clone().unwrap_or_default();
     if let Some(parent) = original.get("traceparent") {
         headers.insert(
@@ -267,8 +266,8 @@ fn replay_props(
             AMQPValue::LongString(parent.into()),
         );
     }
-    context::inject_amqp(&span, &mut headers);
-    (props.with_headers(headers), span)
+    context::inject_amqp(&hop, &mut headers);
+    (props.with_headers(headers), hop.span)
 }
 
 /// Empties the dead-letter queue, unreadable messages included; returns how many went.

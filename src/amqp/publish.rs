@@ -5,6 +5,7 @@
 
 use super::{Nodes, Topology};
 use crate::model::WorkDemand;
+use crate::telemetry::context::Hop;
 use crate::telemetry::{context, spans, TELEMETRY};
 use anyhow::{bail, Context};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -27,9 +28,9 @@ pub struct Outgoing {
     pub message_id: String,
     pub body: Vec<u8>,
     nacks: u32,
-    /// Its publish span (tracing on), from the first publish to the confirm: a message
+    /// Its publish hop (tracing on), from the first publish to the confirm: a message
     /// published again after a nack or a reconnect stays in the same span.
-    span: tracing::Span,
+    hop: Option<Hop>,
 }
 
 impl Outgoing {
@@ -38,7 +39,7 @@ impl Outgoing {
             message_id,
             body,
             nacks: 0,
-            span: tracing::Span::none(),
+            hop: None,
         }
     }
 
@@ -100,12 +101,12 @@ impl Publisher {
             .with_delivery_mode(2)
             .with_message_id(msg.message_id.as_str().into())
             .with_timestamp(now);
-        if msg.span.is_none() {
-            msg.span = spans::publish(&self.queue, &msg.message_id, msg.body.len());
-        }
-        if !msg.span.is_none() {
-            let mut headers = FieldTable::default();
-            context::inject_amqp(&msg.span, &mut headers);
+        let hop = msg.hop.get_or_insert_with(|| {
+            spans::publish(&self.queue, &msg.message_id, msg.body.len(), None)
+        });
+        let mut headers = FieldTable::default();
+        context::inject_amqp(hop, &mut headers);
+        if !headers.inner().is_empty() {
             props = props.with_headers(headers);
         }
         self.channel
@@ -185,7 +186,11 @@ impl Publisher {
                 Ok(Confirmation::Nack(None)) => {
                     TELEMETRY.nacked.inc();
                     msg.nacks += 1;
-                    msg.span.in_scope(|| tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish"));
+                    let span = msg
+                        .hop
+                        .as_ref()
+                        .map_or(tracing::Span::none(), |h| h.span.clone());
+                    span.in_scope(|| tracing::warn!(message_id = %msg.message_id, nacks = msg.nacks, "broker nacked a publish"));
                     let give_up = msg.nacks >= MAX_NACKS;
                     outbox.push_back(msg);
                     if give_up {

@@ -96,12 +96,44 @@ pub struct DbArgs {
     pub database_url: String,
 }
 
+/// How long a migration may wait for its table locks (`db setup`, `db migrate`).
+#[derive(Clone, Copy, Args)]
+pub struct MigrateOpts {
+    /// Each attempt waits at most this long for its locks, then gives way to the
+    /// queries queued behind it and retries: the longest a query on the table waits.
+    #[arg(long, env = "PP_MIGRATE_LOCK_TIMEOUT", default_value = "2s", value_parser = parse_lock_timeout)]
+    pub lock_timeout: Duration,
+    /// Give up (exit 4, naming the session in the way) when the locks were not taken
+    /// within this long, all attempts together.
+    #[arg(long, env = "PP_MIGRATE_MAX_WAIT", default_value = "2m", value_parser = parse_duration)]
+    pub max_wait: Duration,
+}
+
+/// The same as the flags' defaults (`db reset`, which migrates a new database).
+impl Default for MigrateOpts {
+    fn default() -> Self {
+        let policy = crate::storage::migrate::LockPolicy::default();
+        Self {
+            lock_timeout: policy.lock_timeout,
+            max_wait: policy.max_wait,
+        }
+    }
+}
+
+/// PostgreSQL reads a `lock_timeout` of 0 as "wait forever": the one thing it is for.
+fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d < Duration::from_millis(1) => Err("must be at least 1ms".into()),
+        d => Ok(d),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum DbAction {
     /// Create the database if missing, then apply migrations.
-    Setup,
+    Setup(MigrateOpts),
     /// Apply pending migrations.
-    Migrate,
+    Migrate(MigrateOpts),
     /// Show applied migrations and row counts.
     Status,
     /// Drop and recreate the database (destroys all works).

@@ -5,11 +5,11 @@ use super::Failure;
 use crate::http::consistency;
 use crate::storage::lsn::Lsn;
 use crate::telemetry::{context, spans};
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Connecting gives up after this; the whole call after `CALL_TIMEOUT` (the API itself
@@ -77,6 +77,48 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<Option<T>> {
+        let call = self.call_keyed(method, path_and_query, body, None);
+        call.await.map_err(|f| f.error)
+    }
+
+    /// A create (`POST path`), sent under one `Idempotency-Key` for every attempt, and
+    /// sent again while it is answered 503 (after its `Retry-After`, at most 5 s) or
+    /// cannot be sent or answered (after 1 s): `ATTEMPTS` in all, none started later
+    /// than `RETRY_FOR` after the first. The key makes a repeat safe: an attempt that
+    /// created the work but whose answer was lost is answered by the next one with
+    /// that work. A down API still fails in about 3 s, with one line.
+    pub async fn create<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<Option<T>> {
+        let key = format!("ppctl-{:032x}", rand::random::<u128>());
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let sent = self.call_keyed(Method::POST, path, body.clone(), Some(&key));
+            let failed = match sent.await {
+                Ok(value) => return Ok(value),
+                Err(failed) => failed,
+            };
+            match failed.again_in {
+                Some(wait) if attempt < ATTEMPTS && started.elapsed() + wait < RETRY_FOR => {
+                    tracing::debug!(error = %failed.error, "sending the create again in {wait:?}, with the same Idempotency-Key");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                _ => return Err(failed.error),
+            }
+        }
+    }
+
+    async fn call_keyed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
+        key: Option<&str>,
+    ) -> Result<Option<T>, Failed> {
         let url = self
             .base
             .join(path_and_query.trim_start_matches('/'))
@@ -88,6 +130,9 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(after) = self.consistency_token() {
             request = request.header(consistency::HEADER, after.to_string());
         }
@@ -95,37 +140,82 @@ impl ApiClient {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
-        let span = spans::http_client(method.as_str(), shown.as_str());
-        let request = context::inject_http(&span, request);
+        let hop = spans::http_client(method.as_str(), shown.as_str());
+        let request = context::inject_http(&hop, request);
+        let span = hop.span;
         let response = request.send().instrument(span.clone()).await.map_err(|e| {
-            Failure::Unreachable(format!("cannot reach the API at {url}: {}", cause(&e)))
+            Failed::again(
+                format!("cannot reach the API at {url}: {}", cause(&e)),
+                None,
+            )
         })?;
         let answered = response.headers().get(consistency::HEADER);
         self.read_after(answered.and_then(|v| v.to_str().ok()?.parse().ok()));
         let status = response.status();
         spans::status_code(&span, status.as_u16(), status.as_u16() >= 400);
+        let retry_after = response.headers().get("retry-after").cloned();
         let bytes = response.bytes().await.map_err(|e| {
-            Failure::Unreachable(format!("the API at {url} broke off: {}", cause(&e)))
+            Failed::again(format!("the API at {url} broke off: {}", cause(&e)), None)
         })?;
         let message = api_message(&bytes);
-        match status {
+        Ok(match status {
             s if s.is_success() => serde_json::from_slice(&bytes).map(Some).with_context(|| {
                 format!("{method} {url} answered {s} with something other than ppctl's JSON: is --api-url a ppctl API?")
-            }),
-            StatusCode::NOT_FOUND if message.as_deref().is_some_and(is_missing_work) => Ok(None),
-            StatusCode::NOT_FOUND => bail!(
+            })?,
+            StatusCode::NOT_FOUND if message.as_deref().is_some_and(is_missing_work) => None,
+            StatusCode::NOT_FOUND => Err(anyhow!(
                 "{method} {url} answered 404 ({}): is --api-url a ppctl API?",
                 message.unwrap_or_else(|| "not ppctl's JSON".into())
-            ),
-            StatusCode::SERVICE_UNAVAILABLE => Err(Failure::Unreachable(format!(
-                "the API answered 503: {}",
-                message.unwrap_or_else(|| "service unavailable".into())
-            ))
-            .into()),
-            s => bail!(
+            ))?,
+            StatusCode::SERVICE_UNAVAILABLE => Err(Failed::again(
+                format!(
+                    "the API answered 503: {}",
+                    message.unwrap_or_else(|| "service unavailable".into())
+                ),
+                retry_after.as_ref(),
+            ))?,
+            s => Err(anyhow!(
                 "the API answered {s}: {}",
                 message.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
-            ),
+            ))?,
+        })
+    }
+}
+
+/// How many times `create` sends a create at most, and for how long it starts new
+/// attempts; each attempt has `CALL_TIMEOUT`.
+const ATTEMPTS: u32 = 4;
+const RETRY_FOR: Duration = Duration::from_secs(20);
+
+/// The longest `Retry-After` waited; a create that cannot be sent waits 1 s.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// A call that failed, and when it may be sent again (an outage), if it may.
+struct Failed {
+    error: anyhow::Error,
+    again_in: Option<Duration>,
+}
+
+impl Failed {
+    /// The API could not be reached or was unavailable (exit 4): worth sending again,
+    /// after `retry_after` (whole seconds, as ppctl sends it) or 1 s.
+    fn again(message: String, retry_after: Option<&reqwest::header::HeaderValue>) -> Self {
+        let seconds = retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let wait = seconds.map_or(Duration::from_secs(1), Duration::from_secs);
+        Self {
+            error: Failure::Unreachable(message).into(),
+            again_in: Some(wait.min(MAX_WAIT)),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            again_in: None,
         }
     }
 }

@@ -33,6 +33,8 @@ pub async fn run_with_pool(
     if worker.sweep_every < Duration::from_millis(10) {
         bail!("--sweep-every must be at least 10ms");
     }
+    // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
+    storage::migrate::until_schema_fits(&pool, &shutdown).await;
     let wake = Arc::new(Notify::new());
     listen::spawn(
         &pool,
@@ -97,7 +99,7 @@ async fn refuse_unseeable_standbys(pool: &PgPool, shutdown: &Shutdown) -> anyhow
     let mut said = false;
     while !shutdown.is_triggered() {
         let check = async {
-            let client = pool.get().await.map_err(storage::DbError::from)?;
+            let client = pool.get().await?;
             storage::replication::sees_standbys(&**client).await
         };
         match tokio::time::timeout(Duration::from_secs(5), check).await {

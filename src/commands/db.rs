@@ -1,7 +1,7 @@
 //! `ppctl db setup|migrate|status|reset --yes|wait|prune --older-than D`.
 
 use super::Failure;
-use crate::cli::{DbAction, DbArgs};
+use crate::cli::{DbAction, DbArgs, MigrateOpts};
 use crate::config::{database_name, redact_url};
 use crate::storage::{self, admin, migrate, prune, replication, stats, works};
 use anyhow::{bail, Context};
@@ -44,17 +44,17 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
     // setting error for an outage.
     storage::PgTarget::parse(url)?;
     match args.action {
-        DbAction::Setup => {
+        DbAction::Setup(opts) => {
             let created = admin::create_database(url).await?;
-            let applied = migrate_now(url).await?;
+            let applied = migrate_now(url, &opts).await?;
             say!(
                 "database {name}: {}, {applied} migration(s) applied",
                 if created { "created" } else { "exists" }
             );
         }
-        DbAction::Migrate => say!(
+        DbAction::Migrate(opts) => say!(
             "database {name}: {} migration(s) applied",
-            migrate_now(url).await?
+            migrate_now(url, &opts).await?
         ),
         DbAction::Status => status(url, &name).await?,
         DbAction::Reset { yes } => {
@@ -66,7 +66,7 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
             admin::create_database(url).await?;
             say!(
                 "database {name}: dropped and recreated, {} migration(s) applied",
-                migrate_now(url).await?
+                migrate_now(url, &MigrateOpts::default()).await?
             );
         }
         DbAction::Wait { timeout } => {
@@ -107,9 +107,22 @@ async fn run_action(args: DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate_now(url: &str) -> anyhow::Result<usize> {
+/// A second connection names the session a migration waits behind, if it waits. A
+/// migration that never got its locks is exit 4: the database is in use, not broken,
+/// and a later run can succeed.
+async fn migrate_now(url: &str, opts: &MigrateOpts) -> anyhow::Result<usize> {
     let mut client = admin::connect(url).await?;
-    migrate::run(&mut client, migrate::MIGRATIONS).await
+    let watch = admin::connect(url).await?;
+    let policy = migrate::LockPolicy {
+        lock_timeout: opts.lock_timeout,
+        max_wait: opts.max_wait,
+    };
+    migrate::run_with(&mut client, migrate::all(), &policy, Some(&watch))
+        .await
+        .map_err(|e| match e.downcast_ref::<migrate::LockWaitExceeded>() {
+            Some(waited) => Failure::Unreachable(waited.to_string()).into(),
+            None => e,
+        })
 }
 
 async fn counts(url: &str) -> anyhow::Result<()> {
@@ -140,20 +153,33 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
         .await
         .context("no migrations applied yet: run `ppctl db setup`")?;
     say!("database {name} at {}", redact_url(url));
-    for m in migrate::MIGRATIONS {
-        let state = match applied.iter().find(|(v, _, _)| *v == m.version) {
-            Some((_, _, at)) => format!(
-                "applied at {}",
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(*at as u64)
-                )
-            ),
+    for m in migrate::all() {
+        let state = match applied.iter().find(|a| a.version == m.version) {
+            Some(a) => format!("applied at {}", rfc3339(a.applied_on)),
             None => "pending".to_string(),
         };
-        say!("  migration {:04}_{}: {state}", m.version, m.name);
+        say!("  migration {}: {state} ({})", m.label(), m.compat);
     }
-    let versions: Vec<i32> = applied.iter().map(|(v, _, _)| *v).collect();
-    match migrate::mismatch(&versions, migrate::MIGRATIONS) {
+    // Applied by a newer ppctl: this one runs against them only if they are additive.
+    for a in applied
+        .iter()
+        .filter(|a| !migrate::all().iter().any(|m| m.version == a.version))
+    {
+        let declared = match a.additive {
+            Some(true) => "additive: this ppctl keeps working",
+            Some(false) => "breaking: upgrade this ppctl",
+            None => "declares nothing: upgrade this ppctl",
+        };
+        say!(
+            "  migration {:04}_{}: applied at {}, by a newer ppctl ({declared})",
+            a.version,
+            a.name,
+            rfc3339(a.applied_on)
+        );
+    }
+    let versions: Vec<(i32, Option<bool>)> =
+        applied.iter().map(|a| (a.version, a.additive)).collect();
+    match migrate::mismatch(&versions, migrate::all()) {
         // The pool below would refuse such a database: say why instead.
         Some(mismatch) => say!("  works: not counted: {mismatch}"),
         None => counts(url).await?,
@@ -183,4 +209,9 @@ async fn status(url: &str, name: &str) -> anyhow::Result<()> {
     }
     say!("  replication: {}", replication.verdict());
     Ok(())
+}
+
+fn rfc3339(unix_seconds: i64) -> humantime::Rfc3339Timestamp {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(at)
 }

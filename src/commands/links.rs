@@ -14,7 +14,7 @@ pub fn log_at_start(pool: PgPool, nodes: Option<&Nodes>) {
         let found = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 let checked = async {
-                    let client = pool.get().await.map_err(DbError::from)?;
+                    let client = pool.get().await?;
                     role::server_role(&client).await.map_err(DbError::from)
                 };
                 if let Ok(server) = checked.await {

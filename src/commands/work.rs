@@ -115,11 +115,11 @@ impl Backend {
             Via::Db => {
                 let pool = storage::pool(&args.database_url, 1)?;
                 let client = pool.get().await.map_err(|e| {
-                    // DbError keeps the driver's causes (a refused certificate).
+                    // DbError keeps the driver's causes (a refused certificate) and
+                    // names each host's failure.
                     Failure::Unreachable(format!(
-                        "cannot reach the database at {}: {}",
+                        "cannot reach the database at {}: {e}",
                         redact_url(&args.database_url),
-                        DbError::from(e)
                     ))
                 })?;
                 Ok(Backend::Db(client))
@@ -166,7 +166,8 @@ impl Backend {
             }
             Backend::Http(api) => {
                 let body = add_up_to.map(|n| serde_json::json!({ "add_up_to": n }));
-                api.call(Method::POST, "/works", body)
+                // One key for every attempt: a repeat never makes a second work.
+                api.create("/works", body)
                     .await?
                     .context("the API answered 404 to POST /works")
             }

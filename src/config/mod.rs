@@ -51,6 +51,12 @@ pub fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
     }
     config.ssl_mode(ssl.mode.driver_mode());
     name_hosts_by_address(&mut config);
+    if config.get_hosts().is_empty() {
+        // libpq would use its default socket; tokio-postgres has none to use.
+        return Err(bad(format!("DATABASE_URL {shown} names no host")));
+    }
+    let per_host = connect_timeout(&rest).map_err(|e| bad(format!("DATABASE_URL {shown}: {e}")))?;
+    config.connect_timeout(per_host);
     bound_waits(&mut config);
     config.application_name("ppctl");
     Ok(DatabaseUrl { config, ssl })
@@ -71,19 +77,54 @@ fn name_hosts_by_address(config: &mut tokio_postgres::Config) {
     }
 }
 
+/// How long one host may take to connect when the URL does not say (TCP, TLS, start-up
+/// and the `target_session_attrs` check, per host): libpq's minimum, so that a dark host
+/// 1 leaves an API request (3 s to its insert) the time to reach host 2.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The URL's `connect_timeout`, libpq's meaning: whole seconds per host, 1 read as 2.
+/// libpq waits forever on 0 or less; here that is refused, since a dark host would then
+/// hold every connection (tokio-postgres would silently drop such a value).
+fn connect_timeout(url: &str) -> Result<Duration, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let value = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| crate::redact::percent_decode(k) == "connect_timeout")
+        .map(|(_, v)| crate::redact::percent_decode(v))
+        .next_back();
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(DEFAULT_CONNECT_TIMEOUT);
+    };
+    let shown: String = value.chars().take(32).collect();
+    match value.trim().parse::<i64>() {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs.max(2) as u64)),
+        Ok(_) => Err(format!(
+            "connect_timeout={shown} would wait forever on a dark host; give seconds (at least 2)"
+        )),
+        Err(_) => Err(format!(
+            "connect_timeout {shown:?} is not a whole number of seconds"
+        )),
+    }
+}
+
 /// Server-side cap on one statement, unless DATABASE_URL sets its own in `options`.
 const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 
-/// Bounds every wait on the database: the connect, each statement (server side), and
-/// a peer that vanished (TCP keepalives, and a cap on unacknowledged sends), so that no
-/// connection, pooled or LISTEN, waits forever on a dead server.
+/// Bounds every other wait on the database: each statement (server side), and a peer
+/// that vanished (TCP keepalives, and a cap on unacknowledged sends), so that no
+/// connection, pooled or LISTEN, waits forever on a dead server. (The connect is
+/// bounded per host by `storage::connect`.)
 fn bound_waits(config: &mut tokio_postgres::Config) {
-    config.connect_timeout(Duration::from_secs(5));
+    // A host that went dark mid-connection (a partition, a lost VM) answers nothing, not
+    // even a reset: these give its connections up within about 6 s, idle or waiting for
+    // a reply (probes unanswered) or sending (data unacknowledged). A slow or frozen
+    // server is not cut: its kernel still acknowledges and answers the probes.
     config.keepalives(true);
-    config.keepalives_idle(Duration::from_secs(10));
-    config.keepalives_interval(Duration::from_secs(5));
+    config.keepalives_idle(Duration::from_secs(3));
+    config.keepalives_interval(Duration::from_secs(1));
     config.keepalives_retries(3);
-    config.tcp_user_timeout(Duration::from_secs(30));
+    config.tcp_user_timeout(Duration::from_secs(6));
     let options = config.get_options().unwrap_or_default().to_string();
     if !options.contains("statement_timeout") {
         let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}");
@@ -146,6 +187,31 @@ mod tests {
             .expect("URL with options")
             .config;
         assert_eq!(own.get_options(), Some("-c statement_timeout=0"));
+    }
+
+    #[test]
+    fn connect_timeout_has_libpqs_meaning() {
+        let per_host = |url: &str| {
+            parse_database_url(url)
+                .map(|u| u.config.get_connect_timeout().copied())
+                .map_err(|e| e.to_string())
+        };
+        let default = Some(DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(per_host("postgres://h/db"), Ok(default));
+        let ten = Some(Duration::from_secs(10));
+        assert_eq!(per_host("postgres://h1,h2/db?connect_timeout=10"), Ok(ten));
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(per_host("postgres://h/db?connect_timeout=1"), Ok(two));
+        let err = per_host("postgres:///db").expect_err("no host");
+        assert!(err.contains("names no host"), "{err}");
+        for bad in ["0", "-3", "soon", "2.5"] {
+            let err = per_host(&format!("postgres://u:secret@h/db?connect_timeout={bad}"))
+                .expect_err(bad);
+            assert!(
+                err.contains("connect_timeout") && !err.contains("secret"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -38,10 +38,19 @@ async fn read_all(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> 
 /// The `add_up_to` asked for, or a random 1..=100 for an empty body or `{}` (the rules
 /// of a demand are `demand::parse`'s, the same as for a queued one).
 pub fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
-    let asked = match body.iter().all(u8::is_ascii_whitespace) {
-        true => None,
-        false => crate::demand::parse(body).map_err(ApiError::BadRequest)?,
-    };
+    add_up_to(asked(body)?)
+}
+
+/// The `add_up_to` the body asks for; `None`: an empty body or `{}`, any will do.
+pub fn asked(body: &[u8]) -> Result<Option<u64>, ApiError> {
+    match body.iter().all(u8::is_ascii_whitespace) {
+        true => Ok(None),
+        false => crate::demand::parse(body).map_err(ApiError::BadRequest),
+    }
+}
+
+/// What was asked for, or a random 1..=100 when nothing was.
+pub fn add_up_to(asked: Option<u64>) -> Result<i64, ApiError> {
     match asked {
         None => Ok(rand::rng().random_range(1..=100)),
         Some(n) => i64::try_from(n).map_err(|_| ApiError::bad_request("add_up_to is too large")),

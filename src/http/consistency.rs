@@ -42,18 +42,28 @@ fn parse(req: &HttpRequest) -> Result<Option<Lsn>, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid {HEADER}: {e}")))
 }
 
-/// The one call a write handler makes after its commit, on the connection that
-/// committed: the commit's position goes into the response's header (`stamp`). A
-/// failure to read it costs only the header: the write itself is done.
-/// It is bounded: a database that stalls right after the commit must not turn a done
-/// write into a 503 (which a client would retry).
-pub async fn record(req: &HttpRequest, client: &tokio_postgres::Client) {
+/// What a write does after its commit, on the connection that committed: reads the
+/// commit's position, for `keep`. A failure to read it costs only the header, the
+/// write itself is done; and it is bounded: a database that stalls right after the
+/// commit must not turn a done write into a 503 (which a client would retry).
+pub async fn after_commit(client: &tokio_postgres::Client) -> Option<Lsn> {
     match tokio::time::timeout(RECORD_TIMEOUT, lsn::after_commit(client)).await {
-        Ok(Ok(position)) => {
-            req.extensions_mut().insert(position);
+        Ok(Ok(position)) => Some(position),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "no consistency token for this write");
+            None
         }
-        Ok(Err(e)) => tracing::debug!(error = %e, "no consistency token for this write"),
-        Err(_) => tracing::debug!("no consistency token for this write: no answer in time"),
+        Err(_) => {
+            tracing::debug!("no consistency token for this write: no answer in time");
+            None
+        }
+    }
+}
+
+/// The write handler's one call: its response gets the token (`stamp`).
+pub fn keep(req: &HttpRequest, token: Option<Lsn>) {
+    if let Some(token) = token {
+        req.extensions_mut().insert(token);
     }
 }
 

@@ -18,6 +18,9 @@ pub enum ApiError {
     BodyTimeout(std::time::Duration),
     #[error("{0}")]
     Conflict(String),
+    /// The request cannot be done as asked: an `Idempotency-Key` reused for another one.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The methods the resource does allow.
     #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(&'static str),
@@ -53,6 +56,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable
             | Self::Schema(_)

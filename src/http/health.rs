@@ -78,7 +78,7 @@ enum Found {
 
 async fn check(state: &AppState) -> Found {
     let check = async {
-        let client = state.pool.get().await.map_err(DbError::from)?;
+        let client = state.pool.get().await?;
         role::server_role(&client).await.map_err(DbError::from)
     };
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {

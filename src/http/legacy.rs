@@ -3,9 +3,9 @@
 //! array. They share the works routes' code; only their documents are their own.
 
 use super::consistency::ReadAfter;
-use super::params::{NoQuery, WorkId};
+use super::params::{IdempotencyKey, NoQuery, WorkId};
 use super::responses::{
-    BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+    BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, Unprocessable,
 };
 use super::works::{self, resource};
 use super::{error::ApiError, AppState};
@@ -23,14 +23,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Create a work (the original route: 200, no `Location`).
 #[utoipa::path(post, path = "/work", tag = "legacy", operation_id = "legacyCreateWork",
+    description = "Takes an `Idempotency-Key` as `POST /works` does.",
+    params(IdempotencyKey),
     request_body(content = Option<CreateWork>, description = "Optional: an empty body or `{}` asks \
         for a random `add_up_to` in 1..=100. Unknown fields are refused."),
     responses(
-        (status = 200, description = "Created.", body = Work),
+        (status = 200, description = "Created, or made before under this `Idempotency-Key`.",
+            body = Work,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier \
+                request with this `Idempotency-Key` made the work."))),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
     ),
     security(("bearer" = [])))]
@@ -40,7 +46,9 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(works::insert(&state, &req, payload).await?))
+    Ok(super::create::insert(&state, &req, payload)
+        .await?
+        .answer(HttpResponse::Ok()))
 }
 
 /// One work (the original route).

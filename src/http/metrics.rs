@@ -81,7 +81,13 @@ pub async fn traced(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     use tracing::Instrument;
-    let span = crate::telemetry::spans::http_server(&req);
+    let hop = crate::telemetry::spans::http_server(&req);
+    let span = hop.span.clone();
+    // An unsampled request builds no span: its handlers find the trace it carries on here.
+    {
+        use actix_web::HttpMessage;
+        req.extensions_mut().insert(hop);
+    }
     let method = req.method().clone();
     let response = next.call(req).instrument(span.clone()).await;
     let (route, status) = match &response {

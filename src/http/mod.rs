@@ -3,12 +3,14 @@
 
 pub mod body;
 pub mod consistency;
+pub mod create;
 pub mod cross_site;
 pub mod dashboard;
 pub mod dead;
 pub mod error;
 pub mod exporter;
 pub mod health;
+pub mod idempotency;
 pub mod legacy;
 pub mod live;
 pub mod metrics;

@@ -36,6 +36,7 @@ use utoipa::OpenApi;
             amqp_dead::Unreadable, amqp_dead::Replayed),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
+            responses::Unprocessable,
             responses::PayloadTooLarge, responses::Unavailable, responses::CrossSite,
             responses::UnsupportedMediaType),
     ),

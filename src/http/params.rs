@@ -18,3 +18,21 @@ pub struct WorkId {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoQuery {}
+
+/// The `Idempotency-Key` header of the create routes (`http::idempotency` reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // a description: handlers read the header themselves
+pub struct IdempotencyKey {
+    /// Any 1 to 255 visible ASCII characters (a UUID will do), one per request the
+    /// client means once; a Structured Field string (`"…"`) counts without its quotes.
+    /// Anything else is a 400.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]{1,255}$"
+    )]
+    idempotency_key: Option<String>,
+}

@@ -70,6 +70,11 @@ error_response!(
     Conflict,
     "The work's status does not allow the action; the message says why."
 );
+error_response!(
+    Unprocessable,
+    "The `Idempotency-Key` was used before for a request that asked for something else \
+     (another `add_up_to`); nothing was created."
+);
 error_response!(PayloadTooLarge, "Request body over 16 KiB.");
 error_response!(
     Unavailable,

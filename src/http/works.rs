@@ -4,20 +4,18 @@
 
 use super::body;
 use super::consistency::ReadAfter;
-use super::params::{NoQuery, WorkId};
+use super::params::{IdempotencyKey, NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
+    Unprocessable,
 };
 use super::{error::ApiError, AppState};
 use crate::demand::CreateWork;
-use crate::model::{new_work_code, Event, Origin, Work};
+use crate::model::{Event, Work};
 use crate::query::RawQuery;
 use crate::storage::actions::{self, Action};
-use crate::storage::inflight::InFlight;
-use crate::storage::{search, works};
-use crate::telemetry::{context, spans};
+use crate::storage::{retry, search, works};
 use actix_web::{web, HttpRequest, HttpResponse};
-use tracing::Instrument;
 
 pub use body::MAX_BODY;
 
@@ -36,42 +34,26 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
-pub(super) async fn insert(
-    state: &AppState,
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<Work, ApiError> {
-    // The database must not create the work after the client was told 503.
-    let deadline = super::deadline();
-    state.authorize(req)?;
-    let add_up_to = body::parse_create(&body::read(payload).await?)?;
-    let client = InFlight::checkout(&state.pool).await?;
-    let code = new_work_code(Origin::Api);
-    // The request's span: the sweeper's compute of this work joins its trace.
-    let trace = context::traceparent(&tracing::Span::current());
-    // On the primary's clock, as measured when this connection was opened.
-    let deadline = state.pool.database_time(deadline);
-    let work = works::create_pending(&*client, &code, add_up_to, Some(deadline), trace.as_deref())
-        .instrument(spans::db("INSERT"))
-        .await?;
-    super::consistency::record(req, &client).await;
-    client.done();
-    crate::telemetry::TELEMETRY.works_created.inc();
-    state.notifier.work_created();
-    Ok(work)
-}
-
 /// Create a work, `pending` until a worker picks it up.
 #[utoipa::path(post, path = "/works", tag = "works", operation_id = "createWork",
+    description = "With an `Idempotency-Key`, a retry with the same key and body answers the \
+        work the first request made (its current state), with `Idempotent-Replayed: true`, \
+        never a second work; the same key with another body is a 422. A key lasts as long as \
+        its work (the retention period).",
+    params(IdempotencyKey),
     request_body(content = Option<CreateWork>, description = "Optional: an empty body or `{}` asks \
         for a random `add_up_to` in 1..=100. Unknown fields are refused."),
     responses(
-        (status = 201, description = "Created.", body = Work,
-            headers(("Location" = String, description = "`/works/{id}` of the new work."))),
+        (status = 201, description = "Created, or made before under this `Idempotency-Key`.",
+            body = Work,
+            headers(("Location" = String, description = "`/works/{id}` of the work."),
+                ("Idempotent-Replayed" = String, description = "`true` when an earlier \
+                    request with this `Idempotency-Key` made the work."))),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 408, response = RequestTimeout),
         (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
     ),
     security(("bearer" = [])))]
@@ -81,10 +63,10 @@ pub async fn create(
     _: web::Query<NoQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let work = insert(&state, &req, payload).await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/works/{}", work.id)))
-        .json(work))
+    let made = super::create::insert(&state, &req, payload).await?;
+    let mut response = HttpResponse::Created();
+    response.insert_header(("Location", format!("/works/{}", made.work.id)));
+    Ok(made.answer(response))
 }
 
 pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -208,13 +190,22 @@ async fn act(
     state.authorize(req)?;
     let id = parse_id(id)?;
     let deadline = super::deadline();
-    let client = InFlight::checkout(&state.pool).await?;
-    let deadline = state.pool.database_time(deadline);
-    let outcome = actions::apply(&*client, id, action, Some(deadline)).await?;
-    if let actions::Outcome::Changed(_) = outcome {
-        super::consistency::record(req, &client).await;
-    }
-    client.done();
+    let pool = &state.pool;
+    let ((outcome, token), _) = retry::once_more(pool, |client, again| {
+        // Called once the connection is out: on the primary's clock as it measured it.
+        let deadline = Some(pool.database_time(deadline));
+        Box::pin(async move {
+            let outcome = actions::attempt(client, id, action, deadline, again).await?;
+            let changed = matches!(outcome, actions::Outcome::Changed(_));
+            let token = match changed {
+                true => super::consistency::after_commit(client).await,
+                false => None,
+            };
+            Ok((outcome, token))
+        })
+    })
+    .await?;
+    super::consistency::keep(req, token);
     let response = match outcome {
         actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
         actions::Outcome::NotFound => {

@@ -2,6 +2,7 @@
 //! fresh attempts), cancel a pending one. Each writes its event in the same statement
 //! as the change, and refuses, with the reason, a work whose status does not allow it.
 
+use super::retry::Failed;
 use super::{works, DbError};
 use crate::model::{var, Work};
 use deadpool_postgres::GenericClient;
@@ -45,6 +46,22 @@ pub async fn apply(
     action: Action,
     deadline: Option<SystemTime>,
 ) -> Result<Outcome, DbError> {
+    attempt(client, id, action, deadline, false)
+        .await
+        .map_err(|f| f.error)
+}
+
+/// `apply`, as an attempt of `retry::once_more`. A second attempt (`again`) that finds
+/// the work already in the action's target status answers it changed: the first one
+/// may have committed before its connection broke, and applying it twice is refused
+/// by the status check anyway.
+pub async fn attempt(
+    client: &impl GenericClient,
+    id: i64,
+    action: Action,
+    deadline: Option<SystemTime>,
+    again: bool,
+) -> Result<Outcome, Failed> {
     let (from, to, event): (&[&str], &str, &str) = match action {
         Action::Retry => (&["failed", "expired"], "pending", var::RETRIED),
         Action::Cancel => (&["pending"], "cancelled", var::CANCELLED),
@@ -77,12 +94,13 @@ pub async fn apply(
     if !in_time {
         return Err(DbError::Unavailable(
             "the database ran the action after its deadline; nothing was changed".into(),
-        ));
+        )
+        .into());
     }
     let Some(was) = was else {
         return Ok(Outcome::NotFound);
     };
-    if changed == 0 {
+    if changed == 0 && !(again && was == to) {
         return Ok(Outcome::Refused(format!(
             "work {id} is {was}; only {} works can be made {to}",
             from.join(" or ")

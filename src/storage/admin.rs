@@ -1,6 +1,7 @@
 //! Whole-database operations: connect, create, drop, wait. Used by `ppctl db` and by
 //! the tests, which give every test its own database.
 
+use super::connect::ConnectError;
 use super::PgTarget;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
@@ -23,32 +24,21 @@ async fn connect_maintenance(database_url: &str) -> anyhow::Result<(Client, Stri
     Ok((open(&target.with_dbname("postgres")).await?, name))
 }
 
-/// How long a connection may take, startup and authentication included: the driver's
-/// `connect_timeout` bounds only the TCP connect, and a frozen server accepts TCP and
-/// then answers nothing.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The database could not be reached or refused the login (down, frozen, a wrong
 /// password, a missing database): `ppctl db` exits 4 on it, as `work --via db` does.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CannotConnect(String);
 
+/// Each host is bounded by its `connect_timeout`, start-up and login included
+/// (`storage::connect`), so the error names every host's failure.
 pub async fn open(target: &PgTarget) -> anyhow::Result<Client> {
     let shown = target.shown();
-    let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, target.connect()).await {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(e)) => {
-            return Err(e).context(CannotConnect(format!(
-                "cannot connect to PostgreSQL at {shown}"
-            )))
-        }
-        Err(_) => bail!(CannotConnect(format!(
-            "no answer from PostgreSQL at {shown} within {}s (startup and authentication \
-             included): a frozen server?",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    };
+    let (client, connection) = target.connect().await.map_err(|e| {
+        anyhow::Error::new(e).context(CannotConnect(format!(
+            "cannot connect to PostgreSQL at {shown}"
+        )))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");
@@ -130,14 +120,20 @@ pub async fn wait(database_url: &str, timeout: Duration) -> anyhow::Result<bool>
 }
 
 fn is_missing_database(e: &anyhow::Error) -> bool {
+    let driver = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<ConnectError>()
+            .and_then(|all| all.driver.as_ref())
+            .or_else(|| c.downcast_ref::<tokio_postgres::Error>())
+            .and_then(|pg| pg.code().cloned())
+    };
     e.chain()
-        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
-        .any(|pg| pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME))
+        .filter_map(driver)
+        .any(|code| code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
 }
 
 /// Creates the database if missing and applies migrations; returns how many ran.
 pub async fn setup(database_url: &str) -> anyhow::Result<usize> {
     create_database(database_url).await?;
     let mut client = connect(database_url).await?;
-    super::migrate::run(&mut client, super::migrate::MIGRATIONS).await
+    super::migrate::run(&mut client, super::migrate::all()).await
 }

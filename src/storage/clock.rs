@@ -16,29 +16,29 @@ pub struct ClockOffset(AtomicI64);
 /// Checks a fresh pooled connection in one round trip: measures the clock offset (the
 /// database's time against the middle of the round trip that read it) and reads the
 /// applied migrations. Returns why this binary must not use the database, if it must
-/// not (`migrate::mismatch`); a missing `schema_migrations` is the error itself.
+/// not (`migrate::fit`: a database ahead by additive migrations is used); a missing
+/// `schema_migrations` is the error itself.
 pub async fn check_new_connection(
     client: &tokio_postgres::Client,
     offset: &ClockOffset,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let (sent, started) = (SystemTime::now(), Instant::now());
-    let row = client
-        .query_one(
-            "SELECT clock_timestamp(), \
-                    (SELECT coalesce(array_agg(version), '{}') FROM schema_migrations)",
-            &[],
-        )
-        .await?;
+    let query = format!("SELECT clock_timestamp(), {}", super::migrate::APPLIED_SQL);
+    let row = client.query_one(query.as_str(), &[]).await?;
     let database: SystemTime = row.get(0);
     let local = sent + started.elapsed() / 2;
     offset
         .0
         .store(offset_micros(database, local), Ordering::Relaxed);
-    let applied: Vec<i32> = row.get(1);
-    Ok(super::migrate::mismatch(
-        &applied,
-        super::migrate::MIGRATIONS,
-    ))
+    Ok(schema_refusal(&row))
+}
+
+/// The schema half of the check (`migrate::fit`): the migrations applied, against
+/// every migration this binary knows.
+fn schema_refusal(row: &tokio_postgres::Row) -> Option<String> {
+    let (versions, additive): (Vec<i32>, Vec<Option<bool>>) = (row.get(1), row.get(2));
+    let applied: Vec<(i32, Option<bool>)> = versions.into_iter().zip(additive).collect();
+    super::migrate::mismatch(&applied, super::migrate::all())
 }
 
 fn offset_micros(database: SystemTime, local: SystemTime) -> i64 {

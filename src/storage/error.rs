@@ -83,7 +83,7 @@ impl From<tokio_postgres::Error> for DbError {
 
 /// The error and what caused it: tokio-postgres's own text stops at "error performing
 /// TLS handshake", and the why (a refused certificate, naming the host) is its source.
-fn with_causes(e: &tokio_postgres::Error) -> String {
+pub(crate) fn with_causes(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

@@ -17,8 +17,25 @@ pub struct InFlight(Option<Client>, PgTls);
 
 impl InFlight {
     /// A connection from `pool`, watched.
-    pub async fn checkout(pool: &PgPool) -> Result<Self, deadpool_postgres::PoolError> {
+    pub async fn checkout(pool: &PgPool) -> Result<Self, super::DbError> {
         Ok(Self(Some(pool.get().await?), pool.target().tls()))
+    }
+
+    /// A connection from `pool` opened after `after`: older idle ones are closed and
+    /// taken out of the pool on the way (they may be on the server that just failed).
+    pub async fn checkout_opened_after(
+        pool: &PgPool,
+        after: std::time::Instant,
+    ) -> Result<Self, super::DbError> {
+        // Each pass closes one older idle connection; the pool has at most max_size.
+        for _ in 0..pool.status().max_size {
+            let client = pool.get().await?;
+            if deadpool_postgres::Object::metrics(&client).created > after {
+                return Ok(Self(Some(client), pool.target().tls()));
+            }
+            drop(deadpool_postgres::Object::take(client));
+        }
+        Self::checkout(pool).await
     }
 
     /// The statements finished: the connection goes back to the pool.

@@ -1,8 +1,20 @@
-//! Schema migrations: `sql/NNNN_name.sql`, embedded in the binary, applied in order in
-//! one transaction under an advisory lock, and recorded with a checksum.
+//! Schema migrations: `sql/NNNN_name.sql`, embedded in the binary, each applied in a
+//! transaction of its own (or none: `outside`, for `CREATE INDEX CONCURRENTLY`) under
+//! an advisory lock, with a short `lock_timeout` and retries (`lock`), and recorded
+//! with a checksum and whether binaries built before it keep working against it
+//! (`compat`: expand/contract, so upgrades can roll).
 
-use anyhow::{bail, Context};
-use tokio_postgres::Client;
+mod apply;
+mod compat;
+mod extra;
+mod lock;
+mod outside;
+mod wait;
+
+pub use apply::{applied, run, run_with};
+pub use compat::{fit, mismatch, Fit, APPLIED_SQL};
+pub use lock::{LockPolicy, LockWaitExceeded};
+pub use wait::until_schema_fits;
 
 /// A migration as compiled into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -10,6 +22,36 @@ pub struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
+    /// Whether a binary built before this migration keeps working once it is applied.
+    pub compat: Compat,
+}
+
+/// What a migration promises the binaries that predate it, recorded in
+/// `schema_migrations.additive` so that such a binary, which lacks the file, can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// Expand: new tables, nullable columns, indexes. Older binaries keep running, so the
+    /// migration can be applied before the binaries are rolled.
+    Additive,
+    /// Contract: a dropped or renamed column, a changed meaning. Every binary built
+    /// before it refuses the database until it is replaced.
+    Breaking,
+}
+
+impl std::fmt::Display for Compat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compat::Additive => "additive",
+            Compat::Breaking => "breaking",
+        })
+    }
+}
+
+impl Migration {
+    /// `0009_declared_compatibility`, as in the file's name.
+    pub fn label(&self) -> String {
+        format!("{:04}_{}", self.version, self.name)
+    }
 }
 
 /// Every migration, in order. Add new files here; never edit an applied one.
@@ -18,46 +60,72 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "init",
         sql: include_str!("../../sql/0001_init.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 2,
         name: "expired_cancelled",
         sql: include_str!("../../sql/0002_expired_cancelled.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 3,
         name: "counts_and_search",
         sql: include_str!("../../sql/0003_counts_and_search.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 4,
         name: "queue_events_in_the_work",
         sql: include_str!("../../sql/0004_queue_events_in_the_work.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 5,
         name: "one_work_code_index",
         sql: include_str!("../../sql/0005_one_work_code_index.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 6,
         name: "terminal_counts",
         sql: include_str!("../../sql/0006_terminal_counts.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 7,
         name: "api_created_event_in_the_work",
         sql: include_str!("../../sql/0007_api_created_event_in_the_work.sql"),
+        compat: Compat::Breaking,
     },
     Migration {
         version: 8,
         name: "trace_parent",
         sql: include_str!("../../sql/0008_trace_parent.sql"),
+        compat: Compat::Additive,
+    },
+    Migration {
+        version: 9,
+        name: "declared_compatibility",
+        sql: include_str!("../../sql/0009_declared_compatibility.sql"),
+        compat: Compat::Additive,
+    },
+    // Additive: binaries that predate it keep working (they never read the table).
+    Migration {
+        version: 10,
+        name: "idempotency_keys",
+        sql: include_str!("../../sql/0010_idempotency_keys.sql"),
+        compat: Compat::Additive,
     },
 ];
 
-/// Any fixed key will do; it only has to be the same in every ppctl process.
-const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+/// Every migration this binary applies and checks against: `MIGRATIONS`, and in debug
+/// builds the test-only ones of `PP_TEST_EXTRA_MIGRATIONS` (`extra`), which make this
+/// binary stand in for a newer one.
+pub fn all() -> &'static [Migration] {
+    static ALL: std::sync::OnceLock<Vec<Migration>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| [MIGRATIONS, &extra::load()].concat())
+}
 
 /// FNV-1a, 64 bits: stable across builds and platforms, which is all a change detector
 /// needs (this is not a security boundary).
@@ -70,126 +138,19 @@ pub fn checksum(sql: &str) -> String {
     format!("{hash:016x}")
 }
 
-/// Applies the pending migrations of `migrations`; returns how many were applied.
-/// Several processes may call this at once: the advisory lock serialises them and the
-/// later ones find nothing to do.
-pub async fn run(client: &mut Client, migrations: &[Migration]) -> anyhow::Result<usize> {
-    let tx = client
-        .transaction()
-        .await
-        .context("cannot start the migration transaction")?;
-    // A migration rewriting a large table may rightly run longer than the statement
-    // timeout every connection carries; waiting on the lock behind another migrator too.
-    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             checksum   TEXT NOT NULL,
-             applied_on TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
-    let applied = tx
-        .query(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .await?;
-    let mut count = 0;
-    for m in migrations {
-        let found = applied.iter().find(|row| row.get::<_, i32>(0) == m.version);
-        match found {
-            Some(row) if row.get::<_, String>(2) != checksum(m.sql) => bail!(
-                "migration {:04}_{} was changed after it was applied (checksum {} in the database, {} in this binary); \
-                 add a new migration instead of editing an applied one",
-                m.version,
-                m.name,
-                row.get::<_, String>(2),
-                checksum(m.sql)
-            ),
-            Some(_) => {}
-            None => {
-                tx.batch_execute(m.sql).await.with_context(|| format!("migration {:04}_{} failed", m.version, m.name))?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    &[&m.version, &m.name, &checksum(m.sql)],
-                )
-                .await?;
-                count += 1;
-            }
-        }
-    }
-    let known: Vec<i32> = migrations.iter().map(|m| m.version).collect();
-    if let Some(row) = applied
-        .iter()
-        .find(|row| !known.contains(&row.get::<_, i32>(0)))
-    {
-        bail!("the database has migration {} which this binary does not know: is it older than the schema?", row.get::<_, i32>(0));
-    }
-    tx.commit().await?;
-    Ok(count)
-}
-
-/// `(version, name, applied_on as Unix seconds)` of every applied migration.
-pub async fn applied(client: &Client) -> anyhow::Result<Vec<(i32, String, i64)>> {
-    let rows = client
-        .query(
-            "SELECT version, name, floor(extract(epoch FROM applied_on))::bigint FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
-}
-
-/// Why this binary must not write to a database with these migrations applied, if it
-/// must not: a binary older than the schema would keep the running totals wrong, and
-/// one newer than it would meet missing tables.
-pub fn mismatch(applied: &[i32], known: &[Migration]) -> Option<String> {
-    if let Some(v) = applied
-        .iter()
-        .find(|v| !known.iter().any(|m| m.version == **v))
-    {
-        return Some(format!("the database has migration {v:04}, which this ppctl does not know (it was built before it): upgrade ppctl"));
-    }
-    let pending: Vec<String> = known
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .map(|m| format!("{:04}_{}", m.version, m.name))
-        .collect();
-    (!pending.is_empty()).then(|| {
-        format!(
-            "migrations not applied: {}; run `ppctl db setup` (or `ppctl db migrate`)",
-            pending.join(", ")
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn migrations_are_numbered_in_order_and_checksums_differ() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version as usize, i + 1);
+        // In order; a gap may wait for a migration merged from another branch.
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
         }
+        assert_eq!(MIGRATIONS[0].version, 1);
         assert_eq!(checksum("a"), checksum("a"));
         assert_ne!(checksum("a"), checksum("b"));
         assert_eq!(checksum(""), "cbf29ce484222325");
-    }
-
-    #[test]
-    fn a_schema_ahead_or_behind_the_binary_is_a_mismatch() {
-        let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
-        assert_eq!(mismatch(&all, MIGRATIONS), None);
-        let behind = mismatch(&all[..all.len() - 1], MIGRATIONS).unwrap_or_default();
-        assert!(behind.contains("ppctl db setup"), "{behind}");
-        let ahead = mismatch(&[all.as_slice(), &[9999]].concat(), MIGRATIONS).unwrap_or_default();
-        assert!(ahead.contains("upgrade ppctl"), "{ahead}");
     }
 }

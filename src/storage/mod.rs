@@ -4,7 +4,9 @@ pub mod actions;
 pub mod admin;
 pub mod claims;
 pub mod clock;
+pub mod connect;
 pub mod error;
+pub mod idempotent;
 pub mod inflight;
 pub mod listen;
 pub mod lsn;
@@ -14,6 +16,7 @@ pub mod prune;
 pub mod replica;
 pub mod replica_check;
 pub mod replication;
+pub mod retry;
 pub mod role;
 pub mod search;
 pub mod standby_wait;
@@ -21,8 +24,10 @@ pub mod stats;
 pub mod tls;
 pub mod works;
 
-use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::sync::Arc;
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub use deadpool_postgres::Client;
@@ -32,16 +37,19 @@ pub use tls::PgTarget;
 /// The connection pool, and the target it connects to. A LISTEN needs a connection of
 /// its own that a pool cannot lend (pooled connections drop notifications), a cancel
 /// request needs the TLS connector, and deadpool gives neither back, so the target
-/// travels with the pool. So do the facts about its server that its hooks keep: the
-/// clock offset and the role-lost mark (a replica's must not steer the primary's).
-/// Derefs to the deadpool `Pool` for everything else.
+/// travels with the pool. Derefs to the deadpool `Pool` for everything else.
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool,
     target: PgTarget,
+    /// Every host's failure of the pool's last failed connect (deadpool carries only a
+    /// driver error, and that names one host).
+    failed: Failed,
     role: Arc<role::RoleState>,
     clock: Arc<clock::ClockOffset>,
 }
+
+type Failed = Arc<Mutex<Option<String>>>;
 
 impl PgPool {
     /// For a dedicated connection (LISTEN, NOTIFY) and cancel requests.
@@ -63,6 +71,57 @@ impl PgPool {
     pub async fn scoped<F: std::future::Future>(&self, future: F) -> F::Output {
         role::scoped(self.role.clone(), future).await
     }
+
+    /// deadpool's checkout, its error sorted (`DbError`); when no host gave a
+    /// connection, the error names each host's failure.
+    pub async fn get(&self) -> Result<Client, DbError> {
+        self.pool.get().await.map_err(|e| {
+            let connecting = matches!(
+                e,
+                PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create)
+            );
+            let all = connecting
+                .then(|| self.failed.lock().unwrap_or_else(|p| p.into_inner()).take())
+                .flatten();
+            match (DbError::from(e), all) {
+                (DbError::Unavailable(_), Some(all)) => DbError::Unavailable(all),
+                (sorted, _) => sorted,
+            }
+        })
+    }
+}
+
+/// deadpool's way in: every pooled connection goes through the target's connect.
+struct PoolConnect {
+    target: PgTarget,
+    failed: Failed,
+}
+
+impl deadpool_postgres::Connect for PoolConnect {
+    fn connect(
+        &self,
+        _: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        Box::pin(async move {
+            let (client, connection) = self.target.connect().await.map_err(|e| {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                // Only the driver's error type passes through deadpool; `get` puts the
+                // whole story back. When every host timed out there is no driver error,
+                // and the driver's own "timeout" is the truth.
+                e.driver
+                    .unwrap_or_else(tokio_postgres::Error::__private_api_timeout)
+            })?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "pooled database connection closed");
+                }
+            });
+            Ok((client, driver))
+        })
+    }
 }
 
 impl std::ops::Deref for PgPool {
@@ -82,7 +141,8 @@ impl std::fmt::Debug for PgPool {
     }
 }
 
-/// How long a checkout, a connect or a recycle may take. Without these, deadpool waits
+/// How long a checkout may wait for a free connection, or a recycle take (a connect is
+/// bounded by its hosts' `connect_timeout`s). Without these, deadpool waits
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -104,20 +164,27 @@ pub fn replica_pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
 
 fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::Result<PgPool> {
     let target = PgTarget::parse(database_url)?;
-    let manager = Manager::from_config(
+    let failed = Failed::default();
+    let connect = PoolConnect {
+        target: target.clone(),
+        failed: failed.clone(),
+    };
+    let manager = Manager::from_connect(
         target.config().clone(),
-        target.tls(),
+        connect,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // A create must outlast trying every host, or a dark host 1 is never got past.
+    let create = target.connect_bound() + Duration::from_secs(1);
     let clock = Arc::new(clock::ClockOffset::default());
     let (hook_clock, hook_role) = (clock.clone(), role.clone());
     Pool::builder(manager)
         .max_size(size as usize)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
-        .create_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(create))
         .recycle_timeout(Some(POOL_TIMEOUT))
         .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
             let clock = hook_clock.clone();
@@ -129,11 +196,17 @@ fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::R
                 }
             })
         }))
-        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |client, metrics| {
             if hook_role.outlived(metrics.created) {
                 return Err(HookError::message(
                     "opened before the server's role changed",
                 ));
+            }
+            // An idle connection whose server went away (a SIGKILLed primary's backends
+            // end their sessions) breaks with no statement to fail: this is where it is
+            // seen, so here it counts as a loss and the pool's other ones go with it.
+            if client.is_closed() {
+                hook_role.lost("a pooled connection broke: its server went away");
             }
             Ok(())
         }))
@@ -141,6 +214,7 @@ fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::R
         .map(|pool| PgPool {
             pool,
             target,
+            failed,
             role,
             clock,
         })

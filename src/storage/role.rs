@@ -65,6 +65,14 @@ impl RoleState {
     /// Records that a connection of this pool met a server that can no longer take
     /// writes (or broke): every connection the pool opened until now is to go.
     pub fn lost(&self, reason: &str) {
+        self.mark(reason);
+        if self.follows_primary {
+            TELEMETRY.db_role_losses.inc();
+        }
+    }
+
+    /// `lost` without counting it (a loss charged to several pools counts once).
+    fn mark(&self, reason: &str) {
         let mut at = self.lost_at.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // Many connections notice the same switchover at once: log it once per second.
@@ -76,9 +84,6 @@ impl RoleState {
             }
         }
         *at = Some(now);
-        if self.follows_primary {
-            TELEMETRY.db_role_losses.inc();
-        }
     }
 
     /// Whether a connection opened at `opened` predates this pool's last role loss.
@@ -119,8 +124,11 @@ pub fn lost(reason: &str) {
         let followers = FOLLOWERS.lock().unwrap_or_else(|p| p.into_inner());
         followers.iter().filter_map(Weak::upgrade).collect()
     };
-    for state in followers {
-        state.lost(reason);
+    for state in &followers {
+        state.mark(reason);
+    }
+    if !followers.is_empty() {
+        TELEMETRY.db_role_losses.inc();
     }
 }
 

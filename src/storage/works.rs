@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 pub(super) const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
     floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint, trace_parent";
 
-fn work_from_row(row: &Row) -> Result<Work, DbError> {
+pub(super) fn work_from_row(row: &Row) -> Result<Work, DbError> {
     let status: String = row.get(3);
     let status: WorkStatus = status.parse().map_err(DbError::Other)?;
     Ok(Work {

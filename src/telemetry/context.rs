@@ -16,19 +16,67 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// A replayed dead letter's original `traceparent`, for the consumer's link to it.
 pub const REPLAY_OF_HEADER: &str = "x-ppctl-replay-of";
 
+/// One hop of a trace (a publish, a delivery's processing, a request): its span when
+/// sampled; when not, no span, only the `traceparent` (flags 00) it passes on (see
+/// `sampling`). Tracing off: neither.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub span: Span,
+    passed_on: Option<String>,
+}
+
+impl Hop {
+    pub fn none() -> Self {
+        Self::sampled(Span::none())
+    }
+
+    pub fn sampled(span: Span) -> Self {
+        Self {
+            span,
+            passed_on: None,
+        }
+    }
+
+    /// Builds the span only when `decision` samples it.
+    pub fn decided(decision: super::sampling::Decision, span: impl FnOnce() -> Span) -> Self {
+        match decision {
+            super::sampling::Decision::Sampled => Self::sampled(span()),
+            super::sampling::Decision::Unsampled(traceparent) => Self {
+                span: Span::none(),
+                passed_on: Some(traceparent),
+            },
+        }
+    }
+
+    /// The context the next hop continues, as carried headers.
+    pub fn headers(&self) -> HashMap<String, String> {
+        match &self.passed_on {
+            Some(tp) => HashMap::from([("traceparent".to_string(), tp.clone())]),
+            None => headers_of(&self.span),
+        }
+    }
+
+    /// The `traceparent` to store with a work.
+    pub fn traceparent(&self) -> Option<String> {
+        self.headers().remove("traceparent")
+    }
+}
+
 /// The span's context as carried headers (`traceparent`, `tracestate`); empty when
 /// tracing is off or the span is disabled.
-pub fn headers_of(span: &Span) -> HashMap<String, String> {
+fn headers_of(span: &Span) -> HashMap<String, String> {
     let mut carrier = HashMap::new();
-    if traces::on() {
+    if traces::on() && !span.is_none() {
         TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
     }
     carrier
 }
 
-/// The span's `traceparent`, to store with a work.
-pub fn traceparent(span: &Span) -> Option<String> {
-    headers_of(span).remove("traceparent")
+/// The `traceparent` a request's handler stores with a work: its hop's (the tracing
+/// middleware keeps it in the request), sampled or not.
+pub fn of_request(req: &actix_web::HttpRequest) -> Option<String> {
+    use actix_web::HttpMessage;
+    req.extensions().get::<Hop>().and_then(Hop::traceparent)
 }
 
 /// The remote span a carrier names, when it names a valid one.
@@ -87,9 +135,9 @@ impl Extractor for AmqpHeaders<'_> {
     }
 }
 
-/// Adds the span's context to AMQP headers.
-pub fn inject_amqp(span: &Span, headers: &mut FieldTable) {
-    for (k, v) in headers_of(span) {
+/// Adds the hop's context to AMQP headers.
+pub fn inject_amqp(hop: &Hop, headers: &mut FieldTable) {
+    for (k, v) in hop.headers() {
         headers.insert(k.into(), AMQPValue::LongString(LongString::from(v)));
     }
 }
@@ -107,9 +155,9 @@ impl Extractor for HttpHeaders<'_> {
     }
 }
 
-/// Adds the span's context to an outgoing HTTP request.
-pub fn inject_http(span: &Span, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    headers_of(span)
+/// Adds the hop's context to an outgoing HTTP request.
+pub fn inject_http(hop: &Hop, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    hop.headers()
         .into_iter()
         .fold(request, |r, (k, v)| r.header(k, v))
 }

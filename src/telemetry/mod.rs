@@ -20,6 +20,7 @@ pub mod context;
 mod export_queue;
 pub mod logs;
 mod otlp_client;
+pub mod sampling;
 mod series;
 pub mod spans;
 pub mod traces;

@@ -1,17 +1,40 @@
 //! ppctl's spans, in one place, with the OpenTelemetry semantic conventions' names and
 //! attributes (messaging, database, HTTP). Each is `Span::none()` while tracing is off,
-//! and at debug level, so the log filter never builds one.
+//! and at debug level, so the log filter never builds one. Where a trace starts or
+//! crosses a process, the hop is sampled first (`sampling`) and its span built only
+//! when sampled.
 
-use super::context::{self, AmqpHeaders, REPLAY_OF_HEADER};
+use super::context::{self, AmqpHeaders, Hop, REPLAY_OF_HEADER};
+use super::sampling::{self, Decision};
 use super::traces;
 use lapin::message::Delivery;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::Context;
 use tracing::Span;
 
-/// The producer's span for one demand, from publish to the broker's confirm.
-pub fn publish(queue: &str, message_id: &str, body_size: usize) -> Span {
-    if !traces::on() {
-        return Span::none();
+/// The decision for a hop that continues `remote` as its child (`as_child`), or starts
+/// a trace of its own.
+fn decide(remote: Option<&Context>, as_child: bool, name: &str, kind: SpanKind) -> Decision {
+    match remote {
+        Some(parent) if as_child => sampling::child(parent, name, kind),
+        _ => sampling::root(name, kind),
     }
+}
+
+/// The producer's hop for one demand, from publish to the broker's confirm: a trace of
+/// its own, linked to `follows` when given (a replayed dead letter's first life).
+pub fn publish(queue: &str, message_id: &str, body_size: usize, follows: Option<Context>) -> Hop {
+    if !traces::on() {
+        return Hop::none();
+    }
+    let hop = Hop::decided(sampling::root("publish", SpanKind::Producer), || {
+        publish_span(queue, message_id, body_size)
+    });
+    context::follow(&hop.span, follows, false);
+    hop
+}
+
+fn publish_span(queue: &str, message_id: &str, body_size: usize) -> Span {
     tracing::debug_span!(
         "publish",
         otel.name = %format_args!("publish {queue}"),
@@ -26,16 +49,39 @@ pub fn publish(queue: &str, message_id: &str, body_size: usize) -> Span {
     )
 }
 
-/// The consumer's span for one delivery, from its arrival to its ack: the child of its
-/// publish span on a first delivery, a new trace linked to it on a redelivery (a later
+/// The consumer's hop for one delivery, from its arrival to its ack: the child of its
+/// publish on a first delivery, a new trace linked to it on a redelivery (a later
 /// attempt must not stretch the first one's trace). A replayed dead letter is the child
 /// of the replay's publish, and also links to the demand it was.
-pub fn process(queue: &str, delivery: &Delivery) -> Span {
+pub fn process(queue: &str, delivery: &Delivery) -> Hop {
     if !traces::on() {
-        return Span::none();
+        return Hop::none();
     }
+    let headers = AmqpHeaders(delivery.properties.headers().as_ref());
+    let remote = context::remote(&headers);
+    let first = !delivery.redelivered;
+    let decision = decide(remote.as_ref(), first, "process", SpanKind::Consumer);
+    let hop = Hop::decided(decision, || process_span(queue, delivery));
+    if hop.span.is_none() {
+        return hop;
+    }
+    context::follow(&hop.span, remote, first);
+    let original = headers
+        .0
+        .and_then(|h| match h.inner().get(REPLAY_OF_HEADER) {
+            Some(lapin::types::AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
+            _ => None,
+        });
+    if let Some(cx) = original.and_then(context::stored) {
+        use opentelemetry::trace::TraceContextExt;
+        context::link(&hop.span, cx.span().span_context(), "replay-of");
+    }
+    hop
+}
+
+fn process_span(queue: &str, delivery: &Delivery) -> Span {
     let id = delivery.properties.message_id().as_ref();
-    let span = tracing::debug_span!(
+    tracing::debug_span!(
         "process",
         otel.name = %format_args!("process {queue}"),
         otel.kind = "consumer",
@@ -47,27 +93,19 @@ pub fn process(queue: &str, delivery: &Delivery) -> Span {
         messaging.message.body.size = delivery.data.len() as i64,
         messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag as i64,
         ppctl.redelivered = delivery.redelivered,
-    );
-    let headers = AmqpHeaders(delivery.properties.headers().as_ref());
-    context::follow(&span, context::remote(&headers), !delivery.redelivered);
-    let original = headers
-        .0
-        .and_then(|h| match h.inner().get(REPLAY_OF_HEADER) {
-            Some(lapin::types::AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes()).ok(),
-            _ => None,
-        });
-    if let Some(cx) = original.and_then(context::stored) {
-        use opentelemetry::trace::TraceContextExt;
-        context::link(&span, cx.span().span_context(), "replay-of");
-    }
-    span
+    )
 }
 
-/// One statement on the works table, in the current span (the API's insert).
+/// One statement on the works table, in the current span (the API's insert); none when
+/// that span was not sampled (it was never built).
 pub fn db(operation: &'static str) -> Span {
-    if !traces::on() {
+    if !traces::on() || Span::current().is_none() {
         return Span::none();
     }
+    db_span(operation)
+}
+
+fn db_span(operation: &'static str) -> Span {
     tracing::debug_span!(
         "db",
         otel.name = %format_args!("{operation} works"),
@@ -81,29 +119,41 @@ pub fn db(operation: &'static str) -> Span {
 
 /// One statement for a batch of works (the consumer's insert, the sweeper's update): a
 /// database span in a trace of its own, linked to each work's span (a batch belongs to
-/// no single trace). Called outside any span.
+/// no single trace). Called outside any span. Only a batch that holds a sampled work has
+/// one: an idle sweep's empty update, every second, was a quarter of all spans exported,
+/// and a batch of unsampled works would be a root sampled on its own.
 pub fn db_batch(operation: &'static str, works: &[Span]) -> Span {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = db(operation);
-    if span.is_none() {
-        return span;
+    if !traces::on() {
+        return Span::none();
     }
+    let sampled: Vec<_> = works
+        .iter()
+        .map(|work| work.context().span().span_context().clone())
+        .filter(|sc| sc.is_valid() && sc.is_sampled())
+        .collect();
+    if sampled.is_empty() {
+        return Span::none();
+    }
+    let span = db_span(operation);
     span.set_attribute("db.operation.batch.size", works.len() as i64);
-    for work in works {
-        let cx = work.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            context::link(&span, &sc, "batched");
-        }
+    for sc in &sampled {
+        context::link(&span, sc, "batched");
     }
     span
 }
 
 /// The sweeper's compute of an API work, in the trace of the request that created it
-/// on its first attempt; a later attempt links to it instead.
+/// on its first attempt; a later attempt links to it instead. Not built when unsampled:
+/// nothing goes on from here but the batch's span, which links only sampled works.
 pub fn compute(work_id: i64, work_code: &str, attempt: i32, trace_parent: Option<&str>) -> Span {
     if !traces::on() {
+        return Span::none();
+    }
+    let remote = trace_parent.and_then(context::stored);
+    let first = attempt <= 1;
+    if decide(remote.as_ref(), first, "compute", SpanKind::Internal) != Decision::Sampled {
         return Span::none();
     }
     let span = tracing::debug_span!(
@@ -114,7 +164,7 @@ pub fn compute(work_id: i64, work_code: &str, attempt: i32, trace_parent: Option
         ppctl.work.code = work_code,
         ppctl.work.attempt = attempt,
     );
-    context::follow(&span, trace_parent.and_then(context::stored), attempt <= 1);
+    context::follow(&span, remote, first);
     span
 }
 
@@ -124,18 +174,26 @@ pub fn failed(span: &Span, reason: &str) {
     span.set_status(opentelemetry::trace::Status::error(reason.to_string()));
 }
 
-/// The API's span for one request, continuing the caller's trace (`traceparent`).
+/// The API's hop for one request, continuing the caller's trace (`traceparent`).
 /// Named `{method} {route}` once routing has matched.
-pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Span {
+pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Hop {
     if !traces::on() {
-        return Span::none();
+        return Hop::none();
     }
+    let remote = context::remote(&context::HttpHeaders(req.headers()));
+    let decision = decide(remote.as_ref(), true, "request", SpanKind::Server);
+    let hop = Hop::decided(decision, || http_server_span(req));
+    context::follow(&hop.span, remote, true);
+    hop
+}
+
+fn http_server_span(req: &actix_web::dev::ServiceRequest) -> Span {
     let info = req.connection_info();
     // Host and port as the client addressed them.
     let authority = info.host().parse::<http::uri::Authority>().ok();
     let host = authority.as_ref().map_or(info.host(), |a| a.host());
     let port = authority.as_ref().and_then(|a| a.port_u16()).map(i64::from);
-    let span = tracing::debug_span!(
+    tracing::debug_span!(
         "request",
         otel.name = %req.method(),
         otel.kind = "server",
@@ -149,10 +207,7 @@ pub fn http_server(req: &actix_web::dev::ServiceRequest) -> Span {
             .headers()
             .get("user-agent")
             .and_then(|v| v.to_str().ok()),
-    );
-    let remote = context::remote(&context::HttpHeaders(req.headers()));
-    context::follow(&span, remote, true);
-    span
+    )
 }
 
 /// Records what the server answered on its request's span, renamed `{method} {route}`
@@ -182,16 +237,18 @@ pub fn status_code(span: &Span, status: u16, failed: bool) {
     }
 }
 
-/// A CLI's span for one request to the API; its context goes in the request's headers.
-pub fn http_client(method: &str, url: &str) -> Span {
+/// A CLI's hop for one request to the API; its context goes in the request's headers.
+pub fn http_client(method: &str, url: &str) -> Hop {
     if !traces::on() {
-        return Span::none();
+        return Hop::none();
     }
-    tracing::debug_span!(
-        "request",
-        otel.name = method,
-        otel.kind = "client",
-        http.request.method = method,
-        url.full = url,
-    )
+    Hop::decided(sampling::root("request", SpanKind::Client), || {
+        tracing::debug_span!(
+            "request",
+            otel.name = method,
+            otel.kind = "client",
+            http.request.method = method,
+            url.full = url,
+        )
+    })
 }

@@ -9,7 +9,7 @@ use super::otlp_client::OtlpClient;
 use anyhow::{bail, Context};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,8 +76,8 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     if endpoint.is_none() {
         return Ok(None);
     }
-    check_protocol()?;
-    check_sampler()?;
+    let protocol = protocol()?;
+    super::sampling::install_from_env()?;
     let timeout = millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?
         .or(millis("OTEL_EXPORTER_OTLP_TIMEOUT")?)
         .unwrap_or(Duration::from_secs(10));
@@ -91,6 +91,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(OtlpClient::new(timeout)?)
+        .with_protocol(protocol)
         .with_timeout(timeout)
         .build()
         .context("cannot set up the OTLP trace exporter (OTEL_EXPORTER_OTLP_* settings)")?;
@@ -99,6 +100,7 @@ pub fn start(service: &str) -> anyhow::Result<Option<(SdkTracer, Tracing)>> {
     let queue = ExportQueue::spawn(exporter, limits);
     let provider = SdkTracerProvider::builder()
         .with_resource(resource)
+        .with_sampler(super::sampling::sdk_sampler())
         .with_span_processor(queue.clone())
         .build();
     let tracer = provider.tracer("ppctl");
@@ -120,8 +122,10 @@ fn resource(service: &str) -> Resource {
     builder.build()
 }
 
-/// The exporter speaks OTLP over HTTP; gRPC would need a second network stack.
-fn check_protocol() -> anyhow::Result<()> {
+/// The exporter speaks OTLP over HTTP; gRPC would need a second network stack. Unset,
+/// the spec's default, protobuf: the exporter's own default is JSON whenever its JSON
+/// support is compiled in, as it is here for `http/json`.
+fn protocol() -> anyhow::Result<Protocol> {
     let var = [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -129,27 +133,10 @@ fn check_protocol() -> anyhow::Result<()> {
     .into_iter()
     .find_map(|name| env(name).map(|v| (name, v)));
     match var {
-        None => Ok(()),
-        Some((_, p)) if p == "http/protobuf" || p == "http/json" => Ok(()),
+        None => Ok(Protocol::HttpBinary),
+        Some((_, p)) if p == "http/protobuf" => Ok(Protocol::HttpBinary),
+        Some((_, p)) if p == "http/json" => Ok(Protocol::HttpJson),
         Some((name, p)) => bail!("{name}={p:?}: ppctl exports OTLP over HTTP only (http/protobuf or http/json); point the endpoint at the collector's HTTP port, usually 4318"),
-    }
-}
-
-/// The SDK reads the sampler itself but falls back silently on a value it does not know.
-fn check_sampler() -> anyhow::Result<()> {
-    let Some(sampler) = env("OTEL_TRACES_SAMPLER") else {
-        return Ok(());
-    };
-    match sampler.as_str() {
-        "always_on" | "always_off" | "parentbased_always_on" | "parentbased_always_off" => Ok(()),
-        "traceidratio" | "parentbased_traceidratio" => {
-            let arg = env("OTEL_TRACES_SAMPLER_ARG");
-            match arg.as_deref().map(str::parse::<f64>) {
-                Some(Ok(r)) if (0.0..=1.0).contains(&r) => Ok(()),
-                _ => bail!("OTEL_TRACES_SAMPLER={sampler} needs OTEL_TRACES_SAMPLER_ARG, a ratio from 0 to 1 (got {arg:?})"),
-            }
-        }
-        other => bail!("OTEL_TRACES_SAMPLER={other:?} is not one ppctl knows: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"),
     }
 }
 

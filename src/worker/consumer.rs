@@ -6,11 +6,12 @@ use crate::amqp::session::{self, Session};
 use crate::amqp::{self, Topology};
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
+use crate::storage::standby_wait::StandbyWatch;
 use crate::storage::{notify::Notifier, PgPool};
 use crate::telemetry::TELEMETRY;
 use crate::worker::message_ids::MissingIds;
 use crate::worker::queue;
-use crate::worker::stores::{StoreResult, Stores};
+use crate::worker::stores::{StoreResult, Stores, STORES_IN_FLIGHT};
 use crate::worker::{batch_limit, AckAfter};
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -18,10 +19,6 @@ use lapin::message::Delivery;
 use lapin::Channel;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-/// Batches being stored at once: two keep both cores busy (the database commits one
-/// while the consumer gathers and computes the next); acks still go out in order.
-const STORES_IN_FLIGHT: usize = 2;
 
 /// How the queue worker consumes (from `consume`'s options).
 #[derive(Debug, Clone, Copy)]
@@ -70,8 +67,14 @@ impl QueueWorker<'_> {
         let mut backoff = Backoff::default();
         // Deliveries still to settle one at a time; 0: full prefetch.
         let mut safe_left = 0u64;
+        // One per process, kept over reconnects.
+        let standby = (self.worker.ack_after == AckAfter::Standby)
+            .then(|| StandbyWatch::spawn(self.pool.clone(), self.shutdown.clone()));
         while !self.shutdown.is_triggered() {
-            match self.consume_connection(&mut backoff, &mut safe_left).await {
+            match self
+                .consume_connection(&mut backoff, &mut safe_left, standby.as_ref())
+                .await
+            {
                 Ok(Ended::Shutdown) => return Ok(()),
                 Ok(Ended::SafeModeOver) => {
                     tracing::info!(dead_queue = %self.topology.dead_queue, "safe mode over: the unreadable message is out of the way (dead-lettered); back to the full prefetch");
@@ -109,6 +112,7 @@ impl QueueWorker<'_> {
         &self,
         backoff: &mut Backoff,
         safe_left: &mut u64,
+        standby: Option<&StandbyWatch>,
     ) -> anyhow::Result<Ended> {
         let safe = *safe_left > 0;
         let worker = &self.worker;
@@ -129,9 +133,13 @@ impl QueueWorker<'_> {
             mut events,
         } = opened.map_err(|_| anyhow::anyhow!("consumer setup took over {SETUP_TIMEOUT:?}"))??;
         backoff.reset();
-        let consumed = self
-            .consume(&connection, &channel, &dead, consumer, safe, safe_left)
-            .await;
+        let open = Open {
+            connection: &connection,
+            channel: &channel,
+            dead: &dead,
+            standby,
+        };
+        let consumed = self.consume(&open, consumer, safe, safe_left).await;
         // Why the connection died is in its events, whichever call noticed it.
         match consumed {
             Err(e) if session::died_on_unparseable_frame(&mut events).await => {
@@ -144,13 +152,17 @@ impl QueueWorker<'_> {
     /// Consumes on an open session until shutdown (Ok) or a failure (Err).
     async fn consume(
         &self,
-        connection: &lapin::Connection,
-        channel: &Channel,
-        dead: &DeadLetterer,
+        open: &Open<'_>,
         mut consumer: lapin::Consumer,
         safe: bool,
         safe_left: &mut u64,
     ) -> anyhow::Result<Ended> {
+        let Open {
+            connection,
+            channel,
+            dead,
+            standby,
+        } = *open;
         let worker = &self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
         // A batch's share of the prefetch window leaves room to gather the next batch
@@ -183,16 +195,24 @@ impl QueueWorker<'_> {
                     let batch =
                         queue::prepare(queue, deliveries, dead, worker.work_delay, &self.ids)
                             .await?;
-                    if storing.len() == STORES_IN_FLIGHT {
-                        let stored = storing.oldest().await;
-                        storing.pop();
-                        let settled = self.finish(channel, dead, stored).await?;
-                        *safe_left = safe_left.saturating_sub(settled);
-                    }
+                    // Acknowledging what is done while a committing store ends.
+                    let slot = loop {
+                        let free = storing.slot();
+                        tokio::select! {
+                            biased;
+                            stored = storing.oldest(), if !storing.is_empty() => {
+                                storing.pop();
+                                let settled = self.finish(channel, dead, stored).await?;
+                                *safe_left = safe_left.saturating_sub(settled);
+                            }
+                            slot = free => break slot,
+                        }
+                    };
                     storing.spawn(
+                        slot,
                         self.pool.clone(),
                         batch,
-                        self.worker.ack_after,
+                        standby.cloned(),
                         self.shutdown.clone(),
                     );
                 }
@@ -242,6 +262,16 @@ impl QueueWorker<'_> {
         let o = batch.outcome;
         Ok(o.stored + o.duplicates + o.dead)
     }
+}
+
+/// A connection's session, as the consuming loop uses it.
+#[derive(Clone, Copy)]
+struct Open<'a> {
+    connection: &'a lapin::Connection,
+    channel: &'a Channel,
+    dead: &'a DeadLetterer,
+    /// `--ack-after standby`'s watcher.
+    standby: Option<&'a StandbyWatch>,
 }
 
 enum Next {

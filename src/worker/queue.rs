@@ -12,7 +12,7 @@ use super::Demand;
 use crate::amqp::dead_letter::DeadLetterer;
 use crate::model::WorkDemand;
 use crate::storage::works;
-use crate::telemetry::{context, spans, TELEMETRY};
+use crate::telemetry::{spans, TELEMETRY};
 use anyhow::Context;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
@@ -112,7 +112,8 @@ pub async fn prepare(
     let mut kept = Vec::with_capacity(count);
     let mut spans = Vec::new();
     for delivery in deliveries {
-        let (span, tag) = (spans::process(queue, &delivery), delivery.delivery_tag);
+        let (hop, tag) = (spans::process(queue, &delivery), delivery.delivery_tag);
+        let span = hop.span.clone();
         match demand(&delivery, ids) {
             Err(reason) => {
                 spans::failed(&span, &reason);
@@ -122,7 +123,7 @@ pub async fn prepare(
             Ok(mut demand) => {
                 good_tags.push(delivery.delivery_tag);
                 if seen.insert(demand.message_id.clone()) {
-                    demand.trace_parent = context::traceparent(&span);
+                    demand.trace_parent = hop.traceparent();
                     good.push(demand);
                 } else {
                     outcome.duplicates += 1;

@@ -7,13 +7,13 @@ use crate::backoff::Backoff;
 use crate::model::{new_work_code, Origin};
 use crate::shutdown::Shutdown;
 use crate::storage::inflight::InFlight;
-use crate::storage::standby_wait::{self, WaitError, WalPosition};
+use crate::storage::standby_wait::{self, StandbyWatch, WaitError, WalPosition};
 use crate::storage::{works, DbError, PgPool};
 use crate::telemetry::{spans, TELEMETRY};
-use crate::worker::AckAfter;
 use anyhow::bail;
 use std::collections::HashSet;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 /// Step 2: stores the works and their events in one statement (retrying while the
@@ -23,10 +23,14 @@ use tracing::Instrument;
 /// `--ack-after standby` it then waits for a standby to flush the commit; if the
 /// primary changes meanwhile, the commit may not be on the new one, so the batch is
 /// stored again there (idempotent: a message_id already stored is skipped).
+///
+/// `slot` is the batch's place among the stores in flight: given back once the commit
+/// is made, so a batch waiting for its standby does not hold up the next one's store.
 pub async fn store(
     pool: &PgPool,
     mut batch: Batch,
-    ack_after: AckAfter,
+    standby: Option<&StandbyWatch>,
+    slot: OwnedSemaphorePermit,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Batch> {
     if batch.finished.is_empty() {
@@ -35,14 +39,15 @@ pub async fn store(
     let (rows, tags): (Vec<works::Finished>, Vec<u64>) =
         std::mem::take(&mut batch.finished).into_iter().unzip();
     let count = rows.len() as u64;
-    let want = ack_after == AckAfter::Standby;
+    let want = standby.is_some();
     let demands: Vec<tracing::Span> = batch.spans.iter().map(|(_, s)| s.clone()).collect();
     let span = spans::db_batch("INSERT", &demands);
     let (stored, mut target) = store_rows(pool, &rows, &tags, &mut batch.refused, want, shutdown)
         .instrument(span.clone())
         .await?;
-    while let Some(position) = target {
-        match standby_wait::wait_for_standby(pool, &position, STANDBY_LOG_EVERY, shutdown).await {
+    drop(slot);
+    while let (Some(position), Some(standby)) = (&target, standby) {
+        match standby.wait(position, STANDBY_LOG_EVERY, shutdown).await {
             Ok(()) => break,
             Err(WaitError::Shutdown) => bail!("shutting down while waiting for a standby's flush"),
             Err(WaitError::Moved) => {

@@ -31,10 +31,14 @@
 //!     names it, reads go on, nothing is lost once a new standby is cloned;
 //! 17. scenario 12 over TLS on both links (`sslmode=verify-full`, `amqps://`), then the
 //!     broker SIGKILLed and restarted mid-stream as well: nothing lost, and the servers
-//!     list every ppctl session and broker connection as encrypted.
+//!     list every ppctl session and broker connection as encrypted;
+//! 18. a network partition: the synchronous primary's packets dropped both ways
+//!     (iptables, loopback), the standby promoted, the old primary fenced (restarted
+//!     read-only) and the partition healed with it up: nothing lost, no restart, no row
+//!     written to the old primary after the promotion.
 //!
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster (own node names, ports,
-//! directories and cookie), started only when one of them is selected. Scenarios 12-17
+//! directories and cookie), started only when one of them is selected. Scenarios 12-18
 //! each start a private PostgreSQL primary and streaming standby of their own (initdb,
 //! `pg_basebackup -R -X stream`), and give the processes both hosts in `DATABASE_URL`;
 //! 17's pair takes TCP clients over TLS only, and it has a TLS-only RabbitMQ node of

@@ -500,13 +500,29 @@ async fn search_matches_like_wildcards_literally() {
     }
     assert_eq!(search(&app, "work_code=api-").await.len(), 3);
     // `%` and `_` are LIKE wildcards: unescaped, each of these would match every work.
-    for prefix in ["api%25", "api_", "a_i-", "%25", "_", "api%5C"] {
+    // The prefix is written into the SQL as a literal: quotes and backslashes (which
+    // would end an `E''` literal early if either were not doubled) are matched as text.
+    let quoted = [
+        "api%27",
+        "api%5C%27%3B%20DROP%20TABLE%20works%3B--",
+        "%5C",
+        "%27%27",
+    ];
+    for prefix in ["api%25", "api_", "a_i-", "%25", "_", "api%5C"]
+        .iter()
+        .chain(&quoted)
+    {
         assert_eq!(
             search(&app, &format!("work_code={prefix}")).await,
             Vec::<Value>::new(),
             "work_code={prefix}"
         );
     }
+    assert_eq!(
+        search(&app, "work_code=api-").await.len(),
+        3,
+        "works intact"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -313,6 +313,15 @@ impl PrivatePostgres {
         log
     }
 
+    /// SIGKILLs the postmaster, as a primary that crashed; its backends end their
+    /// sessions on their own when they see it gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.postmaster.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// A directory under the server's, owned by the postgres user.
     pub fn owned_dir(&self, name: &str) -> PathBuf {
         let (uid, gid) = postgres_ids();

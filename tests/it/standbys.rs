@@ -107,3 +107,42 @@ async fn a_logical_decoding_client_releases_no_acknowledgement() {
     assert!(terminate(consumer).await.success());
     assert_eq!(pg.psql("app", done), N.to_string(), "no second work");
 }
+
+/// A batch waiting for its standby has made its commit: it must not keep the next batch
+/// from being stored. With no standby at all, every delivery the prefetch lets in is
+/// stored (and none acknowledged), not only the two batches that once held both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_waiting_for_a_standby_leave_the_stores_to_the_next() {
+    let hba = "local replication postgres trust\nhost all all 127.0.0.0/8 scram-sha-256\n";
+    let pg = PrivatePostgres::start(server_dir("pgnostandby"), "", hba);
+    pg.psql("postgres", "CREATE DATABASE app");
+    let queue = TestQueue::new();
+    let env = [
+        (
+            "DATABASE_URL",
+            pg.url("127.0.0.1", "app", "sslmode=disable"),
+        ),
+        ("AMQP_URL", AMQP_URL.to_string()),
+        ("PP_QUEUE", queue.name().to_string()),
+    ];
+    let status = super::ordinary_role::run(&env, &["db", "setup"]).await;
+    assert_eq!(status.0, 0, "{}", status.2);
+    let produced = super::ordinary_role::run(&env, &["produce", "--count", "1000", "--every", "0"]);
+    assert_eq!(produced.await.0, 0);
+    // Prefetch 300 in batches of at most 100 (a third of it each).
+    let consumer = consume(&env);
+    let done = "SELECT count(*) FROM works WHERE status = 'done'";
+    eventually(
+        "the whole prefetch window stored",
+        Duration::from_secs(30),
+        || async { (pg.psql("app", done) == "300").then_some(()) },
+    )
+    .await;
+    assert!(terminate(consumer).await.success());
+    let (_conn, channel) = queue.channel().await;
+    assert_eq!(
+        queue.counts(&channel).await,
+        (1000, 0),
+        "acknowledged without a standby"
+    );
+}

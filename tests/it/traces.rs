@@ -40,6 +40,16 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
             && !named(s, "ppctl-consume", "INSERT works").is_empty()
     });
     assert!(terminate(consume).await.success());
+    // No protocol set: OTLP's default, protobuf.
+    let types: Vec<_> = receiver
+        .requests()
+        .iter()
+        .map(|r| r["content_type"].clone())
+        .collect();
+    assert!(
+        types.iter().all(|t| t == "application/x-protobuf"),
+        "{types:?}"
+    );
 
     let publishes = named(
         &spans,
@@ -150,7 +160,12 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
         &env,
         &dir.join("serve.log"),
     );
-    let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
+    // Sweeping often: every sweep that finds nothing must export nothing.
+    let consume = spawn(
+        &["consume", "--sweep-every", "200ms"],
+        &env,
+        &dir.join("consume.log"),
+    );
     let api = format!("http://{addr}");
     eventually("the API", Duration::from_secs(20), || async {
         reqwest::get(format!("{api}/health")).await.ok().map(|_| ())
@@ -224,6 +239,11 @@ async fn an_api_work_is_one_trace_from_the_request_to_the_sweep() {
         && s["links"]
             .as_array()
             .is_some_and(|l| l.iter().any(|l| l["span_id"] == compute["span_id"]))));
+    let idle: Vec<_> = spans
+        .iter()
+        .filter(|s| s["name"] == "UPDATE works" && attr(s, "db.operation.batch.size") == 0)
+        .collect();
+    assert!(idle.is_empty(), "idle sweeps exported spans: {idle:#?}");
     // The access log line was written in the request's span.
     let log = json_log(&dir.join("serve.log"));
     let access = log

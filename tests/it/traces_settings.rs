@@ -4,7 +4,10 @@
 
 use super::helpers::*;
 use super::scale::{free_addr, terminate};
-use super::traced::{json_log, logs_dir, run, spawn, take_and_requeue, traced_env, traced_setup};
+use super::traced::{
+    json_log, logs_dir, publish_with_headers, run, spawn, take_and_requeue, traced_env,
+    traced_setup,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -128,6 +131,15 @@ async fn sampling_is_decided_at_the_root_and_followed_downstream() {
         &dir.join("p0.log"),
     )
     .await;
+    // A poison demand from an unsampled publisher of another system.
+    let unsampled_parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    publish_with_headers(
+        &queue,
+        b"{\"add_up_to\": -1}",
+        "poison-unsampled",
+        &[("traceparent", unsampled_parent)],
+    )
+    .await;
     // The consumer samples everything of its own, but follows each demand's parent.
     let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
     eventually("20 works", Duration::from_secs(30), || async {
@@ -163,4 +175,39 @@ async fn sampling_is_decided_at_the_root_and_followed_downstream() {
         .count("SELECT count(*) FROM works WHERE trace_parent LIKE '00-%-00'")
         .await;
     assert_eq!(unsampled_rows, 20);
+    // Not sampled, not built: the poison's dead-lettering is logged in no span (a span
+    // built only to be dropped by the sampler would have given the line its ids).
+    let log = json_log(&dir.join("consume.log"));
+    let line = log
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("dead-lettering"))
+        })
+        .unwrap_or_else(|| panic!("no dead-lettering line: {log:#?}"));
+    assert!(line.get("trace_id").is_none(), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otlp_protocol_is_protobuf_unless_json_is_asked_for() {
+    let (receiver, db, queue, dir) = traced_setup().await;
+    let mut env = traced_env(receiver.endpoint(), &db, &queue);
+    env.push(("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json".into()));
+    run(
+        &["produce", "--count", "1", "--every", "0"],
+        &env,
+        &dir.join("produce.log"),
+    )
+    .await;
+    receiver.wait_for_spans(Duration::from_secs(20), |s| !s.is_empty());
+    let types: Vec<_> = receiver
+        .requests()
+        .iter()
+        .map(|r| r["content_type"].clone())
+        .collect();
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t == "application/json"),
+        "{types:?}"
+    );
 }

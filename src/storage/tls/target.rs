@@ -3,7 +3,9 @@
 
 use super::PgTls;
 use crate::config::{parse_database_url, redact_url};
+use crate::storage::connect::{ConnectError, Hosts};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Socket};
 
@@ -13,7 +15,9 @@ pub type PgConnection =
 
 #[derive(Clone)]
 pub struct PgTarget {
-    config: Config,
+    /// The driver's config, and which host last answered (shared by the clones: the
+    /// pool, its LISTEN and NOTIFY connections learn together).
+    hosts: Hosts,
     tls: PgTls,
     /// The URL with its passwords hidden, for messages.
     shown: Arc<str>,
@@ -26,13 +30,18 @@ impl PgTarget {
         let parsed = parse_database_url(url)?;
         Ok(Self {
             tls: super::connector(&parsed.ssl)?,
-            config: parsed.config,
+            hosts: Hosts::new(parsed.config),
             shown: redact_url(url).into(),
         })
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
+        self.hosts.config()
+    }
+
+    /// The most one connect takes: every host, each to its `connect_timeout`.
+    pub fn connect_bound(&self) -> Duration {
+        self.hosts.bound()
     }
 
     /// The connector, for cancel requests.
@@ -47,31 +56,22 @@ impl PgTarget {
 
     /// The hosts of the URL as `HOST:PORT`, comma-separated (no password in them).
     pub fn hosts(&self) -> String {
-        let ports = self.config.get_ports();
-        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let hosts = self
-            .config
-            .get_hosts()
-            .iter()
-            .enumerate()
-            .map(|(i, h)| match h {
-                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{}", port(i)),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            });
+        let count = self.config().get_hosts().len();
+        let hosts = (0..count).map(|i| self.hosts.shown(i));
         hosts.collect::<Vec<_>>().join(",")
     }
 
     /// The same server and settings, another database (`postgres`, to create ours).
     pub fn with_dbname(&self, name: &str) -> Self {
         let mut other = self.clone();
-        other.config.dbname(name);
+        other.hosts.config_mut().dbname(name);
         other
     }
 
-    /// Opens one connection (bounded per address by the URL's `connect_timeout`; the
-    /// callers bound the whole, TLS and login included).
-    pub async fn connect(&self) -> Result<(Client, PgConnection), tokio_postgres::Error> {
-        self.config.connect(self.tls.clone()).await
+    /// Opens one connection, each host bounded by the URL's `connect_timeout` (TCP,
+    /// TLS, start-up and `target_session_attrs`): `storage::connect`.
+    pub async fn connect(&self) -> Result<(Client, PgConnection), ConnectError> {
+        self.hosts.connect(&self.tls).await
     }
 }
 

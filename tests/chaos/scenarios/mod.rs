@@ -3,8 +3,8 @@
 //! pipeline to finish, then judges the database and the broker. A failed step is
 //! recorded in the row and the judging still runs, so the table shows what was lost.
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster, started on first use;
-//! 12-16 each on a PostgreSQL primary+standby pair of their own (failover.rs); 17 on a
-//! TLS pair and a TLS-only RabbitMQ node of its own (tls.rs).
+//! 12-16 and 18 each on a PostgreSQL primary+standby pair of their own (failover.rs);
+//! 17 on a TLS pair and a TLS-only RabbitMQ node of its own (tls.rs).
 
 mod api;
 mod cluster;
@@ -14,6 +14,7 @@ mod freeze;
 mod hostile;
 mod outage;
 mod parallel;
+mod partition;
 mod poison;
 mod posts;
 mod primary;
@@ -56,7 +57,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 18] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -74,6 +75,7 @@ pub const NAMES: [&str; 17] = [
     "15 primary lost (async)",
     "16 sync standby lost",
     "17 tls failover",
+    "18 network partition",
 ];
 
 /// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
@@ -115,7 +117,8 @@ async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) 
         13 => replica::replica_lost(cluster, &mut row).await,
         14 => primary::async_primary_lost(cluster, &mut row, part == 1).await,
         15 => syncwait::sync_standby_lost(cluster, &mut row).await,
-        _ => tls::tls_failover(cluster, &mut row).await,
+        16 => tls::tls_failover(cluster, &mut row).await,
+        _ => partition::partition(cluster, &mut row).await,
     };
     if let Err(e) = result {
         row.problem(format!("{e:#}"));

@@ -98,7 +98,7 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
 /// No process may keep a session on the demoted primary: a pooled connection there is
 /// a write that will fail, a LISTEN there hears nothing (NOTIFY is not replicated).
 /// Sessions that errored are dropped at once; idle ones are given a few seconds.
-async fn left_on_old_primary(row: &mut Row, pair: &crate::infra::PgPair, db_name: &str) {
+pub(super) async fn left_on_old_primary(row: &mut Row, pair: &crate::infra::PgPair, db_name: &str) {
     let start = Instant::now();
     loop {
         match sessions_on(pair, 0, db_name).await {
@@ -121,7 +121,7 @@ async fn left_on_old_primary(row: &mut Row, pair: &crate::infra::PgPair, db_name
 
 /// API works created after the promotion: each must be done within WAKE_WITHIN of its
 /// creation, which only a LISTEN re-subscribed on the new primary achieves.
-async fn woken(
+pub(super) async fn woken(
     row: &mut Row,
     db: &mut Db,
     posts: &[Post],
