@@ -32,6 +32,11 @@ pub struct WorkArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Read your writes: a write's consistency token (create, retry and cancel print
+    /// theirs on stderr), sent with every call so that a replica that has not replayed
+    /// that write does not answer; for --via http.
+    #[arg(long, global = true, env = "PP_CONSISTENCY_TOKEN", value_parser = |s: &str| s.parse::<crate::storage::lsn::Lsn>())]
+    pub consistency_token: Option<crate::storage::lsn::Lsn>,
 }
 
 #[derive(Subcommand)]

@@ -2,10 +2,13 @@
 //! bounded waits, and the API's JSON errors turned into one line and an exit code.
 
 use super::Failure;
+use crate::http::consistency;
+use crate::storage::lsn::Lsn;
 use crate::telemetry::{context, spans};
 use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -18,6 +21,9 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// The highest consistency token given or answered: sent with every later call,
+    /// so reads see this client's writes (`http::consistency`).
+    consistency: Mutex<Option<Lsn>>,
 }
 
 impl ApiClient {
@@ -44,7 +50,23 @@ impl ApiClient {
             .user_agent(concat!("ppctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            consistency: Mutex::new(None),
+        })
+    }
+
+    /// Sends `token` (and any higher one an answer brings) with every later call.
+    pub fn read_after(&self, token: Option<Lsn>) {
+        let mut highest = self.consistency.lock().unwrap_or_else(|p| p.into_inner());
+        *highest = (*highest).max(token);
+    }
+
+    /// The highest consistency token so far.
+    pub fn consistency_token(&self) -> Option<Lsn> {
+        *self.consistency.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One call. `Ok(None)` when the API says the work does not exist; a 404 that is
@@ -111,6 +133,9 @@ impl ApiClient {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
+        if let Some(after) = self.consistency_token() {
+            request = request.header(consistency::HEADER, after.to_string());
+        }
         // The API continues this span's trace (tracing on).
         let mut shown = url.clone();
         let _ = shown.set_password(None);
@@ -124,6 +149,8 @@ impl ApiClient {
                 None,
             )
         })?;
+        let answered = response.headers().get(consistency::HEADER);
+        self.read_after(answered.and_then(|v| v.to_str().ok()?.parse().ok()));
         let status = response.status();
         spans::status_code(&span, status.as_u16(), status.as_u16() >= 400);
         let retry_after = response.headers().get("retry-after").cloned();

@@ -37,7 +37,7 @@ pub async fn run_with_pool(
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
     let wake = Arc::new(Notify::new());
     listen::spawn(
-        pool.target().clone(),
+        &pool,
         listen::PENDING_CHANNEL,
         wake.clone(),
         shutdown.clone(),

@@ -38,7 +38,7 @@ pub async fn serve(
         dead_letters,
         read_replica: match &opts.database_read_url {
             Some(url) => Some((
-                storage::pool(url, pool.status().max_size as u16)?,
+                storage::replica_pool(url, pool.status().max_size as u16)?,
                 opts.max_replica_lag,
             )),
             None => None,

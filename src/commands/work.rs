@@ -41,6 +41,7 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         }
         WorkAction::Watch { id, timeout } => return watch(&backend, *id, *timeout, json).await,
     };
+    backend.show_token(&args);
     super::emit(out.as_bytes())
 }
 
@@ -123,10 +124,24 @@ impl Backend {
                 })?;
                 Ok(Backend::Db(client))
             }
-            Via::Http => Ok(Backend::Http(ApiClient::new(
-                &args.api_url,
-                args.api_token.clone(),
-            )?)),
+            Via::Http => {
+                let api = ApiClient::new(&args.api_url, args.api_token.clone())?;
+                api.read_after(args.consistency_token);
+                Ok(Backend::Http(api))
+            }
+        }
+    }
+
+    /// After a write through the API, its token on stderr (stdout stays the work), for
+    /// a later `--consistency-token`.
+    fn show_token(&self, args: &WorkArgs) {
+        let Backend::Http(api) = self else { return };
+        let writes = matches!(
+            args.action,
+            WorkAction::Create { .. } | WorkAction::Retry { .. } | WorkAction::Cancel { .. }
+        );
+        if let Some(token) = api.consistency_token().filter(|_| writes) {
+            eprintln!("consistency token: {token}");
         }
     }
 

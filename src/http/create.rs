@@ -48,12 +48,19 @@ pub(super) async fn insert(
         trace_parent: context::of_request(req),
         key: key.map(|k| (k, idempotency::fingerprint(asked))),
     };
-    let (created, again) = retry::once_more(&state.pool, |client, again| {
-        let new = new.clone();
-        Box::pin(async move { idempotent::create(client, &new, again).await })
+    let pool = &state.pool;
+    let ((created, token), again) = retry::once_more(pool, |client, again| {
+        let mut new = new.clone();
+        // Called once the connection is out: on the primary's clock as it measured it.
+        new.deadline = new.deadline.map(|d| pool.database_time(d));
+        Box::pin(async move {
+            let created = idempotent::create(client, &new, again).await?;
+            Ok((created, super::consistency::after_commit(client).await))
+        })
     })
     .instrument(spans::db("INSERT"))
     .await?;
+    super::consistency::keep(req, token);
     let (work, replayed) = match created {
         Created::New(work) => {
             crate::telemetry::TELEMETRY.works_created.inc();

@@ -3,6 +3,7 @@
 //! inline CSS and JS, compiled into the binary, so it works offline and needs no build.
 //! Registered before the works routes, so `/works/stream` is not taken for a work id.
 
+use super::consistency::ReadAfter;
 use super::params::NoQuery;
 use super::responses::{BadRequest, Unavailable};
 use super::{error::ApiError, live, works::resource, AppState};
@@ -97,21 +98,26 @@ pub struct Stats {
 pub async fn get_stats(
     state: web::Data<AppState>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
+    if after.0.is_some() {
+        // After a write of its own the caller must see it: not a shared, older answer.
+        return Ok(HttpResponse::Ok().json(compute_stats(&state, after).await?));
+    }
     // Held while computing, so concurrent pollers wait for one answer, not ask again.
     let mut cache = state.stats_cache.lock().await;
     if let Some((_, stats)) = cache.as_ref().filter(|(at, _)| at.elapsed() < STATS_TTL) {
         return Ok(HttpResponse::Ok().json(stats));
     }
-    let stats = compute_stats(&state).await?;
+    let stats = compute_stats(&state, after).await?;
     *cache = Some((std::time::Instant::now(), stats.clone()));
     Ok(HttpResponse::Ok().json(stats))
 }
 
-async fn compute_stats(state: &AppState) -> Result<Stats, ApiError> {
+async fn compute_stats(state: &AppState, after: ReadAfter) -> Result<Stats, ApiError> {
     let ((by_status, throughput), _) = state
         .reads
-        .run(|client| {
+        .run(after.0, |client| {
             Box::pin(async move {
                 let by_status = works::count_by_status(client).await?;
                 let throughput = stats::throughput(client, BUCKET_SECS, BUCKETS).await?;

@@ -169,7 +169,7 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
     // Table-wide gauges come from the database, so every replica reports the same.
     let counts = async {
         let reads = &state.reads;
-        let counted = reads.run(|client| Box::pin(works::count_by_status(client)));
+        let counted = reads.run(None, |client| Box::pin(works::count_by_status(client)));
         counted.await.ok().map(|(counts, _)| counts)
     };
     let counts = tokio::time::timeout(CHECK_TIMEOUT, counts)

@@ -2,6 +2,7 @@
 //! `Location`), `GET /work/{id}` and `GET /work/search` the same Work shape and a bare
 //! array. They share the works routes' code; only their documents are their own.
 
+use super::consistency::ReadAfter;
 use super::params::{IdempotencyKey, NoQuery, WorkId};
 use super::responses::{
     BadRequest, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable, Unprocessable,
@@ -63,8 +64,9 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    works::get_work(&state, &id).await
+    works::get_work(&state, &id, after).await
 }
 
 /// Search works (the original route), newest first.
@@ -80,6 +82,7 @@ pub async fn get(
 pub async fn search(
     state: web::Data<AppState>,
     query: web::Query<RawQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    works::search(state, query).await
+    works::search(state, query, after).await
 }

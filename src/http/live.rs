@@ -7,7 +7,8 @@
 
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::storage::listen::{self, Notice, Sink};
-use crate::storage::PgTarget;
+use crate::storage::lsn::Lsn;
+use crate::storage::PgPool;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +24,7 @@ const BACKLOG: usize = 256;
 const RETRY_MS: u32 = 2000;
 
 pub struct Hub {
-    target: PgTarget,
+    pool: PgPool,
     /// The server's: ends every stream.
     shutdown: Shutdown,
     max_streams: usize,
@@ -43,9 +44,9 @@ struct Feed {
 }
 
 impl Hub {
-    pub fn new(target: PgTarget, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
+    pub fn new(pool: PgPool, shutdown: Shutdown, max_streams: usize) -> Arc<Self> {
         Arc::new(Self {
-            target,
+            pool,
             shutdown,
             max_streams,
             feed: Mutex::default(),
@@ -75,8 +76,7 @@ impl Hub {
         if feed.stop.is_none() {
             let (trigger, stop) = shutdown::channel();
             let sink = Sink::Forward(tx.clone());
-            let url = self.target.clone();
-            listen::spawn_sink(url, listen::CHANGES_CHANNEL, sink, stop);
+            listen::spawn_sink(&self.pool, listen::CHANGES_CHANNEL, sink, stop);
             feed.stop = Some(trigger);
         }
         feed.subscribers += 1;
@@ -112,13 +112,18 @@ impl Drop for Subscription {
 }
 
 /// One message of the stream, as an EventSource client reads it (the OpenAPI schema of
-/// `/works/stream`'s events). Its data is always `{}`: a message says only that
-/// something changed, and the client re-reads what it shows.
+/// `/works/stream`'s events). Its data is `{}`, or for a `work` message
+/// `{"consistency_token":"0/3000148"}`: a message says only that something changed, and
+/// the client re-reads what it shows, with that token so that a lagging replica does
+/// not answer the re-read.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // a description, never built: `message` writes the bytes
 pub struct StreamEvent {
     event: StreamEventKind,
-    #[schema(pattern = "^\\{\\}$", example = "{}")]
+    #[schema(
+        pattern = "^\\{(\"consistency_token\":\"[0-9A-F]{1,8}/[0-9A-F]{1,8}\")?\\}$",
+        example = "{}"
+    )]
     data: String,
 }
 
@@ -132,10 +137,16 @@ pub enum StreamEventKind {
     Resync,
 }
 
-/// One SSE message. The NOTIFY payload is not passed on: the contract is `{}`, whatever
-/// another process might send on the channel.
-fn message(event: &str) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {{}}\n\n"))
+/// One SSE message. The NOTIFY payload is passed on only as what it must be, a WAL
+/// position (`notify::statement`); anything else another process might send on the
+/// channel (an older ppctl sends `{}`) is not.
+fn message(event: &str, payload: Option<&str>) -> Bytes {
+    match payload.and_then(|p| p.parse::<Lsn>().ok()) {
+        Some(token) => Bytes::from(format!(
+            "event: {event}\ndata: {{\"consistency_token\":\"{token}\"}}\n\n"
+        )),
+        None => Bytes::from(format!("event: {event}\ndata: {{}}\n\n")),
+    }
 }
 
 /// The body of `/works/stream`: a `retry:` hint, then `event: work` per change,
@@ -158,8 +169,8 @@ pub fn event_stream(
             _ = shutdown.wait() => return None,
             _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
             received = sub.rx.recv() => match received {
-                Ok(Notice::Payload(_)) => message("work"),
-                Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => message("resync"),
+                Ok(Notice::Payload(payload)) => message("work", Some(&payload)),
+                Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => message("resync", None),
                 Err(RecvError::Closed) => return None,
             },
         };
@@ -174,8 +185,16 @@ mod tests {
     #[test]
     fn messages_are_well_formed() {
         assert_eq!(
-            message("work"),
+            message("work", Some("{}")),
             Bytes::from_static(b"event: work\ndata: {}\n\n")
+        );
+        assert_eq!(
+            message("work", Some("0/3000148")),
+            Bytes::from_static(b"event: work\ndata: {\"consistency_token\":\"0/3000148\"}\n\n")
+        );
+        assert_eq!(
+            message("resync", None),
+            Bytes::from_static(b"event: resync\ndata: {}\n\n")
         );
     }
 
@@ -183,7 +202,7 @@ mod tests {
     async fn the_last_subscriber_stops_the_feed() {
         // No database here: the LISTEN task only retries in the background.
         let hub = Hub::new(
-            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
+            crate::storage::pool("postgres://u:p@127.0.0.1:1/none", 1).expect("pool"),
             Shutdown::never(),
             2,
         );
@@ -202,7 +221,7 @@ mod tests {
         use futures_util::StreamExt;
         let (trigger, shutdown) = shutdown::channel();
         let hub = Hub::new(
-            PgTarget::parse("postgres://u:p@127.0.0.1:1/none").expect("target"),
+            crate::storage::pool("postgres://u:p@127.0.0.1:1/none", 1).expect("pool"),
             shutdown,
             1,
         );

@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod consistency;
 pub mod create;
 pub mod cross_site;
 pub mod dashboard;
@@ -166,7 +167,7 @@ pub fn start_until(
         }
         None => Reads::primary(pool.clone()),
     };
-    let live = live::Hub::new(pool.target().clone(), shutdown, config.max_streams);
+    let live = live::Hub::new(pool.clone(), shutdown, config.max_streams);
     let openapi = openapi::render(config.api_token.is_some()).into();
     let access_log = config.access_log;
     let state = web::Data::new(AppState {
@@ -187,6 +188,7 @@ pub fn start_until(
                 web::QueryConfig::default()
                     .error_handler(|e, _| bad_request(format!("invalid query: {e}"))),
             )
+            .wrap(actix_web::middleware::from_fn(consistency::stamp))
             .wrap(actix_web::middleware::from_fn(metrics::record))
             .wrap(actix_web::middleware::from_fn(bounded))
             .wrap(actix_web::middleware::from_fn(cross_site::refuse))

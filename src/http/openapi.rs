@@ -61,6 +61,7 @@ pub fn document_for(api_token: bool) -> Document {
     for item in doc.paths.paths.values_mut() {
         body_not_null(item);
         time_patterns(item);
+        super::consistency::document(item);
         if !api_token {
             without_auth(item);
         }

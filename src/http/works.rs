@@ -3,6 +3,7 @@
 //! lists are the ones its code can return.
 
 use super::body;
+use super::consistency::ReadAfter;
 use super::params::{IdempotencyKey, NoQuery, WorkId};
 use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
@@ -79,11 +80,15 @@ fn found<T: serde::Serialize>(value: Option<T>, id: i64) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(value))
 }
 
-pub(super) async fn get_work(state: &AppState, id: &str) -> Result<HttpResponse, ApiError> {
+pub(super) async fn get_work(
+    state: &AppState,
+    id: &str,
+    after: ReadAfter,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     let work = state
         .reads
-        .run_found(|client| Box::pin(works::get(client, id)))
+        .run_found(after.0, |client| Box::pin(works::get(client, id)))
         .await?;
     found(work, id)
 }
@@ -101,8 +106,9 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    get_work(&state, &id).await
+    get_work(&state, &id, after).await
 }
 
 /// A work's events, oldest first.
@@ -118,11 +124,12 @@ pub async fn events(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _: web::Query<NoQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     let events = state
         .reads
-        .run_found(|client| Box::pin(works::events(client, id)))
+        .run_found(after.0, |client| Box::pin(works::events(client, id)))
         .await?;
     found(events, id)
 }
@@ -182,11 +189,23 @@ async fn act(
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(req)?;
     let id = parse_id(id)?;
-    let deadline = Some(super::deadline());
-    let (outcome, _) = retry::once_more(&state.pool, |client, again| {
-        Box::pin(actions::attempt(client, id, action, deadline, again))
+    let deadline = super::deadline();
+    let pool = &state.pool;
+    let ((outcome, token), _) = retry::once_more(pool, |client, again| {
+        // Called once the connection is out: on the primary's clock as it measured it.
+        let deadline = Some(pool.database_time(deadline));
+        Box::pin(async move {
+            let outcome = actions::attempt(client, id, action, deadline, again).await?;
+            let changed = matches!(outcome, actions::Outcome::Changed(_));
+            let token = match changed {
+                true => super::consistency::after_commit(client).await,
+                false => None,
+            };
+            Ok((outcome, token))
+        })
     })
     .await?;
+    super::consistency::keep(req, token);
     let response = match outcome {
         actions::Outcome::Changed(work) => HttpResponse::Ok().json(work),
         actions::Outcome::NotFound => {
@@ -213,12 +232,13 @@ async fn act(
 pub async fn search(
     state: web::Data<AppState>,
     query: web::Query<RawQuery>,
+    after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.validate().map_err(ApiError::BadRequest)?;
     // Each read owns its copy: the read may run twice (replica, then primary).
     let (works, _) = state
         .reads
-        .run(|client| {
+        .run(after.0, |client| {
             let query = query.clone();
             Box::pin(async move { search::search(client, &query).await })
         })

@@ -37,7 +37,7 @@ impl Action {
     }
 }
 
-/// Applies `action` to work `id`. With a `deadline` (this host's clock), the change is
+/// Applies `action` to work `id`. With a `deadline` (the database's clock), the change is
 /// made only if the database runs it before then, as for a created work: a client told
 /// 503 must not see the action happen later.
 pub async fn apply(
@@ -87,7 +87,6 @@ pub async fn attempt(
         SELECT (SELECT status FROM target), (SELECT count(*) FROM changed), (SELECT ok FROM in_time)";
     let stmt = client.prepare_cached(SQL).await?;
     let shard = super::works::count_shard();
-    let deadline = deadline.map(super::clock::to_database_time);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
         [&id, &to, &from, &event, &shard, &deadline];
     let row = client.query_one(&stmt, &params).await?;

@@ -3,13 +3,15 @@
 //! `clock_timestamp()`: a few seconds of skew between the two would turn every create
 //! into a 503 (or let a late one through). Each new pooled connection measures the
 //! offset once (one round trip, at connect, which also checks the schema), and
-//! deadlines are shifted by it.
+//! deadlines are shifted by it. The offset belongs to its pool (`PgPool::clock`): a
+//! read replica's clock must not move the primary's deadlines.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The database clock minus this host's, in microseconds, as last measured.
-static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
+/// One pool's server clock minus this host's, in microseconds, as last measured.
+#[derive(Debug, Default)]
+pub struct ClockOffset(AtomicI64);
 
 /// Checks a fresh pooled connection in one round trip: measures the clock offset (the
 /// database's time against the middle of the round trip that read it) and reads the
@@ -18,13 +20,16 @@ static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
 /// `schema_migrations` is the error itself.
 pub async fn check_new_connection(
     client: &tokio_postgres::Client,
+    offset: &ClockOffset,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     let (sent, started) = (SystemTime::now(), Instant::now());
     let query = format!("SELECT clock_timestamp(), {}", super::migrate::APPLIED_SQL);
     let row = client.query_one(query.as_str(), &[]).await?;
     let database: SystemTime = row.get(0);
     let local = sent + started.elapsed() / 2;
-    OFFSET_MICROS.store(offset_micros(database, local), Ordering::Relaxed);
+    offset
+        .0
+        .store(offset_micros(database, local), Ordering::Relaxed);
     Ok(schema_refusal(&row))
 }
 
@@ -43,14 +48,16 @@ fn offset_micros(database: SystemTime, local: SystemTime) -> i64 {
     }
 }
 
-/// This host's time `t`, on the database's clock.
-pub fn to_database_time(t: SystemTime) -> SystemTime {
-    let offset = OFFSET_MICROS.load(Ordering::Relaxed);
-    let shift = Duration::from_micros(offset.unsigned_abs());
-    if offset >= 0 {
-        t + shift
-    } else {
-        t - shift
+impl ClockOffset {
+    /// This host's time `t`, on this pool's server's clock.
+    pub fn to_database_time(&self, t: SystemTime) -> SystemTime {
+        let offset = self.0.load(Ordering::Relaxed);
+        let shift = Duration::from_micros(offset.unsigned_abs());
+        if offset >= 0 {
+            t + shift
+        } else {
+            t - shift
+        }
     }
 }
 

@@ -20,7 +20,8 @@ use tokio_postgres::Row;
 pub struct NewWork {
     pub work_code: String,
     pub add_up_to: i64,
-    /// After this (this host's clock) nothing may be stored: the client was told 503.
+    /// After this (on the database's clock: `PgPool::database_time`) nothing may be
+    /// stored: the client was told 503.
     pub deadline: Option<SystemTime>,
     pub trace_parent: Option<String>,
     /// The client's `Idempotency-Key`, and the request's fingerprint (what it asked).
@@ -80,7 +81,7 @@ async fn insert(
          WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
          RETURNING {WORK_COLUMNS}"
     );
-    let deadline = new.deadline.map(super::clock::to_database_time);
+    let deadline = new.deadline;
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         vec![&new.work_code, &new.add_up_to, &deadline, &new.trace_parent];
     let sql = match &new.key {

@@ -6,7 +6,8 @@
 //! follows the primary: it reconnects when its server turns read-only (checked every
 //! 2 s) or when any other connection of the process saw the primary change.
 
-use super::PgTarget;
+use super::role::RoleState;
+use super::{PgPool, PgTarget};
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use futures_util::future::poll_fn;
@@ -49,22 +50,24 @@ impl Sink {
 }
 
 /// Spawns a task that wakes `notify` on every notification on `channel` until shutdown.
-pub fn spawn(target: PgTarget, channel: &'static str, notify: Arc<Notify>, shutdown: Shutdown) {
-    spawn_sink(target, channel, Sink::Wake(notify), shutdown);
+pub fn spawn(pool: &PgPool, channel: &'static str, notify: Arc<Notify>, shutdown: Shutdown) {
+    spawn_sink(pool, channel, Sink::Wake(notify), shutdown);
 }
 
 /// Spawns a task that delivers every notification on `channel` to `sink` until shutdown.
 pub fn spawn_sink(
-    target: PgTarget,
+    pool: &PgPool,
     channel: &'static str,
     sink: Sink,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
+    // The connection is the pool's own kind: it follows the primary with the pool.
+    let (target, role) = (pool.target().clone(), pool.role().clone());
     tokio::spawn(async move {
         let mut backoff = Backoff::default();
         while !shutdown.is_triggered() {
             tokio::select! {
-                result = listen_once(&target, channel, &sink, &mut backoff) => {
+                result = listen_once(&target, &role, channel, &sink, &mut backoff) => {
                     if let Err(e) = result {
                         tracing::warn!(error = format!("{e:#}"), channel, "LISTEN connection lost; reconnecting");
                     }
@@ -81,6 +84,7 @@ pub fn spawn_sink(
 
 async fn listen_once(
     target: &PgTarget,
+    role: &RoleState,
     channel: &str,
     sink: &Sink,
     backoff: &mut Backoff,
@@ -101,7 +105,7 @@ async fn listen_once(
             }
         }
     });
-    super::role::ensure_writable(&client).await?;
+    super::role::ensure_writable(&client, role).await?;
     client.batch_execute(&format!("LISTEN {channel}")).await?;
     backoff.reset();
     sink.deliver(Notice::Resync);
@@ -117,10 +121,10 @@ async fn listen_once(
             // NOTIFY is not replicated: a LISTEN left on a demoted primary would hear
             // nothing ever again, so it follows the primary like the pools do.
             _ = check.tick() => {
-                if super::role::outlived(opened) {
+                if role.outlived(opened) {
                     anyhow::bail!("another connection saw the primary change");
                 }
-                super::role::ensure_writable(&client).await?;
+                super::role::ensure_writable(&client, role).await?;
             }
         }
     }

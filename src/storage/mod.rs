@@ -9,10 +9,12 @@ pub mod error;
 pub mod idempotent;
 pub mod inflight;
 pub mod listen;
+pub mod lsn;
 pub mod migrate;
 pub mod notify;
 pub mod prune;
 pub mod replica;
+pub mod replica_check;
 pub mod replication;
 pub mod retry;
 pub mod role;
@@ -26,7 +28,7 @@ use deadpool_postgres::{
     HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use deadpool_postgres::Client;
 pub use error::DbError;
@@ -43,6 +45,8 @@ pub struct PgPool {
     /// Every host's failure of the pool's last failed connect (deadpool carries only a
     /// driver error, and that names one host).
     failed: Failed,
+    role: Arc<role::RoleState>,
+    clock: Arc<clock::ClockOffset>,
 }
 
 type Failed = Arc<Mutex<Option<String>>>;
@@ -51,6 +55,21 @@ impl PgPool {
     /// For a dedicated connection (LISTEN, NOTIFY) and cancel requests.
     pub fn target(&self) -> &PgTarget {
         &self.target
+    }
+
+    /// This pool's role-lost mark, for the connections it does not lend (LISTEN, NOTIFY).
+    pub fn role(&self) -> &Arc<role::RoleState> {
+        &self.role
+    }
+
+    /// A deadline on this host's clock, on the clock of this pool's server.
+    pub fn database_time(&self, t: SystemTime) -> SystemTime {
+        self.clock.to_database_time(t)
+    }
+
+    /// Runs `future` with the database errors it meets charged to this pool (`role`).
+    pub async fn scoped<F: std::future::Future>(&self, future: F) -> F::Output {
+        role::scoped(self.role.clone(), future).await
     }
 
     /// deadpool's checkout, its error sorted (`DbError`); when no host gave a
@@ -127,13 +146,23 @@ impl std::fmt::Debug for PgPool {
 /// forever during an outage and the API hangs instead of answering 503.
 const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Builds a pool; no connection is made until the first checkout. Each new connection
-/// is checked against the schema this binary was built for, and refused (`DbError::
-/// Schema`) when the migrations differ. A connection opened
-/// before the process last met a server that can no longer take writes is discarded at
+/// Builds a pool that follows the primary; no connection is made until the first
+/// checkout. Each new connection is checked against the schema this binary was built
+/// for, and refused (`DbError::Schema`) when the migrations differ. A connection opened
+/// before the pool last met a server that can no longer take writes is discarded at
 /// checkout (`role`), so the next one goes through `target_session_attrs` again; the
 /// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
+    build(database_url, size, role::RoleState::follower())
+}
+
+/// Builds a read replica's pool (`serve --database-read-url`): what its connections
+/// meet (57P03, a clock of its own) stays with it.
+pub fn replica_pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
+    build(database_url, size, role::RoleState::replica())
+}
+
+fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::Result<PgPool> {
     let target = PgTarget::parse(database_url)?;
     let failed = Failed::default();
     let connect = PoolConnect {
@@ -149,23 +178,26 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
     );
     // A create must outlast trying every host, or a dark host 1 is never got past.
     let create = target.connect_bound() + Duration::from_secs(1);
+    let clock = Arc::new(clock::ClockOffset::default());
+    let (hook_clock, hook_role) = (clock.clone(), role.clone());
     Pool::builder(manager)
         .max_size(size as usize)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(create))
         .recycle_timeout(Some(POOL_TIMEOUT))
-        .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let clock = hook_clock.clone();
             Box::pin(async move {
-                match clock::check_new_connection(client).await {
+                match clock::check_new_connection(client, &clock).await {
                     Ok(None) => Ok(()),
                     Ok(Some(mismatch)) => Err(HookError::message(mismatch)),
                     Err(e) => Err(HookError::Backend(e)),
                 }
             })
         }))
-        .pre_recycle(deadpool_postgres::Hook::sync_fn(|client, metrics| {
-            if role::outlived(metrics.created) {
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(move |client, metrics| {
+            if hook_role.outlived(metrics.created) {
                 return Err(HookError::message(
                     "opened before the server's role changed",
                 ));
@@ -174,7 +206,7 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             // end their sessions) breaks with no statement to fail: this is where it is
             // seen, so here it counts as a loss and the pool's other ones go with it.
             if client.is_closed() {
-                role::lost("a pooled connection broke: its server went away");
+                hook_role.lost("a pooled connection broke: its server went away");
             }
             Ok(())
         }))
@@ -183,6 +215,8 @@ pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
             pool,
             target,
             failed,
+            role,
+            clock,
         })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
 }

@@ -10,7 +10,7 @@
 //! the listeners' polling fallback. The task has a connection of its own: borrowing one
 //! from the pool would queue it behind every request of a busy API.
 
-use super::{role, PgPool};
+use super::PgPool;
 use crate::shutdown::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,7 +48,7 @@ impl Notifier {
                 let Some(sql) = statement(pending, changed) else {
                     continue;
                 };
-                if let Err(e) = send(&mut connection, pool.target(), sql).await {
+                if let Err(e) = send(&mut connection, &pool, sql).await {
                     connection = None; // reconnect next time
                     tracing::debug!(error = %e, "NOTIFY failed; listeners will find the work by polling");
                 }
@@ -78,14 +78,14 @@ impl Notifier {
 /// reaches no listener: they have moved on).
 async fn send(
     connection: &mut Option<(tokio_postgres::Client, Instant)>,
-    target: &super::PgTarget,
+    pool: &PgPool,
     sql: &str,
 ) -> anyhow::Result<()> {
     if connection
         .as_ref()
-        .is_none_or(|(c, opened)| c.is_closed() || role::outlived(*opened))
+        .is_none_or(|(c, opened)| c.is_closed() || pool.role().outlived(*opened))
     {
-        let (client, driver) = target.connect().await?;
+        let (client, driver) = pool.target().connect().await?;
         tokio::spawn(driver);
         *connection = Some((client, Instant::now()));
     }
@@ -97,13 +97,18 @@ async fn send(
 
 /// The one statement that sends what is flagged, if anything. (The channel names are
 /// literals so the statements can be `'static`; the test ties them to the constants.)
+/// A change carries the primary's WAL position, at or past every commit it announces:
+/// a dashboard re-reading on it sends it as its consistency token (`http::consistency`).
 pub fn statement(pending: bool, changed: bool) -> Option<&'static str> {
     match (pending, changed) {
-        (true, true) => {
-            Some("SELECT pg_notify('pp_works_pending', ''), pg_notify('pp_work_changes', '{}')")
-        }
+        (true, true) => Some(
+            "SELECT pg_notify('pp_works_pending', ''), \
+                    pg_notify('pp_work_changes', pg_current_wal_insert_lsn()::text)",
+        ),
         (true, false) => Some("SELECT pg_notify('pp_works_pending', '')"),
-        (false, true) => Some("SELECT pg_notify('pp_work_changes', '{}')"),
+        (false, true) => {
+            Some("SELECT pg_notify('pp_work_changes', pg_current_wal_insert_lsn()::text)")
+        }
         (false, false) => None,
     }
 }

@@ -1,20 +1,23 @@
 //! Reads from a replica (`serve --database-read-url`), within a lag bound, falling back
-//! to the primary. A monitor measures the replica's lag every `CHECK_EVERY`; a read
-//! goes to the replica only while that lag is under `--max-replica-lag`, and any read
-//! the replica fails to answer is asked of the primary at once, the replica then set
-//! aside until the monitor sees it healthy again. Without a read URL every read goes
-//! to the primary, exactly as before.
+//! to the primary. A monitor checks the replica every `CHECK_EVERY` (`replica_check`):
+//! a read goes to it only while it is a replica of this primary within
+//! `--max-replica-lag`, and, for a read that carries a write's consistency token
+//! (`lsn`), only once it has replayed past that write. Any read the replica fails to
+//! answer is asked of the primary at once, the replica then set aside until the monitor
+//! sees it fit again. Without a read URL every read goes to the primary, as before.
 
 use super::inflight::InFlight;
+use super::lsn::Lsn;
+use super::replica_check::{self, Fit};
 use super::{Client, DbError, PgPool};
 use crate::shutdown::Shutdown;
 use crate::telemetry::TELEMETRY;
 use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the monitor measures the replica.
+/// How often the monitor checks the replica.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// The pools read-only routes may use.
@@ -27,10 +30,12 @@ pub struct Reads {
 struct Replica {
     pool: PgPool,
     max_lag: Duration,
-    /// Reads go to the replica: it answered the last check within the lag bound.
+    /// Reads go to the replica: the last check found it fit.
     usable: AtomicBool,
-    /// The last measured lag, in milliseconds (`u64::MAX`: unreachable).
-    lag_ms: AtomicU64,
+    /// The WAL position it had replayed at the last check (no extra query per read).
+    replayed: AtomicU64,
+    /// The last check's lag (None: not measured) and, when unused, why.
+    seen: Mutex<(Option<Duration>, Option<String>)>,
 }
 
 /// Where a read was answered, for `/health` and the 404 that must be asked twice.
@@ -45,9 +50,12 @@ pub enum Source {
 pub struct ReplicaHealth {
     /// Read-only routes are served by the replica now (else by the primary).
     pub in_use: bool,
-    /// Its replay lag at the last check, in seconds; null when it did not answer.
+    /// Its replay lag at the last check, in seconds; null when it was not measured.
     pub lag_seconds: Option<f64>,
     pub max_lag_seconds: f64,
+    /// Why it is not in use (unreachable, not in recovery, another cluster, an older
+    /// timeline, over the lag bound); null while it is.
+    pub reason: Option<String>,
 }
 
 impl Reads {
@@ -71,7 +79,8 @@ impl Reads {
             pool: replica,
             max_lag,
             usable: AtomicBool::new(false),
-            lag_ms: AtomicU64::new(u64::MAX),
+            replayed: AtomicU64::new(0),
+            seen: Mutex::new((None, Some("not checked yet".into()))),
         });
         tokio::spawn(monitor(primary.clone(), replica.clone(), shutdown));
         Self {
@@ -86,32 +95,30 @@ impl Reads {
 
     pub fn health(&self) -> Option<ReplicaHealth> {
         self.replica.as_ref().map(|r| {
-            let lag = r.lag_ms.load(Ordering::Relaxed);
+            let (lag, reason) = r.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
             ReplicaHealth {
                 in_use: r.usable.load(Ordering::Relaxed),
-                lag_seconds: (lag != u64::MAX).then(|| lag as f64 / 1000.0),
+                lag_seconds: lag.map(|lag| lag.as_secs_f64()),
                 max_lag_seconds: r.max_lag.as_secs_f64(),
+                reason,
             }
         })
     }
 
-    /// Runs `read` on the replica when it is in use, else (or when the replica fails
-    /// to answer) on the primary. Returns where it was answered. A read cut off (its
-    /// request passed the bound) leaves no statement running on a pooled connection.
-    pub async fn run<T, F>(&self, read: F) -> Result<(T, Source), DbError>
+    /// Runs `read` on the replica when it is in use and has replayed past `after` (a
+    /// write's consistency token), else (or when the replica fails to answer) on the
+    /// primary. Returns where it was answered. A read cut off (its request passed the
+    /// bound) leaves no statement running on a pooled connection.
+    pub async fn run<T, F>(&self, after: Option<Lsn>, read: F) -> Result<(T, Source), DbError>
     where
         F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<T, DbError>>,
     {
-        if let Some(replica) = self
-            .replica
-            .as_ref()
-            .filter(|r| r.usable.load(Ordering::Relaxed))
-        {
+        if let Some(replica) = self.replica.as_ref().filter(|r| r.serves(after)) {
             match run_on(&replica.pool, &read).await {
                 Ok(value) => return Ok((value, Source::Replica)),
                 Err(e) if e.is_unavailable() => {
                     tracing::warn!(error = %e, "the replica did not answer: reading from the primary");
-                    replica.set_usable(false);
+                    replica.set_unused(format!("a read failed: {e}"), None);
                 }
                 Err(e) => return Err(e),
             }
@@ -122,43 +129,62 @@ impl Reads {
     /// Like `run`, but an answer of "nothing" from the replica is asked of the primary
     /// too: a client must be able to read back the id it was just given, which the
     /// replica may not have replayed yet.
-    pub async fn run_found<T, F>(&self, read: F) -> Result<Option<T>, DbError>
+    pub async fn run_found<T, F>(&self, after: Option<Lsn>, read: F) -> Result<Option<T>, DbError>
     where
         F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<Option<T>, DbError>>,
     {
-        match self.run(&read).await? {
+        match self.run(after, &read).await? {
             (None, Source::Replica) => run_on(&self.primary, &read).await,
             (value, _) => Ok(value),
         }
     }
 }
 
-/// One read on a connection of `pool`.
+/// One read on a connection of `pool`; what it meets is charged to that pool.
 async fn run_on<T, F>(pool: &PgPool, read: &F) -> Result<T, DbError>
 where
     F: for<'c> Fn(&'c Client) -> BoxFuture<'c, Result<T, DbError>>,
 {
-    let client = InFlight::checkout(pool).await?;
-    let value = read(&client).await?;
-    client.done();
-    Ok(value)
+    pool.scoped(async {
+        let client = InFlight::checkout(pool).await?;
+        let value = read(&client).await?;
+        client.done();
+        Ok(value)
+    })
+    .await
 }
 
 impl Replica {
-    fn set_usable(&self, usable: bool) {
-        if self.usable.swap(usable, Ordering::Relaxed) != usable {
-            tracing::info!(
-                usable,
-                "read-only routes now read from the {}",
-                if usable { "replica" } else { "primary" }
-            );
+    /// In use, and (for a read after a write) replayed past that write.
+    fn serves(&self, after: Option<Lsn>) -> bool {
+        self.usable.load(Ordering::Acquire)
+            && after.is_none_or(|t| self.replayed.load(Ordering::Relaxed) >= t.0)
+    }
+
+    fn set_fit(&self, fit: Fit) {
+        self.replayed.store(fit.replayed, Ordering::Relaxed);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (Some(fit.lag), None);
+        TELEMETRY.replica_lag_seconds.set(fit.lag.as_secs_f64());
+        self.set_usable(true, None);
+    }
+
+    fn set_unused(&self, reason: String, lag: Option<Duration>) {
+        // One line: a server's error carries its DETAIL on a line of its own.
+        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.set_usable(false, Some(&reason));
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = (lag, Some(reason));
+    }
+
+    fn set_usable(&self, usable: bool, reason: Option<&str>) {
+        if self.usable.swap(usable, Ordering::AcqRel) != usable {
+            let to = if usable { "replica" } else { "primary" };
+            tracing::info!(usable, reason, "read-only routes now read from the {to}");
         }
         TELEMETRY.replica_in_use.set(i64::from(usable));
     }
 }
 
-/// Measures the replica's lag until shutdown: caught up when it has replayed the
-/// primary's current WAL position, else the age of its last replayed transaction.
+/// Checks the replica until shutdown (`replica_check`).
 async fn monitor(primary: PgPool, replica: Arc<Replica>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,52 +193,18 @@ async fn monitor(primary: PgPool, replica: Arc<Replica>, shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let lag = tokio::time::timeout(CHECK_EVERY * 4, measure(&primary, &replica.pool)).await;
-        match lag {
-            Ok(Ok(lag)) => {
-                replica
-                    .lag_ms
-                    .store(lag.as_millis() as u64, Ordering::Relaxed);
-                TELEMETRY.replica_lag_seconds.set(lag.as_secs_f64());
-                replica.set_usable(lag <= replica.max_lag);
-            }
+        let asked =
+            tokio::time::timeout(CHECK_EVERY * 4, replica_check::ask(&primary, &replica.pool));
+        match asked.await {
+            Ok(Ok((p, r))) => match replica_check::judge(&p, &r, replica.max_lag) {
+                Ok(fit) => replica.set_fit(fit),
+                Err(unfit) => replica.set_unused(unfit.reason, unfit.lag),
+            },
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "cannot measure the replica's lag");
-                replica.lag_ms.store(u64::MAX, Ordering::Relaxed);
-                replica.set_usable(false);
+                tracing::debug!(error = %e, "cannot check the replica");
+                replica.set_unused(format!("cannot check it: {e}"), None);
             }
-            Err(_) => {
-                replica.lag_ms.store(u64::MAX, Ordering::Relaxed);
-                replica.set_usable(false);
-            }
+            Err(_) => replica.set_unused(format!("no answer within {:?}", CHECK_EVERY * 4), None),
         }
     }
-}
-
-/// The replica's lag. The primary's position is read first: a replica that has
-/// replayed it was at most one round trip behind.
-async fn measure(primary: &PgPool, replica: &PgPool) -> Result<Duration, DbError> {
-    let target: i64 = primary
-        .get()
-        .await?
-        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
-        .await?
-        .get(0);
-    let row = replica
-        .get()
-        .await?
-        .query_one(
-            // A read URL that reaches a primary (not in recovery) is never behind.
-            "SELECT CASE WHEN pg_is_in_recovery() \
-                    THEN coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, -1) \
-                    ELSE 9223372036854775807 END, \
-                    coalesce(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, 1e9)",
-            &[],
-        )
-        .await?;
-    let (replayed, age): (i64, f64) = (row.get(0), row.get(1));
-    if replayed >= target {
-        return Ok(Duration::ZERO);
-    }
-    Ok(Duration::from_secs_f64(age.clamp(0.0, 1e9)))
 }

@@ -2,24 +2,101 @@
 //! connection (`target_session_attrs=read-write`), and deadpool's recycling never asks
 //! again: after a switchover a pooled connection would keep talking to the demoted
 //! primary, which answers every read and refuses every write, for as long as the
-//! process lives (River #1225). So when any connection meets a server that can no
-//! longer take writes (read-only, in recovery, shutting down) or breaks, the whole
-//! process forgets every connection opened before that moment: the pools' pre-recycle
-//! hook discards them at their next checkout, and the LISTEN and NOTIFY connections
-//! reconnect. Each new connection goes through `target_session_attrs` again.
+//! process lives (River #1225). So when a connection meets a server that can no longer
+//! take writes (read-only, in recovery, shutting down) or breaks, its pool forgets
+//! every connection it opened before that moment: the pool's pre-recycle hook discards
+//! them at their next checkout, and the LISTEN and NOTIFY connections reconnect. Each
+//! new connection goes through `target_session_attrs` again.
 //!
-//! The mark is process-wide rather than per host: deadpool does not say which host a
-//! connection reached, and with one primary at a time every writing connection is on
-//! the same host anyway. A replica pool's connections opened before a mark are
-//! reopened too, which costs a few connects and nothing else.
+//! The mark belongs to a pool (`RoleState`, held by `PgPool` and its hook), not to the
+//! process: a read replica answering 57P03 (starting up, `hot_standby = off`) must not
+//! send the primary's connections away. The storage functions take a bare connection
+//! and cannot name its pool, so an error is charged to the pool whose `scoped` future
+//! met it (the replica's reads and monitor run scoped), and otherwise to every pool
+//! that follows the primary: with one primary at a time they all talk to it.
 
 use crate::telemetry::TELEMETRY;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tokio_postgres::error::SqlState;
 
-/// When a connection last met a server that can no longer take writes.
-static LOST_AT: Mutex<Option<Instant>> = Mutex::new(None);
+/// What one pool knows of its server's role.
+#[derive(Debug)]
+pub struct RoleState {
+    /// When a connection of the pool last met a server that can no longer take writes;
+    /// also the log throttle.
+    lost_at: Mutex<Option<Instant>>,
+    /// The pool follows the primary (its losses are `ppctl_db_role_losses_total`), or
+    /// reads from a replica.
+    follows_primary: bool,
+}
+
+/// The pools that follow the primary, for errors met outside any pool's scope.
+static FOLLOWERS: Mutex<Vec<Weak<RoleState>>> = Mutex::new(Vec::new());
+
+tokio::task_local! {
+    /// The pool whose connection the current future uses (`scoped`).
+    static SCOPE: Arc<RoleState>;
+}
+
+impl RoleState {
+    /// The state of a pool that follows the primary (every writing pool).
+    pub fn follower() -> Arc<Self> {
+        let state = Arc::new(Self::new(true));
+        let mut followers = FOLLOWERS.lock().unwrap_or_else(|p| p.into_inner());
+        followers.retain(|w| w.strong_count() > 0);
+        followers.push(Arc::downgrade(&state));
+        state
+    }
+
+    /// The state of a read replica's pool: its losses are its own.
+    pub fn replica() -> Arc<Self> {
+        Arc::new(Self::new(false))
+    }
+
+    fn new(follows_primary: bool) -> Self {
+        Self {
+            lost_at: Mutex::new(None),
+            follows_primary,
+        }
+    }
+
+    /// Records that a connection of this pool met a server that can no longer take
+    /// writes (or broke): every connection the pool opened until now is to go.
+    pub fn lost(&self, reason: &str) {
+        self.mark(reason);
+        if self.follows_primary {
+            TELEMETRY.db_role_losses.inc();
+        }
+    }
+
+    /// `lost` without counting it (a loss charged to several pools counts once).
+    fn mark(&self, reason: &str) {
+        let mut at = self.lost_at.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Many connections notice the same switchover at once: log it once per second.
+        if at.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
+            if self.follows_primary {
+                tracing::warn!(%reason, "database server can no longer take writes (or the connection broke): reconnecting through target_session_attrs");
+            } else {
+                tracing::warn!(%reason, "the read replica refused or broke a connection: its pool reconnects");
+            }
+        }
+        *at = Some(now);
+    }
+
+    /// Whether a connection opened at `opened` predates this pool's last role loss.
+    pub fn outlived(&self, opened: Instant) -> bool {
+        let at = self.lost_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.is_some_and(|t| opened <= t)
+    }
+}
+
+/// Runs `future` with its database errors charged to `state`'s pool.
+pub async fn scoped<F: Future>(state: Arc<RoleState>, future: F) -> F::Output {
+    SCOPE.scope(state, future).await
+}
 
 /// Whether `e` says this connection's server can no longer take our writes, or that
 /// the connection itself is gone. A statement that was merely cancelled, a deadlock or
@@ -37,23 +114,22 @@ pub fn is_role_loss(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// Records that the server behind a connection stopped being a writable primary:
-/// every connection opened until now is to be discarded.
+/// Records that a connection met a server that can no longer take writes, or broke:
+/// charged to the scoped pool, else to every pool that follows the primary.
 pub fn lost(reason: &str) {
-    let mut at = LOST_AT.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    // Many connections notice the same switchover at once: log it once per second.
-    if at.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
-        tracing::warn!(%reason, "database server can no longer take writes (or the connection broke): reconnecting through target_session_attrs");
+    if SCOPE.try_with(|state| state.lost(reason)).is_ok() {
+        return;
     }
-    *at = Some(now);
-    TELEMETRY.db_role_losses.inc();
-}
-
-/// Whether a connection opened at `opened` predates the last role loss.
-pub fn outlived(opened: Instant) -> bool {
-    let at = LOST_AT.lock().unwrap_or_else(|p| p.into_inner());
-    at.is_some_and(|t| opened <= t)
+    let followers: Vec<Arc<RoleState>> = {
+        let followers = FOLLOWERS.lock().unwrap_or_else(|p| p.into_inner());
+        followers.iter().filter_map(Weak::upgrade).collect()
+    };
+    for state in &followers {
+        state.mark(reason);
+    }
+    if !followers.is_empty() {
+        TELEMETRY.db_role_losses.inc();
+    }
 }
 
 /// The server a connection is on, as `/health` and the logs show it.
@@ -119,10 +195,13 @@ pub async fn server_role(
 
 /// For connections held outside the pools (LISTEN, NOTIFY): errors unless the server
 /// still takes writes, so that the caller reconnects to the primary.
-pub async fn ensure_writable(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+pub async fn ensure_writable(
+    client: &tokio_postgres::Client,
+    state: &RoleState,
+) -> anyhow::Result<()> {
     let role = server_role(client).await?;
     if !role.writable {
-        lost("a LISTEN or NOTIFY connection's server turned read-only");
+        state.lost("a LISTEN or NOTIFY connection's server turned read-only");
         anyhow::bail!("server {} no longer takes writes", role.host);
     }
     Ok(())
@@ -134,10 +213,22 @@ mod tests {
 
     #[test]
     fn connections_opened_before_a_loss_are_outlived() {
+        let state = RoleState::replica();
         let before = Instant::now();
-        lost("test");
+        state.lost("test");
         let after = Instant::now();
-        assert!(outlived(before));
-        assert!(!outlived(after));
+        assert!(state.outlived(before));
+        assert!(!state.outlived(after));
+    }
+
+    #[tokio::test]
+    async fn a_scoped_loss_stays_in_its_pool() {
+        let (follower, replica) = (RoleState::follower(), RoleState::replica());
+        let before = Instant::now();
+        scoped(replica.clone(), async { lost("57P03") }).await;
+        assert!(replica.outlived(before));
+        assert!(!follower.outlived(before));
+        lost("unscoped");
+        assert!(follower.outlived(before));
     }
 }

@@ -37,8 +37,8 @@ pub(super) fn works_from_rows(rows: &[Row]) -> Result<Vec<Work>, DbError> {
 /// from the event sequence (the caller notifies the sweepers after the commit). With a `deadline`, the insert happens only
 /// if the database runs it before then: a request that timed out (its client was told
 /// 503) must not leave a work behind when a stalled database wakes up and runs the
-/// statement waiting in its socket. The deadline is this host's clock, turned into the
-/// database's (`clock::to_database_time`): the two need not agree.
+/// statement waiting in its socket. The deadline is on the database's clock
+/// (`PgPool::database_time`): this host's and the server's need not agree.
 pub async fn create_pending(
     client: &impl GenericClient,
     work_code: &str,
@@ -54,15 +54,7 @@ pub async fn create_pending(
     );
     let stmt = client.prepare_cached(&sql).await?;
     match client
-        .query_opt(
-            &stmt,
-            &[
-                &work_code,
-                &add_up_to,
-                &deadline.map(super::clock::to_database_time),
-                &trace_parent,
-            ],
-        )
+        .query_opt(&stmt, &[&work_code, &add_up_to, &deadline, &trace_parent])
         .await?
     {
         Some(row) => work_from_row(&row),

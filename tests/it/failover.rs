@@ -1,7 +1,8 @@
 //! Following the primary and reading from replicas, on the shared server: a pooled
 //! connection is made to look like one on a demoted primary with a session-level
 //! `default_transaction_read_only` (its writes then fail with SQLSTATE 25006, exactly
-//! as on a primary demoted with `ALTER SYSTEM`), and a replica is a second database.
+//! as on a primary demoted with `ALTER SYSTEM`); a replica is a private streaming
+//! standby (replicas.rs).
 //! The real thing (a primary killed or switched over, a standby promoted, a replica
 //! killed) is `make chaos`, scenarios 12 to 15.
 
@@ -101,21 +102,24 @@ async fn health_is_503_read_only_and_then_finds_a_writable_connection() {
     assert_eq!(health["database"], "connected");
 }
 
-/// A replica the monitor accepts (a database not in recovery is never behind) but
-/// that holds none of the primary's works: reads that reach it are seen to.
+/// A real standby whose replay is paused: it lacks a work created since, and reads
+/// that reach it are seen to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_use_the_replica_and_a_work_it_lacks_is_read_from_the_primary() {
-    let (db, replica) = (TestDb::new().await, TestDb::new().await);
+    let (primary, standby) = super::replicas::pair("lacks", "", &[]).await;
+    let replica = storage::replica_pool(&super::replicas::url(&standby), 2).expect("pool");
     let config = ServerConfig {
-        read_replica: Some((replica.pool.clone(), Duration::from_secs(5))),
+        read_replica: Some((replica, Duration::from_secs(60))),
         ..Default::default()
     };
-    let app = TestApp::spawn_config(db.pool.clone(), config).await;
+    let pool = storage::pool(&super::replicas::url(&primary), 2).expect("pool");
+    let app = TestApp::spawn_config(pool, config).await;
     eventually("the replica in use", Duration::from_secs(10), || async {
         let (_, health) = app.call("GET", "/health", None).await;
         (health["replica"]["in_use"] == true).then_some(())
     })
     .await;
+    standby.psql("postgres", "SELECT pg_wal_replay_pause()");
     let (status, work) = app
         .call("POST", "/works", Some(r#"{"add_up_to": 4}"#))
         .await;
@@ -128,9 +132,29 @@ async fn reads_use_the_replica_and_a_work_it_lacks_is_read_from_the_primary() {
     );
     let (status, events) = app.call("GET", &format!("/works/{id}/events"), None).await;
     assert_eq!(status, 200, "{events}");
-    // The search was answered by the replica, which has no works.
+    // The search was answered by the replica, which has not replayed the work.
     let (status, found) = app.call("GET", "/works", None).await;
     assert_eq!((status, found), (200, serde_json::json!([])));
+}
+
+/// A read URL naming another database of the primary's own server is no replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_database_of_the_primary_is_not_a_replica() {
+    let (db, other) = (TestDb::new().await, TestDb::new().await);
+    let config = ServerConfig {
+        read_replica: Some((other.pool.clone(), Duration::from_secs(5))),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_config(db.pool.clone(), config).await;
+    let health = eventually("the replica checked", Duration::from_secs(10), || async {
+        let (_, health) = app.call("GET", "/health", None).await;
+        health["replica"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("own server"))
+            .then_some(health)
+    })
+    .await;
+    assert_eq!(health["replica"]["in_use"], false, "{health}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,12 +260,7 @@ async fn notifications_do_not_wait_for_a_busy_pool() {
     let (trigger, shutdown) = ppctl::shutdown::channel();
     let notifier = Notifier::spawn(pool.clone(), shutdown.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
-    listen::spawn(
-        pool.target().clone(),
-        listen::PENDING_CHANNEL,
-        wake.clone(),
-        shutdown,
-    );
+    listen::spawn(&pool, listen::PENDING_CHANNEL, wake.clone(), shutdown);
     tokio::time::timeout(WAIT, wake.notified())
         .await
         .expect("the listener connected (its first wake-up)");

@@ -115,9 +115,15 @@ impl PrivatePostgres {
     }
 
     fn launch(&mut self, uid: u32, gid: u32) {
+        self.launch_with(uid, gid, &[]);
+    }
+
+    /// The postmaster, with `env` added to its environment (libfaketime's).
+    fn launch_with(&mut self, uid: u32, gid: u32, env: &[(&str, &str)]) {
         let log = fs::File::create(self.dir.join("postgres.log")).expect("log file");
         let child = Command::new(format!("{PG_BIN}/postgres"))
             .args(["-D", &self.dir.join("data").to_string_lossy()])
+            .envs(env.iter().copied())
             .current_dir(&self.dir)
             .uid(uid)
             .gid(gid)
@@ -152,6 +158,71 @@ impl PrivatePostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A streaming standby of `primary` (whose pg_hba.conf must let `postgres` in for
+    /// replication over the socket): `pg_basebackup -R`, `conf` appended, `env` given
+    /// to its postmaster. Waits until it answers queries, or with `hot_standby = off`
+    /// (it never does) until its log says it streams.
+    pub fn standby_of(primary: &Self, kind: &str, conf: &str, env: &[(&str, &str)]) -> Self {
+        let (uid, gid) = postgres_ids();
+        let mut server = Self {
+            port: free_port(),
+            dir: server_dir(kind),
+            postmaster: None,
+            beside: Vec::new(),
+        };
+        let sock = server.socket_dir();
+        fs::create_dir_all(&sock).expect("create the socket directory");
+        chown(&sock, Some(uid), Some(gid)).expect("chown");
+        chown(&server.dir, Some(uid), Some(gid)).expect("chown");
+        let data = server.dir.join("data");
+        let mut backup = Command::new(format!("{PG_BIN}/pg_basebackup"));
+        backup
+            .args(["-h", &primary.socket_dir().to_string_lossy()])
+            .args(["-p", &primary.port.to_string(), "-U", "postgres"])
+            .args([
+                "-D",
+                &data.to_string_lossy(),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ]);
+        run(
+            "pg_basebackup",
+            backup.current_dir(&server.dir).uid(uid).gid(gid),
+        );
+        let ours = format!(
+            "\nport = {}\nunix_socket_directories = '{}'\n{conf}\n",
+            server.port,
+            sock.display()
+        );
+        let conf_path = data.join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path).expect("postgresql.conf");
+        text.push_str(&ours);
+        fs::write(&conf_path, text).expect("write postgresql.conf");
+        server.launch_with(uid, gid, env);
+        if conf.contains("hot_standby = off") {
+            server.wait_log("started streaming WAL");
+        } else {
+            server.wait_ready();
+        }
+        server
+    }
+
+    /// Waits (60 s at most) until the server's log says `line`.
+    pub fn wait_log(&self, line: &str) {
+        let start = Instant::now();
+        while !self.log().contains(line) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the private PostgreSQL did not log {line:?} in 60s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self) {
