@@ -12,12 +12,28 @@ pub(crate) async fn http(
     body: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut request = ppctl::rawhttp::Request::new(method, target)?;
-    request.body = body.map(|b| b.as_bytes().to_vec());
-    let response = tokio::time::timeout(timeout, ppctl::rawhttp::send(addr, &request))
-        .await
-        .with_context(|| format!("{method} {target} did not answer within {timeout:?}"))??;
+    let response = http_with(addr, method, target, &[], body, timeout).await?;
     Ok((response.status, response.body))
+}
+
+/// The same, with request headers; the whole response.
+pub(crate) async fn http_with(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<ppctl::rawhttp::Response> {
+    let mut request = ppctl::rawhttp::Request::new(method, target)?;
+    request.headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    request.body = body.map(|b| b.as_bytes().to_vec());
+    tokio::time::timeout(timeout, ppctl::rawhttp::send(addr, &request))
+        .await
+        .with_context(|| format!("{method} {target} did not answer within {timeout:?}"))?
 }
 
 pub(crate) async fn wait_healthy(addr: &str, timeout: Duration) -> anyhow::Result<()> {

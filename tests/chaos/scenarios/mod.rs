@@ -25,7 +25,7 @@ mod switchover;
 mod syncwait;
 mod tls;
 
-use api::{http, wait_healthy};
+use api::{http, http_with, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
 use steps::*;
 

@@ -84,7 +84,7 @@ pub(super) async fn primary_lost(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = poster.stop().await?;
     let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
-    let api = api_expected(row, &mut db, &created).await?;
+    let api = api_expected(row, &mut db, &addr, &posts, &created).await?;
     let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     stop_all(row, &mut [&mut c1, &mut c2, &mut serve]).await;
     note_dedup(row, &[&c1, &c2]);

@@ -59,33 +59,14 @@ pub(super) async fn switchover(c: &mut Cluster, row: &mut Row) -> anyhow::Result
         recovery(&mut db, base, promoted, Duration::from_secs(60))
     );
     note_health(row, health);
-    if let Some(s) = soft(row, moved) {
-        row.recovery = Some(s + secs_between(fault, promoted));
-        row.notes.push(format!(
-            "works done on the new primary {s:.1}s after the promotion (bound {MOVE_WITHIN:?})"
-        ));
-        row.check(s <= MOVE_WITHIN.as_secs_f64(), || {
-            format!(
-                "the consumers took {s:.1}s to write on the new primary (bound {MOVE_WITHIN:?})"
-            )
-        });
-    }
+    judge_moved(row, moved, fault, promoted);
     ensure_running(
         row,
         &mut [&mut c1, &mut c2, &mut serve],
         "after the switchover",
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let posts = poster.stop().await?;
-    let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
-    let api_moved = posts
-        .iter()
-        .find(|p| p.sent >= promoted && p.status == Some(201))
-        .map(|p| secs_between(promoted, p.sent + p.took));
-    row.check(api_moved.is_some_and(|s| s <= MOVE_WITHIN.as_secs_f64()), || {
-        format!("POST /works not answered 201 within {MOVE_WITHIN:?} of the promotion ({api_moved:?})")
-    });
-    let api = api_expected(row, &mut db, &created).await?;
+    let (posts, created) = judge_api_moved(row, poster, fault, promoted).await?;
+    let api = api_expected(row, &mut db, &addr, &posts, &created).await?;
     let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     woken(row, &mut db, &posts, promoted).await?;
     left_on_old_primary(row, &pair, "chaos_s13").await;
@@ -146,4 +127,46 @@ pub(super) async fn woken(
         ids.len()
     ));
     Ok(())
+}
+
+/// The consumers' move: done works on the new primary within `MOVE_WITHIN` of the
+/// promotion (`moved`: how long after it they were seen).
+pub(super) fn judge_moved(
+    row: &mut Row,
+    moved: anyhow::Result<f64>,
+    fault: Instant,
+    promoted: Instant,
+) {
+    if let Some(s) = soft(row, moved) {
+        row.recovery = Some(s + secs_between(fault, promoted));
+        row.notes.push(format!(
+            "works done on the new primary {s:.1}s after the promotion (bound {MOVE_WITHIN:?})"
+        ));
+        row.check(s <= MOVE_WITHIN.as_secs_f64(), || {
+            format!(
+                "the consumers took {s:.1}s to write on the new primary (bound {MOVE_WITHIN:?})"
+            )
+        });
+    }
+}
+
+/// The API's move: stops the poster (3 s on), judges its POSTs, and checks one answered
+/// 201 within `MOVE_WITHIN` of the promotion. Returns the POSTs and the works created.
+pub(super) async fn judge_api_moved(
+    row: &mut Row,
+    poster: Poster,
+    fault: Instant,
+    promoted: Instant,
+) -> anyhow::Result<(Vec<Post>, Vec<i64>)> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = poster.stop().await?;
+    let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
+    let api_moved = posts
+        .iter()
+        .find(|p| p.sent >= promoted && p.status == Some(201))
+        .map(|p| secs_between(promoted, p.sent + p.took));
+    row.check(api_moved.is_some_and(|s| s <= MOVE_WITHIN.as_secs_f64()), || {
+        format!("POST /works not answered 201 within {MOVE_WITHIN:?} of the promotion ({api_moved:?})")
+    });
+    Ok((posts, created))
 }

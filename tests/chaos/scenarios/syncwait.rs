@@ -110,7 +110,7 @@ pub(super) async fn sync_standby_lost(c: &mut Cluster, row: &mut Row) -> anyhow:
     posts.sort_by_key(|p| p.sent);
     judge_reads(row, &reads.lock().expect("reads"), fault, fixed);
     let created = judge_posts(row, &posts, fault, (fixed, "the new standby"));
-    let api = api_expected(row, &mut db, &created).await?;
+    let api = api_expected(row, &mut db, &addr, &posts, &created).await?;
     let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     stop_all(row, &mut [&mut consumer, &mut serve]).await;
     note_dedup(row, &[&consumer]);

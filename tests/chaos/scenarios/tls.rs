@@ -194,7 +194,7 @@ pub(super) async fn tls_failover(c: &mut Cluster, row: &mut Row) -> anyhow::Resu
     ensure_running(row, procs, "after both faults");
     let posts = poster.stop().await?;
     let created = judge_posts(row, &posts, fault, (promoted, "the promotion"));
-    let api = api_expected(row, &mut db, &created).await?;
+    let api = api_expected(row, &mut db, &addr, &posts, &created).await?;
     let queue_confirmed = drain_if_recovered(row, &mut db, &mut producer, N, api).await;
     stop_all(row, &mut [&mut c1, &mut c2, &mut serve]).await;
     note_dedup(row, &[&c1, &c2]);
