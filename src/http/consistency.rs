@@ -103,10 +103,13 @@ pub fn document(item: &mut utoipa::openapi::PathItem) {
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::{ObjectBuilder, RefOr, Required, Type};
+    // The example is also what Schemathesis's coverage phase sends as its "default
+    // positive" value; without one it sent `0`, which the pattern does not allow.
     let token = || {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .pattern(Some("^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"))
+            .examples([serde_json::json!("0/16B3748")])
     };
     let operations = [&mut item.get, &mut item.post].into_iter().flatten();
     for operation in operations {
