@@ -11,6 +11,8 @@ pub struct Percentiles {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub samples: usize,
+    /// Requests answered 503 (not in the samples).
+    pub refused: usize,
 }
 
 pub fn percentiles(mut ms: Vec<f64>) -> Percentiles {
@@ -24,6 +26,7 @@ pub fn percentiles(mut ms: Vec<f64>) -> Percentiles {
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         samples: ms.len(),
+        refused: 0,
     }
 }
 
@@ -138,16 +141,23 @@ pub async fn api_latency(
     })
     .await?;
     let mut sent = Vec::with_capacity(posts.len());
+    let mut refused = 0;
     for (task, at) in posts {
-        sent.push((task.await??, at));
+        match task.await?? {
+            Some(code) => sent.push((code, at)),
+            None => refused += 1,
+        }
     }
     let sql = "SELECT work_code, extract(epoch FROM updated_on)::float8 FROM works \
                WHERE work_code = ANY($1) AND status = 'done'";
-    collect(database_url, sql, &sent).await
+    let mut latency = collect(database_url, sql, &sent).await?;
+    latency.refused = refused;
+    Ok(latency)
 }
 
-/// One POST; the work's code.
-async fn post(client: reqwest::Client, url: String) -> anyhow::Result<String> {
+/// One POST; the work's code, or None when the API answered 503 (past its bound: the
+/// rate is more than the server takes, which the caller reports).
+async fn post(client: reqwest::Client, url: String) -> anyhow::Result<Option<String>> {
     let response = client
         .post(&url)
         .header("Content-Type", "application/json")
@@ -155,7 +165,10 @@ async fn post(client: reqwest::Client, url: String) -> anyhow::Result<String> {
         .send()
         .await?;
     let status = response.status();
+    if status == 503 {
+        return Ok(None);
+    }
     anyhow::ensure!(status == 201, "POST /works answered {status}");
     let work: ppctl::model::Work = serde_json::from_slice(&response.bytes().await?)?;
-    Ok(work.work_code)
+    Ok(Some(work.work_code))
 }

@@ -105,11 +105,21 @@ async fn measure(
     sweeper.stop()?;
     serve.stop()?;
     let api = api?;
+    // A POST answered 503 (the rate is past what the pair takes) has no latency: it
+    // counts as over the bound.
+    let p99 = if api.refused > 0 {
+        f64::INFINITY
+    } else {
+        api.p99_ms
+    };
     report.target_below(
         &format!("POST /works -> done p99 at {}/s, sync standby", s.api_rate),
-        api.p99_ms,
+        p99,
         10.0,
-        format!("p50 {:.1} ms, {} samples", api.p50_ms, api.samples),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms of {} answered 201; {} answered 503",
+            api.p50_ms, api.p99_ms, api.samples, api.refused
+        ),
     );
     report.contrast(
         "POST /works req/s, 64 conns, sync standby",
