@@ -49,13 +49,17 @@ pub(super) async fn insert(
         key: key.map(|k| (k, idempotency::fingerprint(asked))),
     };
     let pool = &state.pool;
+    let tokens = state.reads.replica_pool().is_some();
     let ((created, token), again) = retry::once_more(pool, |client, again| {
         let mut new = new.clone();
         // Called once the connection is out: on the primary's clock as it measured it.
         new.deadline = new.deadline.map(|d| pool.database_time(d));
         Box::pin(async move {
             let created = idempotent::create(client, &new, again).await?;
-            Ok((created, super::consistency::after_commit(client).await))
+            Ok((
+                created,
+                super::consistency::after_commit(client, tokens).await,
+            ))
         })
     })
     .instrument(spans::db("INSERT"))

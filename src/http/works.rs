@@ -191,6 +191,7 @@ async fn act(
     let id = parse_id(id)?;
     let deadline = super::deadline();
     let pool = &state.pool;
+    let tokens = state.reads.replica_pool().is_some();
     let ((outcome, token), _) = retry::once_more(pool, |client, again| {
         // Called once the connection is out: on the primary's clock as it measured it.
         let deadline = Some(pool.database_time(deadline));
@@ -198,7 +199,7 @@ async fn act(
             let outcome = actions::attempt(client, id, action, deadline, again).await?;
             let changed = matches!(outcome, actions::Outcome::Changed(_));
             let token = match changed {
-                true => super::consistency::after_commit(client).await,
+                true => super::consistency::after_commit(client, tokens).await,
                 false => None,
             };
             Ok((outcome, token))
