@@ -130,6 +130,9 @@ async fn apply_with_retry(
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut leftovers = Vec::new();
+    // Whom an earlier attempt waited behind: a last attempt shorter than the watcher's
+    // first look (200 ms) sees no one, and the give-up line must still name them.
+    let mut last_seen: Option<String> = None;
     loop {
         // The last attempt gets what is left of max_wait, so the total never passes it.
         let wait = policy
@@ -147,7 +150,10 @@ async fn apply_with_retry(
             Err(e) if lock::is_lock_timeout(&e) => e,
             Err(e) => return Err(e).with_context(|| format!("migration {} failed", m.label())),
         };
-        let blocker = blocker.unwrap_or_else(|| format!("{e}; the blocking session was not seen"));
+        last_seen = blocker.or(last_seen);
+        let blocker = last_seen
+            .clone()
+            .unwrap_or_else(|| format!("{e}; the blocking session was not seen"));
         let pause = backoff.next_delay();
         // An attempt shorter than this would only add noise.
         let shortest = policy.lock_timeout.min(Duration::from_millis(100));
