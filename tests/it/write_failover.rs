@@ -143,10 +143,18 @@ async fn a_retry_of_a_503_whose_commit_went_through_gets_that_work() {
     );
     pg.psql("postgres", "SELECT pg_reload_conf()");
     std::thread::sleep(Duration::from_millis(300));
-    let key = format!("wait-{}", random_suffix());
     let body = Some(r#"{"add_up_to": 7}"#);
-    let first = create(app.addr, &key, body).await;
-    assert_eq!(first.status, 503, "{}", first.body);
+    // On a loaded machine the insert itself may run past its deadline: nothing is
+    // created, and that 503 is not the case under test, so the request is made again.
+    let mut key = String::new();
+    for _ in 0..3 {
+        key = format!("wait-{}", random_suffix());
+        let first = create(app.addr, &key, body).await;
+        assert_eq!(first.status, 503, "{}", first.body);
+        if !first.body.to_string().contains("after its deadline") {
+            break;
+        }
+    }
     let stored = "SELECT count(*) FROM works WHERE add_up_to = 7";
     eventually(
         "the answered-503 work committed",
