@@ -70,8 +70,21 @@ impl PrivatePostgres {
             beside: Vec::new(),
         };
         server.initdb(uid, gid, conf, hba);
-        server.launch(uid, gid);
-        server.wait_ready();
+        for attempt in 1.. {
+            server.launch(uid, gid);
+            match server.try_ready() {
+                Ok(()) => break,
+                Err(log) if log.contains("Address already in use") && attempt < 5 => {
+                    server.postmaster = None;
+                    server.port = free_port();
+                    let path = server.dir.join("data").join("postgresql.conf");
+                    let mut text = fs::read_to_string(&path).expect("postgresql.conf");
+                    text.push_str(&format!("port = {}\n", server.port));
+                    fs::write(&path, text).expect("write postgresql.conf");
+                }
+                Err(log) => panic!("the private PostgreSQL exited: {log}"),
+            }
+        }
         server.psql(
             "postgres",
             &format!("ALTER ROLE postgres PASSWORD '{PASSWORD}'"),
@@ -226,6 +239,13 @@ impl PrivatePostgres {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(log) = self.try_ready() {
+            panic!("the private PostgreSQL exited: {log}");
+        }
+    }
+
+    /// Waits until the server answers; Err with its log if it exited.
+    fn try_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
         let socket = self.socket_dir().join(format!(".s.PGSQL.{}", self.port));
         while !socket.exists() || self.try_psql().is_none() {
@@ -234,7 +254,7 @@ impl PrivatePostgres {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("the private PostgreSQL exited ({status}): {}", self.log());
+                return Err(format!("({status}) {}", self.log()));
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
@@ -243,6 +263,7 @@ impl PrivatePostgres {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     fn try_psql(&self) -> Option<()> {
@@ -332,9 +353,20 @@ impl PrivatePostgres {
     }
 }
 
+/// A port free now, below Linux's ephemeral range (32768 and up): a port the kernel
+/// handed out for `:0` was seen taken, before the server bound it, by one of the many
+/// connections the other tests open (theirs come from that range). Two servers may
+/// still draw the same one: `start` then draws again.
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        let both = ["127.0.0.1", "127.0.0.2"]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
+        if both {
+            return port;
+        }
+    }
 }
 
 impl Drop for PrivatePostgres {
