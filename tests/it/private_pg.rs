@@ -279,6 +279,19 @@ impl PrivatePostgres {
         fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
 
+    /// The environment of a ppctl process on database `app` of this server (plain TCP,
+    /// as `postgres`) and on `queue`.
+    pub fn app_env(&self, queue: &super::helpers::TestQueue) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "DATABASE_URL",
+                self.url("127.0.0.1", "app", "sslmode=disable"),
+            ),
+            ("AMQP_URL", super::helpers::AMQP_URL.to_string()),
+            ("PP_QUEUE", queue.name().to_string()),
+        ]
+    }
+
     /// `postgres://postgres:<pw>@<host>:<port>/<db>?<params>`
     pub fn url(&self, host: &str, db: &str, params: &str) -> String {
         format!(

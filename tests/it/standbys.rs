@@ -60,14 +60,7 @@ async fn a_logical_decoding_client_releases_no_acknowledgement() {
     );
     sync.await;
     let queue = TestQueue::new();
-    let env = [
-        (
-            "DATABASE_URL",
-            pg.url("127.0.0.1", "app", "sslmode=disable"),
-        ),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-    ];
+    let env = pg.app_env(&queue);
     let status = super::ordinary_role::run(&env, &["db", "setup"]).await;
     assert_eq!(status.0, 0, "{}", status.2);
     let (_, out, _) = super::ordinary_role::run(&env, &["db", "status"]).await;
@@ -117,14 +110,7 @@ async fn batches_waiting_for_a_standby_leave_the_stores_to_the_next() {
     let pg = PrivatePostgres::start(server_dir("pgnostandby"), "", hba);
     pg.psql("postgres", "CREATE DATABASE app");
     let queue = TestQueue::new();
-    let env = [
-        (
-            "DATABASE_URL",
-            pg.url("127.0.0.1", "app", "sslmode=disable"),
-        ),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-    ];
+    let env = pg.app_env(&queue);
     let status = super::ordinary_role::run(&env, &["db", "setup"]).await;
     assert_eq!(status.0, 0, "{}", status.2);
     let produced = super::ordinary_role::run(&env, &["produce", "--count", "1000", "--every", "0"]);

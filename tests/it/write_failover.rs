@@ -183,14 +183,7 @@ async fn a_retry_of_a_503_whose_commit_went_through_gets_that_work() {
 async fn a_killed_primary_counts_as_a_role_loss() {
     let mut pg = server("pgkill").await;
     let queue = TestQueue::new();
-    let env = [
-        (
-            "DATABASE_URL",
-            pg.url("127.0.0.1", "app", "sslmode=disable"),
-        ),
-        ("AMQP_URL", AMQP_URL.to_string()),
-        ("PP_QUEUE", queue.name().to_string()),
-    ];
+    let env = pg.app_env(&queue);
     let addr = free_addr();
     let serve = spawn(
         &["serve", "--addr", &addr],
