@@ -67,6 +67,16 @@ pub(super) fn json_log(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The first line of a JSON log whose message contains `text`.
+pub(super) fn json_log_line(log: &Path, text: &str) -> Value {
+    let lines = json_log(log);
+    lines
+        .iter()
+        .find(|l| l["message"].as_str().is_some_and(|m| m.contains(text)))
+        .cloned()
+        .unwrap_or_else(|| panic!("no log line with {text:?}: {lines:#?}"))
+}
+
 /// What most trace tests start with: a collector, a database, a queue, a logs folder.
 pub(super) async fn traced_setup() -> (Receiver, TestDb, TestQueue, PathBuf) {
     (

@@ -7,7 +7,8 @@ use super::helpers::*;
 use super::otlp::print_tree;
 use super::scale::{free_addr, terminate};
 use super::traced::{
-    attr, json_log, named, publish_with_headers, run, spawn, traced_env, traced_setup,
+    attr, json_log, json_log_line, named, publish_with_headers, run, spawn, traced_env,
+    traced_setup,
 };
 use lapin::types::AMQPValue;
 use serde_json::Value;
@@ -119,15 +120,7 @@ async fn a_queued_demand_is_one_trace_from_its_publish_to_its_store() {
         .expect("the poison's processing span, in its publisher's trace");
     assert_eq!(poison["parent_span_id"], their_span);
     assert_eq!(poison["status"]["code"], "ERROR");
-    let log = json_log(&dir.join("consume.log"));
-    let line = log
-        .iter()
-        .find(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("dead-lettering"))
-        })
-        .expect("the dead-lettering line");
+    let line = json_log_line(&dir.join("consume.log"), "dead-lettering");
     assert_eq!(line["level"], "WARN");
     assert_eq!(line["trace_id"], theirs, "{line}");
     assert_eq!(line["span_id"], poison["span_id"], "{line}");

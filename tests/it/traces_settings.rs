@@ -5,8 +5,8 @@
 use super::helpers::*;
 use super::scale::{free_addr, terminate};
 use super::traced::{
-    json_log, logs_dir, publish_with_headers, run, spawn, take_and_requeue, traced_env,
-    traced_setup,
+    json_log, json_log_line, logs_dir, publish_with_headers, run, spawn, take_and_requeue,
+    traced_env, traced_setup,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -177,15 +177,7 @@ async fn sampling_is_decided_at_the_root_and_followed_downstream() {
     assert_eq!(unsampled_rows, 20);
     // Not sampled, not built: the poison's dead-lettering is logged in no span (a span
     // built only to be dropped by the sampler would have given the line its ids).
-    let log = json_log(&dir.join("consume.log"));
-    let line = log
-        .iter()
-        .find(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("dead-lettering"))
-        })
-        .unwrap_or_else(|| panic!("no dead-lettering line: {log:#?}"));
+    let line = json_log_line(&dir.join("consume.log"), "dead-lettering");
     assert!(line.get("trace_id").is_none(), "{line}");
 }
 
