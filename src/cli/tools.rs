@@ -3,7 +3,7 @@
 
 use super::AmqpOpts;
 use crate::config::{self, parse_duration};
-use crate::query::RawQuery;
+use crate::query::{bulk::RawBulk, RawQuery};
 use clap::{Args, Subcommand, ValueEnum};
 use std::time::Duration;
 
@@ -53,10 +53,20 @@ pub enum WorkAction {
     Search(RawQuery),
     /// Show a work's events, oldest first.
     Events { id: i64 },
-    /// Put a failed or expired work back to pending (operators).
-    Retry { id: i64 },
-    /// Cancel a pending work (operators).
-    Cancel { id: i64 },
+    /// Put a failed or expired work back to pending (operators); with filters instead
+    /// of an id, every failed or expired work they match, up to --max.
+    Retry {
+        id: Option<i64>,
+        #[command(flatten)]
+        bulk: RawBulk,
+    },
+    /// Cancel a pending work (operators); with filters instead of an id, every pending
+    /// work they match, up to --max.
+    Cancel {
+        id: Option<i64>,
+        #[command(flatten)]
+        bulk: RawBulk,
+    },
     /// Follow a work until it is done (exit 0) or ends otherwise (exit 1), printing
     /// each change.
     Watch {

@@ -1,6 +1,7 @@
 //! One module per subcommand, each a plain `async fn run(args, ...)`.
 
 mod api_client;
+mod bulk;
 pub mod consume;
 pub mod db;
 pub mod dead;

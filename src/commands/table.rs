@@ -136,6 +136,26 @@ pub fn dead_letters(listing: &crate::amqp::dead::Listing) -> String {
     )
 }
 
+/// A bulk action's outcome, as one sentence.
+pub fn bulk(o: &crate::storage::bulk::BulkOutcome) -> String {
+    let more = if o.more {
+        "; more match: run it again"
+    } else {
+        ""
+    };
+    if o.dry_run {
+        format!(
+            "{}: {} works would change (dry run, at most {}){more}\n",
+            o.action, o.matched, o.max
+        )
+    } else {
+        format!(
+            "{}: {} works changed (at most {}){more}\n",
+            o.action, o.changed, o.max
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use super::{table, Failure};
 use crate::cli::{Via, WorkAction, WorkArgs};
 use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
-use crate::query::RawQuery;
+use crate::query::{bulk::RawBulk, RawQuery};
 use crate::storage::actions::{self, Action};
 use crate::storage::{self, notify, search, works, DbError};
 use anyhow::{bail, Context};
@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Validated before connecting, so both backends refuse bad input with the same
     // words, even when the server is down.
-    if let WorkAction::Search(query) = &args.action {
-        query.validate().map_err(Failure::Usage)?;
+    match &args.action {
+        WorkAction::Search(query) => _ = query.validate().map_err(Failure::Usage)?,
+        WorkAction::Retry { id, bulk } | WorkAction::Cancel { id, bulk } => {
+            super::bulk::check(*id, bulk)?
+        }
+        _ => {}
     }
     let backend = Backend::new(&args).await?;
     let json = args.json;
@@ -33,16 +37,26 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         WorkAction::Events { id } => {
             render(&backend.events(*id).await?, json, |e| table::events(e))?
         }
-        WorkAction::Retry { id } => {
-            render(&backend.act(Action::Retry, *id).await?, json, table::work)?
-        }
-        WorkAction::Cancel { id } => {
-            render(&backend.act(Action::Cancel, *id).await?, json, table::work)?
-        }
+        WorkAction::Retry { id, bulk } => act(&backend, Action::Retry, *id, bulk, json).await?,
+        WorkAction::Cancel { id, bulk } => act(&backend, Action::Cancel, *id, bulk, json).await?,
         WorkAction::Watch { id, timeout } => return watch(&backend, *id, *timeout, json).await,
     };
     backend.show_token(&args);
     super::emit(out.as_bytes())
+}
+
+/// One work's action, or the bulk one over the filters.
+async fn act(
+    backend: &Backend,
+    action: Action,
+    id: Option<i64>,
+    bulk: &RawBulk,
+    json: bool,
+) -> anyhow::Result<String> {
+    match id {
+        Some(id) => render(&backend.act(action, id).await?, json, table::work),
+        None => render(&backend.act_all(action, bulk).await?, json, table::bulk),
+    }
 }
 
 /// Prints the work each time its status changes until it is done (exit 0) or ends any
@@ -104,7 +118,7 @@ fn render<T: serde::Serialize + ?Sized>(
     })
 }
 
-enum Backend {
+pub(super) enum Backend {
     Http(ApiClient),
     Db(deadpool_postgres::Client),
 }
@@ -229,7 +243,7 @@ impl Backend {
     }
 }
 
-fn db_failure(e: DbError) -> anyhow::Error {
+pub(super) fn db_failure(e: DbError) -> anyhow::Error {
     match e {
         DbError::Unavailable(m) => {
             Failure::Unreachable(format!("database unavailable: {m}")).into()

@@ -2,6 +2,7 @@
 //! everything the framework itself would answer in plain text.
 
 pub mod body;
+pub mod bulk;
 pub mod consistency;
 pub mod create;
 pub mod cross_site;
@@ -58,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/stats"),
     ("GET", "/works/stream"),
     ("POST", "/works"),
+    ("POST", "/works/retry"),
+    ("POST", "/works/cancel"),
     ("GET", "/works"),
     ("GET", "/works/{id}"),
     ("GET", "/works/{id}/events"),
@@ -201,6 +204,7 @@ pub fn start_until(
                 actix_web::middleware::from_fn(metrics::traced),
             ))
             .configure(dashboard::routes)
+            .configure(bulk::routes)
             .configure(works::routes)
             .configure(legacy::routes)
             .configure(dead::routes)

@@ -6,7 +6,7 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{dashboard, dead, error, health, legacy, live, works, AppState};
+use super::{bulk, dashboard, dead, error, health, legacy, live, works, AppState};
 use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
@@ -25,13 +25,14 @@ use utoipa::OpenApi;
     paths(
         dashboard::page, dashboard::favicon, dashboard::get_stats, dashboard::stream,
         works::create, works::search, works::get, works::events, works::retry, works::cancel,
+        bulk::retry_all, bulk::cancel_all,
         legacy::create, legacy::get, legacy::search,
         document, health::health, health::metrics,
         dead::list, dead::replay,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
-            crate::demand::CreateWork, dashboard::Stats, health::Health, live::StreamEvent,
+            crate::demand::CreateWork, crate::storage::bulk::BulkOutcome, dashboard::Stats, health::Health, live::StreamEvent,
             dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
             amqp_dead::Unreadable, amqp_dead::Replayed),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,

@@ -2,6 +2,7 @@
 //! every way in validates the same way. Its parameters' OpenAPI description is derived
 //! from `RawQuery` and states exactly what `validate` accepts.
 
+pub mod bulk;
 pub mod time;
 
 use crate::model::WorkStatus;
@@ -124,12 +125,17 @@ impl RawQuery {
             ("limit", &self.limit),
             ("before_id", &self.before_id),
         ];
-        let parts: Vec<String> = pairs
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
-            .collect();
-        parts.join("&")
+        query_string(&pairs)
     }
+}
+
+/// `k=v&…` of the parameters given, values percent-encoded.
+pub fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
+        .collect();
+    parts.join("&")
 }
 
 /// Escapes LIKE's wildcards so a user's prefix matches literally.

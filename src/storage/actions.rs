@@ -28,6 +28,29 @@ pub enum Action {
 }
 
 impl Action {
+    /// The statuses it changes works from.
+    pub fn takes(self) -> &'static [&'static str] {
+        match self {
+            Action::Retry => &["failed", "expired"],
+            Action::Cancel => &["pending"],
+        }
+    }
+
+    /// The status it changes them to.
+    pub fn makes(self) -> &'static str {
+        match self {
+            Action::Retry => "pending",
+            Action::Cancel => "cancelled",
+        }
+    }
+
+    pub(super) fn event(self) -> &'static str {
+        match self {
+            Action::Retry => var::RETRIED,
+            Action::Cancel => var::CANCELLED,
+        }
+    }
+
     /// Its name in routes and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +59,42 @@ impl Action {
         }
     }
 }
+
+/// The action's one statement over `target`, a locking query of `id, status` rows, with
+/// `answer` as its result: one work's action and the bulk's batches differ only there.
+/// Parameters: $2 the new status, $3 the statuses it may change, $4 the event, $5 the
+/// counters' shard, $6 the deadline or NULL; `target` may use $1. Each changed work gets
+/// its event, and the terminal counters move with it, in the same statement.
+pub(super) fn action_sql(target: &str, answer: &str) -> String {
+    format!(
+        "WITH in_time AS (SELECT $6::timestamptz IS NULL OR clock_timestamp() < $6 AS ok), \
+        target AS ({target}), \
+        changed AS ( \
+            UPDATE works w SET status = $2, attempts = 0, locked_by = NULL, \
+                   locked_until = NULL, updated_on = now() \
+            FROM target t, in_time WHERE w.id = t.id AND t.status = ANY($3::text[]) \
+                AND in_time.ok \
+            RETURNING w.id), \
+        was AS (SELECT c.id, t.status FROM changed c JOIN target t USING (id)), \
+        ev AS ( \
+            INSERT INTO event_log (work_id, variable, value) \
+            SELECT id, $4, 'was ' || status FROM was), \
+        counted AS ( \
+            UPDATE work_counts SET \
+                failed = failed - (SELECT count(*) FROM was WHERE status = 'failed'), \
+                expired = expired - (SELECT count(*) FROM was WHERE status = 'expired'), \
+                cancelled = cancelled + (SELECT count(*) FROM changed WHERE $2 = 'cancelled') \
+            WHERE shard = $5) \
+        SELECT {answer}"
+    )
+}
+
+static ONE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    action_sql(
+        "SELECT id, status FROM works WHERE id = $1 FOR UPDATE",
+        "(SELECT status FROM target), (SELECT count(*) FROM changed), (SELECT ok FROM in_time)",
+    )
+});
 
 /// Applies `action` to work `id`. With a `deadline` (the database's clock), the change is
 /// made only if the database runs it before then, as for a created work: a client told
@@ -62,30 +121,8 @@ pub async fn attempt(
     deadline: Option<SystemTime>,
     again: bool,
 ) -> Result<Outcome, Failed> {
-    let (from, to, event): (&[&str], &str, &str) = match action {
-        Action::Retry => (&["failed", "expired"], "pending", var::RETRIED),
-        Action::Cancel => (&["pending"], "cancelled", var::CANCELLED),
-    };
-    const SQL: &str = "\
-        WITH in_time AS (SELECT $6::timestamptz IS NULL OR clock_timestamp() < $6 AS ok), \
-        target AS (SELECT id, status FROM works WHERE id = $1 FOR UPDATE), \
-        changed AS ( \
-            UPDATE works w SET status = $2, attempts = 0, locked_by = NULL, \
-                   locked_until = NULL, updated_on = now() \
-            FROM target t, in_time WHERE w.id = t.id AND t.status = ANY($3::text[]) \
-                AND in_time.ok \
-            RETURNING w.id, w.work_code), \
-        ev AS ( \
-            INSERT INTO event_log (work_id, variable, value) \
-            SELECT c.id, $4, 'was ' || t.status FROM changed c, target t), \
-        counted AS ( \
-            UPDATE work_counts SET \
-                failed = failed - (SELECT count(*) FROM changed, target t WHERE t.status = 'failed'), \
-                expired = expired - (SELECT count(*) FROM changed, target t WHERE t.status = 'expired'), \
-                cancelled = cancelled + (SELECT count(*) FROM changed WHERE $2 = 'cancelled') \
-            WHERE shard = $5) \
-        SELECT (SELECT status FROM target), (SELECT count(*) FROM changed), (SELECT ok FROM in_time)";
-    let stmt = client.prepare_cached(SQL).await?;
+    let (from, to, event) = (action.takes(), action.makes(), action.event());
+    let stmt = client.prepare_cached(&ONE_SQL).await?;
     let shard = super::works::count_shard();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
         [&id, &to, &from, &event, &shard, &deadline];

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod bulk;
 pub mod claims;
 pub mod clock;
 pub mod connect;

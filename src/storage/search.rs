@@ -31,6 +31,24 @@ fn literal(s: &str) -> String {
 
 /// The search's SQL, every value written in.
 pub fn search_sql(q: &WorkQuery) -> String {
+    let mut clauses = filter_clauses(q);
+    if let Some(before) = q.before_id {
+        clauses.push(format!("id < {before}"));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", clauses.join(" AND "))
+    };
+    format!(
+        "SELECT {WORK_COLUMNS} FROM works {filter}ORDER BY id DESC LIMIT {}",
+        q.limit
+    )
+}
+
+/// The conditions of the filters given (work code, times, status), values written in;
+/// the bulk actions select with the same ones.
+pub fn filter_clauses(q: &WorkQuery) -> Vec<String> {
     let mut clauses: Vec<String> = Vec::new();
     if let Some(prefix) = &q.work_code {
         let upper = format!("{prefix}\u{10FFFF}");
@@ -47,18 +65,7 @@ pub fn search_sql(q: &WorkQuery) -> String {
     if let Some(status) = q.status {
         clauses.push(format!("status = '{}'", status.as_str()));
     }
-    if let Some(before) = q.before_id {
-        clauses.push(format!("id < {before}"));
-    }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {} ", clauses.join(" AND "))
-    };
-    format!(
-        "SELECT {WORK_COLUMNS} FROM works {filter}ORDER BY id DESC LIMIT {}",
-        q.limit
-    )
+    clauses
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ try {
   step("operators: Cancel a pending work, Retry a failed one (the consumer paused meanwhile)");
   const consumer = Number(process.env.E2E_CONSUME_PID);
   process.kill(consumer, "SIGSTOP");
-  let pending, failed;
+  let pending, failed, retriedAll = [];
   try {
     failed = await createWork(6);
     pending = await createWork(7);
@@ -140,12 +140,27 @@ try {
     await page.click("#retry");
     await page.waitForSelector(`#works tr[data-id="${failed.id}"][data-status="pending"]`, { timeout: 10000 });
     check((await apiGet(`works/${failed.id}`)).status === "pending", "the API says pending after Retry");
+    // "Retry all shown": the failed works the filter shows, counted first, then retried.
+    const batch = [await createWork(8), await createWork(9)];
+    sql(`UPDATE works SET status = 'failed', attempts = 3 WHERE id IN (${batch.map((w) => w.id)}); UPDATE work_counts SET failed = failed + 2 WHERE shard = 0`);
+    await page.selectOption("#f-status", "failed");
+    await row(batch[0].id).waitFor();
+    await page.screenshot({ path: join(out, "retry-all.png"), fullPage: true });
+    let asked = "";
+    page.once("dialog", (dialog) => { asked = dialog.message(); dialog.accept(); });
+    await page.click("#retry-all");
+    await page.waitForFunction(() => document.querySelector("#message").textContent.startsWith("Retried 2 works"));
+    check(asked.includes("Retry 2 failed"), "asked about 2 works first: " + asked);
+    for (const w of batch) check((await apiGet(`works/${w.id}`)).status === "pending", `work ${w.id} pending after Retry all shown`);
+    await page.selectOption("#f-status", "");
+    retriedAll = batch;
   } finally {
     process.kill(consumer, "SIGCONT");
   }
   step(`the retried work ${failed.id} is done, the cancelled ${pending.id} stays cancelled`);
   await doneRow(failed.id).waitFor({ timeout: 30000 });
   check((await apiGet(`works/${failed.id}`)).result === 21, "retried work done with 21");
+  for (const w of retriedAll) await doneRow(w.id).waitFor({ timeout: 30000 });
   check((await apiGet(`works/${pending.id}`)).status === "cancelled", "still cancelled after a sweep");
 
   step("dead letters: a demand the database refuses and one that is not JSON");

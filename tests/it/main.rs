@@ -5,6 +5,7 @@ mod actions;
 mod amqp_tls;
 mod amqp_tls_loops;
 mod api;
+mod bulk;
 mod cli;
 mod cli_create;
 mod crosssite;
