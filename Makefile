@@ -25,7 +25,7 @@ test: services
 
 ## Throughput and latency against this machine's own limits, what OpenTelemetry tracing
 ## costs, and what a streaming standby costs on a private PostgreSQL pair (several minutes).
-## One phase alone: cargo bench --bench pipeline -- --only tracing
+## One phase alone: cargo bench --bench pipeline -- --only tracing (or replication)
 bench: services
 	scripts/services.sh bench-tools
 	$(CARGO) bench --bench pipeline

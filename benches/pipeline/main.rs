@@ -1,7 +1,8 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
 //! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
-//! `--only tracing` runs only the tracing phase (with or without `--smoke`).
+//! `--only tracing` or `--only replication` runs only that phase (with or without
+//! `--smoke`), its table to target/, never over bench/results.
 
 mod baseline;
 mod history;
@@ -89,8 +90,10 @@ async fn main() -> anyhow::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let sizes = if smoke { SMOKE } else { FULL };
     load::self_check();
-    if tracing::only()? {
-        return tracing::alone(smoke).await;
+    match only()? {
+        Some("tracing") => return tracing::alone(smoke).await,
+        Some(_) => return replication_alone(&sizes, smoke).await,
+        None => {}
     }
     let db_url = format!("{PG}/ppctl_bench_{}", suffix());
     ppctl::storage::admin::setup(&db_url)
@@ -109,6 +112,33 @@ async fn main() -> anyhow::Result<()> {
     report.print();
     report.save(smoke)?;
     Ok(())
+}
+
+/// The phase `--only` names, if any.
+fn only() -> anyhow::Result<Option<&'static str>> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--only") else {
+        return Ok(None);
+    };
+    match args.get(i + 1).map(String::as_str) {
+        Some("tracing") => Ok(Some("tracing")),
+        Some("replication") => Ok(Some("replication")),
+        _ => anyhow::bail!("--only takes one phase: tracing or replication"),
+    }
+}
+
+/// The replication phase alone: it starts its own pair, so no main database is needed.
+async fn replication_alone(s: &Sizes, smoke: bool) -> anyhow::Result<()> {
+    let mut report = Report::new(smoke);
+    let queue = format!("pp_bench_{}", suffix());
+    replication::run(&mut report, &s.replication, AMQP, &queue).await?;
+    report.print();
+    let name = if smoke {
+        "replication-smoke"
+    } else {
+        "replication"
+    };
+    Ok(report.save_alone(name)?)
 }
 
 async fn cleanup(db_url: &str, queue: &str) {

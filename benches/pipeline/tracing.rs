@@ -93,17 +93,6 @@ struct Run {
     dropped: [Option<(f64, f64)>; 2],
 }
 
-/// `--only tracing`: run this phase alone (its table to target/, never over
-/// bench/results). Any other `--only` value is refused rather than ignored.
-pub fn only() -> anyhow::Result<bool> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--only") {
-        None => Ok(false),
-        Some(i) if args.get(i + 1).is_some_and(|p| p == "tracing") => Ok(true),
-        Some(_) => anyhow::bail!("--only takes one phase: tracing"),
-    }
-}
-
 /// Needs no database or queue of the main run: each run makes and drops its own.
 pub async fn alone(smoke: bool) -> anyhow::Result<()> {
     let mut report = Report::new(smoke);
