@@ -18,7 +18,7 @@ test: services
 	scripts/services.sh chaos-tools  # pika: tests/it/dead.rs publishes non-UTF-8 ids with it
 	scripts/services.sh otlp-tools >/dev/null  # tests/it/otlp.rs: the OTLP receiver's venv
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features chaos -- -D warnings  # the chaos suite too
 	scripts/lint-sql.sh
 	$(CARGO) test -- --test-threads=4
 	$(MAKE) compose-check
@@ -90,4 +90,4 @@ fmt:
 	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features chaos -- -D warnings
