@@ -123,7 +123,7 @@ pub async fn prepare(
             Ok(mut demand) => {
                 good_tags.push(delivery.delivery_tag);
                 if seen.insert(demand.message_id.clone()) {
-                    demand.trace_parent = hop.traceparent();
+                    demand.trace_parent = hop.sampled_traceparent();
                     good.push(demand);
                 } else {
                     outcome.duplicates += 1;

@@ -170,11 +170,15 @@ async fn sampling_is_decided_at_the_root_and_followed_downstream() {
         1,
         "{kinds:?}"
     );
-    // The unsampled demands still carried their trace (flags 00) into their works.
-    let unsampled_rows = db
-        .count("SELECT count(*) FROM works WHERE trace_parent LIKE '00-%-00'")
+    // Only the sampled demand's work stores its trace: an unsampled one's id would
+    // lead to no stored trace.
+    let stored = db
+        .count("SELECT count(*) FROM works WHERE trace_parent IS NOT NULL")
         .await;
-    assert_eq!(unsampled_rows, 20);
+    let sampled = db
+        .count("SELECT count(*) FROM works WHERE trace_parent LIKE '00-%-01'")
+        .await;
+    assert_eq!((stored, sampled), (1, 1));
     // Not sampled, not built: the poison's dead-lettering is logged in no span (a span
     // built only to be dropped by the sampler would have given the line its ids).
     let line = json_log_line(&dir.join("consume.log"), "dead-lettering");
