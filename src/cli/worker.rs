@@ -11,9 +11,11 @@ use std::time::Duration;
 
 #[derive(Clone, Args)]
 pub struct WorkerOpts {
-    /// Deliveries the broker may send before they are acknowledged.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub prefetch: u16,
+    /// Deliveries the broker may send before they are acknowledged (1..=10000); a
+    /// third of it is the largest batch. Default 300, or 1000 with --ack-after standby,
+    /// whose acknowledgements also wait for the standby's flush.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub prefetch: Option<u16>,
     /// How long each computation takes, to simulate expensive work (e.g. 100ms).
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     pub work_delay: Duration,
@@ -52,6 +54,17 @@ pub struct WorkerOpts {
     /// takes 1/0, true/false, yes/no or on/off.
     #[arg(long, env = "PP_REQUIRE_MESSAGE_ID", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_message_id: bool,
+}
+
+impl WorkerOpts {
+    /// `--prefetch`, or its default for `--ack-after`: deliveries in hand must cover the
+    /// batches waiting for the standby too, or the broker stops sending while they wait.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch.unwrap_or(match self.ack_after {
+            AckAfter::Commit => 300,
+            AckAfter::Standby => 1000,
+        })
+    }
 }
 
 /// How long finished works are kept (`--retain`).

@@ -50,7 +50,7 @@ pub async fn run_with_pool(
         max_attempts: worker.max_attempts,
         batch: batch_limit(sweep::SWEEP_BATCH, worker.work_delay),
     };
-    tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch, "consumer starting");
+    tracing::info!(worker = %opts.worker, queue = %amqp.queue, prefetch = worker.prefetch(), "consumer starting");
     if worker.ack_after == AckAfter::Standby {
         refuse_unseeable_standbys(&pool, &shutdown).await?;
     }
@@ -77,7 +77,7 @@ pub async fn run_with_pool(
         nodes,
         topology: Topology::chosen(&amqp.queue, amqp.queue_type),
         worker: QueueSettings {
-            prefetch: worker.prefetch,
+            prefetch: worker.prefetch(),
             work_delay: worker.work_delay,
             ack_after: worker.ack_after,
         },

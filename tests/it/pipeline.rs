@@ -12,7 +12,7 @@ pub(super) const WAIT: Duration = Duration::from_secs(30);
 
 pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> WorkerOpts {
     WorkerOpts {
-        prefetch: 200,
+        prefetch: Some(200),
         work_delay,
         sweep_every,
         sweep_window: Duration::from_secs(6 * 3600),

@@ -113,22 +113,26 @@ async fn batches_waiting_for_a_standby_leave_the_stores_to_the_next() {
     let env = pg.app_env(&queue);
     let status = super::ordinary_role::run(&env, &["db", "setup"]).await;
     assert_eq!(status.0, 0, "{}", status.2);
-    let produced = super::ordinary_role::run(&env, &["produce", "--count", "1000", "--every", "0"]);
+    let produced = super::ordinary_role::run(&env, &["produce", "--count", "1200", "--every", "0"]);
     assert_eq!(produced.await.0, 0);
-    // Prefetch 300 in batches of at most 100 (a third of it each).
+    // --ack-after standby's default prefetch, 1000, in batches of at most 333 (a third
+    // of it each): waiting batches hold their deliveries, so the window is larger than
+    // --ack-after commit's 300.
     let consumer = consume(&env);
     let done = "SELECT count(*) FROM works WHERE status = 'done'";
     eventually(
         "the whole prefetch window stored",
         Duration::from_secs(30),
-        || async { (pg.psql("app", done) == "300").then_some(()) },
+        || async { (pg.psql("app", done) == "1000").then_some(()) },
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pg.psql("app", done), "1000", "no more than the prefetch");
     assert!(terminate(consumer).await.success());
     let (_conn, channel) = queue.channel().await;
     assert_eq!(
         queue.counts(&channel).await,
-        (1000, 0),
+        (1200, 0),
         "acknowledged without a standby"
     );
 }
