@@ -16,6 +16,10 @@ pub use compat::{fit, mismatch, Fit, APPLIED_SQL};
 pub use lock::{LockPolicy, LockWaitExceeded};
 pub use wait::until_schema_fits;
 
+/// The migrators' advisory lock, taken in and outside a transaction alike. Any fixed
+/// key will do; it only has to be the same in every ppctl process.
+const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
+
 /// A migration as compiled into the binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {

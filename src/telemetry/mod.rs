@@ -118,6 +118,12 @@ pub enum Group {
 
 pub static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(Telemetry::new);
 
+/// An OpenTelemetry variable's value, an empty one counting as unset (as the
+/// specification says); the tracer and the sampler both read them.
+pub(crate) fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }

@@ -8,7 +8,7 @@
 //! nothing and passes the trace on as a `traceparent` with flags 00, so the next
 //! process follows the decision without building anything either.
 
-use super::traces::env;
+use super::env;
 use anyhow::bail;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, TraceId};
 use opentelemetry::Context;

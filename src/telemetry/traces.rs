@@ -4,6 +4,7 @@
 //! headers, timeout, batch limits). Off, there is no exporter, no OpenTelemetry layer,
 //! and ppctl's spans are never built (they are at debug level, below the log filter).
 
+use super::env;
 use super::export_queue::{ExportQueue, QueueLimits};
 use super::otlp_client::OtlpClient;
 use anyhow::{bail, Context};
@@ -52,11 +53,6 @@ impl Tracing {
         self.queue.flush(Duration::from_secs(2)).await;
         let _ = self.provider.shutdown();
     }
-}
-
-/// A variable's value, an empty one counting as unset (as the specification says).
-pub(crate) fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The tracer for the `tracing` bridge, when the environment turns tracing on.

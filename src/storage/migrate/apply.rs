@@ -5,7 +5,7 @@
 use super::compat::{fit, Fit};
 use super::lock::{self, LockPolicy, LockWaitExceeded};
 use super::outside;
-use super::{checksum, Compat, Migration};
+use super::{checksum, Compat, Migration, LOCK_KEY};
 use crate::backoff::Backoff;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
@@ -66,9 +66,6 @@ pub async fn run_with(
 fn serialised() -> String {
     format!("SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock({LOCK_KEY})")
 }
-
-/// Any fixed key will do; it only has to be the same in every ppctl process.
-pub(super) const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
 
 /// `(version, checksum, additive)` of every applied migration.
 async fn recorded(client: &impl GenericClient) -> anyhow::Result<Vec<(i32, String, Option<bool>)>> {

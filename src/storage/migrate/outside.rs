@@ -28,7 +28,7 @@ pub(super) async fn apply_one(
     client
         .batch_execute(&format!(
             "SET statement_timeout = 0; SELECT pg_advisory_lock({})",
-            super::apply::LOCK_KEY
+            super::LOCK_KEY
         ))
         .await?;
     let ms = lock_timeout.as_millis().max(1);
@@ -39,7 +39,7 @@ pub(super) async fn apply_one(
     let reset = client
         .batch_execute(&format!(
             "RESET lock_timeout; RESET statement_timeout; SELECT pg_advisory_unlock({})",
-            super::apply::LOCK_KEY
+            super::LOCK_KEY
         ))
         .await;
     let applied = result?;
