@@ -10,22 +10,6 @@ use anyhow::Context;
 use reqwest::Method;
 use std::time::{Duration, SystemTime};
 
-/// Either one work's id or filters: a bulk action over every work needs at least one
-/// filter, so that a forgotten id never retries or cancels the whole history.
-pub fn check(id: Option<i64>, raw: &RawBulk) -> Result<(), Failure> {
-    let bulk_only = raw.max.is_some() || raw.dry_run.is_some();
-    match (id, raw.filters_given() || bulk_only) {
-        (Some(_), true) => Err(Failure::Usage(
-            "give a work id or filters (--status, --since, --until, --work-code), not both".into(),
-        )),
-        (None, _) if !raw.filters_given() => Err(Failure::Usage(
-            "give a work id, or at least one filter (--status, --since, --until, --work-code)"
-                .into(),
-        )),
-        _ => raw.validate().map(drop).map_err(Failure::Usage),
-    }
-}
-
 impl Backend {
     pub(super) async fn act_all(
         &self,

@@ -20,7 +20,7 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     match &args.action {
         WorkAction::Search(query) => _ = query.validate().map_err(Failure::Usage)?,
         WorkAction::Retry { id, bulk } | WorkAction::Cancel { id, bulk } => {
-            super::bulk::check(*id, bulk)?
+            bulk.check_with_id(*id).map_err(Failure::Usage)?
         }
         _ => {}
     }

@@ -80,6 +80,23 @@ impl RawBulk {
         })
     }
 
+    /// The CLI's rule: one work's id or filters, not both; and a bulk action over every
+    /// work needs at least one filter, so a forgotten id never acts on the whole history.
+    pub fn check_with_id(&self, id: Option<i64>) -> Result<(), String> {
+        let bulk_only = self.max.is_some() || self.dry_run.is_some();
+        match (id, self.filters_given() || bulk_only) {
+            (Some(_), true) => Err(
+                "give a work id or filters (--status, --since, --until, --work-code), not both"
+                    .into(),
+            ),
+            (None, _) if !self.filters_given() => Err(
+                "give a work id, or at least one filter (--status, --since, --until, --work-code)"
+                    .into(),
+            ),
+            _ => self.validate().map(drop),
+        }
+    }
+
     /// Whether any filter is given: the CLI refuses a bulk action over every work.
     pub fn filters_given(&self) -> bool {
         [&self.work_code, &self.since, &self.until, &self.status]
