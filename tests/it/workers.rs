@@ -19,13 +19,8 @@ pub(super) fn spawn_consumer(db: &TestDb, queue: &TestQueue, extra: &[&str]) -> 
     ));
     let log = std::fs::File::create(&log_path).expect("log file");
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
-        .args([
-            "consume",
-            "--queue",
-            queue.name(),
-            "--queue-type",
-            "classic",
-        ])
+        // The type TestQueue declares.
+        .args(["consume", "--queue", queue.name(), "--queue-type", "quorum"])
         .args(extra)
         .env("DATABASE_URL", &db.url)
         .env("AMQP_URL", AMQP_URL)
