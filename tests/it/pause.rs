@@ -157,3 +157,70 @@ async fn a_pause_stops_the_deliveries_within_two_seconds_and_loses_none() {
         "demands arrived after the pause and wait in the queue"
     );
 }
+
+/// POST with these headers, through the project's raw client: the status.
+async fn post_status(app: &TestApp, target: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = ppctl::rawhttp::Request::new("POST", target).expect("request");
+    for (name, value) in headers {
+        request.headers.push((name.to_string(), value.to_string()));
+    }
+    let response = ppctl::rawhttp::send(&app.addr.to_string(), &request).await;
+    response.expect("response").status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_takes_the_token_refuses_other_sites_and_is_kept_in_the_database() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;
+    let token = ("Authorization", "Bearer s3cret");
+    assert_eq!(post_status(&app, "/pipeline/pause", &[]).await, 401);
+    let other_site = [token, ("Sec-Fetch-Site", "cross-site")];
+    assert_eq!(post_status(&app, "/pipeline/pause", &other_site).await, 403);
+    let (_, state) = app.call("GET", "/pipeline", None).await;
+    assert_eq!(state["state"], "running", "refused: unchanged: {state}");
+
+    let url = app.url();
+    let api = ["--api-url", url.as_str(), "--api-token", "s3cret"];
+    let out = crate::helpers::ppctl(&[&["pipeline", "pause"][..], &api].concat()).await;
+    let (stdout, stderr) = crate::helpers::outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("pipeline paused since "), "{stdout}");
+    // The state is the database's, whoever asks.
+    let via_db = [
+        "pipeline",
+        "status",
+        "--via",
+        "db",
+        "--database-url",
+        &db.url,
+        "--json",
+    ];
+    let out = crate::helpers::ppctl(&via_db).await;
+    let (stdout, stderr) = crate::helpers::outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let state: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        (&state["state"], &state["paused"]),
+        (&"paused".into(), &true.into())
+    );
+    let resume = [
+        "pipeline",
+        "resume",
+        "--via",
+        "db",
+        "--database-url",
+        &db.url,
+    ];
+    assert!(crate::helpers::ppctl(&resume).await.status.success());
+    let (_, state) = app.call("GET", "/pipeline", None).await;
+    assert_eq!(state["state"], "running", "{state}");
+    // Bad input is one line and exit 2.
+    for bad in [
+        &["pipeline", "stop"][..],
+        &["pipeline", "pause", "--api-url", "ftp://x"],
+    ] {
+        let out = crate::helpers::ppctl(bad).await;
+        let (_, stderr) = crate::helpers::outputs(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+    }
+}
