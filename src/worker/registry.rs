@@ -81,7 +81,7 @@ async fn beat_until(
             "running"
         };
         beat(&pool, &me, &host, &tally, state, &mut warnings).await;
-        if beats % PRUNE_EVERY == 0 {
+        if beats.is_multiple_of(PRUNE_EVERY) {
             prune(&pool).await;
         }
         beats = beats.wrapping_add(1);
