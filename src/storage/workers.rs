@@ -47,7 +47,8 @@ pub struct Worker {
     pub last_seen: i64,
     /// Works this worker stored or completed since it started.
     pub works_stored: i64,
-    /// Deliveries and API works in its hands at the last beat.
+    /// Queue deliveries in its hands at the last beat (the API works it holds are in
+    /// `works`).
     pub in_flight: i64,
     /// `running`, `paused`, `stopping` as it last said; `stopped` after a graceful stop;
     /// `gone` when it missed its beats for 10 s (killed, or cut off).
