@@ -120,7 +120,9 @@ async fn a_paused_pipeline_takes_nothing_and_a_resume_does_it_all() {
 async fn a_pause_stops_the_deliveries_within_two_seconds_and_loses_none() {
     let (db, queue) = (TestDb::new().await, TestQueue::new());
     let app = TestApp::spawn(&db).await;
-    let _consumer = spawn_consumer(&db, &queue, &[]);
+    // Slower than the publisher: the prefetch window is full of deliveries not yet in a
+    // batch when the pause comes, and they must be stored and acked, not left unacked.
+    let _consumer = spawn_consumer(&db, &queue, &["--work-delay", "2ms"]);
     eventually("the consumer registered", WAIT, || async {
         (!workers(&app).await.is_empty()).then_some(())
     })
