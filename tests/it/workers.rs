@@ -12,13 +12,18 @@ use tokio::process::Child;
 /// A `ppctl consume` on the test's database and queue, logging to a file named in
 /// failures; killed when dropped.
 pub(super) fn spawn_consumer(db: &TestDb, queue: &TestQueue, extra: &[&str]) -> Child {
+    spawn_logged(db, queue, extra).0
+}
+
+/// `spawn_consumer`, and the path of its log.
+fn spawn_logged(db: &TestDb, queue: &TestQueue, extra: &[&str]) -> (Child, std::path::PathBuf) {
     let log_path = std::env::temp_dir().join(format!(
         "ppctl-workers-{}-{}.log",
         queue.name(),
         crate::helpers::random_suffix()
     ));
     let log = std::fs::File::create(&log_path).expect("log file");
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
         // The type TestQueue declares.
         .args(["consume", "--queue", queue.name(), "--queue-type", "quorum"])
         .args(extra)
@@ -33,7 +38,8 @@ pub(super) fn spawn_consumer(db: &TestDb, queue: &TestQueue, extra: &[&str]) -> 
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
-        .expect("start ppctl consume")
+        .expect("start ppctl consume");
+    (child, log_path)
 }
 
 /// GET /workers, as JSON.
@@ -189,4 +195,50 @@ async fn the_metrics_count_workers_by_state() {
         (running && paused).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_that_cannot_write_hold_nothing_up_and_are_logged_once() {
+    let (db, queue) = (TestDb::new().await, TestQueue::new());
+    let app = TestApp::spawn(&db).await;
+    let (_conn, channel) = queue.channel().await;
+    let (consumer, log) = spawn_logged(&db, &queue, &[]);
+    let pid = consumer.id().expect("pid");
+    eventually("the worker registered", WAIT, || async {
+        with_pid(&workers(&app).await, pid).filter(|w| w["state"] == "running")
+    })
+    .await;
+    // Writes to the registry wait behind this lock (reads do not): every beat times out.
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE workers IN EXCLUSIVE MODE")
+        .await
+        .expect("lock the registry");
+    for i in 0..100 {
+        let id = format!("during-{i}");
+        queue
+            .publish_raw(&channel, b"{\"add_up_to\": 3}", Some(&id))
+            .await;
+    }
+    let stored = Instant::now();
+    eventually("the demands stored while beats fail", WAIT, || async {
+        (db.count("SELECT count(*) FROM works").await == 100).then_some(())
+    })
+    .await;
+    eprintln!(
+        "100 demands stored in {:?} with the registry locked",
+        stored.elapsed()
+    );
+    eventually("the silent worker shown as gone", WAIT, || async {
+        with_pid(&workers(&app).await, pid).filter(|w| w["state"] == "gone")
+    })
+    .await;
+    blocker.batch_execute("ROLLBACK").await.expect("unlock");
+    eventually("the worker back to running", WAIT, || async {
+        with_pid(&workers(&app).await, pid).filter(|w| w["state"] == "running")
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).expect("the consumer's log");
+    let failed = text.matches("worker heartbeat failed").count();
+    assert_eq!(failed, 1, "one line for a minute of failures:\n{text}");
 }
