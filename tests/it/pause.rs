@@ -122,7 +122,7 @@ async fn a_pause_stops_the_deliveries_within_two_seconds_and_loses_none() {
     let app = TestApp::spawn(&db).await;
     // Slower than the publisher: the prefetch window is full of deliveries not yet in a
     // batch when the pause comes, and they must be stored and acked, not left unacked.
-    let _consumer = spawn_consumer(&db, &queue, &["--work-delay", "2ms"]);
+    let _consumer = spawn_consumer(&db, &queue, &["--work-delay", "2ms", "--prefetch", "100"]);
     eventually("the consumer registered", WAIT, || async {
         (!workers(&app).await.is_empty()).then_some(())
     })
