@@ -242,3 +242,31 @@ async fn heartbeats_that_cannot_write_hold_nothing_up_and_are_logged_once() {
     let failed = text.matches("worker heartbeat failed").count();
     assert_eq!(failed, 1, "one line for a minute of failures:\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_workers_gone_for_a_day_are_pruned_and_no_others() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO workers (id, host, pid, version, queue, prefetch, last_seen, state) VALUES \
+             ('long-gone', 'h', 1, 'v', 'q', 1, now() - interval '25 hours', 'running'), \
+             ('stopped-an-hour-ago', 'h', 2, 'v', 'q', 1, now() - interval '1 hour', 'stopped'), \
+             ('live', 'h', 3, 'v', 'q', 1, now(), 'running')",
+        )
+        .await
+        .expect("rows");
+    let pruned = ppctl::storage::workers::prune(&client)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let listed = ppctl::storage::workers::list(&client).await.expect("list");
+    let shown: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|w| (w.id.as_str(), w.state.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("live", "running"), ("stopped-an-hour-ago", "stopped")]
+    );
+}
