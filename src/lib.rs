@@ -14,7 +14,8 @@
 //! - `worker`: the consumer's two workers. Queue batches go through three steps
 //!   (`queue::prepare`, `store`, `queue::acknowledge`) that the consume loop overlaps
 //!   across two batches; the sweeper is a one-step function (`sweep_once`, which the
-//!   tests call) plus a thin loop; `retention` is the pruner.
+//!   tests call) plus a thin loop; `retention` is the pruner; `registry` the heartbeat
+//!   in the workers table; `pipeline` the pause switch both loops watch.
 //! - `tls`: the accept-any certificate verifier both links share;
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;

@@ -7,8 +7,10 @@ use crate::telemetry::logs::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, time::Duration};
 
+mod operators;
 mod tools;
 mod worker;
+pub use operators::*;
 pub use tools::*;
 pub use worker::*;
 
@@ -43,6 +45,8 @@ impl Command {
             Command::Db(_) => "db",
             Command::Dead(_) => "dead",
             Command::Up(_) => "up",
+            Command::Workers(_) => "workers",
+            Command::Pipeline(_) => "pipeline",
             Command::Completions { .. } => "completions",
         }
     }
@@ -66,6 +70,10 @@ pub enum Command {
     Dead(DeadArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
+    /// List the consume processes: state, last heartbeat, the API works each leases.
+    Workers(WorkersArgs),
+    /// Pause, resume or show the pipeline (every consumer and sweeper).
+    Pipeline(PipelineArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
     Completions {
         #[arg(value_enum)]

@@ -7,6 +7,8 @@ use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::{QueueSettings, QueueWorker};
 use crate::worker::message_ids::MissingIds;
+use crate::worker::pipeline::Paused;
+use crate::worker::registry::{Identity, Registry, Tally};
 use crate::worker::{batch_limit, retention, sweep, worker_id};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
@@ -42,8 +44,24 @@ pub async fn run_with_pool(
         wake.clone(),
         shutdown.clone(),
     );
+    // One id for the registry row and the leases the sweeper takes.
+    let id = worker_id();
+    let paused = Paused::follow(&pool, &shutdown).await;
+    let tally = Arc::new(Tally::default());
+    let me = Identity {
+        id: id.clone(),
+        queue: amqp.queue.clone(),
+        prefetch: worker.prefetch(),
+    };
+    let registry = Registry::spawn(
+        pool.clone(),
+        me,
+        tally.clone(),
+        paused.clone(),
+        shutdown.clone(),
+    );
     let opts = sweep::SweepOpts {
-        worker: worker_id(),
+        worker: id,
         work_delay: worker.work_delay,
         lease: worker.lease,
         window: worker.sweep_window,
@@ -64,6 +82,7 @@ pub async fn run_with_pool(
         worker.sweep_every,
         wake,
         notifier.clone(),
+        paused.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(retention::run(
@@ -84,9 +103,14 @@ pub async fn run_with_pool(
         shutdown: &shutdown,
         declared: AtomicBool::new(false),
         ids: MissingIds::new(worker.require_message_id),
+        paused,
+        tally,
     };
-    queue.run().await?;
-    sweeper.await.context("the sweeper panicked")?;
+    let ran = queue.run().await;
+    let swept = sweeper.await.context("the sweeper panicked");
+    registry.stop().await;
+    ran?;
+    swept?;
     tracing::info!("consumer stopped");
     Ok(())
 }

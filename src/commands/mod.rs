@@ -13,6 +13,7 @@ pub mod serve;
 mod table;
 pub mod up;
 pub mod work;
+pub mod workers;
 
 use crate::cli::{Cli, Command};
 use crate::shutdown;
@@ -51,6 +52,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::RawHttp(args) => raw_http::run(args).await,
         Command::Db(args) => db::run(args).await.map(|()| ok),
         Command::Dead(args) => dead::run(args).await.map(|()| ok),
+        Command::Workers(args) => workers::list(args).await.map(|()| ok),
+        Command::Pipeline(args) => workers::pipeline(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();

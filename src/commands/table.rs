@@ -3,7 +3,7 @@
 use crate::model::{Event, Work};
 use std::time::{Duration, UNIX_EPOCH};
 
-fn time(unix: i64) -> String {
+pub(super) fn time(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -26,7 +26,7 @@ pub fn printable(text: &str) -> String {
 }
 
 /// Left-aligns every column to its widest cell; every cell is made `printable`.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|row| row.iter().map(|cell| printable(cell)).collect())

@@ -4,10 +4,11 @@ use super::params::NoQuery;
 use super::responses::BadRequest;
 use super::{works::resource, AppState};
 use crate::model::WorkStatus;
+use crate::storage::pipeline;
 use crate::storage::replica::ReplicaHealth;
 use crate::storage::role::{self, ServerRole};
-use crate::storage::{works, DbError};
-use crate::telemetry::{StatusLabel, CONTENT_TYPE, TELEMETRY};
+use crate::storage::{workers, works, DbError};
+use crate::telemetry::{StateLabel, StatusLabel, CONTENT_TYPE, TELEMETRY};
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use std::time::Duration;
@@ -60,6 +61,11 @@ pub struct Health {
     /// What to do, when there is something to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// `paused` after `ppctl pipeline pause` (still healthy: the API takes works, which
+    /// wait as pending), `running` otherwise; absent when the database did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(paused|running)$")]
+    pipeline: Option<&'static str>,
     /// `ppctl --version`: the package version and the build's revision.
     version: &'static str,
 }
@@ -76,20 +82,25 @@ enum Found {
     Unreachable(Option<DbError>),
 }
 
-async fn check(state: &AppState) -> Found {
+/// What the server is, and whether the pipeline is paused (`None`: unknown).
+async fn check(state: &AppState) -> (Found, Option<bool>) {
     let check = async {
         let client = state.pool.get().await?;
-        role::server_role(&client).await.map_err(DbError::from)
+        let role = role::server_role(&client).await.map_err(DbError::from)?;
+        // A pause is not a fault: the check stays healthy, and says so.
+        let paused = pipeline::get(&client).await.ok().map(|p| p.paused);
+        Ok((role, paused))
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(role)) => Found::Server(role),
+    let found = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok((role, paused))) => return (Found::Server(role), paused),
         Ok(Err(e @ DbError::Schema(_))) => Found::Schema(e.to_string()),
         // tokio-postgres's word when target_session_attrs=read-write skipped every host.
         // (In the error chain: DbError keeps the driver's causes.)
         Ok(Err(e)) if e.to_string().contains("does not allow writes") => Found::NoWritable(e),
         Ok(Err(e)) => Found::Unreachable(Some(e)),
         Err(_) => Found::Unreachable(None),
-    }
+    };
+    (found, None)
 }
 
 /// Liveness, and whether the database takes writes, for load balancers and Compose.
@@ -102,7 +113,7 @@ async fn check(state: &AppState) -> Found {
             schema does not fit this binary.", body = Health),
     ))]
 pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpResponse {
-    let found = check(&state).await;
+    let (found, paused) = check(&state).await;
     // No server takes writes: the hosts tried stand where the server's would.
     let tried = matches!(found, Found::NoWritable(_)).then(|| state.pool.target().hosts());
     let (database, role, error) = match found {
@@ -147,6 +158,7 @@ pub async fn health(state: web::Data<AppState>, _: web::Query<NoQuery>) -> HttpR
         host: role.map(|r| r.host).or(tried),
         replica: state.reads.health(),
         error,
+        pipeline: paused.map(pipeline::word),
         version: crate::VERSION,
     };
     match healthy {
@@ -189,10 +201,30 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
             t.works.get_or_create(&label).set(n.map_or(0, |(_, n)| *n));
         }
     }
+    operator_gauges(&state).await;
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(super::exporter::render_with_replica(
             Some(&state.pool),
             state.reads.replica_pool(),
         ))
+}
+
+/// `ppctl_workers{state}` and `ppctl_pipeline_paused`, from the primary (a replica's
+/// lag would count live workers as gone); unchanged when it does not answer.
+async fn operator_gauges(state: &AppState) {
+    let read = async {
+        let client = state.pool.get().await.ok()?;
+        let listed = workers::list(&client).await.ok()?;
+        let paused = pipeline::get(&client).await.ok()?.paused;
+        Some((listed, paused))
+    };
+    let Ok(Some((listed, paused))) = tokio::time::timeout(CHECK_TIMEOUT, read).await else {
+        return;
+    };
+    let t = &TELEMETRY;
+    for (state, n) in workers::count_by_state(&listed) {
+        t.workers.get_or_create(&StateLabel { state }).set(n);
+    }
+    t.pipeline_paused.set(i64::from(paused));
 }

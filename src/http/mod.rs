@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod responses;
+pub mod workers;
 pub mod works;
 
 use crate::shutdown::Shutdown;
@@ -74,6 +75,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/workers"),
+    ("GET", "/pipeline"),
+    ("POST", "/pipeline/pause"),
+    ("POST", "/pipeline/resume"),
 ];
 
 impl AppState {
@@ -210,6 +215,7 @@ pub fn start_until(
             .configure(dead::routes)
             .configure(openapi::routes)
             .configure(health::routes)
+            .configure(workers::routes)
             .default_service(web::to(not_found))
     })
     .disable_signals()

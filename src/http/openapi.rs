@@ -6,7 +6,7 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{bulk, dashboard, dead, error, health, legacy, live, works, AppState};
+use super::{bulk, dashboard, dead, error, health, legacy, live, workers, works, AppState};
 use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
@@ -29,12 +29,15 @@ use utoipa::OpenApi;
         legacy::create, legacy::get, legacy::search,
         document, health::health, health::metrics,
         dead::list, dead::replay,
+        workers::list, workers::status, workers::pause, workers::resume,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
             crate::demand::CreateWork, crate::storage::bulk::BulkOutcome, dashboard::Stats, health::Health, live::StreamEvent,
             dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
-            amqp_dead::Unreadable, amqp_dead::Replayed),
+            amqp_dead::Unreadable, amqp_dead::Replayed,
+            crate::storage::workers::Worker, crate::storage::workers::Held,
+            crate::storage::pipeline::PipelineState),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::Unprocessable,

@@ -121,6 +121,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0010_idempotency_keys.sql"),
         compat: Compat::Additive,
     },
+    // Additive: two new tables that older binaries never read.
+    Migration {
+        version: 11,
+        name: "workers_and_pause",
+        sql: include_str!("../../sql/0011_workers_and_pause.sql"),
+        compat: Compat::Additive,
+    },
 ];
 
 /// Every migration this binary applies and checks against: `MIGRATIONS`, and in debug

@@ -13,6 +13,7 @@ pub mod listen;
 pub mod lsn;
 pub mod migrate;
 pub mod notify;
+pub mod pipeline;
 pub mod prune;
 pub mod replica;
 pub mod replica_check;
@@ -23,6 +24,7 @@ pub mod search;
 pub mod standby_wait;
 pub mod stats;
 pub mod tls;
+pub mod workers;
 pub mod works;
 
 use deadpool_postgres::{

@@ -81,6 +81,10 @@ pub struct Telemetry {
     /// Works by status, from the database at each scrape.
     pub works: Family<StatusLabel, Gauge>,
     pub database_up: Gauge,
+    /// Registered workers by shown state, and the pause switch, from the database at
+    /// each scrape.
+    pub workers: Family<StateLabel, Gauge>,
+    pub pipeline_paused: Gauge,
     pub pool_connections: Family<StateLabel, Gauge>,
     pub pool_waiting: Gauge,
     /// Connections that met a server no longer taking writes, or broke (storage::role).
@@ -150,6 +154,8 @@ impl Telemetry {
             requests: Family::new_with_constructor(latency_histogram),
             works: Family::default(),
             database_up: Gauge::default(),
+            workers: Family::default(),
+            pipeline_paused: Gauge::default(),
             pool_connections: Family::default(),
             pool_waiting: Gauge::default(),
             db_role_losses: Counter::default(),

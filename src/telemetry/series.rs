@@ -120,6 +120,16 @@ pub(super) fn register_group(t: &Telemetry, group: Group, registry: &mut Registr
                 "1 when the last scrape could count the works",
                 t.database_up.clone(),
             );
+            registry.register(
+                "ppctl_workers",
+                "registered consume processes by state (running, paused, stopping; stopped and gone for a day after)",
+                t.workers.clone(),
+            );
+            registry.register(
+                "ppctl_pipeline_paused",
+                "1 while the pipeline is paused (ppctl pipeline pause)",
+                t.pipeline_paused.clone(),
+            );
         }
         Group::Pool => {
             registry.register(

@@ -10,14 +10,17 @@ use crate::storage::standby_wait::StandbyWatch;
 use crate::storage::{notify::Notifier, PgPool};
 use crate::telemetry::TELEMETRY;
 use crate::worker::message_ids::MissingIds;
+use crate::worker::pipeline::Paused;
 use crate::worker::queue;
+use crate::worker::registry::Tally;
 use crate::worker::stores::{StoreResult, Stores, STORES_IN_FLIGHT};
 use crate::worker::{batch_limit, AckAfter};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::Channel;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the queue worker consumes (from `consume`'s options).
@@ -42,7 +45,13 @@ pub struct QueueWorker<'a> {
     pub declared: AtomicBool,
     /// What becomes of demands without a message_id.
     pub ids: MissingIds,
+    /// While paused the worker holds no consumer on the queue.
+    pub paused: Paused,
+    /// Deliveries in hand, for the heartbeat.
+    pub tally: Arc<Tally>,
 }
+
+mod pause;
 
 /// How long connecting, declaring and subscribing may take before it is retried.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -117,6 +126,13 @@ impl QueueWorker<'_> {
         let safe = *safe_left > 0;
         let worker = &self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
+        // Started, or reconnecting, while paused: no basic.consume until resumed.
+        let mut paused = self.paused.clone();
+        tokio::select! {
+            _ = paused.until_running() => {}
+            _ = self.shutdown.wait() => return Ok(Ended::Shutdown),
+        }
+        self.tally.deliveries_held.store(0, Ordering::Relaxed);
         // Every step of the setup waits on the broker, and a connection that died
         // midway (a frame lapin cannot parse) may leave one waiting forever: bounded,
         // and shutdown is heard meanwhile.
@@ -161,10 +177,11 @@ impl QueueWorker<'_> {
             connection,
             channel,
             dead,
-            standby,
+            ..
         } = *open;
         let worker = &self.worker;
         let prefetch = if safe { 1 } else { worker.prefetch };
+        let mut paused = self.paused.clone();
         // A batch's share of the prefetch window leaves room to gather the next batch
         // while the earlier ones are being stored.
         let window = usize::from(prefetch) / (STORES_IN_FLIGHT + 1);
@@ -176,10 +193,15 @@ impl QueueWorker<'_> {
                 let _ = connection.close(200, "leaving safe mode".into()).await;
                 return Ok(Ended::SafeModeOver);
             }
-            // Biased: once shutdown is requested, no new delivery is taken.
+            // Biased: once shutdown is requested, no new delivery is taken; once the
+            // pipeline is paused, none after those the broker already sent.
             let next = tokio::select! {
                 biased;
                 _ = self.shutdown.wait() => break,
+                _ = paused.until_paused() => {
+                    consumer = self.pause(open, consumer, &mut storing, max, safe_left).await?;
+                    continue;
+                }
                 stored = storing.oldest(), if !storing.is_empty() => Next::Stored(stored),
                 delivery = consumer.next() => Next::Delivery(Box::new(session::delivery_or_error(delivery)?)),
             };
@@ -191,30 +213,8 @@ impl QueueWorker<'_> {
                 }
                 Next::Delivery(first) => {
                     let deliveries = session::gather(&mut consumer, *first, max).await?;
-                    let queue = &self.topology.queue;
-                    let batch =
-                        queue::prepare(queue, deliveries, dead, worker.work_delay, &self.ids)
-                            .await?;
-                    // Acknowledging what is done while a committing store ends.
-                    let slot = loop {
-                        let free = storing.slot();
-                        tokio::select! {
-                            biased;
-                            stored = storing.oldest(), if !storing.is_empty() => {
-                                storing.pop();
-                                let settled = self.finish(channel, dead, stored).await?;
-                                *safe_left = safe_left.saturating_sub(settled);
-                            }
-                            slot = free => break slot,
-                        }
-                    };
-                    storing.spawn(
-                        slot,
-                        self.pool.clone(),
-                        batch,
-                        standby.cloned(),
-                        self.shutdown.clone(),
-                    );
+                    self.store(open, deliveries, &mut storing, safe_left)
+                        .await?;
                 }
             }
         }
@@ -224,6 +224,40 @@ impl QueueWorker<'_> {
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
         Ok(Ended::Shutdown)
+    }
+
+    /// Prepares a batch of deliveries and starts its store, acknowledging what is done
+    /// while it waits for a free slot.
+    async fn store(
+        &self,
+        open: &Open<'_>,
+        deliveries: Vec<Delivery>,
+        storing: &mut Stores,
+        safe_left: &mut u64,
+    ) -> anyhow::Result<()> {
+        let (channel, dead) = (open.channel, open.dead);
+        self.tally
+            .deliveries_held
+            .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+        let queue = &self.topology.queue;
+        let work_delay = self.worker.work_delay;
+        let batch = queue::prepare(queue, deliveries, dead, work_delay, &self.ids).await?;
+        // Acknowledging what is done while a committing store ends.
+        let slot = loop {
+            let free = storing.slot();
+            tokio::select! {
+                biased;
+                stored = storing.oldest(), if !storing.is_empty() => {
+                    storing.pop();
+                    let settled = self.finish(channel, dead, stored).await?;
+                    *safe_left = safe_left.saturating_sub(settled);
+                }
+                slot = free => break slot,
+            }
+        };
+        let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
+        storing.spawn(slot, pool, batch, open.standby.cloned(), shutdown);
+        Ok(())
     }
 
     /// Waits for every store in flight and acknowledges each, in order.
@@ -260,6 +294,11 @@ impl QueueWorker<'_> {
         }
         tracing::debug!(outcome = ?batch.outcome, "batch");
         let o = batch.outcome;
+        let settled = batch.deliveries() as u64;
+        let held = &self.tally.deliveries_held;
+        let _ = held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(settled))
+        });
         Ok(o.stored + o.duplicates + o.dead)
     }
 }

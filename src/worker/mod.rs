@@ -4,7 +4,9 @@
 
 pub mod consumer;
 pub mod message_ids;
+pub mod pipeline;
 pub mod queue;
+pub mod registry;
 pub mod retention;
 pub mod store;
 pub mod stores;

@@ -85,6 +85,11 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// How many deliveries the batch settles.
+    pub fn deliveries(&self) -> usize {
+        self.deliveries
+    }
+
     /// The processing span of the delivery with this tag (none while tracing is off).
     pub(super) fn span(&self, tag: u64) -> tracing::Span {
         self.spans

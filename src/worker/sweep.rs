@@ -1,6 +1,7 @@
 //! Pending works created through the API: claimed under a lease, computed, completed.
 //! Woken by NOTIFY at commit, with polling as the fallback.
 
+use super::pipeline::Paused;
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::storage::{claims, notify::Notifier, DbError, PgPool};
@@ -88,17 +89,26 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
 }
 
 /// Sweeps whenever woken or every `every`, draining full batches, until shutdown;
-/// tells the dashboards through `notifier` when works changed.
+/// tells the dashboards through `notifier` when works changed. Claims nothing while
+/// the pipeline is paused (a batch in hand is finished first).
 pub async fn run(
     pool: PgPool,
     opts: SweepOpts,
     every: Duration,
     wake: Arc<Notify>,
     notifier: Notifier,
+    mut paused: Paused,
     shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
+        if paused.is_paused() {
+            tokio::select! {
+                _ = paused.until_running() => {}
+                _ = shutdown.wait() => {}
+            }
+            continue;
+        }
         match sweep_once(&pool, &opts).await {
             Ok(outcome) => {
                 backoff.reset();
