@@ -2,10 +2,13 @@
 //! the body of a queued message follow the same rules. A JSON object (not an array,
 //! no duplicate keys); `add_up_to` an integer 0..=4294967295, where an integral number
 //! such as `4.0` counts (as in JSON Schema and the OpenAPI document); `done` a boolean,
-//! ignored; any other field refused. Over HTTP `add_up_to` may be left out (a random
-//! 1..=100); a queued demand must carry it.
+//! ignored; `run_at` (RFC 3339) or `delay` (humantime), not both, to run it later
+//! (`run_at::When`); any other field refused. Over HTTP `add_up_to` may be left out (a
+//! random 1..=100); a queued demand must carry it.
 
+use crate::run_at::When;
 use serde::Deserialize;
+use std::time::SystemTime;
 use utoipa::ToSchema;
 
 /// A demand, as `POST /works` takes it and as a queued message carries it. Unknown
@@ -25,6 +28,23 @@ pub struct CreateWork {
     #[serde(default)]
     #[schema(value_type = Option<bool>)]
     pub done: Option<bool>,
+    /// Run it at this time (RFC 3339, any offset) rather than at once: the work is
+    /// `scheduled` until then. A past time runs at once; at most a year ahead.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-05T10:00:00Z")]
+    pub run_at: Option<String>,
+    /// Run it after this long (humantime: `90s`, `2h`), as `run_at` = now + delay. Not
+    /// with `run_at`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "90s")]
+    pub delay: Option<String>,
+}
+
+/// What a demand asks for: an `add_up_to` (over HTTP it may be left out) and when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub add_up_to: Option<u64>,
+    pub when: Option<When>,
 }
 
 /// `Some` for any value present, `null` included (plain `Option` would read it as absent).
@@ -80,11 +100,18 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Parses a demand's body: the `add_up_to` it asks for, if any, or what is wrong.
-pub fn parse(body: &[u8]) -> Result<Option<u64>, String> {
+/// Parses a demand's body: what it asks for, or what is wrong.
+pub fn parse(body: &[u8]) -> Result<Asked, String> {
     let demand: CreateWork =
         from_json_object(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    demand.add_up_to()
+    Ok(Asked {
+        add_up_to: demand.add_up_to()?,
+        when: When::from_fields(
+            demand.run_at.as_deref(),
+            demand.delay.as_deref(),
+            SystemTime::now(),
+        )?,
+    })
 }
 
 /// Parses a body that must be a JSON object. serde alone would also read a struct from
@@ -101,6 +128,10 @@ pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 mod tests {
     use super::*;
 
+    fn n(body: &[u8]) -> Result<Option<u64>, String> {
+        parse(body).map(|a| a.add_up_to)
+    }
+
     fn message(body: &[u8]) -> String {
         match parse(body) {
             Err(m) => m,
@@ -110,10 +141,14 @@ mod tests {
 
     #[test]
     fn create_bodies_are_validated() {
-        assert_eq!(parse(br#"{"add_up_to": 4}"#), Ok(Some(4)));
-        assert_eq!(parse(br#"{"add_up_to": 4.0}"#), Ok(Some(4)));
-        assert_eq!(parse(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
-        assert_eq!(parse(b"{}"), Ok(None));
+        assert_eq!(n(br#"{"add_up_to": 4}"#), Ok(Some(4)));
+        assert_eq!(n(br#"{"add_up_to": 4.0}"#), Ok(Some(4)));
+        assert_eq!(n(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
+        assert_eq!(n(b"{}"), Ok(None));
+        let later = parse(br#"{"add_up_to": 2, "delay": "90s"}"#).map(|a| a.when);
+        assert_eq!(later, Ok(Some(When::After(std::time::Duration::from_secs(90)))));
+        assert!(message(br#"{"add_up_to": 2, "delay": "soon"}"#).contains("delay"));
+        assert!(message(br#"{"add_up_to": 2, "run_at": 5}"#).contains("invalid type"));
         for bad in [
             &b"{"[..],
             br#"{"add_up_to": -1}"#,

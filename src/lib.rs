@@ -36,6 +36,7 @@ pub mod model;
 pub mod query;
 pub mod rawhttp;
 pub mod redact;
+pub mod run_at;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

@@ -41,11 +41,17 @@ pub struct WorkArgs {
 
 #[derive(Subcommand)]
 pub enum WorkAction {
-    /// Create a work (random 1..=100 unless --add-up-to is given).
+    /// Create a work (random 1..=100 unless --add-up-to is given), to run now or later.
     Create {
         /// N to add up to (0..=4294967295); random 1..=100 when left out.
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::engine::MAX_N))]
         add_up_to: Option<u64>,
+        /// Run it at this time (RFC 3339: 2026-12-05T10:00:00Z); `scheduled` until then.
+        #[arg(long, conflicts_with = "in_", value_parser = crate::run_at::parse_rfc3339)]
+        at: Option<std::time::SystemTime>,
+        /// Run it after this long (90s, 2h); `scheduled` until then.
+        #[arg(long = "in", value_parser = crate::run_at::parse_delay)]
+        in_: Option<Duration>,
     },
     /// Show one work.
     Get { id: i64 },
@@ -55,7 +61,7 @@ pub enum WorkAction {
     Events { id: i64 },
     /// Put a failed or expired work back to pending (operators).
     Retry { id: i64 },
-    /// Cancel a pending work (operators).
+    /// Cancel a pending or scheduled work (operators).
     Cancel { id: i64 },
     /// Follow a work until it is done (exit 0) or ends otherwise (exit 1), printing
     /// each change.

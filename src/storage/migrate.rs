@@ -117,6 +117,26 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0010_idempotency_keys.sql"),
         compat: Compat::Additive,
     },
+    // Additive (0012, 0014, 0015): older binaries never write `scheduled` nor read
+    // run_at or the schedule tables; the status CHECK only grows.
+    Migration {
+        version: 12,
+        name: "scheduled_works",
+        sql: include_str!("../../sql/0012_scheduled_works.sql"),
+        compat: Compat::Additive,
+    },
+    Migration {
+        version: 14,
+        name: "scheduled_status_valid",
+        sql: include_str!("../../sql/0014_scheduled_status_valid.sql"),
+        compat: Compat::Additive,
+    },
+    Migration {
+        version: 15,
+        name: "scheduled_run_at_index",
+        sql: include_str!("../../sql/0015_scheduled_run_at_index.sql"),
+        compat: Compat::Additive,
+    },
 ];
 
 /// Every migration this binary applies and checks against: `MIGRATIONS`, and in debug
