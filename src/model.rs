@@ -219,6 +219,14 @@ pub fn new_work_code(origin: Origin) -> String {
     code
 }
 
+/// A periodic schedule's work: `cron-<name>-` plus 10 random alphanumerics (a name
+/// is 1 to 40 of a-z, 0-9, - and _: `schedule::parse_name`).
+pub fn schedule_work_code(name: &str) -> String {
+    let mut code = format!("cron-{name}-");
+    Alphanumeric.append_string(&mut rand::rng(), &mut code, 10);
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,6 +152,7 @@ mod tests {
             result: Some(10),
             created_on: 1634115736,
             updated_on: 1634115736,
+            run_at: None,
             trace_id: None,
             trace_url: None,
         };

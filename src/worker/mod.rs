@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod message_ids;
 pub mod queue;
 pub mod retention;
+pub mod scheduler;
 pub mod store;
 pub mod stores;
 pub mod sweep;
