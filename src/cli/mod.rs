@@ -7,6 +7,7 @@ use crate::telemetry::logs::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, time::Duration};
 
+pub mod schedule;
 mod tools;
 mod worker;
 pub use tools::*;
@@ -42,6 +43,7 @@ impl Command {
             Command::RawHttp(_) => "raw-http",
             Command::Db(_) => "db",
             Command::Dead(_) => "dead",
+            Command::Schedule(_) => "schedule",
             Command::Up(_) => "up",
             Command::Completions { .. } => "completions",
         }
@@ -64,6 +66,8 @@ pub enum Command {
     Db(DbArgs),
     /// Read, replay and purge the dead letters (`<queue>.dead`).
     Dead(DeadArgs),
+    /// Add, list and remove periodic schedules (one work per slot, in the database).
+    Schedule(schedule::ScheduleArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.

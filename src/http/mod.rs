@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod responses;
+pub mod schedules;
 pub mod works;
 
 use crate::shutdown::Shutdown;
@@ -68,6 +69,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
+    ("POST", "/schedules"),
+    ("GET", "/schedules"),
+    ("DELETE", "/schedules/{name}"),
     ("GET", "/openapi.json"),
     ("GET", "/health"),
     ("GET", "/metrics"),
@@ -204,6 +208,7 @@ pub fn start_until(
             .configure(works::routes)
             .configure(legacy::routes)
             .configure(dead::routes)
+            .configure(schedules::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .default_service(web::to(not_found))
