@@ -35,24 +35,25 @@ pub async fn claim(
     max_attempts: i32,
 ) -> Result<Vec<Claimed>, DbError> {
     // Due scheduled works first (their lateness is promised), then pending ones (and
-    // running ones whose lease ended); the LIMIT stops the second scan once full. A
-    // scheduled work has no window to keep: it was not due before.
+    // running ones whose lease ended) up to the limit. A scheduled work has no window
+    // to keep: it was not due before.
     const SQL: &str = "\
-        WITH claimed AS ( \
+        WITH sched AS ( \
+            SELECT id FROM works WHERE status = 'scheduled' AND run_at <= now() \
+            ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
+        pend AS ( \
+            SELECT id FROM works \
+            WHERE status IN ('pending', 'running') \
+              AND (status = 'pending' OR locked_until < now()) \
+              AND updated_on >= now() - $3 * interval '1 millisecond' \
+              AND attempts < $4 \
+            ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
+        claimed AS ( \
             UPDATE works w SET status = 'running', locked_by = $1, \
                    locked_until = now() + $2 * interval '1 millisecond', \
                    attempts = w.attempts + 1, updated_on = now() \
-            FROM (SELECT * FROM ( \
-                (SELECT id, true AS scheduled FROM works \
-                 WHERE status = 'scheduled' AND run_at <= now() \
-                 ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                UNION ALL \
-                (SELECT id, false FROM works \
-                 WHERE status IN ('pending', 'running') \
-                   AND (status = 'pending' OR locked_until < now()) \
-                   AND updated_on >= now() - $3 * interval '1 millisecond' \
-                   AND attempts < $4 \
-                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)) u LIMIT $5) due \
+            FROM (SELECT id, true AS scheduled FROM sched \
+                  UNION ALL SELECT id, false FROM pend) due \
             WHERE w.id = due.id \
             RETURNING w.id, w.work_code, w.add_up_to, w.attempts, w.trace_parent, \
                       CASE WHEN due.scheduled THEN extract(epoch FROM now() - w.run_at)::float8 END), \

@@ -42,6 +42,8 @@ mod retention;
 mod role_replication;
 mod rolling;
 mod scale;
+mod scheduled;
+mod schedules;
 mod secrets;
 mod sql_lint;
 mod standbys;
