@@ -34,7 +34,7 @@ pub async fn run(args: ScheduleArgs) -> anyhow::Result<()> {
         }
         ScheduleAction::List => schedules::list(&client).await?,
         ScheduleAction::Remove { name } => {
-            if !schedules::remove(&client, &name).await? {
+            if schedules::remove(&client, &name).await?.is_none() {
                 return Err(Failure::NotFound(format!("schedule {name} not found")).into());
             }
             return emit(format!("removed schedule {name}\n").as_bytes());

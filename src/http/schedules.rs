@@ -106,7 +106,7 @@ pub async fn list(
     operation_id = "removeSchedule",
     params(ScheduleName),
     responses(
-        (status = 204, description = "Removed."),
+        (status = 200, description = "Removed: what it was.", body = Schedule),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
@@ -123,7 +123,7 @@ pub async fn remove(
     let name = schedule::parse_name(&name).map_err(ApiError::BadRequest)?;
     let client = state.pool.get().await?;
     match store::remove(&client, &name).await? {
-        true => Ok(HttpResponse::NoContent().finish()),
-        false => Err(ApiError::NotFound(format!("schedule {name} not found"))),
+        Some(removed) => Ok(HttpResponse::Ok().json(removed)),
+        None => Err(ApiError::NotFound(format!("schedule {name} not found"))),
     }
 }

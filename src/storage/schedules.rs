@@ -98,12 +98,15 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<Schedule>, DbError>
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// Removes a schedule and its slot records; false when there was none. Works it made
-/// stay (they are ordinary works).
-pub async fn remove(client: &impl GenericClient, name: &str) -> Result<bool, DbError> {
-    let sql = "WITH runs AS (DELETE FROM schedule_runs WHERE name = $1) \
-               DELETE FROM schedules WHERE name = $1";
-    Ok(client.execute(sql, &[&name]).await? > 0)
+/// Removes a schedule and its slot records: what it was, or `None` when there was
+/// none. Works it made stay (they are ordinary works).
+pub async fn remove(client: &impl GenericClient, name: &str) -> Result<Option<Schedule>, DbError> {
+    let sql = format!(
+        "WITH runs AS (DELETE FROM schedule_runs WHERE name = $1) \
+         DELETE FROM schedules WHERE name = $1 RETURNING {COLUMNS}"
+    );
+    let row = client.query_opt(&sql, &[&name]).await?;
+    Ok(row.as_ref().map(from_row))
 }
 
 /// What one inserter step did.
