@@ -11,6 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// The consumers' sweep interval in these tests: the bound on lateness.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
+/// What a loaded machine may add to a claim's time (the suite runs tests side by side).
+const SLACK: Duration = Duration::from_millis(1500);
+
 async fn status_of(db: &TestDb, id: i64) -> String {
     let sql = "SELECT status FROM works WHERE id = $1";
     db.client().await.query_one(sql, &[&id]).await.expect(sql).get(0)
@@ -57,7 +60,7 @@ async fn an_api_work_with_a_delay_waits_scheduled_then_runs_when_due() {
     assert_eq!(status_of(&db, id).await, "scheduled", "not run before it is due");
     let took = done_after(&db, id, asked).await;
     assert!(took >= Duration::from_millis(1900), "ran early, after {took:?}");
-    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + Duration::from_millis(700), "late: {took:?}");
+    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + SLACK, "late: {took:?}");
     assert_eq!(
         variables(&db, id).await,
         ["work/created", "work/scheduled", "compute/start", "compute/stop", "compute/result"]
@@ -95,7 +98,7 @@ async fn a_queued_demand_with_run_at_is_stored_scheduled_and_runs_when_due() {
     }
     let took = done_after(&db, id, asked).await;
     assert!(took >= Duration::from_millis(1900), "ran early, after {took:?}");
-    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + Duration::from_millis(700), "late: {took:?}");
+    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + SLACK, "late: {took:?}");
     assert_eq!(
         variables(&db, id).await,
         ["work/created", "work/scheduled", "compute/start", "compute/stop", "compute/result"]
@@ -110,6 +113,26 @@ async fn a_queued_demand_with_run_at_is_stored_scheduled_and_runs_when_due() {
         (n == 1).then_some(())
     })
     .await;
+    stop(trigger, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_wakes_at_the_next_run_at_not_a_sweep_interval_later() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    let queue = TestQueue::new();
+    let (_conn, _channel) = queue.channel().await;
+    let every = Duration::from_secs(8);
+    let (trigger, task) = start_consumer(&db, &queue, worker_opts(Duration::ZERO, every));
+    // Let its first sweep pass: the create's NOTIFY then wakes it once, 1 s early.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let (_, work) = app
+        .call("POST", "/works", Some(r#"{"add_up_to": 4, "delay": "1s"}"#))
+        .await;
+    let id = work["id"].as_i64().expect("id");
+    let took = done_after(&db, id, asked).await;
+    assert!(took < Duration::from_secs(1) + SLACK, "woke late: {took:?} (sweep interval {every:?})");
     stop(trigger, task).await;
 }
 
