@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(n(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
         assert_eq!(n(b"{}"), Ok(None));
         let later = parse(br#"{"add_up_to": 2, "delay": "90s"}"#).map(|a| a.when);
-        assert_eq!(later, Ok(Some(When::After(std::time::Duration::from_secs(90)))));
+        assert_eq!(
+            later,
+            Ok(Some(When::After(std::time::Duration::from_secs(90))))
+        );
         assert!(message(br#"{"add_up_to": 2, "delay": "soon"}"#).contains("delay"));
         assert!(message(br#"{"add_up_to": 2, "run_at": 5}"#).contains("invalid type"));
         for bad in [

@@ -136,11 +136,20 @@ mod tests {
     fn slots_fall_on_the_epoch_grid_and_on_cron_times_in_utc() {
         let every = When::Every(Duration::from_secs(3600));
         let slots = every.slots(at("2026-12-05T10:30:00Z"), at("2026-12-05T13:00:00Z"), 10);
-        let want = ["2026-12-05T11:00:00Z", "2026-12-05T12:00:00Z", "2026-12-05T13:00:00Z"];
+        let want = [
+            "2026-12-05T11:00:00Z",
+            "2026-12-05T12:00:00Z",
+            "2026-12-05T13:00:00Z",
+        ];
         assert_eq!(slots, want.map(at).to_vec());
         let cron = When::Cron("15 * * * *".into());
         let slots = cron.slots(at("2026-12-05T10:15:00Z"), at("2026-12-05T12:00:00Z"), 10);
         assert_eq!(slots, ["2026-12-05T11:15:00Z"].map(at).to_vec());
-        assert_eq!(every.slots(at("2026-12-05T10:30:00Z"), at("2026-12-06T00:00:00Z"), 2).len(), 2);
+        assert_eq!(
+            every
+                .slots(at("2026-12-05T10:30:00Z"), at("2026-12-06T00:00:00Z"), 2)
+                .len(),
+            2
+        );
     }
 }

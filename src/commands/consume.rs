@@ -66,7 +66,10 @@ pub async fn run_with_pool(
         notifier.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(crate::worker::scheduler::run(pool.clone(), shutdown.clone()));
+    tokio::spawn(crate::worker::scheduler::run(
+        pool.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(retention::run(
         pool.clone(),
         worker.retain.duration(),

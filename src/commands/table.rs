@@ -94,10 +94,19 @@ pub fn schedules(list: &[crate::storage::schedules::Schedule]) -> String {
                 _ => "-".into(),
             };
             let n = s.add_up_to.to_string();
-            vec![s.name.clone(), when, n, slot(s.last_slot), slot(s.next_slot)]
+            vec![
+                s.name.clone(),
+                when,
+                n,
+                slot(s.last_slot),
+                slot(s.next_slot),
+            ]
         })
         .collect();
-    table(&["NAME", "WHEN (UTC)", "ADD_UP_TO", "LAST_SLOT", "NEXT_SLOT"], rows)
+    table(
+        &["NAME", "WHEN (UTC)", "ADD_UP_TO", "LAST_SLOT", "NEXT_SLOT"],
+        rows,
+    )
 }
 
 pub fn events(events: &[Event]) -> String {

@@ -7,12 +7,12 @@ use crate::cli::{Via, WorkAction, WorkArgs};
 use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::RawQuery;
+use crate::run_at::When;
 use crate::storage::actions::{self, Action};
 use crate::storage::{self, idempotent, notify, search, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use reqwest::Method;
-use crate::run_at::When;
 use std::time::{Duration, Instant, SystemTime};
 
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {

@@ -82,7 +82,9 @@ pub async fn add(
         Some(added) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/schedules/{name}")))
             .json(added)),
-        None => Err(ApiError::Conflict(format!("schedule {name} exists already"))),
+        None => Err(ApiError::Conflict(format!(
+            "schedule {name} exists already"
+        ))),
     }
 }
 

@@ -160,7 +160,9 @@ pub async fn tick(client: &mut deadpool_postgres::Client) -> Result<Tick, DbErro
             &[&name, &moved],
         )
         .await?;
-        let next = when.next_after(moved.max(now)).and_then(|t| t.duration_since(now).ok());
+        let next = when
+            .next_after(moved.max(now))
+            .and_then(|t| t.duration_since(now).ok());
         out.next_in = match (out.next_in, next) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

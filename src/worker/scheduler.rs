@@ -43,7 +43,10 @@ async fn step(pool: &PgPool, steps: u64) -> anyhow::Result<Option<Duration>> {
     let mut client = pool.get().await?;
     let tick = schedules::tick(&mut client).await?;
     if tick.skipped > 0 {
-        tracing::warn!(skipped = tick.skipped, "schedule slots missed while no consumer ran were skipped (not backfilled)");
+        tracing::warn!(
+            skipped = tick.skipped,
+            "schedule slots missed while no consumer ran were skipped (not backfilled)"
+        );
     }
     if tick.inserted > 0 {
         tracing::debug!(works = tick.inserted, "scheduled works inserted");
@@ -51,7 +54,7 @@ async fn step(pool: &PgPool, steps: u64) -> anyhow::Result<Option<Duration>> {
             client.batch_execute(sql).await?;
         }
     }
-    if steps % 3600 == 0 {
+    if steps.is_multiple_of(3600) {
         schedules::prune_runs(&client).await?;
     }
     Ok(tick.next_in)

@@ -16,7 +16,12 @@ const SLACK: Duration = Duration::from_millis(1500);
 
 async fn status_of(db: &TestDb, id: i64) -> String {
     let sql = "SELECT status FROM works WHERE id = $1";
-    db.client().await.query_one(sql, &[&id]).await.expect(sql).get(0)
+    db.client()
+        .await
+        .query_one(sql, &[&id])
+        .await
+        .expect(sql)
+        .get(0)
 }
 
 async fn variables(db: &TestDb, id: i64) -> Vec<String> {
@@ -54,16 +59,38 @@ async fn an_api_work_with_a_delay_waits_scheduled_then_runs_when_due() {
     assert_eq!(work["status"], "scheduled", "{work}");
     let id = work["id"].as_i64().expect("id");
     let run_at = work["run_at"].as_i64().expect("run_at in the Work JSON");
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((now + 1..=now + 3).contains(&run_at), "run_at {run_at}, now {now}");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now + 1..=now + 3).contains(&run_at),
+        "run_at {run_at}, now {now}"
+    );
     tokio::time::sleep(Duration::from_secs(1).saturating_sub(asked.elapsed())).await;
-    assert_eq!(status_of(&db, id).await, "scheduled", "not run before it is due");
+    assert_eq!(
+        status_of(&db, id).await,
+        "scheduled",
+        "not run before it is due"
+    );
     let took = done_after(&db, id, asked).await;
-    assert!(took >= Duration::from_millis(1900), "ran early, after {took:?}");
-    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + SLACK, "late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "ran early, after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2) + SWEEP_EVERY + SLACK,
+        "late: {took:?}"
+    );
     assert_eq!(
         variables(&db, id).await,
-        ["work/created", "work/scheduled", "compute/start", "compute/stop", "compute/result"]
+        [
+            "work/created",
+            "work/scheduled",
+            "compute/start",
+            "compute/stop",
+            "compute/result"
+        ]
     );
     let (_, work) = app.call("GET", &format!("/works/{id}"), None).await;
     assert_eq!(work["result"], 10);
@@ -85,7 +112,9 @@ async fn a_queued_demand_with_run_at_is_stored_scheduled_and_runs_when_due() {
         humantime::format_rfc3339_millis(due)
     );
     let asked = Instant::now();
-    queue.publish_raw(&channel, body.as_bytes(), Some("later-1")).await;
+    queue
+        .publish_raw(&channel, body.as_bytes(), Some("later-1"))
+        .await;
     let id: i64 = eventually("the demand stored", WAIT, || async {
         let sql = "SELECT id FROM works WHERE message_id = 'later-1'";
         let row = db.client().await.query_opt(sql, &[]).await.expect(sql);
@@ -97,21 +126,43 @@ async fn a_queued_demand_with_run_at_is_stored_scheduled_and_runs_when_due() {
         assert_eq!(status_of(&db, id).await, "scheduled");
     }
     let took = done_after(&db, id, asked).await;
-    assert!(took >= Duration::from_millis(1900), "ran early, after {took:?}");
-    assert!(took < Duration::from_secs(2) + SWEEP_EVERY + SLACK, "late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "ran early, after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2) + SWEEP_EVERY + SLACK,
+        "late: {took:?}"
+    );
     assert_eq!(
         variables(&db, id).await,
-        ["work/created", "work/scheduled", "compute/start", "compute/stop", "compute/result"]
+        [
+            "work/created",
+            "work/scheduled",
+            "compute/start",
+            "compute/stop",
+            "compute/result"
+        ]
     );
-    let result: i64 = db.count(&format!("SELECT result FROM works WHERE id = {id}")).await;
+    let result: i64 = db
+        .count(&format!("SELECT result FROM works WHERE id = {id}"))
+        .await;
     assert_eq!(result, 15);
     // A past run_at runs at once, as today.
     let past = r#"{"add_up_to": 3, "run_at": "2001-01-01T00:00:00Z"}"#;
-    queue.publish_raw(&channel, past.as_bytes(), Some("past-1")).await;
-    eventually("the past one done at once", Duration::from_secs(5), || async {
-        let n = db.count("SELECT count(*) FROM works WHERE message_id = 'past-1' AND status = 'done'").await;
-        (n == 1).then_some(())
-    })
+    queue
+        .publish_raw(&channel, past.as_bytes(), Some("past-1"))
+        .await;
+    eventually(
+        "the past one done at once",
+        Duration::from_secs(5),
+        || async {
+            let n = db
+                .count("SELECT count(*) FROM works WHERE message_id = 'past-1' AND status = 'done'")
+                .await;
+            (n == 1).then_some(())
+        },
+    )
     .await;
     stop(trigger, task).await;
 }
@@ -132,7 +183,10 @@ async fn the_sweeper_wakes_at_the_next_run_at_not_a_sweep_interval_later() {
         .await;
     let id = work["id"].as_i64().expect("id");
     let took = done_after(&db, id, asked).await;
-    assert!(took < Duration::from_secs(1) + SLACK, "woke late: {took:?} (sweep interval {every:?})");
+    assert!(
+        took < Duration::from_secs(1) + SLACK,
+        "woke late: {took:?} (sweep interval {every:?})"
+    );
     stop(trigger, task).await;
 }
 
@@ -162,10 +216,19 @@ async fn bad_run_at_or_delay_is_a_400_or_a_dead_letter_with_the_reason() {
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db).await;
     let bad = [
-        (r#"{"add_up_to": 1, "delay": "soon"}"#, "delay must be a duration"),
+        (
+            r#"{"add_up_to": 1, "delay": "soon"}"#,
+            "delay must be a duration",
+        ),
         (r#"{"add_up_to": 1, "run_at": "tomorrow"}"#, "RFC 3339"),
-        (r#"{"add_up_to": 1, "delay": "1s", "run_at": "2030-01-01T00:00:00Z"}"#, "not both"),
-        (r#"{"add_up_to": 1, "run_at": "2099-01-01T00:00:00Z"}"#, "at most"),
+        (
+            r#"{"add_up_to": 1, "delay": "1s", "run_at": "2030-01-01T00:00:00Z"}"#,
+            "not both",
+        ),
+        (
+            r#"{"add_up_to": 1, "run_at": "2099-01-01T00:00:00Z"}"#,
+            "at most",
+        ),
     ];
     for (body, why) in bad {
         let (status, error) = app.call("POST", "/works", Some(body)).await;
@@ -176,7 +239,9 @@ async fn bad_run_at_or_delay_is_a_400_or_a_dead_letter_with_the_reason() {
     let queue = TestQueue::new();
     let (_conn, channel) = queue.channel().await;
     for (i, (body, _)) in bad.iter().enumerate() {
-        queue.publish_raw(&channel, body.as_bytes(), Some(&format!("bad-{i}"))).await;
+        queue
+            .publish_raw(&channel, body.as_bytes(), Some(&format!("bad-{i}")))
+            .await;
     }
     let (trigger, task) = start_consumer(&db, &queue, worker_opts(Duration::ZERO, SWEEP_EVERY));
     eventually("the bad ones dead-lettered", WAIT, || async {
@@ -186,10 +251,15 @@ async fn bad_run_at_or_delay_is_a_400_or_a_dead_letter_with_the_reason() {
     stop(trigger, task).await;
     let amqp = amqp_opts(&queue);
     let nodes = Nodes::parse(&amqp.amqp_url).expect("url");
-    let listing = ppctl::amqp::dead::list(&nodes, &queue.topology, 10).await.expect("list");
+    let listing = ppctl::amqp::dead::list(&nodes, &queue.topology, 10)
+        .await
+        .expect("list");
     for (i, (_, why)) in bad.iter().enumerate() {
         let id = format!("bad-{i}");
-        let letter = listing.dead_letters.iter().find(|d| d.message_id.as_deref() == Some(&id));
+        let letter = listing
+            .dead_letters
+            .iter()
+            .find(|d| d.message_id.as_deref() == Some(&id));
         let reason = letter.map(|d| d.reason.as_str()).unwrap_or_default();
         assert!(reason.contains(why), "{id}: {reason:?}");
     }
