@@ -265,3 +265,48 @@ async fn bad_run_at_or_delay_is_a_400_or_a_dead_letter_with_the_reason() {
     }
     assert_eq!(db.count("SELECT count(*) FROM works").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_create_in_and_at_make_scheduled_works_through_the_api_and_the_database() {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db).await;
+    let url = app.url();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let via_http = ppctl(&["work", "create", "--in", "1h", "--json", "--api-url", &url]).await;
+    // Thirty days ahead, written with a +01:00 offset.
+    let due = now + 30 * 86_400;
+    let offset = chrono::FixedOffset::east_opt(3600).expect("offset");
+    let at = chrono::DateTime::from_timestamp(due, 0)
+        .expect("time")
+        .with_timezone(&offset)
+        .to_rfc3339();
+    let via_db = ppctl(&[
+        "work",
+        "create",
+        "--at",
+        &at,
+        "--json",
+        "--via",
+        "db",
+        "--database-url",
+        &db.url,
+    ])
+    .await;
+    for (out, due) in [(&via_http, now + 3600), (&via_db, due)] {
+        let (stdout, stderr) = outputs(out);
+        assert!(out.status.success(), "{stderr}");
+        let work: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(work["status"], "scheduled", "{work}");
+        let run_at = work["run_at"].as_i64().expect("run_at");
+        assert!((due - 2..=due + 2).contains(&run_at), "{run_at} for {due}");
+        let id = work["id"].as_i64().expect("id");
+        assert_eq!(variables(&db, id).await, ["work/created", "work/scheduled"]);
+    }
+    let far = ppctl(&["work", "create", "--in", "400d", "--api-url", &url]).await;
+    let (_, stderr) = outputs(&far);
+    assert_eq!(far.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("366 days"), "{stderr}");
+}
