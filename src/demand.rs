@@ -36,7 +36,7 @@ pub struct CreateWork {
     /// Run it after this long (humantime: `90s`, `2h`), as `run_at` = now + delay. Not
     /// with `run_at`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "90s")]
+    #[schema(value_type = Option<String>, example = "90s", pattern = "^[0-9]+ ?(ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years)( ?[0-9]+ ?(ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years))*$")]
     pub delay: Option<String>,
 }
 
@@ -100,18 +100,30 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// What is wrong with a demand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Not a demand: bad JSON, a wrong type, a field out of range.
+    #[error("{0}")]
+    Bad(String),
+    /// Well-formed, but its `run_at` or `delay` cannot be done: both given, too far
+    /// ahead, or a value its parser refuses (a `422` over HTTP).
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
 /// Parses a demand's body: what it asks for, or what is wrong.
-pub fn parse(body: &[u8]) -> Result<Asked, String> {
+pub fn parse(body: &[u8]) -> Result<Asked, Refused> {
     let demand: CreateWork =
-        from_json_object(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    Ok(Asked {
-        add_up_to: demand.add_up_to()?,
-        when: When::from_fields(
-            demand.run_at.as_deref(),
-            demand.delay.as_deref(),
-            SystemTime::now(),
-        )?,
-    })
+        from_json_object(body).map_err(|e| Refused::Bad(format!("invalid JSON body: {e}")))?;
+    let add_up_to = demand.add_up_to().map_err(Refused::Bad)?;
+    let when = When::from_fields(
+        demand.run_at.as_deref(),
+        demand.delay.as_deref(),
+        SystemTime::now(),
+    )
+    .map_err(Refused::Unprocessable)?;
+    Ok(Asked { add_up_to, when })
 }
 
 /// Parses a body that must be a JSON object. serde alone would also read a struct from
@@ -128,13 +140,13 @@ pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 mod tests {
     use super::*;
 
-    fn n(body: &[u8]) -> Result<Option<u64>, String> {
+    fn n(body: &[u8]) -> Result<Option<u64>, Refused> {
         parse(body).map(|a| a.add_up_to)
     }
 
     fn message(body: &[u8]) -> String {
         match parse(body) {
-            Err(m) => m,
+            Err(m) => m.to_string(),
             other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
         }
     }
@@ -151,6 +163,8 @@ mod tests {
             Ok(Some(When::After(std::time::Duration::from_secs(90))))
         );
         assert!(message(br#"{"add_up_to": 2, "delay": "soon"}"#).contains("delay"));
+        let both = br#"{"add_up_to": 2, "delay": "1s", "run_at": "2026-12-05T10:00:00Z"}"#;
+        assert!(matches!(parse(both), Err(Refused::Unprocessable(_))));
         assert!(message(br#"{"add_up_to": 2, "run_at": 5}"#).contains("invalid type"));
         for bad in [
             &b"{"[..],
@@ -161,6 +175,17 @@ mod tests {
         ] {
             message(bad);
         }
+    }
+
+    #[test]
+    fn the_documented_delay_pattern_is_the_parsers() {
+        let schema = serde_json::to_value(<CreateWork as utoipa::PartialSchema>::schema());
+        let schema = schema.unwrap_or_default();
+        let documented = &schema["properties"]["delay"]["pattern"];
+        assert_eq!(
+            documented,
+            &serde_json::json!(crate::run_at::delay_pattern())
+        );
     }
 
     #[test]

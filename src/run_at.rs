@@ -60,6 +60,15 @@ impl When {
     }
 }
 
+/// The units `parse_delay` takes (humantime's), for the OpenAPI document's pattern.
+const UNITS: &str = "ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|\
+    h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years";
+
+/// `delay` as the document states it: number-unit pairs (`90s`, `1h 30m`).
+pub fn delay_pattern() -> String {
+    format!("^[0-9]+ ?({UNITS})( ?[0-9]+ ?({UNITS}))*$")
+}
+
 /// An RFC 3339 time with its offset (`2026-12-05T10:00:00Z`, `...+02:00`).
 pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
     let t = chrono::DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {

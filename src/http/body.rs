@@ -3,7 +3,7 @@
 //! the fault.
 
 use super::error::ApiError;
-use crate::demand::Asked;
+use crate::demand::{Asked, Refused};
 use actix_web::web;
 use futures_util::StreamExt;
 use rand::Rng;
@@ -46,7 +46,10 @@ pub fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
 pub fn asked(body: &[u8]) -> Result<Asked, ApiError> {
     match body.iter().all(u8::is_ascii_whitespace) {
         true => Ok(Asked::default()),
-        false => crate::demand::parse(body).map_err(ApiError::BadRequest),
+        false => crate::demand::parse(body).map_err(|e| match e {
+            Refused::Bad(m) => ApiError::BadRequest(m),
+            Refused::Unprocessable(m) => ApiError::Unprocessable(m),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ use super::responses::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, Unavailable,
 };
 use super::works::resource;
-use super::{body, error::ApiError, AppState};
+use super::{body, error::ApiError, error::ErrorBody, AppState};
 use crate::schedule::{self, When};
 use crate::storage::schedules::{self as store, Schedule};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -59,6 +59,8 @@ pub struct ScheduleName {
         (status = 408, response = RequestTimeout),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
+        (status = 422, description = "`every` and `cron` both or neither, an `every` under \
+            1 s or not whole seconds, a cron expression croner refuses.", body = ErrorBody),
         (status = 503, response = Unavailable),
     ),
     security(("bearer" = [])))]
@@ -73,8 +75,9 @@ pub async fn add(
     let new: NewSchedule = crate::demand::from_json_object(&raw)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let name = schedule::parse_name(&new.name).map_err(ApiError::BadRequest)?;
+    // Well-formed JSON the document allows, which the schedule parsers refuse.
     let when = When::from_fields(new.every.as_deref(), new.cron.as_deref())
-        .map_err(ApiError::BadRequest)?;
+        .map_err(ApiError::Unprocessable)?;
     let n = crate::engine::validate(i128::from(new.add_up_to))
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let client = state.pool.get().await?;

@@ -141,34 +141,46 @@ pub async fn tick(client: &mut deadpool_postgres::Client) -> Result<Tick, DbErro
         .await?;
     let mut out = Tick::default();
     for row in &rows {
-        let name: &str = row.get(0);
-        let Some(when) = when_of(row.get(1), row.get(2)) else {
-            continue;
-        };
-        let created: SystemTime = row.get(4);
-        let last: SystemTime = row.get::<_, Option<SystemTime>>(5).unwrap_or(created);
-        let from = last.max(now - GRACE);
-        // Counted for the log, up to a bound: a year of 1 s slots is not worth a loop.
-        out.skipped += when.slots(last, from, MAX_COUNTED).len() as u64;
-        let slots = when.slots(from, now, MAX_SLOTS);
-        for slot in &slots {
-            out.inserted += insert_slot(&tx, name, *slot, row.get(3)).await?;
-        }
-        let moved = slots.last().copied().unwrap_or(from).max(last);
-        tx.execute(
-            "UPDATE schedules SET last_slot = $2 WHERE name = $1",
-            &[&name, &moved],
-        )
-        .await?;
-        let next = when
-            .next_after(moved.max(now))
-            .and_then(|t| t.duration_since(now).ok());
-        out.next_in = match (out.next_in, next) {
+        let one = step_one(&tx, row, now).await?;
+        out.inserted += one.inserted;
+        out.skipped += one.skipped;
+        out.next_in = match (out.next_in, one.next_in) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
     tx.commit().await?;
+    Ok(out)
+}
+
+/// One locked schedule's step: its due slots' works, then its `last_slot` moved on.
+async fn step_one(
+    tx: &impl GenericClient,
+    row: &tokio_postgres::Row,
+    now: SystemTime,
+) -> Result<Tick, DbError> {
+    let name: &str = row.get(0);
+    let Some(when) = when_of(row.get(1), row.get(2)) else {
+        return Ok(Tick::default());
+    };
+    let created: SystemTime = row.get(4);
+    let last: SystemTime = row.get::<_, Option<SystemTime>>(5).unwrap_or(created);
+    let from = last.max(now - GRACE);
+    let mut out = Tick {
+        // Counted for the log, up to a bound: a year of 1 s slots is not worth a loop.
+        skipped: when.slots(last, from, MAX_COUNTED).len() as u64,
+        ..Tick::default()
+    };
+    let slots = when.slots(from, now, MAX_SLOTS);
+    for slot in &slots {
+        out.inserted += insert_slot(tx, name, *slot, row.get(3)).await?;
+    }
+    let moved = slots.last().copied().unwrap_or(from).max(last);
+    let sql = "UPDATE schedules SET last_slot = $2 WHERE name = $1";
+    tx.execute(sql, &[&name, &moved]).await?;
+    out.next_in = when
+        .next_after(moved.max(now))
+        .and_then(|t| t.duration_since(now).ok());
     Ok(out)
 }
 

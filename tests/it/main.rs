@@ -43,6 +43,7 @@ mod role_replication;
 mod rolling;
 mod scale;
 mod scheduled;
+mod scheduled_edges;
 mod schedules;
 mod secrets;
 mod sql_lint;

@@ -147,12 +147,12 @@ async fn bad_schedules_are_refused_by_the_api_and_the_cli() {
     for (body, status_wanted, why) in [
         (
             r#"{"name": "x", "cron": "61 * * * *", "add_up_to": 1}"#,
-            400,
+            422,
             "cron",
         ),
         (
             r#"{"name": "x", "cron": "every hour", "add_up_to": 1}"#,
-            400,
+            422,
             "cron",
         ),
         (
@@ -162,12 +162,12 @@ async fn bad_schedules_are_refused_by_the_api_and_the_cli() {
         ),
         (
             r#"{"name": "x", "every": "1h", "cron": "0 * * * *", "add_up_to": 1}"#,
-            400,
+            422,
             "one of them",
         ),
         (
             r#"{"name": "x", "every": "500ms", "add_up_to": 1}"#,
-            400,
+            422,
             "at least 1s",
         ),
         (
