@@ -55,38 +55,39 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 impl CreateWork {
     /// The `add_up_to` asked for, if any, range-checked, with a message naming the fault.
     pub fn add_up_to(&self) -> Result<Option<u64>, String> {
-        let Some(value) = &self.add_up_to else {
-            return Ok(None);
-        };
-        let n = match value {
-            serde_json::Value::Number(n) => n,
-            other => {
-                return Err(format!(
-                    "add_up_to must be an integer, got {}",
-                    json_kind(other)
-                ))
-            }
-        };
-        // JSON Schema counts 4.0 as an integer, and so does the document.
-        let n = if let Some(i) = n.as_i64() {
-            i128::from(i)
-        } else if let Some(u) = n.as_u64() {
-            i128::from(u)
-        } else {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            if !f.is_finite() || f.fract() != 0.0 {
-                return Err(format!("add_up_to must be an integer, got {n}"));
-            }
-            if f.abs() > 1e18 {
-                let max = crate::engine::MAX_N;
-                return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
-            }
-            f as i128
-        };
-        crate::engine::validate(n)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        self.add_up_to.as_ref().map(add_up_to).transpose()
     }
+}
+
+/// An `add_up_to` value, range-checked: an integer, where an integral number such as
+/// `4.0` counts (as in JSON Schema); the message names the fault.
+pub fn add_up_to(value: &serde_json::Value) -> Result<u64, String> {
+    let n = match value {
+        serde_json::Value::Number(n) => n,
+        other => {
+            return Err(format!(
+                "add_up_to must be an integer, got {}",
+                json_kind(other)
+            ))
+        }
+    };
+    // JSON Schema counts 4.0 as an integer, and so does the document.
+    let n = if let Some(i) = n.as_i64() {
+        i128::from(i)
+    } else if let Some(u) = n.as_u64() {
+        i128::from(u)
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if !f.is_finite() || f.fract() != 0.0 {
+            return Err(format!("add_up_to must be an integer, got {n}"));
+        }
+        if f.abs() > 1e18 {
+            let max = crate::engine::MAX_N;
+            return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
+        }
+        f as i128
+    };
+    crate::engine::validate(n).map_err(|e| e.to_string())
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -87,9 +87,11 @@ pub fn parse_delay(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// `t` as RFC 3339 in UTC, to the second.
+/// `t` as RFC 3339 in UTC, to the second; any time, 1969 too (humantime's formatter
+/// panics before 1970).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -118,5 +120,7 @@ mod tests {
         let both = When::from_fields(Some("2026-12-05T10:01:00Z"), Some("1s"), now);
         assert!(both.unwrap_err().contains("not both"));
         assert_eq!(When::from_fields(None, None, now), Ok(None));
+        let before_1970 = at("1969-01-01T00:00:00Z").unwrap().unwrap();
+        assert_eq!(before_1970.fingerprint().1, "1969-01-01T00:00:00Z");
     }
 }

@@ -31,9 +31,9 @@ pub struct NewSchedule {
     pub every: Option<String>,
     /// A cron expression in UTC: 5 fields, or 6 with seconds first.
     pub cron: Option<String>,
-    /// The `add_up_to` of each slot's work.
-    #[schema(minimum = 0, maximum = 4294967295_u64)]
-    pub add_up_to: u64,
+    /// The `add_up_to` of each slot's work (an integral `4.0` counts, as for works).
+    #[schema(value_type = u64, minimum = 0, maximum = 4294967295_u64)]
+    pub add_up_to: serde_json::Value,
 }
 
 /// The `{name}` of a schedule.
@@ -78,8 +78,7 @@ pub async fn add(
     // Well-formed JSON the document allows, which the schedule parsers refuse.
     let when = When::from_fields(new.every.as_deref(), new.cron.as_deref())
         .map_err(ApiError::Unprocessable)?;
-    let n = crate::engine::validate(i128::from(new.add_up_to))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let n = crate::demand::add_up_to(&new.add_up_to).map_err(ApiError::BadRequest)?;
     let client = state.pool.get().await?;
     match store::add(&client, &name, &when, n as i64).await? {
         Some(added) => Ok(HttpResponse::Created()
