@@ -2,10 +2,13 @@
 //! the body of a queued message follow the same rules. A JSON object (not an array,
 //! no duplicate keys); `add_up_to` an integer 0..=4294967295, where an integral number
 //! such as `4.0` counts (as in JSON Schema and the OpenAPI document); `done` a boolean,
-//! ignored; any other field refused. Over HTTP `add_up_to` may be left out (a random
-//! 1..=100); a queued demand must carry it.
+//! ignored; `run_at` (RFC 3339) or `delay` (humantime), not both, to run it later
+//! (`run_at::When`); any other field refused. Over HTTP `add_up_to` may be left out (a
+//! random 1..=100); a queued demand must carry it.
 
+use crate::run_at::When;
 use serde::Deserialize;
+use std::time::SystemTime;
 use utoipa::ToSchema;
 
 /// A demand, as `POST /works` takes it and as a queued message carries it. Unknown
@@ -25,6 +28,23 @@ pub struct CreateWork {
     #[serde(default)]
     #[schema(value_type = Option<bool>)]
     pub done: Option<bool>,
+    /// Run it at this time (RFC 3339, any offset) rather than at once: the work is
+    /// `scheduled` until then. A past time runs at once; at most a year ahead.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-05T10:00:00Z")]
+    pub run_at: Option<String>,
+    /// Run it after this long (humantime: `90s`, `2h`), as `run_at` = now + delay. Not
+    /// with `run_at`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "90s", pattern = "^[0-9]+ ?(ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years)( ?[0-9]+ ?(ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks|M|month|months|y|yr|yrs|year|years))*$")]
+    pub delay: Option<String>,
+}
+
+/// What a demand asks for: an `add_up_to` (over HTTP it may be left out) and when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub add_up_to: Option<u64>,
+    pub when: Option<When>,
 }
 
 /// `Some` for any value present, `null` included (plain `Option` would read it as absent).
@@ -35,38 +55,39 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 impl CreateWork {
     /// The `add_up_to` asked for, if any, range-checked, with a message naming the fault.
     pub fn add_up_to(&self) -> Result<Option<u64>, String> {
-        let Some(value) = &self.add_up_to else {
-            return Ok(None);
-        };
-        let n = match value {
-            serde_json::Value::Number(n) => n,
-            other => {
-                return Err(format!(
-                    "add_up_to must be an integer, got {}",
-                    json_kind(other)
-                ))
-            }
-        };
-        // JSON Schema counts 4.0 as an integer, and so does the document.
-        let n = if let Some(i) = n.as_i64() {
-            i128::from(i)
-        } else if let Some(u) = n.as_u64() {
-            i128::from(u)
-        } else {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            if !f.is_finite() || f.fract() != 0.0 {
-                return Err(format!("add_up_to must be an integer, got {n}"));
-            }
-            if f.abs() > 1e18 {
-                let max = crate::engine::MAX_N;
-                return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
-            }
-            f as i128
-        };
-        crate::engine::validate(n)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        self.add_up_to.as_ref().map(add_up_to).transpose()
     }
+}
+
+/// An `add_up_to` value, range-checked: an integer, where an integral number such as
+/// `4.0` counts (as in JSON Schema); the message names the fault.
+pub fn add_up_to(value: &serde_json::Value) -> Result<u64, String> {
+    let n = match value {
+        serde_json::Value::Number(n) => n,
+        other => {
+            return Err(format!(
+                "add_up_to must be an integer, got {}",
+                json_kind(other)
+            ))
+        }
+    };
+    // JSON Schema counts 4.0 as an integer, and so does the document.
+    let n = if let Some(i) = n.as_i64() {
+        i128::from(i)
+    } else if let Some(u) = n.as_u64() {
+        i128::from(u)
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if !f.is_finite() || f.fract() != 0.0 {
+            return Err(format!("add_up_to must be an integer, got {n}"));
+        }
+        if f.abs() > 1e18 {
+            let max = crate::engine::MAX_N;
+            return Err(format!("add_up_to must be between 0 and {max}, got {n}"));
+        }
+        f as i128
+    };
+    crate::engine::validate(n).map_err(|e| e.to_string())
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -80,11 +101,30 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Parses a demand's body: the `add_up_to` it asks for, if any, or what is wrong.
-pub fn parse(body: &[u8]) -> Result<Option<u64>, String> {
+/// What is wrong with a demand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Not a demand: bad JSON, a wrong type, a field out of range.
+    #[error("{0}")]
+    Bad(String),
+    /// Well-formed, but its `run_at` or `delay` cannot be done: both given, too far
+    /// ahead, or a value its parser refuses (a `422` over HTTP).
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
+/// Parses a demand's body: what it asks for, or what is wrong.
+pub fn parse(body: &[u8]) -> Result<Asked, Refused> {
     let demand: CreateWork =
-        from_json_object(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    demand.add_up_to()
+        from_json_object(body).map_err(|e| Refused::Bad(format!("invalid JSON body: {e}")))?;
+    let add_up_to = demand.add_up_to().map_err(Refused::Bad)?;
+    let when = When::from_fields(
+        demand.run_at.as_deref(),
+        demand.delay.as_deref(),
+        SystemTime::now(),
+    )
+    .map_err(Refused::Unprocessable)?;
+    Ok(Asked { add_up_to, when })
 }
 
 /// Parses a body that must be a JSON object. serde alone would also read a struct from
@@ -101,19 +141,32 @@ pub fn from_json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 mod tests {
     use super::*;
 
+    fn n(body: &[u8]) -> Result<Option<u64>, Refused> {
+        parse(body).map(|a| a.add_up_to)
+    }
+
     fn message(body: &[u8]) -> String {
         match parse(body) {
-            Err(m) => m,
+            Err(m) => m.to_string(),
             other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
         }
     }
 
     #[test]
     fn create_bodies_are_validated() {
-        assert_eq!(parse(br#"{"add_up_to": 4}"#), Ok(Some(4)));
-        assert_eq!(parse(br#"{"add_up_to": 4.0}"#), Ok(Some(4)));
-        assert_eq!(parse(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
-        assert_eq!(parse(b"{}"), Ok(None));
+        assert_eq!(n(br#"{"add_up_to": 4}"#), Ok(Some(4)));
+        assert_eq!(n(br#"{"add_up_to": 4.0}"#), Ok(Some(4)));
+        assert_eq!(n(br#"{"add_up_to": 2, "done": false}"#), Ok(Some(2)));
+        assert_eq!(n(b"{}"), Ok(None));
+        let later = parse(br#"{"add_up_to": 2, "delay": "90s"}"#).map(|a| a.when);
+        assert_eq!(
+            later,
+            Ok(Some(When::After(std::time::Duration::from_secs(90))))
+        );
+        assert!(message(br#"{"add_up_to": 2, "delay": "soon"}"#).contains("delay"));
+        let both = br#"{"add_up_to": 2, "delay": "1s", "run_at": "2026-12-05T10:00:00Z"}"#;
+        assert!(matches!(parse(both), Err(Refused::Unprocessable(_))));
+        assert!(message(br#"{"add_up_to": 2, "run_at": 5}"#).contains("invalid type"));
         for bad in [
             &b"{"[..],
             br#"{"add_up_to": -1}"#,
@@ -123,6 +176,17 @@ mod tests {
         ] {
             message(bad);
         }
+    }
+
+    #[test]
+    fn the_documented_delay_pattern_is_the_parsers() {
+        let schema = serde_json::to_value(<CreateWork as utoipa::PartialSchema>::schema());
+        let schema = schema.unwrap_or_default();
+        let documented = &schema["properties"]["delay"]["pattern"];
+        assert_eq!(
+            documented,
+            &serde_json::json!(crate::run_at::delay_pattern())
+        );
     }
 
     #[test]

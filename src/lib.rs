@@ -37,6 +37,8 @@ pub mod model;
 pub mod query;
 pub mod rawhttp;
 pub mod redact;
+pub mod run_at;
+pub mod schedule;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;

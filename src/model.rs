@@ -12,8 +12,9 @@ use utoipa::ToSchema;
     "status": "done", "result": 10, "created_on": 1634115736, "updated_on": 1634115736}))]
 pub struct Work {
     pub id: i64,
-    /// `api-` or `consumer-` plus 10 random alphanumerics.
-    #[schema(pattern = "^(api|consumer)-[A-Za-z0-9]{10}$")]
+    /// `api-` or `consumer-` plus 10 random alphanumerics, or `cron-<schedule>-` plus 10
+    /// for a work a periodic schedule made.
+    #[schema(pattern = "^(api-|consumer-|cron-[a-z0-9_-]{1,40}-)[A-Za-z0-9]{10}$")]
     pub work_code: String,
     #[schema(minimum = 0, maximum = 4294967295_u64)]
     pub add_up_to: i64,
@@ -27,6 +28,9 @@ pub struct Work {
     pub created_on: i64,
     /// Unix seconds.
     pub updated_on: i64,
+    /// When a work made to run later is due (Unix seconds); absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
     /// The trace of the request or demand that made the work, when its maker exported
     /// traces (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,7 +66,8 @@ pub struct Event {
     pub variable: String,
     /// The sum for `compute/result`; the reason for `compute/failed` and `work/expired`;
     /// the earlier status for `work/retried` and `work/cancelled`; why, for
-    /// `demand/possible-repeat`; else null.
+    /// `demand/possible-repeat`; the time it is due (RFC 3339) for `work/scheduled`; the
+    /// schedule and its slot for `schedule/slot`; else null.
     #[schema(required = true)]
     pub value: Option<String>,
     /// Unix seconds.
@@ -85,8 +90,12 @@ pub mod var {
     /// A queued demand with no message_id came back with the broker's `redelivered`
     /// flag: it may repeat a work stored before a crash (value: why).
     pub const POSSIBLE_REPEAT: &str = "demand/possible-repeat";
+    /// Made to run later (value: when it is due, RFC 3339).
+    pub const SCHEDULED: &str = "work/scheduled";
+    /// Made by a periodic schedule (value: `<name> <slot, RFC 3339>`).
+    pub const SLOT: &str = "schedule/slot";
 
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         CREATED,
         START,
         STOP,
@@ -96,6 +105,8 @@ pub mod var {
         RETRIED,
         CANCELLED,
         POSSIBLE_REPEAT,
+        SCHEDULED,
+        SLOT,
     ];
 
     /// The OpenAPI schema of an event's `variable`: a string, one of `ALL`.
@@ -118,16 +129,19 @@ pub enum WorkStatus {
     Expired,
     /// Cancelled by an operator (terminal).
     Cancelled,
+    /// Waiting for its `run_at`; then claimed as a pending one is.
+    Scheduled,
 }
 
 impl WorkStatus {
-    pub const ALL: [WorkStatus; 6] = [
+    pub const ALL: [WorkStatus; 7] = [
         Self::Pending,
         Self::Running,
         Self::Done,
         Self::Failed,
         Self::Expired,
         Self::Cancelled,
+        Self::Scheduled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +152,7 @@ impl WorkStatus {
             Self::Failed => "failed",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
+            Self::Scheduled => "scheduled",
         }
     }
 }
@@ -156,7 +171,7 @@ impl FromStr for WorkStatus {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown status {s:?}: expected pending, running, done, failed, expired or cancelled")
+                format!("unknown status {s:?}: expected pending, running, done, failed, expired, cancelled or scheduled")
             })
     }
 }
@@ -171,11 +186,15 @@ pub struct WorkDemand {
 
 impl WorkDemand {
     /// Parses and range-checks a message body by the rules of every demand
-    /// (`demand::parse`); the error is the dead-letter reason.
-    pub fn parse(body: &[u8]) -> Result<u64, String> {
+    /// (`demand::parse`): its `add_up_to` and when to run it. The error is the
+    /// dead-letter reason.
+    pub fn parse(body: &[u8]) -> Result<(u64, Option<crate::run_at::When>), String> {
         match crate::demand::parse(body) {
-            Ok(Some(n)) => Ok(n),
-            Ok(None) => Err("bad demand: add_up_to is missing".into()),
+            Ok(crate::demand::Asked {
+                add_up_to: Some(n),
+                when,
+            }) => Ok((n, when)),
+            Ok(_) => Err("bad demand: add_up_to is missing".into()),
             Err(e) => Err(format!("bad demand: {e}")),
         }
     }
@@ -200,6 +219,14 @@ pub fn new_work_code(origin: Origin) -> String {
     code
 }
 
+/// A periodic schedule's work: `cron-<name>-` plus 10 random alphanumerics (a name
+/// is 1 to 40 of a-z, 0-9, - and _: `schedule::parse_name`).
+pub fn schedule_work_code(name: &str) -> String {
+    let mut code = format!("cron-{name}-");
+    Alphanumeric.append_string(&mut rand::rng(), &mut code, 10);
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,14 +245,14 @@ mod tests {
     fn demands_parse_and_validate() {
         assert_eq!(
             WorkDemand::parse(br#"{"add_up_to": 2, "done": false}"#),
-            Ok(2)
+            Ok((2, None))
         );
         assert_eq!(
             WorkDemand::parse(br#"{"add_up_to": 4294967295}"#),
-            Ok(4_294_967_295)
+            Ok((4_294_967_295, None))
         );
         // The same rules as the API's: an integral 4.0 is an integer.
-        assert_eq!(WorkDemand::parse(br#"{"add_up_to": 4.0}"#), Ok(4));
+        assert_eq!(WorkDemand::parse(br#"{"add_up_to": 4.0}"#), Ok((4, None)));
         for bad in [
             &b"not json"[..],
             br#"{"add_up_to": "2"}"#,
@@ -237,6 +264,8 @@ mod tests {
             br#"{}"#,
             br#"[1]"#,
             br#"{"add_up_to": 1, "add_up_to": 2}"#,
+            br#"{"add_up_to": 1, "delay": "later"}"#,
+            br#"{"add_up_to": 1, "run_at": "2026-13-01T00:00:00Z"}"#,
         ] {
             assert!(
                 WorkDemand::parse(bad).is_err(),

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, time::Duration};
 
 mod operators;
+pub mod schedule;
 mod tools;
 mod worker;
 pub use operators::*;
@@ -44,6 +45,7 @@ impl Command {
             Command::RawHttp(_) => "raw-http",
             Command::Db(_) => "db",
             Command::Dead(_) => "dead",
+            Command::Schedule(_) => "schedule",
             Command::Up(_) => "up",
             Command::Workers(_) => "workers",
             Command::Pipeline(_) => "pipeline",
@@ -68,6 +70,8 @@ pub enum Command {
     Db(DbArgs),
     /// Read, replay and purge the dead letters (`<queue>.dead`).
     Dead(DeadArgs),
+    /// Add, list and remove periodic schedules (one work per slot, in the database).
+    Schedule(schedule::ScheduleArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
     /// List the consume processes: state, last heartbeat, the API works each leases.

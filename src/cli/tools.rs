@@ -41,11 +41,17 @@ pub struct WorkArgs {
 
 #[derive(Subcommand)]
 pub enum WorkAction {
-    /// Create a work (random 1..=100 unless --add-up-to is given).
+    /// Create a work (random 1..=100 unless --add-up-to is given), to run now or later.
     Create {
         /// N to add up to (0..=4294967295); random 1..=100 when left out.
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::engine::MAX_N))]
         add_up_to: Option<u64>,
+        /// Run it at this time (RFC 3339: 2026-12-05T10:00:00Z); `scheduled` until then.
+        #[arg(long, conflicts_with = "in_", value_parser = crate::run_at::parse_rfc3339)]
+        at: Option<std::time::SystemTime>,
+        /// Run it after this long (90s, 2h); `scheduled` until then.
+        #[arg(long = "in", value_parser = crate::run_at::parse_delay)]
+        in_: Option<Duration>,
     },
     /// Show one work.
     Get { id: i64 },
@@ -60,8 +66,8 @@ pub enum WorkAction {
         #[command(flatten)]
         bulk: RawBulk,
     },
-    /// Cancel a pending work (operators); with filters instead of an id, every pending
-    /// work they match, up to --max.
+    /// Cancel a pending or scheduled work (operators); with filters instead of an id,
+    /// every pending or scheduled work they match, up to --max.
     Cancel {
         id: Option<i64>,
         #[command(flatten)]

@@ -85,6 +85,10 @@ pub async fn run_with_pool(
         paused.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(crate::worker::scheduler::run(
+        pool.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(retention::run(
         pool.clone(),
         worker.retain.duration(),

@@ -9,6 +9,7 @@ mod links;
 pub mod produce;
 mod progress;
 pub mod raw_http;
+pub mod schedule;
 pub mod serve;
 mod table;
 pub mod up;
@@ -54,6 +55,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Dead(args) => dead::run(args).await.map(|()| ok),
         Command::Workers(args) => workers::list(args).await.map(|()| ok),
         Command::Pipeline(args) => workers::pipeline(args).await.map(|()| ok),
+        Command::Schedule(args) => schedule::run(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -83,6 +83,32 @@ pub fn work(work: &Work) -> String {
     works(std::slice::from_ref(work))
 }
 
+pub fn schedules(list: &[crate::storage::schedules::Schedule]) -> String {
+    let slot = |t: Option<i64>| t.map_or_else(|| "-".to_string(), time);
+    let rows = list
+        .iter()
+        .map(|s| {
+            let when = match (&s.every_secs, &s.cron) {
+                (Some(secs), _) => format!("every {secs}s"),
+                (None, Some(cron)) => format!("cron {cron}"),
+                _ => "-".into(),
+            };
+            let n = s.add_up_to.to_string();
+            vec![
+                s.name.clone(),
+                when,
+                n,
+                slot(s.last_slot),
+                slot(s.next_slot),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "WHEN (UTC)", "ADD_UP_TO", "LAST_SLOT", "NEXT_SLOT"],
+        rows,
+    )
+}
+
 pub fn events(events: &[Event]) -> String {
     let rows = events
         .iter()
@@ -172,6 +198,7 @@ mod tests {
             result: Some(10),
             created_on: 1634115736,
             updated_on: 1634115736,
+            run_at: None,
             trace_id: None,
             trace_url: None,
         };

@@ -7,12 +7,13 @@ use crate::cli::{Via, WorkAction, WorkArgs};
 use crate::config::redact_url;
 use crate::model::{new_work_code, Event, Origin, Work, WorkStatus};
 use crate::query::{bulk::RawBulk, RawQuery};
+use crate::run_at::When;
 use crate::storage::actions::{self, Action};
-use crate::storage::{self, notify, search, works, DbError};
+use crate::storage::{self, idempotent, notify, search, works, DbError};
 use anyhow::{bail, Context};
 use rand::Rng;
 use reqwest::Method;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
     // Validated before connecting, so both backends refuse bad input with the same
@@ -24,11 +25,15 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    let when = match &args.action {
+        WorkAction::Create { at, in_, .. } => later(*at, *in_)?,
+        _ => None,
+    };
     let backend = Backend::new(&args).await?;
     let json = args.json;
     let out = match &args.action {
-        WorkAction::Create { add_up_to } => {
-            render(&backend.create(*add_up_to).await?, json, table::work)?
+        WorkAction::Create { add_up_to, .. } => {
+            render(&backend.create(*add_up_to, when).await?, json, table::work)?
         }
         WorkAction::Get { id } => render(&backend.get(*id).await?, json, table::work)?,
         WorkAction::Search(query) => {
@@ -57,6 +62,13 @@ async fn act(
         Some(id) => render(&backend.act(action, id).await?, json, table::work),
         None => render(&backend.act_all(action, bulk).await?, json, table::bulk),
     }
+}
+
+/// `--at` or `--in`, bounded as a demand's `run_at` and `delay` are (exit 2 past it).
+fn later(at: Option<SystemTime>, after: Option<Duration>) -> anyhow::Result<Option<When>> {
+    let when = at.map(When::At).or(after.map(When::After));
+    let checked = when.map(|w| w.bounded(SystemTime::now())).transpose();
+    Ok(checked.map_err(Failure::Usage)?)
 }
 
 /// Prints the work each time its status changes until it is done (exit 0) or ends any
@@ -89,7 +101,7 @@ async fn watch(backend: &Backend, id: i64, timeout: Duration, json: bool) -> any
                 // Printed above; the exit code tells a script it did not succeed.
                 bail!("work {id} ended {}", work.status)
             }
-            WorkStatus::Pending | WorkStatus::Running => {}
+            WorkStatus::Pending | WorkStatus::Running | WorkStatus::Scheduled => {}
         }
         if Instant::now() >= deadline {
             bail!(
@@ -159,19 +171,12 @@ impl Backend {
         }
     }
 
-    async fn create(&self, add_up_to: Option<u64>) -> anyhow::Result<Work> {
+    async fn create(&self, add_up_to: Option<u64>, when: Option<When>) -> anyhow::Result<Work> {
         match self {
             Backend::Db(client) => {
                 let n = add_up_to.unwrap_or_else(|| rand::rng().random_range(1..=100));
-                let work = works::create_pending(
-                    client,
-                    &new_work_code(Origin::Api),
-                    n as i64,
-                    None,
-                    None,
-                )
-                .await
-                .map_err(db_failure)?;
+                let run_at = when.and_then(|w| w.run_at(SystemTime::now()));
+                let work = create_in_db(client, n as i64, run_at).await?;
                 // After the commit, as the API does; a failure only delays the sweep.
                 if let Some(sql) = notify::statement(true, true) {
                     let _ = client.batch_execute(sql).await;
@@ -179,7 +184,14 @@ impl Backend {
                 Ok(work)
             }
             Backend::Http(api) => {
-                let body = add_up_to.map(|n| serde_json::json!({ "add_up_to": n }));
+                let mut body = serde_json::json!({});
+                if let Some(n) = add_up_to {
+                    body["add_up_to"] = n.into();
+                }
+                if let Some((field, value)) = when.map(When::fingerprint) {
+                    body[field] = value.into();
+                }
+                let body = (body != serde_json::json!({})).then_some(body);
                 // One key for every attempt: a repeat never makes a second work.
                 api.create("/works", body)
                     .await?
@@ -240,6 +252,33 @@ impl Backend {
             }
         };
         outcome.ok_or_else(|| Failure::NotFound(format!("work {id} not found")).into())
+    }
+}
+
+/// A work created straight in the database, pending or (with `run_at`) scheduled.
+async fn create_in_db(
+    client: &deadpool_postgres::Client,
+    n: i64,
+    run_at: Option<SystemTime>,
+) -> anyhow::Result<Work> {
+    let code = new_work_code(Origin::Api);
+    let Some(run_at) = run_at else {
+        return works::create_pending(client, &code, n, None, None)
+            .await
+            .map_err(db_failure);
+    };
+    let new = idempotent::NewWork {
+        work_code: code,
+        add_up_to: n,
+        deadline: None,
+        trace_parent: None,
+        key: None,
+        run_at: Some(run_at),
+    };
+    match idempotent::create(client, &new, false).await {
+        Ok(idempotent::Created::New(work) | idempotent::Created::Found(work)) => Ok(work),
+        Ok(idempotent::Created::KeyReused) => bail!("work code {} is taken", new.work_code),
+        Err(failed) => Err(db_failure(failed.error)),
     }
 }
 

@@ -3,6 +3,7 @@
 //! the fault.
 
 use super::error::ApiError;
+use crate::demand::{Asked, Refused};
 use actix_web::web;
 use futures_util::StreamExt;
 use rand::Rng;
@@ -38,14 +39,17 @@ async fn read_all(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> 
 /// The `add_up_to` asked for, or a random 1..=100 for an empty body or `{}` (the rules
 /// of a demand are `demand::parse`'s, the same as for a queued one).
 pub fn parse_create(body: &[u8]) -> Result<i64, ApiError> {
-    add_up_to(asked(body)?)
+    add_up_to(asked(body)?.add_up_to)
 }
 
-/// The `add_up_to` the body asks for; `None`: an empty body or `{}`, any will do.
-pub fn asked(body: &[u8]) -> Result<Option<u64>, ApiError> {
+/// What the body asks for; an `add_up_to` of `None`: an empty body or `{}`, any will do.
+pub fn asked(body: &[u8]) -> Result<Asked, ApiError> {
     match body.iter().all(u8::is_ascii_whitespace) {
-        true => Ok(None),
-        false => crate::demand::parse(body).map_err(ApiError::BadRequest),
+        true => Ok(Asked::default()),
+        false => crate::demand::parse(body).map_err(|e| match e {
+            Refused::Bad(m) => ApiError::BadRequest(m),
+            Refused::Unprocessable(m) => ApiError::Unprocessable(m),
+        }),
     }
 }
 

@@ -40,9 +40,9 @@ pub async fn retry_all(
     act_all(&state, &req, &query, Action::Retry).await
 }
 
-/// Cancel every pending work the filter matches.
+/// Cancel every pending or scheduled work the filter matches.
 #[utoipa::path(post, path = "/works/cancel", tag = "works", operation_id = "cancelWorks",
-    description = "Cancels, with a `work/cancelled` event each, up to `max` pending works \
+    description = "Cancels, with a `work/cancelled` event each, up to `max` pending or scheduled works \
         that match the search filters, newest first, in batches of 500 (each committed on \
         its own). `more` says that matching works remain.",
     params(RawBulk),

@@ -42,11 +42,14 @@ pub(super) async fn insert(
     let asked = body::asked(&body::read(payload).await?)?;
     let new = NewWork {
         work_code: new_work_code(Origin::Api),
-        add_up_to: body::add_up_to(asked)?,
+        add_up_to: body::add_up_to(asked.add_up_to)?,
+        run_at: asked
+            .when
+            .and_then(|w| w.run_at(std::time::SystemTime::now())),
         deadline: Some(deadline),
         // The request's hop: the sweeper's compute of this work joins its trace.
         trace_parent: context::of_request(req),
-        key: key.map(|k| (k, idempotency::fingerprint(asked))),
+        key: key.map(|k| (k, idempotency::fingerprint(&asked))),
     };
     let pool = &state.pool;
     let tokens = state.reads.replica_pool().is_some();

@@ -51,8 +51,14 @@ fn parse(raw: &[u8]) -> Result<String, ApiError> {
 /// What a create asked for, as stored with its key: two requests with one key must ask
 /// for the same. An empty body and `{}` ask the same (any `add_up_to`); `4` and `4.0`
 /// too. The route is not part of it: `POST /work` and `POST /works` create alike.
-pub fn fingerprint(asked: Option<u64>) -> String {
-    serde_json::json!({ "add_up_to": asked }).to_string()
+/// A later run is part of it (`run_at` normalised, or the `delay` as written); without
+/// one the fingerprint is what it was before works could run later.
+pub fn fingerprint(asked: &crate::demand::Asked) -> String {
+    let mut print = serde_json::json!({ "add_up_to": asked.add_up_to });
+    if let Some((field, value)) = asked.when.map(crate::run_at::When::fingerprint) {
+        print[field] = value.into();
+    }
+    print.to_string()
 }
 
 #[cfg(test)]
@@ -75,7 +81,15 @@ mod tests {
 
     #[test]
     fn the_fingerprint_is_what_was_asked() {
-        assert_eq!(fingerprint(Some(4)), r#"{"add_up_to":4}"#);
-        assert_eq!(fingerprint(None), r#"{"add_up_to":null}"#);
+        use crate::demand::Asked;
+        use crate::run_at::When;
+        let asked = |add_up_to, when| Asked { add_up_to, when };
+        assert_eq!(fingerprint(&asked(Some(4), None)), r#"{"add_up_to":4}"#);
+        assert_eq!(fingerprint(&asked(None, None)), r#"{"add_up_to":null}"#);
+        let later = When::After(std::time::Duration::from_secs(90));
+        assert_eq!(
+            fingerprint(&asked(Some(4), Some(later))),
+            r#"{"add_up_to":4,"delay":"1m 30s"}"#
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod responses;
+pub mod schedules;
 pub mod workers;
 pub mod works;
 
@@ -72,6 +73,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
+    ("POST", "/schedules"),
+    ("GET", "/schedules"),
+    ("DELETE", "/schedules/{name}"),
     ("GET", "/openapi.json"),
     ("GET", "/health"),
     ("GET", "/metrics"),
@@ -213,6 +217,7 @@ pub fn start_until(
             .configure(works::routes)
             .configure(legacy::routes)
             .configure(dead::routes)
+            .configure(schedules::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .configure(workers::routes)

@@ -6,7 +6,9 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{bulk, dashboard, dead, error, health, legacy, live, workers, works, AppState};
+use super::{
+    bulk, dashboard, dead, error, health, legacy, live, schedules, workers, works, AppState,
+};
 use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
@@ -30,6 +32,7 @@ use utoipa::OpenApi;
         document, health::health, health::metrics,
         dead::list, dead::replay,
         workers::list, workers::status, workers::pause, workers::resume,
+        schedules::add, schedules::list, schedules::remove,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
@@ -37,7 +40,8 @@ use utoipa::OpenApi;
             dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
             amqp_dead::Unreadable, amqp_dead::Replayed,
             crate::storage::workers::Worker, crate::storage::workers::Held,
-            crate::storage::pipeline::PipelineState),
+            crate::storage::pipeline::PipelineState,
+            schedules::NewSchedule, crate::storage::schedules::Schedule),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::Unprocessable,
@@ -50,6 +54,7 @@ use utoipa::OpenApi;
         (name = "dashboard"),
         (name = "operations"),
         (name = "dead-letters", description = "`ppctl dead list|replay` over HTTP."),
+        (name = "schedules", description = "`ppctl schedule add|list|remove` over HTTP."),
     ),
 )]
 struct ApiDoc;
@@ -78,6 +83,10 @@ pub fn document_for(api_token: bool) -> Document {
             );
             let media = Ref::from_response_name("UnsupportedMediaType");
             refusals.insert("415".into(), RefOr::Ref(media));
+        }
+        if let Some(delete) = item.delete.as_mut() {
+            let refusal = RefOr::Ref(Ref::from_response_name("CrossSite"));
+            delete.responses.responses.insert("403".into(), refusal);
         }
     }
     doc

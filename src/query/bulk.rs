@@ -33,7 +33,7 @@ pub struct RawBulk {
     #[arg(long)]
     pub until: Option<String>,
     /// Only works in this status. Retry takes failed and expired works, cancel pending
-    /// ones: a status the action cannot change is a 409.
+    /// and scheduled ones: a status the action cannot change is a 409.
     #[arg(long)]
     #[param(value_type = Option<crate::model::WorkStatus>)]
     pub status: Option<String>,

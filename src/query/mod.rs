@@ -42,7 +42,7 @@ pub struct RawQuery {
     /// bound. Times before year 1 or after 9999 are clamped.
     #[arg(long)]
     pub until: Option<String>,
-    /// pending, running, done, failed, expired or cancelled.
+    /// pending, running, done, failed, expired, cancelled or scheduled.
     #[arg(long)]
     #[param(value_type = Option<WorkStatus>)]
     pub status: Option<String>,

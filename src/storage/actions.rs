@@ -1,5 +1,5 @@
 //! Operators' actions on one work: retry a failed or expired one (back to pending, with
-//! fresh attempts), cancel a pending one. Each writes its event in the same statement
+//! fresh attempts), cancel a pending or scheduled one. Each writes its event in the same statement
 //! as the change, and refuses, with the reason, a work whose status does not allow it.
 
 use super::retry::Failed;
@@ -22,8 +22,8 @@ pub enum Action {
     /// A failed or expired work back to `pending`, with a `work/retried` event. Its
     /// sweep window starts again now (the window counts from the last change).
     Retry,
-    /// A pending work to `cancelled`, with a `work/cancelled` event. A running work is
-    /// refused: its worker would finish it anyway.
+    /// A pending or scheduled work to `cancelled`, with a `work/cancelled` event. A
+    /// running work is refused: its worker would finish it anyway.
     Cancel,
 }
 
@@ -32,7 +32,7 @@ impl Action {
     pub fn takes(self) -> &'static [&'static str] {
         match self {
             Action::Retry => &["failed", "expired"],
-            Action::Cancel => &["pending"],
+            Action::Cancel => &["pending", "scheduled"],
         }
     }
 

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use std::time::Duration;
 
 /// A work claimed by this worker until its lease ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     pub id: i64,
     pub work_code: String,
@@ -14,13 +14,15 @@ pub struct Claimed {
     pub attempts: i32,
     /// The `traceparent` of the request that created the work (tracing on).
     pub trace_parent: Option<String>,
+    /// A work made to run later, on its first claim: seconds since its run_at.
+    pub late: Option<f64>,
 }
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Claims up to `limit` works that are pending, or running with an expired lease
+/// Claims up to `limit` works that are scheduled and due, pending, or running with an expired lease
 /// (their worker died), changed within `window` (created, retried or last claimed),
 /// with attempts left. Records a
 /// `compute/start` event per claim. Concurrent claimers never get the same work.
@@ -32,23 +34,33 @@ pub async fn claim(
     window: Duration,
     max_attempts: i32,
 ) -> Result<Vec<Claimed>, DbError> {
+    // Due scheduled works first (their lateness is promised), then pending ones (and
+    // running ones whose lease ended) up to the limit. A scheduled work has no window
+    // to keep: it was not due before.
     const SQL: &str = "\
-        WITH claimed AS ( \
-            UPDATE works SET status = 'running', locked_by = $1, \
+        WITH sched AS ( \
+            SELECT id FROM works WHERE status = 'scheduled' AND run_at <= now() \
+            ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
+        pend AS ( \
+            SELECT id FROM works \
+            WHERE status IN ('pending', 'running') \
+              AND (status = 'pending' OR locked_until < now()) \
+              AND updated_on >= now() - $3 * interval '1 millisecond' \
+              AND attempts < $4 \
+            ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
+        claimed AS ( \
+            UPDATE works w SET status = 'running', locked_by = $1, \
                    locked_until = now() + $2 * interval '1 millisecond', \
-                   attempts = attempts + 1, updated_on = now() \
-            WHERE id IN ( \
-                SELECT id FROM works \
-                WHERE status IN ('pending', 'running') \
-                  AND (status = 'pending' OR locked_until < now()) \
-                  AND updated_on >= now() - $3 * interval '1 millisecond' \
-                  AND attempts < $4 \
-                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-            RETURNING id, work_code, add_up_to, attempts, trace_parent), \
+                   attempts = w.attempts + 1, updated_on = now() \
+            FROM (SELECT id, true AS scheduled FROM sched \
+                  UNION ALL SELECT id, false FROM pend) due \
+            WHERE w.id = due.id \
+            RETURNING w.id, w.work_code, w.add_up_to, w.attempts, w.trace_parent, \
+                      CASE WHEN due.scheduled THEN extract(epoch FROM now() - w.run_at)::float8 END), \
         ev AS ( \
             INSERT INTO event_log (work_id, variable, value) \
             SELECT id, 'compute/start', 'attempt ' || attempts FROM claimed) \
-        SELECT id, work_code, add_up_to, attempts, trace_parent FROM claimed ORDER BY id";
+        SELECT * FROM claimed ORDER BY id";
     let stmt = client.prepare_cached(SQL).await?;
     let rows = client
         .query(
@@ -70,6 +82,7 @@ pub async fn claim(
             add_up_to: r.get(2),
             attempts: r.get(3),
             trace_parent: r.get(4),
+            late: r.get(5),
         })
         .collect())
 }
@@ -160,4 +173,14 @@ pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Resu
         .query_one(&stmt, &[&millis(window), &window_text, &shard])
         .await?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// How long until the earliest scheduled work is due (zero when one is due already),
+/// or `None` when none waits. Read from the partial index on run_at (migration 0015).
+pub async fn next_due(client: &impl GenericClient) -> Result<Option<Duration>, DbError> {
+    const SQL: &str = "SELECT extract(epoch FROM min(run_at) - now())::float8 \
+        FROM works WHERE status = 'scheduled'";
+    let stmt = client.prepare_cached(SQL).await?;
+    let secs: Option<f64> = client.query_one(&stmt, &[]).await?.get(0);
+    Ok(secs.map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))))
 }

@@ -26,6 +26,8 @@ pub struct NewWork {
     pub trace_parent: Option<String>,
     /// The client's `Idempotency-Key`, and the request's fingerprint (what it asked).
     pub key: Option<(String, String)>,
+    /// Asked to run later: stored `scheduled` with a `work/scheduled` event.
+    pub run_at: Option<SystemTime>,
 }
 
 /// What a create did.
@@ -75,6 +77,9 @@ async fn insert(
     client: &impl GenericClient,
     new: &NewWork,
 ) -> Result<Option<Row>, tokio_postgres::Error> {
+    if let Some(run_at) = new.run_at {
+        return insert_scheduled(client, new, run_at).await;
+    }
     let work = format!(
         "INSERT INTO works (work_code, add_up_to, first_event_id, trace_parent) \
          SELECT $1, $2, nextval('event_log_id_seq'), $4 \
@@ -101,6 +106,44 @@ async fn insert(
     client.query_opt(&stmt, &params).await
 }
 
+/// `insert` for a work asked for later: status `scheduled` and its `work/scheduled`
+/// event (after `work/created`, which the row's first event id gives).
+async fn insert_scheduled(
+    client: &impl GenericClient,
+    new: &NewWork,
+    run_at: SystemTime,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let (key, fingerprint) = match &new.key {
+        Some((k, f)) => (Some(k.as_str()), Some(f.as_str())),
+        None => (None, None),
+    };
+    let deadline = new.deadline;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &new.work_code,
+        &new.add_up_to,
+        &deadline,
+        &new.trace_parent,
+        &run_at,
+        &crate::model::var::SCHEDULED,
+        &key,
+        &fingerprint,
+    ];
+    let sql = format!(
+        "WITH new AS ( \
+             INSERT INTO works (work_code, add_up_to, first_event_id, trace_parent, status, run_at) \
+             SELECT $1, $2, nextval('event_log_id_seq'), $4, 'scheduled', $5 \
+             WHERE $3::timestamptz IS NULL OR clock_timestamp() < $3 \
+             RETURNING {WORK_COLUMNS}), \
+         ev AS (INSERT INTO event_log (work_id, variable, value) \
+             SELECT id, $6, to_char($5::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM new), \
+         keyed AS (INSERT INTO idempotency_keys (key, fingerprint, work_id) \
+             SELECT $7, $8, id FROM new WHERE $7::text IS NOT NULL) \
+         SELECT * FROM new"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    client.query_opt(&stmt, &params).await
+}
+
 /// The work stored under the client's key: found when the request asked for the same
 /// thing, refused when it asked for something else.
 async fn by_key(
@@ -115,7 +158,7 @@ async fn by_key(
     );
     let stmt = client.prepare_cached(&sql).await?;
     match client.query_opt(&stmt, &[&key]).await? {
-        Some(row) if row.get::<_, &str>(8) == fingerprint => {
+        Some(row) if row.get::<_, &str>(9) == fingerprint => {
             Ok(Created::Found(work_from_row(&row)?))
         }
         Some(_) => Ok(Created::KeyReused),

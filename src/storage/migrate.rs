@@ -20,6 +20,9 @@ pub use wait::until_schema_fits;
 /// key will do; it only has to be the same in every ppctl process.
 const LOCK_KEY: i64 = 0x7070_6374_6c00_0001;
 
+/// How often a migrator asks for the lock another one holds.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A migration as compiled into the binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -126,6 +129,26 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "workers_and_pause",
         sql: include_str!("../../sql/0011_workers_and_pause.sql"),
+        compat: Compat::Additive,
+    },
+    // Additive (0012, 0014, 0015): older binaries never write `scheduled` nor read
+    // run_at or the schedule tables; the status CHECK only grows.
+    Migration {
+        version: 12,
+        name: "scheduled_works",
+        sql: include_str!("../../sql/0012_scheduled_works.sql"),
+        compat: Compat::Additive,
+    },
+    Migration {
+        version: 14,
+        name: "scheduled_status_valid",
+        sql: include_str!("../../sql/0014_scheduled_status_valid.sql"),
+        compat: Compat::Additive,
+    },
+    Migration {
+        version: 15,
+        name: "scheduled_run_at_index",
+        sql: include_str!("../../sql/0015_scheduled_run_at_index.sql"),
         compat: Compat::Additive,
     },
 ];

@@ -20,6 +20,7 @@ pub mod replica_check;
 pub mod replication;
 pub mod retry;
 pub mod role;
+pub mod schedules;
 pub mod search;
 pub mod standby_wait;
 pub mod stats;

@@ -8,7 +8,8 @@ use tokio_postgres::Row;
 
 /// The columns every Work query selects, in the order `work_from_row` reads them.
 pub(super) const WORK_COLUMNS: &str = "id, work_code, add_up_to, status, result, \
-    floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint, trace_parent";
+    floor(extract(epoch FROM created_on))::bigint, floor(extract(epoch FROM updated_on))::bigint, trace_parent, \
+    floor(extract(epoch FROM run_at))::bigint";
 
 pub(super) fn work_from_row(row: &Row) -> Result<Work, DbError> {
     let status: String = row.get(3);
@@ -22,6 +23,7 @@ pub(super) fn work_from_row(row: &Row) -> Result<Work, DbError> {
         result: row.get(4),
         created_on: row.get(5),
         updated_on: row.get(6),
+        run_at: row.get(8),
         trace_id: None,
         trace_url: None,
     }
@@ -103,7 +105,7 @@ pub async fn events(
 }
 
 pub const COUNTS_SQL: &str = "\
-    SELECT status, count(*) FROM works WHERE status IN ('pending', 'running') GROUP BY status \
+    SELECT status, count(*) FROM works WHERE status IN ('pending', 'running', 'scheduled') GROUP BY status \
     UNION ALL SELECT s.status, s.n::bigint FROM ( \
         SELECT sum(done) AS done, sum(failed) AS failed, sum(expired) AS expired, \
                sum(cancelled) AS cancelled FROM work_counts) t, \
@@ -112,7 +114,7 @@ pub const COUNTS_SQL: &str = "\
     ORDER BY 1";
 
 /// Works counted by status, for `db status`, health and metrics, exactly and without
-/// reading the history: the works in flight (pending, running) from their partial
+/// reading the history: the works in flight (pending, running, scheduled) from their partial
 /// index, the finished ones (done, failed, expired, cancelled, which are the history)
 /// from running totals the writers keep in the transaction that changes them (see
 /// `count_shard`).
@@ -143,6 +145,9 @@ pub struct Finished {
     pub trace_parent: Option<String>,
     /// Redelivered with no message id of its own: stored with a possible-repeat event.
     pub possible_repeat: bool,
+    /// Asked to run later: stored `scheduled` (not computed; `result` is ignored) with
+    /// `work/created` and `work/scheduled` events, for a sweeper to run when due.
+    pub run_at: Option<SystemTime>,
 }
 
 /// The value of a `demand/possible-repeat` event.
@@ -152,7 +157,8 @@ const POSSIBLE_REPEAT_WHY: &str = "redelivered by the broker with no message_id:
 /// Stores a batch of finished works in one statement, each with its block of four
 /// event ids: its events (created and started at `started`, stopped with the result at
 /// `stopped`) are read from the row through the `events` view (migration 0004).
-/// A `message_id` already stored is skipped (a redelivery): the returned count is of
+/// A work asked for later (`run_at`) is stored `scheduled` instead, with its events
+/// in `event_log`. A `message_id` already stored is skipped (a redelivery): the returned count is of
 /// works actually inserted. `batch` must not repeat a message_id. A work that may repeat
 /// an earlier one (`possible_repeat`) also gets an event that says so, after its four.
 pub async fn insert_finished(
@@ -161,20 +167,31 @@ pub async fn insert_finished(
 ) -> Result<u64, DbError> {
     const SQL: &str = "\
         WITH input AS ( \
-            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $8::text[]) \
-                AS t(message_id, work_code, add_up_to, result, started, stopped, trace_parent)), \
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $8::text[], $12::timestamptz[]) \
+                AS t(message_id, work_code, add_up_to, result, started, stopped, trace_parent, run_at)), \
         ins AS ( \
             INSERT INTO works (message_id, work_code, add_up_to, status, result, created_on, \
-                               updated_on, first_event_id, trace_parent) \
-            SELECT message_id, work_code, add_up_to, 'done', result, started, stopped, \
-                   nextval('event_log_id_seq'), trace_parent FROM input \
+                               updated_on, first_event_id, trace_parent, run_at) \
+            SELECT message_id, work_code, add_up_to, \
+                   CASE WHEN run_at IS NULL THEN 'done' ELSE 'scheduled' END, \
+                   CASE WHEN run_at IS NULL THEN result END, started, stopped, \
+                   CASE WHEN run_at IS NULL THEN nextval('event_log_id_seq') END, trace_parent, run_at \
+            FROM input \
             ON CONFLICT (message_id) DO NOTHING \
-            RETURNING id, message_id, created_on), \
+            RETURNING id, message_id, created_on, run_at), \
         marked AS ( \
             INSERT INTO event_log (work_id, variable, value, created_on) \
             SELECT id, $10, $11, created_on FROM ins WHERE message_id = ANY($9::text[])), \
+        later AS ( \
+            INSERT INTO event_log (work_id, variable, value, created_on) \
+            SELECT i.id, e.variable, e.value, i.created_on FROM ins i CROSS JOIN LATERAL (VALUES \
+                (0, 'work/created', NULL), \
+                (1, $13, to_char(i.run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))) \
+                AS e(ord, variable, value) \
+            WHERE i.run_at IS NOT NULL ORDER BY i.id, e.ord), \
         counted AS ( \
-            UPDATE work_counts SET done = done + (SELECT count(*) FROM ins) WHERE shard = $7) \
+            UPDATE work_counts SET done = done + (SELECT count(*) FROM ins WHERE run_at IS NULL) \
+            WHERE shard = $7) \
         SELECT count(*) FROM ins";
     let stmt = client.prepare_cached(SQL).await?;
     let ids: Vec<&str> = batch.iter().map(|f| f.message_id.as_str()).collect();
@@ -189,7 +206,8 @@ pub async fn insert_finished(
         .filter(|f| f.possible_repeat)
         .map(|f| f.message_id.as_str())
         .collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+    let run_at: Vec<Option<SystemTime>> = batch.iter().map(|f| f.run_at).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
         &ids,
         &codes,
         &ns,
@@ -201,6 +219,8 @@ pub async fn insert_finished(
         &repeats,
         &var::POSSIBLE_REPEAT,
         &POSSIBLE_REPEAT_WHY,
+        &run_at,
+        &var::SCHEDULED,
     ];
     let row = client.query_one(&stmt, &params).await?;
     Ok(row.get::<_, i64>(0) as u64)

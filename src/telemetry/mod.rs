@@ -107,6 +107,8 @@ pub struct Telemetry {
     /// (queue full, export failed): tracing loses spans, never work.
     pub spans_exported: Counter,
     pub spans_dropped: Family<ReasonLabel, Counter>,
+    /// Works made to run later: now - run_at when a sweeper claimed them.
+    pub schedule_lateness: Histogram,
     registry: Mutex<(Registry, HashSet<Group>)>,
 }
 
@@ -127,6 +129,9 @@ pub static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(Telemetry::new);
 pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
+
+/// Seconds past run_at; the sweep interval (1 s by default) bounds the usual case.
+const LATENESS_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
@@ -169,6 +174,7 @@ impl Telemetry {
             replica_lag_seconds: Gauge::default(),
             spans_exported: Counter::default(),
             spans_dropped: Family::default(),
+            schedule_lateness: Histogram::new(LATENESS_BUCKETS),
             registry: Mutex::new((Registry::default(), HashSet::new())),
         };
         if let Ok(mut guard) = t.registry.lock() {

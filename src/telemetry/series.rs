@@ -98,6 +98,11 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
         "deliveries per consumer batch",
         t.batch_size.clone(),
     );
+    registry.register(
+        "ppctl_schedule_lateness_seconds",
+        "works made to run later: seconds from run_at to a sweeper's claim",
+        t.schedule_lateness.clone(),
+    );
 }
 
 /// The series of a group that only some processes know.

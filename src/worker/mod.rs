@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod registry;
 pub mod retention;
+pub mod scheduler;
 pub mod store;
 pub mod stores;
 pub mod sweep;
@@ -36,6 +37,8 @@ pub(crate) struct Demand {
     pub trace_parent: Option<String>,
     /// Redelivered with no message id: it may repeat a work already stored.
     pub possible_repeat: bool,
+    /// Asked to run later: stored `scheduled`, not computed now.
+    pub run_at: Option<SystemTime>,
 }
 
 /// Computes each queued demand into a finished work, keeping its tag.
@@ -46,7 +49,11 @@ pub(crate) async fn compute_all(
     let mut finished = Vec::with_capacity(good.len());
     for demand in good {
         let started = SystemTime::now();
-        let result = compute(demand.add_up_to, work_delay).await?;
+        // A work for later is computed by the sweeper that claims it when due.
+        let result = match demand.run_at {
+            Some(_) => 0,
+            None => compute(demand.add_up_to, work_delay).await?,
+        };
         let work = works::Finished {
             message_id: demand.message_id,
             work_code: new_work_code(Origin::Consumer),
@@ -56,6 +63,7 @@ pub(crate) async fn compute_all(
             stopped: SystemTime::now(),
             trace_parent: demand.trace_parent,
             possible_repeat: demand.possible_repeat,
+            run_at: demand.run_at,
         };
         finished.push((work, demand.tag));
     }

@@ -18,7 +18,7 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -30,9 +30,9 @@ pub struct BatchOutcome {
     pub dead: u64,
 }
 
-/// Why a delivery can never succeed, or its message id (`None`: it has none) and
-/// `add_up_to`.
-pub fn parse(delivery: &Delivery) -> Result<(Option<&str>, i64), String> {
+/// Why a delivery can never succeed, or its message id (`None`: it has none),
+/// `add_up_to`, and when it is due if it asks to run later (`None`: now).
+pub fn parse(delivery: &Delivery) -> Result<(Option<&str>, i64, Option<SystemTime>), String> {
     let message_id = match delivery.properties.message_id() {
         Some(id) if !id.as_str().is_empty() => Some(id.as_str()),
         _ => None,
@@ -41,14 +41,15 @@ pub fn parse(delivery: &Delivery) -> Result<(Option<&str>, i64), String> {
         // PostgreSQL text cannot hold NUL: such an id could never be stored.
         return Err(format!("message_id {message_id:?} contains a NUL byte"));
     }
-    let n = WorkDemand::parse(&delivery.data)?;
+    let (n, when) = WorkDemand::parse(&delivery.data)?;
+    let run_at = when.and_then(|w| w.run_at(SystemTime::now()));
     // validate() bounds n to 0..=4294967295, which fits in i64.
-    Ok((message_id, n as i64))
+    Ok((message_id, n as i64, run_at))
 }
 
 /// The demand a good delivery becomes: its own message id, or a key made up for it.
 fn demand(delivery: &Delivery, ids: &MissingIds) -> Result<Demand, String> {
-    let (message_id, add_up_to) = parse(delivery)?;
+    let (message_id, add_up_to, run_at) = parse(delivery)?;
     let (message_id, possible_repeat) = match message_id {
         Some(id) => (id.to_string(), false),
         None => {
@@ -62,6 +63,7 @@ fn demand(delivery: &Delivery, ids: &MissingIds) -> Result<Demand, String> {
         tag: delivery.delivery_tag,
         trace_parent: None,
         possible_repeat,
+        run_at,
     })
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+/// Shortest wait for the next scheduled work.
+const NAP_FLOOR: Duration = Duration::from_millis(20);
+
 /// What one sweep claims at most.
 pub const SWEEP_BATCH: usize = 100;
 
@@ -30,6 +33,9 @@ pub struct SweepOutcome {
     pub completed: u64,
     pub failed: u64,
     pub expired: u64,
+    /// How long until the earliest scheduled work is due, if any is waiting: the loop
+    /// wakes then rather than a whole sweep interval later.
+    pub next_due: Option<Duration>,
 }
 
 /// One sweep: fail the works out of attempts, expire those out of the window, claim a
@@ -72,11 +78,15 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
             }
         }
         spans.push(span);
+        if let Some(late) = work.late {
+            TELEMETRY.schedule_lateness.observe(late.max(0.0));
+        }
     }
     let completed = claims::complete(&client, &opts.worker, &results)
         .instrument(spans::db_batch("UPDATE", &spans))
         .await?;
     drop(spans);
+    let next_due = claims::next_due(&client).await?;
     TELEMETRY.swept.inc_by(completed);
     TELEMETRY.failed.inc_by(failed);
     TELEMETRY.expired.inc_by(expired);
@@ -85,6 +95,7 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
         completed,
         failed,
         expired,
+        next_due,
     })
 }
 
@@ -119,9 +130,14 @@ pub async fn run(
                 if outcome.claimed == opts.batch {
                     continue; // more may be waiting
                 }
+                // A NOTIFY cannot say when a future run_at falls due: wake for it (not
+                // sooner than NAP_FLOOR: a due work another sweeper holds is not ours).
+                let nap = outcome
+                    .next_due
+                    .map_or(every, |due| due.max(NAP_FLOOR).min(every));
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.wait() => {}
                 }
             }

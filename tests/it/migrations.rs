@@ -168,6 +168,7 @@ async fn a_database_from_the_first_release_upgrades_with_its_history() {
         stopped: std::time::SystemTime::now(),
         trace_parent: None,
         possible_repeat: false,
+        run_at: None,
     }];
     assert_eq!(
         ppctl::storage::works::insert_finished(&pg, &batch)

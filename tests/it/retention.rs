@@ -22,6 +22,7 @@ pub(super) async fn history(db: &TestDb) {
             stopped: SystemTime::now(),
             trace_parent: None,
             possible_repeat: false,
+            run_at: None,
         })
         .collect();
     assert_eq!(
@@ -190,6 +191,7 @@ fn finished(prefix: &str, n: i64) -> Vec<works::Finished> {
             stopped: SystemTime::now(),
             trace_parent: None,
             possible_repeat: false,
+            run_at: None,
         })
         .collect()
 }

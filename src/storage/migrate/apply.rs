@@ -5,7 +5,7 @@
 use super::compat::{fit, Fit};
 use super::lock::{self, LockPolicy, LockWaitExceeded};
 use super::outside;
-use super::{checksum, Compat, Migration, LOCK_KEY};
+use super::{checksum, Compat, Migration, LOCK_KEY, LOCK_POLL};
 use crate::backoff::Backoff;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
@@ -28,8 +28,14 @@ pub async fn run_with(
     watch: Option<&Client>,
 ) -> anyhow::Result<usize> {
     let applied = {
-        let tx = client.transaction().await?;
-        tx.batch_execute(&serialised()).await?;
+        let tx = loop {
+            let tx = client.transaction().await?;
+            if serialised(&tx).await? {
+                break tx;
+            }
+            tx.rollback().await?;
+            tokio::time::sleep(LOCK_POLL).await;
+        };
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version    INTEGER PRIMARY KEY,
@@ -63,8 +69,15 @@ pub async fn run_with(
 /// How every migration transaction starts. Waiting behind another migrator is not
 /// waiting behind the application: no bound on that, nor on a migration rewriting a
 /// large table (the connection's own statement_timeout would cut it).
-fn serialised() -> String {
-    format!("SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock({LOCK_KEY})")
+/// False when another migrator holds the lock: the caller rolls back and asks again
+/// after `LOCK_POLL`. Not waited for in one statement, nor in one transaction: a
+/// `CREATE INDEX CONCURRENTLY` of the migrator holding the lock waits for every
+/// transaction that had a snapshot when it looked, which such a waiter would be (a
+/// deadlock).
+async fn serialised(tx: &tokio_postgres::Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    let take = format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})");
+    Ok(tx.query_one(&take, &[]).await?.get::<_, bool>(0))
 }
 
 /// `(version, checksum, additive)` of every applied migration.
@@ -178,8 +191,14 @@ async fn apply_one(
     m: &Migration,
     lock_timeout: Duration,
 ) -> Result<bool, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&serialised()).await?;
+    let tx = loop {
+        let tx = client.transaction().await?;
+        if serialised(&tx).await? {
+            break tx;
+        }
+        tx.rollback().await?;
+        tokio::time::sleep(LOCK_POLL).await;
+    };
     let ms = lock_timeout.as_millis().max(1);
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
         .await?;

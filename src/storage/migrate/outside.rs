@@ -25,12 +25,13 @@ pub(super) async fn apply_one(
     lock_timeout: Duration,
     leftovers: &mut Vec<String>,
 ) -> Result<bool, tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = 0; SELECT pg_advisory_lock({})",
-            super::LOCK_KEY
-        ))
-        .await?;
+    client.batch_execute("SET statement_timeout = 0").await?;
+    // Polled, as `apply` does: a statement waiting for the lock would hold a snapshot
+    // that this session's own CREATE INDEX CONCURRENTLY then waits for.
+    let take = format!("SELECT pg_try_advisory_lock({})", super::LOCK_KEY);
+    while !client.query_one(&take, &[]).await?.get::<_, bool>(0) {
+        tokio::time::sleep(super::LOCK_POLL).await;
+    }
     let ms = lock_timeout.as_millis().max(1);
     client
         .batch_execute(&format!("SET lock_timeout = '{ms}ms'"))
@@ -60,6 +61,10 @@ async fn attempt(
     {
         return Ok(false);
     }
+    // Another migrator's given-up build leaves its invalid index too.
+    let invalid = invalid_indexes(client).await?;
+    leftovers.extend(invalid.into_iter().filter(|i| created_by(m.sql, i)));
+    leftovers.dedup();
     while let Some(index) = leftovers.last() {
         let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
         client.batch_execute(&drop).await?;
@@ -84,6 +89,14 @@ async fn attempt(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Whether the migration's SQL builds the index `name` (`... INDEX CONCURRENTLY name`).
+fn created_by(sql: &str, name: &str) -> bool {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0].eq_ignore_ascii_case("CONCURRENTLY") && w[1] == name)
 }
 
 /// Every invalid index, by its quoted, schema-qualified name where needed.
