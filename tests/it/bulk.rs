@@ -107,6 +107,16 @@ async fn bulk_cancel_takes_only_the_prefix_and_needs_the_token() {
     let app = TestApp::spawn_with(db.pool.clone(), Some("s3cret".into())).await;
     seed(&db, "api-mine", 4, "pending").await;
     seed(&db, "api-theirs", 4, "pending").await;
+    // Two of mine run later: cancel takes scheduled works too.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO works (work_code, add_up_to, status, run_at) \
+             SELECT 'api-mine-later' || i, i, 'scheduled', now() + interval '1 hour' \
+             FROM generate_series(1, 2) i",
+        )
+        .await
+        .expect("scheduled works");
     let (status, _) = app
         .call("POST", "/works/cancel?work_code=api-mine", None)
         .await;
@@ -125,8 +135,8 @@ async fn bulk_cancel_takes_only_the_prefix_and_needs_the_token() {
     .await;
     let (stdout, stderr) = outputs(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("cancel: 4 works changed"), "{stdout}");
-    assert_eq!(status_of(&db, "api-mine", "cancelled").await, 4);
+    assert!(stdout.contains("cancel: 6 works changed"), "{stdout}");
+    assert_eq!(status_of(&db, "api-mine", "cancelled").await, 6);
     assert_eq!(status_of(&db, "api-theirs", "pending").await, 4);
     assert_eq!(
         counts(&db).await,
