@@ -12,8 +12,9 @@ import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkDeadHint, checkDeadOnPhone, checkIcon, watch404 } from "./layout.mjs";
+import { checkDeadHint, checkDeadOnPhone, checkIcon, sideways, watch404 } from "./layout.mjs";
 import { apiGet, base, check, createWork, out, publish, sql, step, token, until } from "./helpers.mjs";
+import { laterAndSchedules, workersAndPause } from "./operators.mjs";
 
 mkdirSync(out, { recursive: true });
 
@@ -104,8 +105,8 @@ try {
   await page.screenshot({ path: join(out, "dashboard.png"), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300); // the chart redraws on resize
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  check(overflow <= 0, `no sideways scrolling at phone width (overflow ${overflow}px)`);
+  const overflow = await sideways(page);
+  check(overflow.over <= 0, `no sideways scrolling at phone width (overflow ${overflow.over}px: ${overflow.culprits})`);
   await page.screenshot({ path: join(out, "dashboard-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 
@@ -163,6 +164,9 @@ try {
   for (const w of retriedAll) await doneRow(w.id).waitFor({ timeout: 30000 });
   check((await apiGet(`works/${pending.id}`)).status === "cancelled", "still cancelled after a sweep");
 
+  await workersAndPause(page);
+  await laterAndSchedules(page);
+
   step("dead letters: a demand the database refuses and one that is not JSON");
   sql("ALTER TABLE works ADD CONSTRAINT e2e_no_77 CHECK (add_up_to <> 77) NOT VALID");
   publish([["e2e-77", '{"add_up_to": 77}'], ["e2e-junk", "not json"]]);
@@ -200,8 +204,8 @@ try {
   await page.screenshot({ path: join(out, "dead-letters-replayed.png"), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300); // the chart redraws on resize
-  const deadOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  check(deadOverflow <= 0, `no sideways scrolling at phone width with dead letters (overflow ${deadOverflow}px)`);
+  const deadOverflow = await sideways(page);
+  check(deadOverflow.over <= 0, `no sideways scrolling at phone width with dead letters (overflow ${deadOverflow.over}px: ${deadOverflow.culprits})`);
   await checkDeadOnPhone(page, "e2e-junk", "not json");
   await page.locator("#dead-panel").screenshot({ path: join(out, "dead-letters-phone.png") });
   await page.setViewportSize({ width: 1280, height: 900 });

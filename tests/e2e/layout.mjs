@@ -56,3 +56,15 @@ export async function checkDeadOnPhone(page, id, body) {
     check(typeof expected === "string" ? text.includes(expected) : expected.test(text), `${label} shows ${expected}: ${text}`);
   }
 }
+
+/** How far the page scrolls sideways, and the outermost elements that stick out. */
+export async function sideways(page) {
+  return page.evaluate(() => {
+    const over = document.documentElement.scrollWidth - window.innerWidth;
+    const out = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1);
+    const outer = out.filter((e) => !out.includes(e.parentElement)).slice(0, 3);
+    const name = (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + String(e.className).split(" ").join(".") : "")
+      + " in #" + (e.closest("[id]") || { id: "?" }).id + " to " + Math.round(e.getBoundingClientRect().right) + "px";
+    return { over, culprits: outer.map(name).join(", ") };
+  });
+}
