@@ -111,7 +111,12 @@ pub async fn run_with_pool(
         tally,
     };
     let ran = queue.run().await;
-    let swept = sweeper.await.context("the sweeper panicked");
+    // A queue worker that failed ends the process: the sweeper, which stops only at
+    // shutdown, is not waited for then.
+    let swept = match ran {
+        Ok(()) => sweeper.await.context("the sweeper panicked"),
+        Err(_) => Ok(()),
+    };
     registry.stop().await;
     ran?;
     swept?;

@@ -85,12 +85,13 @@ async fn the_pipeline_runs_over_verify_full() {
     let addr = free_addr();
     let serve = spawn_ppctl(&["serve", "--addr", &addr], &url, queue.name());
     let consume = spawn_ppctl(&["consume", "--sweep-every", "1s"], &url, queue.name());
-    // The LISTEN session shows its statement until its first role check, 2 s on.
-    let listen = "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'ppctl' AND a.query LIKE 'LISTEN%' AND s.ssl";
+    // The LISTEN sessions (new works, the pause switch) show their statement until
+    // their first role check, 2 s on: both there, both encrypted.
+    let listen = "SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'ppctl' AND a.query LIKE 'LISTEN%'";
     eventually(
-        "consume's LISTEN session, encrypted",
+        "consume's LISTEN sessions, encrypted",
         Duration::from_secs(20),
-        || async { (pg.psql("pipedb", listen) == "1").then_some(()) },
+        || async { (pg.psql("pipedb", listen) == "2 0").then_some(()) },
     )
     .await;
     let (status, work) = eventually("POST /works", Duration::from_secs(20), || {
