@@ -40,6 +40,7 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook;
 pub mod worker;
 
 /// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.

@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, time::Duration};
 
 mod tools;
+mod webhook;
 mod worker;
 pub use tools::*;
+pub use webhook::*;
 pub use worker::*;
 
 pub use crate::amqp::QueueType;
@@ -43,6 +45,7 @@ impl Command {
             Command::Db(_) => "db",
             Command::Dead(_) => "dead",
             Command::Up(_) => "up",
+            Command::Webhook(_) => "webhook",
             Command::Completions { .. } => "completions",
         }
     }
@@ -66,6 +69,8 @@ pub enum Command {
     Dead(DeadArgs),
     /// Development mode: db setup, then serve, consume and produce in one process.
     Up(UpArgs),
+    /// List and redeliver the webhook deliveries (the database's outbox).
+    Webhook(WebhookArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
     Completions {
         #[arg(value_enum)]

@@ -7,7 +7,7 @@ use crate::shutdown::Shutdown;
 use crate::storage::{self, listen, notify::Notifier, PgPool};
 use crate::worker::consumer::{QueueSettings, QueueWorker};
 use crate::worker::message_ids::MissingIds;
-use crate::worker::{batch_limit, retention, sweep, worker_id};
+use crate::worker::{batch_limit, retention, sweep, webhooks, worker_id};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub async fn run_with_pool(
     if worker.sweep_every < Duration::from_millis(10) {
         bail!("--sweep-every must be at least 10ms");
     }
+    let webhooks = super::webhook::deliverer(&worker.webhook)?;
     // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
     let wake = Arc::new(Notify::new());
@@ -71,6 +72,14 @@ pub async fn run_with_pool(
         worker.retain.duration(),
         shutdown.clone(),
     ));
+    if let Some((sender, policy)) = webhooks {
+        tokio::spawn(webhooks::run(
+            pool.clone(),
+            sender,
+            policy,
+            shutdown.clone(),
+        ));
+    }
     let queue = QueueWorker {
         pool: &pool,
         notifier: &notifier,

@@ -11,6 +11,7 @@ pub mod raw_http;
 pub mod serve;
 mod table;
 pub mod up;
+pub mod webhook;
 pub mod work;
 
 use crate::cli::{Cli, Command};
@@ -50,6 +51,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::RawHttp(args) => raw_http::run(args).await,
         Command::Db(args) => db::run(args).await.map(|()| ok),
         Command::Dead(args) => dead::run(args).await.map(|()| ok),
+        Command::Webhook(args) => webhook::run(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -117,6 +117,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0010_idempotency_keys.sql"),
         compat: Compat::Additive,
     },
+    // Additive: older binaries never read the outbox, and its triggers write under them.
+    Migration {
+        version: 13,
+        name: "webhook_outbox",
+        sql: include_str!("../../sql/0013_webhook_outbox.sql"),
+        compat: Compat::Additive,
+    },
 ];
 
 /// Every migration this binary applies and checks against: `MIGRATIONS`, and in debug

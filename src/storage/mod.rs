@@ -22,6 +22,7 @@ pub mod search;
 pub mod standby_wait;
 pub mod stats;
 pub mod tls;
+pub mod webhooks;
 pub mod works;
 
 use deadpool_postgres::{

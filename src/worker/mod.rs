@@ -9,6 +9,7 @@ pub mod retention;
 pub mod store;
 pub mod stores;
 pub mod sweep;
+pub mod webhooks;
 
 use crate::engine::{self, OutOfRange};
 use crate::model::{new_work_code, Origin};
