@@ -28,6 +28,18 @@ pub struct WebhookOpts {
     pub webhook_backoff_max: Duration,
 }
 
+/// Webhooks off, and the defaults of the flags (for the tests and `up`'s callers).
+impl Default for WebhookOpts {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_retry_for: Duration::from_secs(86_400),
+            webhook_backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct WebhookArgs {
     #[command(subcommand)]

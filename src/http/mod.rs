@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod responses;
+pub mod webhooks;
 pub mod works;
 
 use crate::shutdown::Shutdown;
@@ -65,6 +66,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/works/{id}/cancel"),
     ("GET", "/dead-letters"),
     ("POST", "/dead-letters/replay"),
+    ("GET", "/webhooks/deliveries"),
+    ("POST", "/webhooks/deliveries/redeliver-failed"),
+    ("POST", "/webhooks/deliveries/{id}/redeliver"),
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
@@ -204,6 +208,7 @@ pub fn start_until(
             .configure(works::routes)
             .configure(legacy::routes)
             .configure(dead::routes)
+            .configure(webhooks::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .default_service(web::to(not_found))

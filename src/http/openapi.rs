@@ -6,7 +6,7 @@
 
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
-use super::{dashboard, dead, error, health, legacy, live, works, AppState};
+use super::{dashboard, dead, error, health, legacy, live, webhooks, works, AppState};
 use crate::amqp::dead as amqp_dead;
 use crate::model;
 use actix_web::{web, HttpResponse};
@@ -28,12 +28,14 @@ use utoipa::OpenApi;
         legacy::create, legacy::get, legacy::search,
         document, health::health, health::metrics,
         dead::list, dead::replay,
+        webhooks::list, webhooks::redeliver, webhooks::redeliver_failed,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
             crate::demand::CreateWork, dashboard::Stats, health::Health, live::StreamEvent,
             dead::ReplayRequest, amqp_dead::Listing, amqp_dead::DeadLetter,
-            amqp_dead::Unreadable, amqp_dead::Replayed),
+            amqp_dead::Unreadable, amqp_dead::Replayed,
+            crate::webhook::Delivery, crate::webhook::DeliveryState, webhooks::Redelivered),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::Unprocessable,
@@ -46,6 +48,7 @@ use utoipa::OpenApi;
         (name = "dashboard"),
         (name = "operations"),
         (name = "dead-letters", description = "`ppctl dead list|replay` over HTTP."),
+        (name = "webhooks", description = "The webhook outbox: `ppctl webhook list|redeliver` over HTTP."),
     ),
 )]
 struct ApiDoc;

@@ -60,5 +60,8 @@ mod traces_edges;
 mod traces_settings;
 mod unreadable;
 mod upgrades;
+#[path = "../support/webhook_receiver.rs"]
+mod webhook_receiver;
+mod webhooks;
 mod write_failover;
 mod zero;
