@@ -2,7 +2,6 @@
 //! `WorkerOpts`), and `ppctl webhook` (`WebhookArgs`).
 
 use super::worker::parse_nonzero_duration;
-use super::DbOpts;
 use crate::webhook::DeliveryState;
 use clap::{Args, Subcommand};
 use std::time::Duration;
@@ -44,8 +43,9 @@ impl Default for WebhookOpts {
 pub struct WebhookArgs {
     #[command(subcommand)]
     pub action: WebhookAction,
-    #[command(flatten)]
-    pub db: DbOpts,
+    /// PostgreSQL connection URL: the outbox is read and changed there.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
+    pub database_url: String,
 }
 
 #[derive(Subcommand)]

@@ -29,7 +29,7 @@ pub fn deliverer(opts: &WebhookOpts) -> anyhow::Result<Option<(Sender, RetryPoli
 }
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
-    let url = &args.db.database_url;
+    let url = &args.database_url;
     let pool = storage::pool(url, 1)?;
     let client = pool.get().await.map_err(|e| {
         Failure::Unreachable(format!(

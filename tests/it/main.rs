@@ -63,5 +63,6 @@ mod upgrades;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;
 mod webhooks;
+mod webhooks_ops;
 mod write_failover;
 mod zero;

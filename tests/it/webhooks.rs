@@ -91,7 +91,7 @@ pub(super) async fn assert_all_delivered(db: &TestDb, received: &[Received], sec
     );
 }
 
-async fn wait_for_every_delivery(db: &TestDb, receiver: &Receiver, within: Duration) {
+pub(super) async fn wait_for_every_delivery(db: &TestDb, receiver: &Receiver, within: Duration) {
     eventually("every finished work's webhook", within, || async {
         let finished = db
             .count(&format!("SELECT count(*) FROM works WHERE {TERMINAL}"))

@@ -22,7 +22,8 @@ pub struct Received {
     pub timestamp: String,
     pub signature: String,
     pub body: Vec<u8>,
-    /// The status this receiver answered (or was about to, when it went away).
+    /// The status this receiver answered; 0 while it has not (slow, or the sender
+    /// went away first).
     pub answered: u16,
 }
 
@@ -115,33 +116,43 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request, records it, answers, closes.
+/// Reads one request, records it, answers, closes. A request whose sender went away
+/// before the answer (killed while the receiver was slow) stays recorded unanswered.
 async fn answer(
     mut stream: TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
 ) {
-    let Some(mut request) = read_request(&mut stream).await else {
+    let Some(request) = read_request(&mut stream).await else {
         return;
     };
     let (status, delay) = {
         let mut b = behaviour.lock().expect("lock");
         let fail = b.fail_next > 0;
         b.fail_next = b.fail_next.saturating_sub(1);
-        request.answered = if fail { 500 } else { 204 };
-        (
-            if fail {
-                "500 Internal Server Error"
-            } else {
-                "204 No Content"
-            },
-            b.delay,
-        )
+        (if fail { 500 } else { 204 }, b.delay)
     };
-    received.lock().expect("lock").push(request);
-    tokio::time::sleep(delay).await;
-    let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(response.as_bytes()).await;
+    let index = {
+        let mut all = received.lock().expect("lock");
+        all.push(request);
+        all.len() - 1
+    };
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        // The sender closed its end (EOF) or reset it: nobody to answer.
+        _ = stream.read(&mut probe) => return,
+    }
+    let reason = if status == 500 {
+        "Internal Server Error"
+    } else {
+        "No Content"
+    };
+    let response =
+        format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if stream.write_all(response.as_bytes()).await.is_ok() {
+        received.lock().expect("lock")[index].answered = status;
+    }
     let _ = stream.shutdown().await;
 }
 
