@@ -64,7 +64,7 @@ mod tests {
             ("ftp://u:pw1@h/", Some(SECRET)),
             ("http://u:pw1@", Some(SECRET)),
             ("https://u:pw1@h/#frag", Some(SECRET)),
-            ("not a url pw1", Some(SECRET)),
+            ("not a url u:pw1@h", Some(SECRET)),
             ("https://u:pw1@h/", None),
             ("https://u:pw1@h/", Some("whsec_pw1")),
         ] {

@@ -201,6 +201,6 @@ mod tests {
         }
         let spread: Vec<Duration> = (0..50).map(|_| policy.delay(10)).collect();
         assert!(spread.iter().any(|d| *d < Duration::from_secs(30)));
-        assert!(lease() > ATTEMPT_TIMEOUT * 4);
+        assert!(lease() > ATTEMPT_TIMEOUT * BATCH.div_ceil(CONCURRENT) as u32);
     }
 }
