@@ -15,6 +15,8 @@
 //!   (`queue::prepare`, `store`, `queue::acknowledge`) that the consume loop overlaps
 //!   across two batches; the sweeper is a one-step function (`sweep_once`, which the
 //!   tests call) plus a thin loop; `retention` is the pruner.
+//! - `webhook`: Standard Webhooks signing, the receiver's URL, one attempt; the outbox's
+//!   queries are `storage::webhooks`, the deliverer `worker::webhooks`.
 //! - `tls`: the accept-any certificate verifier both links share;
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
