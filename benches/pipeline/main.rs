@@ -1,7 +1,7 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
 //! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
-//! `--only tracing` runs only the tracing phase (with or without `--smoke`).
+//! `--only tracing` or `--only webhooks` runs only that phase (with or without `--smoke`).
 
 mod baseline;
 mod history;
@@ -13,6 +13,7 @@ mod replication;
 mod report;
 mod soak;
 mod tracing;
+mod webhooks;
 
 use anyhow::Context;
 use procs::Proc;
@@ -89,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let sizes = if smoke { SMOKE } else { FULL };
     load::self_check();
+    if webhooks::only() {
+        return webhooks::alone(smoke).await;
+    }
     if tracing::only()? {
         return tracing::alone(smoke).await;
     }
@@ -328,6 +332,9 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
 
     // 7b: what tracing costs the drain and POST (issue 18).
     tracing::run(&mut report, smoke, queue, Some((post.rps, drain))).await?;
+
+    // 7c: what the webhook outbox and its deliverer cost the drain (issue 24).
+    webhooks::run(&mut report, smoke, queue).await?;
 
     // 8: a history of `big` works, in a database of its own.
     let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());

@@ -100,7 +100,7 @@ pub fn only() -> anyhow::Result<bool> {
     match args.iter().position(|a| a == "--only") {
         None => Ok(false),
         Some(i) if args.get(i + 1).is_some_and(|p| p == "tracing") => Ok(true),
-        Some(_) => anyhow::bail!("--only takes one phase: tracing"),
+        Some(_) => anyhow::bail!("--only takes one phase: tracing or webhooks"),
     }
 }
 

@@ -36,6 +36,9 @@ pub async fn run_with_pool(
     let webhooks = super::webhook::deliverer(&worker.webhook)?;
     // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
+    if let Some((sender, policy)) = webhooks {
+        webhooks::start(&pool, sender, policy, &shutdown).await;
+    }
     let wake = Arc::new(Notify::new());
     listen::spawn(
         &pool,
@@ -72,14 +75,6 @@ pub async fn run_with_pool(
         worker.retain.duration(),
         shutdown.clone(),
     ));
-    if let Some((sender, policy)) = webhooks {
-        tokio::spawn(webhooks::run(
-            pool.clone(),
-            sender,
-            policy,
-            shutdown.clone(),
-        ));
-    }
     let queue = QueueWorker {
         pool: &pool,
         notifier: &notifier,

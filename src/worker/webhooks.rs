@@ -118,14 +118,19 @@ async fn attempt(sender: &Sender, policy: &RetryPolicy, claimed: Claimed) -> Out
     }
 }
 
-/// Turns recording on (every process's status changes now write deliveries), then
-/// delivers until shutdown. An attempt under way at shutdown is finished and recorded
-/// (within `ATTEMPT_TIMEOUT`).
-pub async fn run(pool: PgPool, sender: Sender, policy: RetryPolicy, shutdown: Shutdown) {
+/// Turns recording on (every process's status changes now write deliveries) before the
+/// caller stores a single work, so that none of this process's works goes unrecorded,
+/// then delivers in the background until shutdown.
+pub async fn start(pool: &PgPool, sender: Sender, policy: RetryPolicy, shutdown: &Shutdown) {
     crate::telemetry::webhooks::register();
-    if !turn_recording_on(&pool, &shutdown).await {
-        return;
+    if turn_recording_on(pool, shutdown).await {
+        tokio::spawn(run(pool.clone(), sender, policy, shutdown.clone()));
     }
+}
+
+/// Delivers until shutdown. An attempt under way at shutdown is finished and recorded
+/// (within `ATTEMPT_TIMEOUT`).
+async fn run(pool: PgPool, sender: Sender, policy: RetryPolicy, shutdown: Shutdown) {
     tracing::info!(url = %sender.shown(), retry_for = ?policy.retry_for, "webhook deliverer starting");
     let wake = Arc::new(Notify::new());
     listen::spawn(

@@ -224,3 +224,27 @@ async fn bad_webhook_settings_exit_2_without_echoing_secrets() {
         assert!(out.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_records_from_its_first_batch() {
+    // The queue is full before the first consumer with a URL starts (a fresh process,
+    // a fresh pool): recording must be on before it stores anything, or its first
+    // batches finish works unannounced.
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    assert_eq!(produce(&queue, 1000).await, 1000);
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let mut consumer = consume_process(&db, &queue, &receiver.url(), &secret);
+    eventually("1000 works done", WAIT, || async {
+        let done = db
+            .count("SELECT count(*) FROM works WHERE status = 'done'")
+            .await;
+        (done == 1000).then_some(())
+    })
+    .await;
+    wait_for_every_delivery(&db, &receiver, WAIT).await;
+    assert_all_delivered(&db, &receiver.received(), &secret).await;
+    consumer.start_kill().expect("stop");
+    let _ = consumer.wait().await;
+}
