@@ -36,9 +36,10 @@ pub async fn run_with_pool(
     let webhooks = super::webhook::deliverer(&worker.webhook)?;
     // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
-    if let Some((sender, policy)) = webhooks {
-        webhooks::start(&pool, sender, policy, &shutdown).await;
-    }
+    let deliverer = match webhooks {
+        Some((sender, policy)) => webhooks::start(&pool, sender, policy, &shutdown).await,
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     listen::spawn(
         &pool,
@@ -91,6 +92,9 @@ pub async fn run_with_pool(
     };
     queue.run().await?;
     sweeper.await.context("the sweeper panicked")?;
+    if let Some(deliverer) = deliverer {
+        deliverer.await.context("the webhook deliverer panicked")?;
+    }
     tracing::info!("consumer stopped");
     Ok(())
 }

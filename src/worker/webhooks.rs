@@ -120,12 +120,16 @@ async fn attempt(sender: &Sender, policy: &RetryPolicy, claimed: Claimed) -> Out
 
 /// Turns recording on (every process's status changes now write deliveries) before the
 /// caller stores a single work, so that none of this process's works goes unrecorded,
-/// then delivers in the background until shutdown.
-pub async fn start(pool: &PgPool, sender: Sender, policy: RetryPolicy, shutdown: &Shutdown) {
+/// then delivers in the background until shutdown: await the handle for its last round.
+pub async fn start(
+    pool: &PgPool,
+    sender: Sender,
+    policy: RetryPolicy,
+    shutdown: &Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
     crate::telemetry::webhooks::register();
-    if turn_recording_on(pool, shutdown).await {
-        tokio::spawn(run(pool.clone(), sender, policy, shutdown.clone()));
-    }
+    let on = turn_recording_on(pool, shutdown).await;
+    on.then(|| tokio::spawn(run(pool.clone(), sender, policy, shutdown.clone())))
 }
 
 /// Delivers until shutdown. An attempt under way at shutdown is finished and recorded
