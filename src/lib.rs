@@ -16,6 +16,8 @@
 //!   across two batches; the sweeper is a one-step function (`sweep_once`, which the
 //!   tests call) plus a thin loop; `retention` is the pruner; `registry` the heartbeat
 //!   in the workers table; `pipeline` the pause switch both loops watch.
+//! - `webhook`: Standard Webhooks signing, the receiver's URL, one attempt; the outbox's
+//!   queries are `storage::webhooks`, the deliverer `worker::webhooks`.
 //! - `tls`: the accept-any certificate verifier both links share;
 //! - `http`: the actix-web API; `rawhttp`: a hand-written HTTP/1.1 client.
 //! - `shutdown`, `backoff`: graceful stop and reconnect pacing, used by every loop;
@@ -43,6 +45,7 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook;
 pub mod worker;
 
 /// `0.1.0 (git 1a2b3c4d5e6f)`: the crate version and the revision it was built from.

@@ -1,8 +1,8 @@
 //! `make bench`: ppctl measured against this machine's own limits, every baseline taken
 //! in the same run. `--smoke` runs tiny sizes in seconds, so the harness never rots.
 //! `--soak` (`make soak`) runs the processes under a steady load instead, for `SOAK`.
-//! `--only tracing` or `--only replication` runs only that phase (with or without
-//! `--smoke`), its table to target/, never over bench/results.
+//! `--only tracing`, `--only replication` or `--only webhooks` runs only that phase
+//! (with or without `--smoke`), its table to target/, never over bench/results.
 
 mod baseline;
 mod history;
@@ -14,6 +14,7 @@ mod replication;
 mod report;
 mod soak;
 mod tracing;
+mod webhooks;
 
 use anyhow::Context;
 use procs::Proc;
@@ -92,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     load::self_check();
     match only()? {
         Some("tracing") => return tracing::alone(smoke).await,
+        Some("webhooks") => return webhooks::alone(smoke).await,
         Some(_) => return replication_alone(&sizes, smoke).await,
         None => {}
     }
@@ -123,7 +125,8 @@ fn only() -> anyhow::Result<Option<&'static str>> {
     match args.get(i + 1).map(String::as_str) {
         Some("tracing") => Ok(Some("tracing")),
         Some("replication") => Ok(Some("replication")),
-        _ => anyhow::bail!("--only takes one phase: tracing or replication"),
+        Some("webhooks") => Ok(Some("webhooks")),
+        _ => anyhow::bail!("--only takes one phase: tracing, replication or webhooks"),
     }
 }
 
@@ -358,6 +361,9 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
 
     // 7b: what tracing costs the drain and POST (issue 18).
     tracing::run(&mut report, smoke, queue, Some((post.rps, drain))).await?;
+
+    // 7c: what the webhook outbox and its deliverer cost the drain (issue 24).
+    webhooks::run(&mut report, smoke, queue).await?;
 
     // 8: a history of `big` works, in a database of its own.
     let hist_db = format!("{PG}/ppctl_bench_hist_{}", suffix());

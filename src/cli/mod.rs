@@ -10,9 +10,11 @@ use std::{net::SocketAddr, time::Duration};
 mod operators;
 pub mod schedule;
 mod tools;
+mod webhook;
 mod worker;
 pub use operators::*;
 pub use tools::*;
+pub use webhook::*;
 pub use worker::*;
 
 pub use crate::amqp::QueueType;
@@ -49,6 +51,7 @@ impl Command {
             Command::Up(_) => "up",
             Command::Workers(_) => "workers",
             Command::Pipeline(_) => "pipeline",
+            Command::Webhook(_) => "webhook",
             Command::Completions { .. } => "completions",
         }
     }
@@ -78,6 +81,8 @@ pub enum Command {
     Workers(WorkersArgs),
     /// Pause, resume or show the pipeline (every consumer and sweeper).
     Pipeline(PipelineArgs),
+    /// List and redeliver the webhook deliveries (the database's outbox).
+    Webhook(WebhookArgs),
     /// Print a shell completion script: `ppctl completions bash > /etc/bash_completion.d/ppctl`.
     Completions {
         #[arg(value_enum)]

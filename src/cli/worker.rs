@@ -54,6 +54,8 @@ pub struct WorkerOpts {
     /// takes 1/0, true/false, yes/no or on/off.
     #[arg(long, env = "PP_REQUIRE_MESSAGE_ID", value_parser = clap::builder::BoolishValueParser::new())]
     pub require_message_id: bool,
+    #[command(flatten)]
+    pub webhook: super::WebhookOpts,
 }
 
 impl WorkerOpts {

@@ -9,7 +9,7 @@ use crate::worker::consumer::{QueueSettings, QueueWorker};
 use crate::worker::message_ids::MissingIds;
 use crate::worker::pipeline::Paused;
 use crate::worker::registry::{Identity, Registry, Tally};
-use crate::worker::{batch_limit, retention, sweep, worker_id};
+use crate::worker::{batch_limit, retention, sweep, webhooks, worker_id};
 use anyhow::{bail, Context};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -35,8 +35,13 @@ pub async fn run_with_pool(
     if worker.sweep_every < Duration::from_millis(10) {
         bail!("--sweep-every must be at least 10ms");
     }
+    let webhooks = super::webhook::deliverer(&worker.webhook)?;
     // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
+    let deliverer = match webhooks {
+        Some((sender, policy)) => webhooks::start(&pool, sender, policy, &shutdown).await,
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     listen::spawn(
         &pool,
@@ -111,10 +116,19 @@ pub async fn run_with_pool(
         tally,
     };
     let ran = queue.run().await;
-    // A queue worker that failed ends the process: the sweeper, which stops only at
-    // shutdown, is not waited for then.
+    // A queue worker that failed ends the process: the sweeper and the deliverer, which
+    // stop only at shutdown, are not waited for then.
     let swept = match ran {
-        Ok(()) => sweeper.await.context("the sweeper panicked"),
+        Ok(()) => {
+            async {
+                sweeper.await.context("the sweeper panicked")?;
+                if let Some(deliverer) = deliverer {
+                    deliverer.await.context("the webhook deliverer panicked")?;
+                }
+                anyhow::Ok(())
+            }
+            .await
+        }
         Err(_) => Ok(()),
     };
     registry.stop().await;

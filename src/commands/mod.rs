@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod serve;
 mod table;
 pub mod up;
+pub mod webhook;
 pub mod work;
 pub mod workers;
 
@@ -56,6 +57,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Workers(args) => workers::list(args).await.map(|()| ok),
         Command::Pipeline(args) => workers::pipeline(args).await.map(|()| ok),
         Command::Schedule(args) => schedule::run(args).await.map(|()| ok),
+        Command::Webhook(args) => webhook::run(args).await.map(|()| ok),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             let mut cmd = <Cli as clap::CommandFactory>::command();

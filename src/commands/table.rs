@@ -26,7 +26,7 @@ pub fn printable(text: &str) -> String {
 }
 
 /// Left-aligns every column to its widest cell; every cell is made `printable`.
-pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|row| row.iter().map(|cell| printable(cell)).collect())

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 pub async fn run(args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     super::check_amqp_url(&args.amqp.amqp_url)?;
+    super::webhook::deliverer(&args.worker.webhook)?;
     let applied = admin::setup(&args.db.database_url).await?;
     tracing::info!(applied, "database ready");
     let pool = storage::pool(&args.db.database_url, args.db.db_pool_size)?;

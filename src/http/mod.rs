@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod params;
 pub mod responses;
 pub mod schedules;
+pub mod webhooks;
 pub mod workers;
 pub mod works;
 
@@ -70,6 +71,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/works/{id}/cancel"),
     ("GET", "/dead-letters"),
     ("POST", "/dead-letters/replay"),
+    ("GET", "/webhooks/deliveries"),
+    ("POST", "/webhooks/deliveries/redeliver-failed"),
+    ("POST", "/webhooks/deliveries/{id}/redeliver"),
     ("POST", "/work"),
     ("GET", "/work/search"),
     ("GET", "/work/{id}"),
@@ -218,6 +222,7 @@ pub fn start_until(
             .configure(legacy::routes)
             .configure(dead::routes)
             .configure(schedules::routes)
+            .configure(webhooks::routes)
             .configure(openapi::routes)
             .configure(health::routes)
             .configure(workers::routes)

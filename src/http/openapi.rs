@@ -7,7 +7,8 @@
 use super::params::NoQuery;
 use super::responses::{self, BadRequest};
 use super::{
-    bulk, dashboard, dead, error, health, legacy, live, schedules, workers, works, AppState,
+    bulk, dashboard, dead, error, health, legacy, live, schedules, webhooks, workers, works,
+    AppState,
 };
 use crate::amqp::dead as amqp_dead;
 use crate::model;
@@ -33,6 +34,7 @@ use utoipa::OpenApi;
         dead::list, dead::replay,
         workers::list, workers::status, workers::pause, workers::resume,
         schedules::add, schedules::list, schedules::remove,
+        webhooks::list, webhooks::redeliver, webhooks::redeliver_failed,
     ),
     components(
         schemas(error::ErrorBody, model::WorkStatus, model::Work, model::Event,
@@ -41,7 +43,8 @@ use utoipa::OpenApi;
             amqp_dead::Unreadable, amqp_dead::Replayed,
             crate::storage::workers::Worker, crate::storage::workers::Held,
             crate::storage::pipeline::PipelineState,
-            schedules::NewSchedule, crate::storage::schedules::Schedule),
+            schedules::NewSchedule, crate::storage::schedules::Schedule,
+            crate::webhook::Delivery, crate::webhook::DeliveryState, webhooks::Redelivered),
         responses(responses::BadRequest, responses::Unauthorized, responses::NotFound,
             responses::MethodNotAllowed, responses::RequestTimeout, responses::Conflict,
             responses::Unprocessable,
@@ -55,6 +58,7 @@ use utoipa::OpenApi;
         (name = "operations"),
         (name = "dead-letters", description = "`ppctl dead list|replay` over HTTP."),
         (name = "schedules", description = "`ppctl schedule add|list|remove` over HTTP."),
+        (name = "webhooks", description = "The webhook outbox: `ppctl webhook list|redeliver` over HTTP."),
     ),
 )]
 struct ApiDoc;

@@ -139,6 +139,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0012_scheduled_works.sql"),
         compat: Compat::Additive,
     },
+    // Additive: older binaries never read the outbox, and its triggers write under them.
+    Migration {
+        version: 13,
+        name: "webhook_outbox",
+        sql: include_str!("../../sql/0013_webhook_outbox.sql"),
+        compat: Compat::Additive,
+    },
     Migration {
         version: 14,
         name: "scheduled_status_valid",

@@ -24,6 +24,7 @@ pub mod sampling;
 mod series;
 pub mod spans;
 pub mod traces;
+pub mod webhooks;
 
 /// Prometheus' text format, as `/metrics` answers.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -120,6 +121,7 @@ pub enum Group {
     Depths,
     Replica,
     Tracing,
+    Webhooks,
 }
 
 pub static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(Telemetry::new);

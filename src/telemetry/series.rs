@@ -108,6 +108,7 @@ pub(super) fn register_pipeline(t: &Telemetry, registry: &mut Registry) {
 /// The series of a group that only some processes know.
 pub(super) fn register_group(t: &Telemetry, group: Group, registry: &mut Registry) {
     match group {
+        Group::Webhooks => super::webhooks::register_series(registry),
         Group::Api => {
             registry.register(
                 "ppctl_works_created",

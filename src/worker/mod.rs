@@ -12,6 +12,7 @@ pub mod scheduler;
 pub mod store;
 pub mod stores;
 pub mod sweep;
+pub mod webhooks;
 
 use crate::engine::{self, OutOfRange};
 use crate::model::{new_work_code, Origin};

@@ -35,7 +35,10 @@
 //! 18. a network partition: the synchronous primary's packets dropped both ways
 //!     (iptables, loopback), the standby promoted, the old primary fenced (restarted
 //!     read-only) and the partition healed with it up: nothing lost, no restart, no row
-//!     written to the old primary after the promotion.
+//!     written to the old primary after the promotion;
+//! 19. a consumer delivering webhooks SIGKILLed with POSTs in flight (a slow receiver),
+//!     the receiver stopped and started again on its port: every finished work's webhook
+//!     delivered at least once (0 missed, by webhook-id), duplicates counted.
 //!
 //! Scenarios 7, 8 and 10 run on a three-node RabbitMQ cluster (own node names, ports,
 //! directories and cookie), started only when one of them is selected. Scenarios 12-18
@@ -72,6 +75,10 @@ mod stall;
 #[allow(dead_code)]
 #[path = "../support/tls_certs.rs"]
 mod tls_certs;
+// Shared with the integration tests: the receiver that checks every signature.
+#[allow(dead_code)]
+#[path = "../support/webhook_receiver.rs"]
+mod webhook_receiver;
 
 use infra::{PrivatePostgres, PrivateRabbit, RunDir};
 use scenarios::Cluster;

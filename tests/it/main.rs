@@ -65,6 +65,10 @@ mod traces_edges;
 mod traces_settings;
 mod unreadable;
 mod upgrades;
+#[path = "../support/webhook_receiver.rs"]
+mod webhook_receiver;
+mod webhooks;
+mod webhooks_ops;
 mod workers;
 mod write_failover;
 mod zero;

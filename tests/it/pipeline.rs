@@ -21,6 +21,7 @@ pub(super) fn worker_opts(work_delay: Duration, sweep_every: Duration) -> Worker
         retain: Retain::Forever,
         ack_after: ppctl::cli::AckAfter::Commit,
         require_message_id: false,
+        webhook: Default::default(),
     }
 }
 

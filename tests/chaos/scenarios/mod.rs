@@ -24,6 +24,7 @@ mod steps;
 mod switchover;
 mod syncwait;
 mod tls;
+mod webhooks;
 
 use api::{http, http_with, wait_healthy};
 use producer::{producer_confirmed, reported_confirmed, start_paced_producer, start_producer};
@@ -57,7 +58,7 @@ pub(super) const FINISH: Duration = Duration::from_secs(120);
 pub(super) const PRODUCER_AFTER: Duration = Duration::from_secs(30);
 pub(super) const DONE_SQL: &str = "SELECT count(*) FROM works WHERE status = 'done'";
 
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "1 kill -9 consumer",
     "2 restart RabbitMQ",
     "3 restart PostgreSQL",
@@ -76,6 +77,7 @@ pub const NAMES: [&str; 18] = [
     "16 sync standby lost",
     "17 tls failover",
     "18 network partition",
+    "19 webhooks: consumer killed",
 ];
 
 /// The rows of scenario `index`: one, except 15, which runs twice on fresh pairs.
@@ -118,6 +120,7 @@ async fn run_part(index: usize, part: usize, name: &str, cluster: &mut Cluster) 
         14 => primary::async_primary_lost(cluster, &mut row, part == 1).await,
         15 => syncwait::sync_standby_lost(cluster, &mut row).await,
         16 => tls::tls_failover(cluster, &mut row).await,
+        18 => webhooks::consumer_dies_mid_delivery(cluster, &mut row).await,
         _ => partition::partition(cluster, &mut row).await,
     };
     if let Err(e) = result {
