@@ -125,7 +125,13 @@ token=e2e-$suffix
     done
 ) &
 pids+=($!)
-"$ppctl" consume --sweep-every 1s >"$out/consume.log" 2>&1 &
+# A webhook receiver that checks each signature itself; consume announces every ending.
+hook_port=$(free_port)
+hook_secret=whsec_$(head -c 32 /dev/urandom | base64)
+node tests/e2e/receiver.mjs "$hook_port" "$hook_secret" >"$out/receiver.log" 2>&1 &
+pids+=($!)
+PP_WEBHOOK_URL=http://127.0.0.1:$hook_port/hooks PP_WEBHOOK_SECRET=$hook_secret \
+    "$ppctl" consume --sweep-every 1s >"$out/consume.log" 2>&1 &
 pids+=($!)
 consume_pid=$!
 
@@ -140,4 +146,5 @@ log "serve on 127.0.0.1:$port, consume on queue $queue, database $database"
 
 E2E_BASE_URL=http://127.0.0.1:$port/ E2E_TOKEN=$token E2E_SERVE_PID=$work/serve.pid E2E_OUT=$out \
     E2E_CONSUME_PID=$consume_pid E2E_DATABASE_URL=$DATABASE_URL E2E_AMQP_URL=$amqp_url E2E_QUEUE=$queue \
+    E2E_HOOKS=http://127.0.0.1:$hook_port/ \
     node tests/e2e/dashboard.mjs

@@ -251,7 +251,10 @@ mod tests {
             .expect("parses");
         assert!(matches!(
             cli.command,
-            Command::Work(WorkArgs { via: Via::Db, .. })
+            Command::Work(WorkArgs {
+                control: ControlOpts { via: Via::Db, .. },
+                ..
+            })
         ));
     }
 }

@@ -5,7 +5,7 @@ use super::Via;
 use crate::config;
 use clap::{Args, Subcommand};
 
-/// Where `workers` and `pipeline` talk to, and how they print.
+/// Where `work`, `workers` and `pipeline` talk to, and how they print.
 #[derive(Clone, Args)]
 pub struct ControlOpts {
     /// Talk to the API (http) or straight to the database (db).

@@ -17,21 +17,9 @@ pub enum Via {
 pub struct WorkArgs {
     #[command(subcommand)]
     pub action: WorkAction,
-    /// Talk to the API (http) or straight to the database (db).
-    #[arg(long, global = true, value_enum, default_value_t = Via::Http)]
-    pub via: Via,
-    /// The API's base URL, http:// or https:// (rustls), for --via http.
-    #[arg(long, global = true, env = "PP_API_URL", default_value = config::DEFAULT_API_URL)]
-    pub api_url: String,
-    /// Bearer token for POST routes, for --via http.
-    #[arg(long, global = true, env = "PP_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// PostgreSQL connection URL, for --via db.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
-    pub database_url: String,
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
+    /// Where it talks to and how it prints, as `workers` and `pipeline` do.
+    #[command(flatten)]
+    pub control: super::ControlOpts,
     /// Read your writes: a write's consistency token (create, retry and cancel print
     /// theirs on stderr), sent with every call so that a replica that has not replayed
     /// that write does not answer; for --via http.

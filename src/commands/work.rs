@@ -30,7 +30,7 @@ pub async fn run(args: WorkArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let backend = Backend::new(&args).await?;
-    let json = args.json;
+    let json = args.control.json;
     let out = match &args.action {
         WorkAction::Create { add_up_to, .. } => {
             render(&backend.create(*add_up_to, when).await?, json, table::work)?
@@ -137,21 +137,21 @@ pub(super) enum Backend {
 
 impl Backend {
     async fn new(args: &WorkArgs) -> anyhow::Result<Self> {
-        match args.via {
+        match args.control.via {
             Via::Db => {
-                let pool = storage::pool(&args.database_url, 1)?;
+                let pool = storage::pool(&args.control.database_url, 1)?;
                 let client = pool.get().await.map_err(|e| {
                     // DbError keeps the driver's causes (a refused certificate) and
                     // names each host's failure.
                     Failure::Unreachable(format!(
                         "cannot reach the database at {}: {e}",
-                        redact_url(&args.database_url),
+                        redact_url(&args.control.database_url),
                     ))
                 })?;
                 Ok(Backend::Db(client))
             }
             Via::Http => {
-                let api = ApiClient::new(&args.api_url, args.api_token.clone())?;
+                let api = ApiClient::new(&args.control.api_url, args.control.api_token.clone())?;
                 api.read_after(args.consistency_token);
                 Ok(Backend::Http(api))
             }

@@ -7,6 +7,7 @@
 //   E2E_OUT         where screenshots go (target/e2e)
 //   E2E_CONSUME_PID the consumer's process id (paused while a work must stay pending)
 //   E2E_DATABASE_URL, E2E_AMQP_URL, E2E_QUEUE  for fixtures: psql and pika (hostile.py)
+//   E2E_HOOKS       the webhook receiver (receiver.mjs), which says what it got on GET
 // Every check throws; any failure exits 1 after a screenshot of the moment.
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
@@ -14,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkDeadHint, checkDeadOnPhone, checkIcon, sideways, watch404 } from "./layout.mjs";
 import { apiGet, base, check, createWork, out, publish, sql, step, token, until } from "./helpers.mjs";
-import { laterAndSchedules, workersAndPause } from "./operators.mjs";
+import { laterAndSchedules, webhooks, workersAndPause } from "./operators.mjs";
 
 mkdirSync(out, { recursive: true });
 
@@ -210,6 +211,7 @@ try {
   await page.locator("#dead-panel").screenshot({ path: join(out, "dead-letters-phone.png") });
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  await webhooks(page);
   check(pageErrors.length === 0, "no script errors: " + pageErrors.join("; "));
   step("passed");
 } catch (error) {

@@ -1,5 +1,5 @@
 // The operators' panels of issue 24: the workers and the pause button, works that run
-// later, and periodic schedules. Called by dashboard.mjs with the page already live and
+// later, periodic schedules and webhooks. Called by dashboard.mjs with the page already live and
 // the token set in it.
 import { join } from "node:path";
 import { apiGet, base, check, out, sql, step, token, until } from "./helpers.mjs";
@@ -54,4 +54,18 @@ export async function laterAndSchedules(page) {
   await page.click('#schedules button.schedule-remove[data-name="e2e-every-second"]');
   await page.waitForFunction(() => document.querySelector("#schedules-note").textContent.startsWith("Removed"));
   check((await apiGet("schedules")).length === 0, "the API lists no schedule after Remove");
+}
+
+export async function webhooks(page) {
+  step("webhooks: every finished work announced, each signature checked by the receiver");
+  const got = async () => (await fetch(process.env.E2E_HOOKS)).json();
+  const finished = () => Number(sql("SELECT count(*) FROM works WHERE status IN ('done', 'failed', 'expired', 'cancelled')"));
+  await until("a verified webhook for every finished work", 60000, async () => (await got()).distinct >= finished());
+  const seen = await got();
+  check(seen.bad === 0, "no bad signature: " + JSON.stringify(seen));
+  await page.selectOption("#webhooks-state", "delivered");
+  await page.waitForSelector("#webhooks tr td.code", { timeout: 10000 });
+  await page.locator("#webhooks-panel").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(out, "webhooks.png"), fullPage: true });
+  step(`webhooks: ${seen.distinct} delivered for ${finished()} finished works, ${seen.received} requests, 0 bad`);
 }
