@@ -113,9 +113,11 @@ fn body_not_null(item: &mut PathItem) {
 
 /// `since` and `until` carry the grammar `query::time` parses, built from its units.
 fn time_patterns(item: &mut PathItem) {
+    // The searches (GET) and the bulk actions (POST) that take the search's filters.
     let params = item
         .get
         .iter_mut()
+        .chain(item.post.iter_mut())
         .flat_map(|op| op.parameters.iter_mut().flatten());
     for param in params.filter(|p| p.name == "since" || p.name == "until") {
         if let Some(RefOr::T(Schema::Object(schema))) = param.schema.as_mut() {
@@ -187,8 +189,13 @@ mod tests {
     #[test]
     fn time_parameters_carry_the_grammar_the_server_parses() {
         let doc: serde_json::Value = serde_json::from_str(&render(false)).expect("JSON");
-        for path in ["/works", "/work/search"] {
-            let params = doc["paths"][path]["get"]["parameters"]
+        for (path, method) in [
+            ("/works", "get"),
+            ("/work/search", "get"),
+            ("/works/retry", "post"),
+            ("/works/cancel", "post"),
+        ] {
+            let params = doc["paths"][path][method]["parameters"]
                 .as_array()
                 .expect("params");
             for name in ["since", "until"] {
