@@ -100,10 +100,12 @@ pub async fn apply(
         }
         let limit = BATCH.min(q.max - out.changed);
         let batch = one_batch(client, action, q, &from, cursor, limit).await;
-        let (changed, lowest) = batch.map_err(db(out.changed))?;
+        let (changed, taken, lowest) = batch.map_err(db(out.changed))?;
         out.changed += changed;
+        // A full batch taken means more may follow, even if a work in it changed status
+        // meanwhile (its lock re-read it) and so was not changed.
         match lowest {
-            Some(id) if changed == limit => cursor = id,
+            Some(id) if taken == limit => cursor = id,
             _ => break,
         }
     }
@@ -114,7 +116,7 @@ pub async fn apply(
     Ok(out)
 }
 
-/// One batch: (works changed, the lowest id it took).
+/// One batch: (works changed, works taken, the lowest id it took).
 async fn one_batch(
     client: &tokio_postgres::Client,
     action: Action,
@@ -122,11 +124,12 @@ async fn one_batch(
     from: &[&str],
     cursor: i64,
     limit: i64,
-) -> Result<(i64, Option<i64>), DbError> {
+) -> Result<(i64, i64, Option<i64>), DbError> {
     let target = format!("{} FOR UPDATE", selection(q, "$3", limit));
     let sql = action_sql(
         &target,
-        "(SELECT count(*) FROM changed), (SELECT min(id) FROM target)",
+        "(SELECT count(*) FROM changed), (SELECT count(*) FROM target), \
+         (SELECT min(id) FROM target)",
     );
     let shard = super::works::count_shard();
     let none: Option<SystemTime> = None;
@@ -146,7 +149,7 @@ async fn one_batch(
     let row = row
         .first()
         .ok_or_else(|| DbError::Unavailable("no answer row".into()))?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// Works the action applies to, up to `max`, and whether there are more.
