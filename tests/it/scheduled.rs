@@ -42,6 +42,29 @@ async fn done_after(db: &TestDb, id: i64, since: Instant) -> Duration {
     .await
 }
 
+/// A work due 2 s after `asked` ran then, within a sweep, with a scheduled work's events.
+async fn ran_when_due(db: &TestDb, id: i64, asked: Instant) {
+    let took = done_after(db, id, asked).await;
+    assert!(
+        took >= Duration::from_millis(1900),
+        "ran early, after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2) + SWEEP_EVERY + SLACK,
+        "late: {took:?}"
+    );
+    assert_eq!(
+        variables(db, id).await,
+        [
+            "work/created",
+            "work/scheduled",
+            "compute/start",
+            "compute/stop",
+            "compute/result"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_work_with_a_delay_waits_scheduled_then_runs_when_due() {
     let db = TestDb::new().await;
@@ -72,25 +95,7 @@ async fn an_api_work_with_a_delay_waits_scheduled_then_runs_when_due() {
         "scheduled",
         "not run before it is due"
     );
-    let took = done_after(&db, id, asked).await;
-    assert!(
-        took >= Duration::from_millis(1900),
-        "ran early, after {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(2) + SWEEP_EVERY + SLACK,
-        "late: {took:?}"
-    );
-    assert_eq!(
-        variables(&db, id).await,
-        [
-            "work/created",
-            "work/scheduled",
-            "compute/start",
-            "compute/stop",
-            "compute/result"
-        ]
-    );
+    ran_when_due(&db, id, asked).await;
     let (_, work) = app.call("GET", &format!("/works/{id}"), None).await;
     assert_eq!(work["result"], 10);
     assert!(lateness_count() > observed, "lateness observed");
@@ -124,25 +129,7 @@ async fn a_queued_demand_with_run_at_is_stored_scheduled_and_runs_when_due() {
     if asked.elapsed() < Duration::from_millis(1500) {
         assert_eq!(status_of(&db, id).await, "scheduled");
     }
-    let took = done_after(&db, id, asked).await;
-    assert!(
-        took >= Duration::from_millis(1900),
-        "ran early, after {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(2) + SWEEP_EVERY + SLACK,
-        "late: {took:?}"
-    );
-    assert_eq!(
-        variables(&db, id).await,
-        [
-            "work/created",
-            "work/scheduled",
-            "compute/start",
-            "compute/stop",
-            "compute/result"
-        ]
-    );
+    ran_when_due(&db, id, asked).await;
     let result: i64 = db
         .count(&format!("SELECT result FROM works WHERE id = {id}"))
         .await;
