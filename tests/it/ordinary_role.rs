@@ -205,3 +205,84 @@ async fn ack_after_standby_refuses_to_start_when_the_role_cannot_see_the_standby
 }
 
 const WAIT_LONG: Duration = Duration::from_secs(60);
+
+/// The operator controls of issue 24 under the same role: the workers registry, the pause
+/// switch, a periodic schedule, the webhook outbox (its triggers, its switch) and a bulk
+/// action, each read back as the superuser sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_controls_work_under_a_role_that_only_owns_its_database() {
+    let (role, queue, dir) = (OrdinaryRole::new().await, TestQueue::new(), logs_dir());
+    let mut env = role.env(&queue);
+    let (code, _, err) = run(&env, &["db", "setup"]).await;
+    assert_eq!(code, 0, "db setup as the role: {err}");
+    let (code, _, err) = run(&env, &["pipeline", "pause", "--via", "db"]).await;
+    assert_eq!(code, 0, "pause: {err}");
+    // Nothing listens there: deliveries stay pending, recorded all the same.
+    env.push(("PP_WEBHOOK_URL", format!("http://{}/hooks", free_addr())));
+    env.push((
+        "PP_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    ));
+    let consume = spawn(
+        &["consume", "--sweep-every", "200ms"],
+        &env,
+        &dir.join("c.log"),
+    );
+    let (code, _, err) = run(&env, &["produce", "--count", "10", "--every", "0"]).await;
+    assert_eq!(code, 0, "produce: {err}");
+    let paused = "SELECT count(*) FROM workers WHERE state = 'paused'";
+    eventually("the consumer registered, paused", WAIT_LONG, || async {
+        (role.count(paused).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(role.count(DONE).await, 0, "nothing done while paused");
+    let (code, _, err) = run(
+        &env,
+        &[
+            "schedule",
+            "add",
+            "tick",
+            "--every",
+            "1s",
+            "--add-up-to",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "schedule add: {err}");
+    let (code, _, err) = run(&env, &["pipeline", "resume", "--via", "db"]).await;
+    assert_eq!(code, 0, "resume: {err}");
+    let cron_done =
+        "SELECT count(*) FROM works WHERE work_code LIKE 'cron-tick-%' AND status = 'done'";
+    eventually(
+        "the 10 queued and a scheduled work done",
+        WAIT_LONG,
+        || async {
+            (role.count(DONE).await >= 11 && role.count(cron_done).await >= 1).then_some(())
+        },
+    )
+    .await;
+    let recorded = "SELECT count(*) FROM webhook_deliveries";
+    assert!(
+        role.count(recorded).await >= 11,
+        "a delivery per finished work"
+    );
+    let (code, out, err) = run(
+        &env,
+        &[
+            "work",
+            "cancel",
+            "--work-code",
+            "cron-tick-",
+            "--dry-run",
+            "--via",
+            "db",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "bulk dry run: {err}");
+    assert!(out.contains("would change"), "{out}");
+    assert!(terminate(consume).await.success());
+    let stopped = "SELECT count(*) FROM workers WHERE state = 'stopped'";
+    assert_eq!(role.count(stopped).await, 1, "its last beat");
+}
