@@ -164,10 +164,16 @@ async fn apply_with_retry(
         let blocker = last_seen
             .clone()
             .unwrap_or_else(|| format!("{e}; the blocking session was not seen"));
-        let pause = backoff.next_delay();
         // An attempt shorter than this would only add noise.
         let shortest = policy.lock_timeout.min(Duration::from_millis(100));
-        if started.elapsed() + pause + shortest > policy.max_wait {
+        // The pause shrinks so that a last attempt still fits in max_wait: a full
+        // backoff step that would not fit gave up over a second early (1.8 s of 3 s).
+        let left = policy
+            .max_wait
+            .saturating_sub(started.elapsed())
+            .saturating_sub(shortest);
+        let pause = backoff.next_delay().min(left);
+        if left.is_zero() {
             return Err(LockWaitExceeded {
                 migration: m.label(),
                 max_wait: policy.max_wait,
