@@ -158,6 +158,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/0015_scheduled_run_at_index.sql"),
         compat: Compat::Additive,
     },
+    // Additive: older binaries read and retry `webhook_deliveries` as before and never
+    // read the log; what they list misses the deliveries that succeeded at once.
+    Migration {
+        version: 16,
+        name: "webhook_outbox_log",
+        sql: include_str!("../../sql/0016_webhook_outbox_log.sql"),
+        compat: Compat::Additive,
+    },
 ];
 
 /// Every migration this binary applies and checks against: `MIGRATIONS`, and in debug

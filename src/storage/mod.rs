@@ -25,6 +25,7 @@ pub mod search;
 pub mod standby_wait;
 pub mod stats;
 pub mod tls;
+pub mod webhook_walk;
 pub mod webhooks;
 pub mod workers;
 pub mod works;

@@ -23,7 +23,8 @@ pub struct Pruned {
 }
 
 /// Deletes one batch of finished works that finished (last changed) before `cutoff`,
-/// and their events by the foreign key's cascade, taking them off the running totals
+/// and their events and webhook deliveries by the foreign keys' cascade (the webhook
+/// log's rows by their own age), taking them off the running totals
 /// in the same transaction. The caller holds the pruning lock. Returns the works
 /// deleted and whether the batch was full (more may be left).
 pub async fn prune_batch(
@@ -45,6 +46,9 @@ pub async fn prune_batch(
             LIMIT $2 FOR UPDATE SKIP LOCKED), \
         gone AS (DELETE FROM works WHERE id IN \
             (SELECT id FROM done_doomed UNION ALL SELECT id FROM other_doomed) RETURNING status), \
+        -- The webhook log has no foreign key to works (sql/0016): its rows go by age. \
+        log_gone AS (DELETE FROM webhook_outbox WHERE id = ANY(ARRAY( \
+            SELECT id FROM webhook_outbox WHERE created_on < $1 LIMIT $2)) RETURNING 1), \
         counted AS ( \
             UPDATE work_counts SET \
                 done = done - (SELECT count(*) FROM gone WHERE status = 'done'), \
@@ -52,7 +56,8 @@ pub async fn prune_batch(
                 expired = expired - (SELECT count(*) FROM gone WHERE status = 'expired'), \
                 cancelled = cancelled - (SELECT count(*) FROM gone WHERE status = 'cancelled') \
             WHERE shard = $3) \
-        SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status <> 'done') \
+        SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status <> 'done'), \
+            (SELECT count(*) FROM log_gone) \
         FROM gone";
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(SQL).await?;
@@ -60,8 +65,11 @@ pub async fn prune_batch(
         .query_one(&stmt, &[&cutoff, &limit, &count_shard()])
         .await?;
     tx.commit().await?;
-    let (done, other): (i64, i64) = (row.get(0), row.get(1));
-    Ok(((done + other) as u64, done == limit || other == limit))
+    let (done, other, log): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok((
+        (done + other) as u64,
+        done == limit || other == limit || log == limit,
+    ))
 }
 
 /// Prunes batch after batch until a batch is not full, pausing between batches so the

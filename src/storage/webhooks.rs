@@ -6,6 +6,7 @@ use super::DbError;
 use crate::model::Work;
 use crate::webhook::{Delivery, DeliveryState};
 use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::Row;
 
@@ -79,18 +80,28 @@ pub async fn claim(
             extract(epoch FROM now() - d.retry_from)::float8";
     let stmt = client.prepare_cached(SQL).await?;
     let rows = client.query(&stmt, &[&limit, &millis(lease)]).await?;
-    if rows.is_empty() {
+    with_works(client, rows.iter()).await
+}
+
+/// Claims from rows of (id, webhook id, attempt, work id, age, retrying for), each with
+/// its work as it is now, read in one query. A work pruned meanwhile has nothing left
+/// to announce: its delivery is left out.
+pub(super) async fn with_works<'r>(
+    client: &impl GenericClient,
+    rows: impl Iterator<Item = &'r Row> + Clone,
+) -> Result<Vec<Claimed>, DbError> {
+    let ids: Vec<i64> = rows.clone().map(|r| r.get(3)).collect();
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.get(3)).collect();
     let works_sql = format!("SELECT {WORK_COLUMNS} FROM works WHERE id = ANY($1)");
     let works = works_from_rows(&client.query(&works_sql, &[&ids]).await?)?;
-    // A work pruned meanwhile took its delivery with it (the cascade): none to send.
+    let works: HashMap<i64, Work> = works.into_iter().map(|w| (w.id, w)).collect();
     Ok(rows
-        .iter()
         .filter_map(|r| {
             let work_id: i64 = r.get(3);
-            let work = works.iter().find(|w| w.id == work_id)?.clone();
+            // A work announced twice in one batch (failed, retried, done) is sent twice.
+            let work = works.get(&work_id)?.clone();
             Some(Claimed {
                 id: r.get(0),
                 webhook_id: r.get(1),
@@ -141,21 +152,36 @@ pub async fn record(client: &impl GenericClient, results: &[Outcome]) -> Result<
     Ok(client.execute(&stmt, &params).await?)
 }
 
-/// Pending deliveries: the outbox's depth.
+/// Pending deliveries: the outbox's depth (retries due or waiting, and the log ahead of
+/// the cursor).
 pub async fn pending(client: &impl GenericClient) -> Result<i64, DbError> {
-    let sql = "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'";
+    let sql = "SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') \
+        + (SELECT count(*) FROM webhook_outbox o, webhook_cursor c \
+           WHERE (o.txid, o.id) > (c.txid, c.id))";
     Ok(client.query_one(sql, &[]).await?.get(0))
 }
 
-/// Deliveries newest first, in one state or all, below `before_id` (paging).
+/// Deliveries newest first, in one state or all, below `before_id` (paging). Each state
+/// reads where its rows are: failed ones only in `webhook_deliveries`, pending ones
+/// also in the log ahead of the cursor (its order index), the rest through the view.
 pub async fn list(
     client: &impl GenericClient,
     state: Option<DeliveryState>,
     limit: i64,
     before_id: Option<i64>,
 ) -> Result<Vec<Delivery>, DbError> {
+    let from = match state {
+        Some(DeliveryState::Failed) => "webhook_deliveries",
+        Some(DeliveryState::Pending) => {
+            "(SELECT * FROM webhook_delivery_states v WHERE v.id IN ( \
+                SELECT id FROM webhook_deliveries WHERE state = 'pending' UNION ALL \
+                SELECT o.id FROM webhook_outbox o, webhook_cursor c \
+                WHERE (o.txid, o.id) > (c.txid, c.id)))"
+        }
+        _ => "webhook_delivery_states",
+    };
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d, webhook_settings s \
+        "SELECT {DELIVERY_COLUMNS} FROM {from} d, webhook_settings s \
          WHERE ($1::text IS NULL OR d.state = $1) AND ($2::bigint IS NULL OR d.id < $2) \
          ORDER BY d.id DESC LIMIT $3"
     );
@@ -165,8 +191,19 @@ pub async fn list(
 }
 
 /// Sends one delivery again, whatever its state: due now, with a new retry period and
-/// the same `webhook-id`. `None`: no such delivery.
+/// the same `webhook-id`. A delivery only in the log gets its row in
+/// `webhook_deliveries` first (the walk skips it from then on). `None`: no such
+/// delivery, or its work is gone.
 pub async fn redeliver(client: &impl GenericClient, id: i64) -> Result<Option<Delivery>, DbError> {
+    const FROM_LOG: &str = "\
+        INSERT INTO webhook_deliveries (id, work_id, work_status, attempts, created_on) \
+        OVERRIDING SYSTEM VALUE \
+        SELECT o.id, o.work_id, o.work_status, \
+            CASE WHEN (o.txid, o.id) <= (c.txid, c.id) THEN 1 ELSE 0 END, o.created_on \
+        FROM webhook_outbox o, webhook_cursor c \
+        WHERE o.id = $1 AND EXISTS (SELECT 1 FROM works w WHERE w.id = o.work_id) \
+        ON CONFLICT (id) DO NOTHING";
+    client.execute(FROM_LOG, &[&id]).await?;
     let sql = format!(
         "WITH d AS (UPDATE webhook_deliveries SET state = 'pending', next_attempt = now(), \
              retry_from = now(), delivered_on = NULL WHERE id = $1 RETURNING *) \

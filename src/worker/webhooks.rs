@@ -8,6 +8,7 @@
 
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
+use crate::storage::webhook_walk as walk;
 use crate::storage::webhooks::{self as outbox, Claimed, Outcome};
 use crate::storage::{listen, DbError, PgPool};
 use crate::telemetry::webhooks::WEBHOOKS;
@@ -58,9 +59,35 @@ pub fn lease() -> Duration {
     ATTEMPT_TIMEOUT * waves + Duration::from_secs(10)
 }
 
-/// One round: claim a batch, send it, record what happened. Returns how many were
-/// claimed.
+/// One round: the next batch of the log (if no other deliverer walks it), then the due
+/// retries. Returns the larger of the two batches' sizes.
 pub async fn deliver_once(
+    pool: &PgPool,
+    sender: &Sender,
+    policy: &RetryPolicy,
+) -> Result<usize, DbError> {
+    let walked = walk_once(pool, sender, policy).await?;
+    let retried = retry_once(pool, sender, policy).await?;
+    Ok(walked.max(retried))
+}
+
+/// First attempts, in commit order: the sends happen inside the transaction that holds
+/// the cursor, and moving it past them commits with the failed ones' retry rows.
+async fn walk_once(pool: &PgPool, sender: &Sender, policy: &RetryPolicy) -> Result<usize, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(mut batch) = walk::take(&tx, BATCH as i64, lease()).await? else {
+        return Ok(0);
+    };
+    let outcomes = send_all(sender, policy, std::mem::take(&mut batch.claimed)).await;
+    walk::finish(&tx, &batch, &outcomes).await?;
+    tx.commit().await?;
+    Ok(batch.read)
+}
+
+/// Retries and redeliveries: claimed under a lease (a killed deliverer's claims are
+/// taken again once it passes), sent, and their outcomes recorded.
+async fn retry_once(
     pool: &PgPool,
     sender: &Sender,
     policy: &RetryPolicy,
@@ -70,13 +97,17 @@ pub async fn deliver_once(
         return Ok(0);
     }
     let count = claimed.len();
-    let outcomes: Vec<Outcome> = stream::iter(claimed)
+    let outcomes = send_all(sender, policy, claimed).await;
+    outbox::record(&pool.get().await?, &outcomes).await?;
+    Ok(count)
+}
+
+async fn send_all(sender: &Sender, policy: &RetryPolicy, claimed: Vec<Claimed>) -> Vec<Outcome> {
+    stream::iter(claimed)
         .map(|c| attempt(sender, policy, c))
         .buffer_unordered(CONCURRENT)
         .collect()
-        .await;
-    outbox::record(&pool.get().await?, &outcomes).await?;
-    Ok(count)
+        .await
 }
 
 async fn attempt(sender: &Sender, policy: &RetryPolicy, claimed: Claimed) -> Outcome {

@@ -68,6 +68,7 @@ mod upgrades;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;
 mod webhooks;
+mod webhooks_log;
 mod webhooks_ops;
 mod workers;
 mod write_failover;

@@ -262,7 +262,7 @@ async fn the_operator_controls_work_under_a_role_that_only_owns_its_database() {
         },
     )
     .await;
-    let recorded = "SELECT count(*) FROM webhook_deliveries";
+    let recorded = "SELECT count(*) FROM webhook_delivery_states";
     assert!(
         role.count(recorded).await >= 11,
         "a delivery per finished work"

@@ -21,7 +21,7 @@ pub(super) fn new_secret() -> String {
     )
 }
 
-fn webhook_opts(url: &str, secret: &str) -> WorkerOpts {
+pub(super) fn webhook_opts(url: &str, secret: &str) -> WorkerOpts {
     WorkerOpts {
         webhook: WebhookOpts {
             webhook_url: Some(url.into()),
@@ -161,14 +161,14 @@ async fn every_ending_is_delivered_signed_through_500s_and_an_outage() {
     }
     eventually("all recorded delivered", WAIT, || async {
         let left = db
-            .count("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'")
+            .count("SELECT count(*) FROM webhook_delivery_states WHERE state <> 'delivered'")
             .await;
         (left == 0).then_some(())
     })
     .await;
     // Attempts that reached no one: the outage was met, and retried through.
     let attempts = db
-        .count("SELECT sum(attempts)::bigint FROM webhook_deliveries")
+        .count("SELECT sum(attempts)::bigint FROM webhook_delivery_states")
         .await;
     assert!(
         attempts > received.len() as i64,

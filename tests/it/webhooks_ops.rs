@@ -159,7 +159,7 @@ async fn failed_deliveries_are_listed_and_redelivered_with_their_id() {
     );
     eventually("redelivered", WAIT, || async {
         let done = db
-            .count("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'")
+            .count("SELECT count(*) FROM webhook_delivery_states WHERE state = 'delivered'")
             .await;
         (done == 3).then_some(())
     })

@@ -1,0 +1,74 @@
+//! The webhook log (sql/0016): deliveries are walked in commit order, so one whose
+//! transaction commits after later ones were sent is still sent; and a first attempt
+//! that succeeds leaves no row of its own, only the cursor past it.
+
+use super::helpers::*;
+use super::pipeline::{produce, start_consumer, stop, WAIT};
+use super::webhook_receiver::Receiver;
+use super::webhooks::{assert_all_delivered, new_secret, wait_for_every_delivery, webhook_opts};
+use std::time::Duration;
+
+async fn recording_on(db: &TestDb) {
+    eventually("recording on", WAIT, || async {
+        let on = db.count("SELECT count(*) FROM webhook_settings WHERE enabled");
+        (on.await == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_committed_after_later_ones_is_still_sent() {
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
+    recording_on(&db).await;
+    // A finished work whose transaction stays open: its log row has the lower id.
+    let mut slow = db.client().await;
+    let tx = slow.transaction().await.expect("begin");
+    let insert =
+        "INSERT INTO works (work_code, add_up_to, status, result) VALUES ($1, 1, 'done', 1)";
+    tx.execute(insert, &[&"api-latecommit"])
+        .await
+        .expect("late");
+    // Later ones commit at once, and the deliverer walks for a while.
+    for n in 0..5 {
+        let code = format!("api-early{n:05}");
+        db.client()
+            .await
+            .execute(insert, &[&code])
+            .await
+            .expect("early");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tx.commit().await.expect("commit");
+    wait_for_every_delivery(&db, &receiver, WAIT).await;
+    assert_all_delivered(&db, &receiver.received(), &secret).await;
+    stop(trigger, task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_attempt_successes_leave_only_the_cursor() {
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
+    recording_on(&db).await;
+    assert_eq!(produce(&queue, 300).await, 300);
+    eventually("300 works stored", WAIT, || async {
+        (db.count("SELECT count(*) FROM works").await == 300).then_some(())
+    })
+    .await;
+    wait_for_every_delivery(&db, &receiver, WAIT).await;
+    stop(trigger, task).await;
+    assert_eq!(db.count("SELECT count(*) FROM webhook_outbox").await, 300);
+    assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await, 0);
+    let past = "SELECT count(*) FROM webhook_outbox o, webhook_cursor c \
+                WHERE (o.txid, o.id) <= (c.txid, c.id)";
+    assert_eq!(db.count(past).await, 300);
+    let shown = "SELECT count(*) FROM webhook_delivery_states \
+                 WHERE state = 'delivered' AND attempts = 1";
+    assert_eq!(db.count(shown).await, 300);
+}
