@@ -38,8 +38,11 @@ pub async fn run_with_pool(
     let webhooks = super::webhook::deliverer(&worker.webhook)?;
     // Newer than the database (a rolling deploy, before `db migrate`): no deliveries yet.
     storage::migrate::until_schema_fits(&pool, &shutdown).await;
+    let tally = Arc::new(Tally::default());
     let deliverer = match webhooks {
-        Some((sender, policy)) => webhooks::start(&pool, sender, policy, &shutdown).await,
+        Some((sender, policy)) => {
+            webhooks::start(&pool, sender, policy, tally.clone(), &shutdown).await
+        }
         None => None,
     };
     let wake = Arc::new(Notify::new());
@@ -52,7 +55,6 @@ pub async fn run_with_pool(
     // One id for the registry row and the leases the sweeper takes.
     let id = worker_id();
     let paused = Paused::follow(&pool, &shutdown).await;
-    let tally = Arc::new(Tally::default());
     let me = Identity {
         id: id.clone(),
         queue: amqp.queue.clone(),
