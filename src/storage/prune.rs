@@ -35,7 +35,8 @@ pub async fn prune_batch(
     // Counted from when a work finished, not from when it was created: a work retried
     // and finished today is a month away from pruning, whenever it was created. Done
     // works come from their partial index on updated_on; the other finished statuses
-    // from the small index on the works not done.
+    // from the small index on the works not done. The webhook log has no foreign key to
+    // works (sql/0016): its rows go by their own age, through its BRIN index.
     const SQL: &str = "\
         WITH done_doomed AS ( \
             SELECT id FROM works WHERE status = 'done' AND updated_on < $1 \
@@ -46,7 +47,6 @@ pub async fn prune_batch(
             LIMIT $2 FOR UPDATE SKIP LOCKED), \
         gone AS (DELETE FROM works WHERE id IN \
             (SELECT id FROM done_doomed UNION ALL SELECT id FROM other_doomed) RETURNING status), \
-        -- The webhook log has no foreign key to works (sql/0016): its rows go by age. \
         log_gone AS (DELETE FROM webhook_outbox WHERE id = ANY(ARRAY( \
             SELECT id FROM webhook_outbox WHERE created_on < $1 LIMIT $2)) RETURNING 1), \
         counted AS ( \

@@ -1,6 +1,7 @@
 //! The webhook log (sql/0016): deliveries are walked in commit order, so one whose
 //! transaction commits after later ones were sent is still sent; and a first attempt
-//! that succeeds leaves no row of its own, only the cursor past it.
+//! that succeeds leaves no row of its own, only the cursor past it; pruning takes the
+//! log's rows with their works.
 
 use super::helpers::*;
 use super::pipeline::{produce, start_consumer, stop, WAIT};
@@ -71,4 +72,8 @@ async fn first_attempt_successes_leave_only_the_cursor() {
     let shown = "SELECT count(*) FROM webhook_delivery_states \
                  WHERE state = 'delivered' AND attempts = 1";
     assert_eq!(db.count(shown).await, 300);
+    // Pruned with their works, though no foreign key ties them.
+    let pruned = ppctl::storage::prune::prune(&db.pool, Duration::ZERO).await;
+    assert_eq!(pruned.expect("prune").works, 300);
+    assert_eq!(db.count("SELECT count(*) FROM webhook_outbox").await, 0);
 }
