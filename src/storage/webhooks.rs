@@ -1,5 +1,6 @@
-//! The webhook outbox (sql/0013): the recording switch, the deliverers' claims and
-//! results, and the operators' listing and redelivery. Nothing here knows HTTP.
+//! The webhook outbox (sql/0013, 0016): the recording switch, the retries' claims and
+//! results in `webhook_deliveries`, and the operators' listing and redelivery across it
+//! and the log (the log's walk is `webhook_walk`). Nothing here knows HTTP.
 
 use super::works::{works_from_rows, WORK_COLUMNS};
 use super::DbError;
@@ -161,34 +162,53 @@ pub async fn pending(client: &impl GenericClient) -> Result<i64, DbError> {
     Ok(client.query_one(sql, &[]).await?.get(0))
 }
 
-/// Deliveries newest first, in one state or all, below `before_id` (paging). Each state
-/// reads where its rows are: failed ones only in `webhook_deliveries`, pending ones
-/// also in the log ahead of the cursor (its order index), the rest through the view.
+/// Deliveries newest first, in one state or all, below `before_id` (paging): the
+/// newest of `webhook_deliveries` and the newest of the log (the rows with no delivery
+/// row of their own, in the state the cursor gives them), each read newest first
+/// through its primary key, merged. Pending rows of the log are found through its
+/// order index instead (the cursor's position is a literal of the statement, so the
+/// planner sees how few lie ahead of it).
 pub async fn list(
     client: &impl GenericClient,
     state: Option<DeliveryState>,
     limit: i64,
     before_id: Option<i64>,
 ) -> Result<Vec<Delivery>, DbError> {
-    let from = match state {
-        Some(DeliveryState::Failed) => "webhook_deliveries",
-        Some(DeliveryState::Pending) => {
-            "(SELECT * FROM webhook_delivery_states v WHERE v.id IN ( \
-                SELECT id FROM webhook_deliveries WHERE state = 'pending' UNION ALL \
-                SELECT o.id FROM webhook_outbox o, webhook_cursor c \
-                WHERE (o.txid, o.id) > (c.txid, c.id)))"
-        }
-        _ => "webhook_delivery_states",
+    let at = "SELECT txid::text, id FROM webhook_cursor";
+    let cursor = client.query_one(at, &[]).await?;
+    let (txid, id): (String, i64) = (cursor.get(0), cursor.get(1));
+    let in_log = match state {
+        None => "true",
+        Some(DeliveryState::Pending) => "(o.txid, o.id) > ($4::text::xid8, $5)",
+        Some(DeliveryState::Delivered) => LOG_BEHIND,
+        Some(DeliveryState::Failed) => "false",
     };
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM {from} d, webhook_settings s \
-         WHERE ($1::text IS NULL OR d.state = $1) AND ($2::bigint IS NULL OR d.id < $2) \
+        "SELECT {DELIVERY_COLUMNS} FROM ( \
+            (SELECT id, work_id, work_status, state, attempts, next_attempt, created_on, \
+                 delivered_on, last_status, last_error FROM webhook_deliveries \
+             WHERE ($1::text IS NULL OR state = $1) AND ($2::bigint IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3) \
+            UNION ALL \
+            (SELECT o.id, o.work_id, o.work_status, \
+                 CASE WHEN {LOG_BEHIND} THEN 'delivered' ELSE 'pending' END, \
+                 CASE WHEN {LOG_BEHIND} THEN 1 ELSE 0 END, \
+                 CASE WHEN {LOG_BEHIND} THEN NULL ELSE o.created_on END, o.created_on, \
+                 NULL::timestamptz, NULL::bigint, NULL::text FROM webhook_outbox o \
+             WHERE {in_log} AND ($2::bigint IS NULL OR o.id < $2) \
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x WHERE x.id = o.id) \
+             ORDER BY o.id DESC LIMIT $3)) d, webhook_settings s \
          ORDER BY d.id DESC LIMIT $3"
     );
     let state = state.map(DeliveryState::as_str);
-    let rows = client.query(&sql, &[&state, &before_id, &limit]).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&state, &before_id, &limit, &txid, &id];
+    let rows = client.query(&sql, &params).await?;
     rows.iter().map(delivery_from_row).collect()
 }
+
+/// Whether a log row is behind the cursor ($4, $5): its first attempt was made.
+const LOG_BEHIND: &str = "(o.txid, o.id) <= ($4::text::xid8, $5)";
 
 /// Sends one delivery again, whatever its state: due now, with a new retry period and
 /// the same `webhook-id`. A delivery only in the log gets its row in

@@ -1,6 +1,6 @@
 //! Webhooks: a signed POST (Standard Webhooks) for every work that reaches done,
 //! failed, expired or cancelled. The deliveries are an outbox in PostgreSQL, written by
-//! triggers in the transaction that changes the status (sql/0013), so whichever process
+//! triggers in the transaction that changes the status (sql/0013, a log since 0016), so whichever process
 //! finishes a work, and whenever it dies, the delivery is recorded; `consume
 //! --webhook-url` sends them (`worker::webhooks`), at least once, with backoff.
 //!
@@ -65,6 +65,7 @@ pub struct Delivery {
     /// When a pending delivery is next attempted (or its running attempt's claim ends).
     pub next_attempt: Option<i64>,
     pub created_on: i64,
+    /// None for a delivery that succeeded at its first attempt (not written per delivery).
     pub delivered_on: Option<i64>,
     /// The receiver's last HTTP status, if it answered.
     pub last_status: Option<i64>,

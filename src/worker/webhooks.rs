@@ -1,7 +1,9 @@
-//! The webhook deliverer inside `consume --webhook-url`: claims due deliveries from the
-//! outbox in batches (FOR UPDATE SKIP LOCKED, under a lease, so deliverers side by side
-//! never send one at the same time and a killed one's claims are taken again), sends
-//! them concurrently, and records each outcome: a 2xx is delivered; anything else is
+//! The webhook deliverer inside `consume --webhook-url`. Each round walks the outbox's
+//! log for first attempts (`storage::webhook_walk`: one deliverer at a time, in commit
+//! order, behind a cursor), then claims due retries and redeliveries from
+//! `webhook_deliveries` (FOR UPDATE SKIP LOCKED, under a lease, so deliverers side by
+//! side never send one at the same time and a killed one's claims are taken again). Both
+//! send concurrently and record each outcome: a 2xx is delivered; anything else is
 //! tried again after an exponential backoff with full jitter until the retry period
 //! has passed, then failed. Woken by the NOTIFY the writers send after each commit,
 //! and by a short poll.

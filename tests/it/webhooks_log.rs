@@ -77,3 +77,47 @@ async fn first_attempt_successes_leave_only_the_cursor() {
     assert_eq!(pruned.expect("prune").works, 300);
     assert_eq!(db.count("SELECT count(*) FROM webhook_outbox").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_delivered_at_once_is_listed_and_redelivered_with_its_id() {
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    let app = TestApp::spawn_with_queue(&db, queue.name(), None).await;
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
+    recording_on(&db).await;
+    assert_eq!(produce(&queue, 3).await, 3);
+    let delivered = eventually("three listed delivered", WAIT, || async {
+        let (status, body) = app
+            .call("GET", "/webhooks/deliveries?status=delivered", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let list = body.as_array().cloned().unwrap_or_default();
+        (list.len() == 3).then_some(list)
+    })
+    .await;
+    assert!(
+        delivered.iter().all(|d| d["attempts"] == 1),
+        "{delivered:?}"
+    );
+    let (status, pending) = app
+        .call("GET", "/webhooks/deliveries?status=pending", None)
+        .await;
+    assert_eq!((status, pending.as_array().map(Vec::len)), (200, Some(0)));
+    let one = &delivered[0];
+    let path = format!("/webhooks/deliveries/{}/redeliver", one["id"]);
+    let (status, again) = app.call("POST", &path, None).await;
+    assert_eq!(
+        (status, again["state"].as_str()),
+        (200, Some("pending")),
+        "{again}"
+    );
+    let id = one["webhook_id"].as_str().expect("webhook_id").to_string();
+    eventually("the redelivery", WAIT, || async {
+        let times = receiver.received().iter().filter(|r| r.id == id).count();
+        (times == 2).then_some(())
+    })
+    .await;
+    stop(trigger, task).await;
+}
