@@ -7,24 +7,42 @@ use super::helpers::*;
 use super::pipeline::{produce, start_consumer, stop, WAIT};
 use super::webhook_receiver::Receiver;
 use super::webhooks::{assert_all_delivered, new_secret, wait_for_every_delivery, webhook_opts};
+use ppctl::shutdown::Trigger;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
-async fn recording_on(db: &TestDb) {
+/// A consumer delivering to a receiver of its own, once it has turned recording on.
+struct Delivering {
+    receiver: Receiver,
+    secret: String,
+    consumer: (Trigger, JoinHandle<anyhow::Result<()>>),
+}
+
+async fn delivering(db: &TestDb, queue: &TestQueue) -> Delivering {
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let consumer = start_consumer(db, queue, webhook_opts(&receiver.url(), &secret));
     eventually("recording on", WAIT, || async {
         let on = db.count("SELECT count(*) FROM webhook_settings WHERE enabled");
         (on.await == 1).then_some(())
     })
     .await;
+    Delivering {
+        receiver,
+        secret,
+        consumer,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delivery_committed_after_later_ones_is_still_sent() {
     let db = TestDb::new().await;
     let queue = TestQueue::new();
-    let receiver = Receiver::start().await;
-    let secret = new_secret();
-    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
-    recording_on(&db).await;
+    let Delivering {
+        receiver,
+        secret,
+        consumer: (trigger, task),
+    } = delivering(&db, &queue).await;
     // A finished work whose transaction stays open: its log row has the lower id.
     let mut slow = db.client().await;
     let tx = slow.transaction().await.expect("begin");
@@ -53,10 +71,11 @@ async fn a_delivery_committed_after_later_ones_is_still_sent() {
 async fn first_attempt_successes_leave_only_the_cursor() {
     let db = TestDb::new().await;
     let queue = TestQueue::new();
-    let receiver = Receiver::start().await;
-    let secret = new_secret();
-    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
-    recording_on(&db).await;
+    let Delivering {
+        receiver,
+        secret: _,
+        consumer: (trigger, task),
+    } = delivering(&db, &queue).await;
     assert_eq!(produce(&queue, 300).await, 300);
     eventually("300 works stored", WAIT, || async {
         (db.count("SELECT count(*) FROM works").await == 300).then_some(())
@@ -83,10 +102,11 @@ async fn a_delivery_delivered_at_once_is_listed_and_redelivered_with_its_id() {
     let db = TestDb::new().await;
     let queue = TestQueue::new();
     let app = TestApp::spawn_with_queue(&db, queue.name(), None).await;
-    let receiver = Receiver::start().await;
-    let secret = new_secret();
-    let (trigger, task) = start_consumer(&db, &queue, webhook_opts(&receiver.url(), &secret));
-    recording_on(&db).await;
+    let Delivering {
+        receiver,
+        secret: _,
+        consumer: (trigger, task),
+    } = delivering(&db, &queue).await;
     assert_eq!(produce(&queue, 3).await, 3);
     let delivered = eventually("three listed delivered", WAIT, || async {
         let (status, body) = app
