@@ -50,7 +50,7 @@ async fn a_consumer_killed_mid_delivery_loses_none_and_repeats_with_the_same_id(
     let in_flight = receiver.received();
     receiver.delay(Duration::ZERO);
     let mut second = consume_process(&db, &queue, &receiver.url(), &secret);
-    // The killed claims are taken again once their lease ends (30 s).
+    // The killed batch is walked again at once (its transaction never committed).
     wait_for_every_delivery(&db, &receiver, Duration::from_secs(90)).await;
     let received = receiver.received();
     assert_all_delivered(&db, &received, &secret).await;
