@@ -1,8 +1,9 @@
 //! Webhooks: a signed POST (Standard Webhooks) for every work that reaches done,
-//! failed, expired or cancelled. The deliveries are an outbox in PostgreSQL, written by
-//! triggers in the transaction that changes the status (sql/0013, a log since 0016), so whichever process
-//! finishes a work, and whenever it dies, the delivery is recorded; `consume
-//! --webhook-url` sends them (`worker::webhooks`), at least once, with backoff.
+//! failed, expired or cancelled. The deliveries are an outbox in PostgreSQL (sql/0013,
+//! a log since 0016), written by triggers in the transaction that changes the status,
+//! so whichever process finishes a work, and whenever it dies, the delivery is
+//! recorded; `consume --webhook-url` sends them (`worker::webhooks`), at least once,
+//! with backoff.
 //!
 //! Here: the secret and its signatures (`sign`), the receiver's URL (`endpoint`), one
 //! attempt over HTTP (`send`), and the delivery as the API and the CLI show it.
