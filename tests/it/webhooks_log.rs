@@ -1,12 +1,14 @@
 //! The webhook log (sql/0016): deliveries are walked in commit order, so one whose
 //! transaction commits after later ones were sent is still sent; and a first attempt
 //! that succeeds leaves no row of its own, only the cursor past it; pruning takes the
-//! log's rows with their works.
+//! log's rows with their works; a delivery delivered at once can be redelivered; and a
+//! deliverer frozen with the cursor lets go of it after its lease.
 
 use super::helpers::*;
 use super::pipeline::{produce, start_consumer, stop, WAIT};
 use super::webhook_receiver::Receiver;
 use super::webhooks::{assert_all_delivered, new_secret, wait_for_every_delivery, webhook_opts};
+use super::webhooks_ops::consume_process;
 use ppctl::shutdown::Trigger;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -140,4 +142,48 @@ async fn a_delivery_delivered_at_once_is_listed_and_redelivered_with_its_id() {
     })
     .await;
     stop(trigger, task).await;
+}
+
+/// A deliverer frozen (SIGSTOP) mid-batch, holding the log's cursor, goes silent: no
+/// error reaches anyone. The server ends its transaction once the lease has passed idle
+/// (`idle_in_transaction_session_timeout`, 30 s), and another consumer sends that batch
+/// again, under the same ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_deliverer_lets_go_of_the_cursor_after_its_lease() {
+    let db = TestDb::new().await;
+    let queue = TestQueue::new();
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_secs(3)); // the batch is in flight for a while
+    let secret = new_secret();
+    let mut frozen = consume_process(&db, &queue, &receiver.url(), &secret);
+    assert_eq!(produce(&queue, 20).await, 20);
+    eventually("a batch in flight", WAIT, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    let pid = frozen.id().expect("pid").to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stopped.expect("kill -STOP").success());
+    let in_flight = receiver.received();
+    receiver.delay(Duration::ZERO);
+    let mut other = consume_process(&db, &queue, &receiver.url(), &secret);
+    eventually(
+        "the frozen batch sent again",
+        Duration::from_secs(90),
+        || async {
+            let received = receiver.received();
+            let again = |id: &str| received.iter().filter(|r| r.id == id).count() >= 2;
+            in_flight.iter().all(|r| again(&r.id)).then_some(())
+        },
+    )
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    for child in [&mut frozen, &mut other] {
+        child.start_kill().expect("stop");
+        let _ = child.wait().await;
+    }
 }

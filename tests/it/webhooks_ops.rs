@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 /// `ppctl consume` as a process (so it can be killed), delivering to `url`.
-fn consume_process(
+pub(super) fn consume_process(
     db: &TestDb,
     queue: &TestQueue,
     url: &str,
