@@ -6,10 +6,12 @@
 
 use super::helpers::*;
 use super::pipeline::{produce, start_consumer, stop, WAIT};
+use super::private_pg::{server_dir, PrivatePostgres};
 use super::webhook_receiver::Receiver;
 use super::webhooks::{assert_all_delivered, new_secret, wait_for_every_delivery, webhook_opts};
 use super::webhooks_ops::consume_process;
 use ppctl::shutdown::Trigger;
+use ppctl::storage::admin;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -147,15 +149,20 @@ async fn a_delivery_delivered_at_once_is_listed_and_redelivered_with_its_id() {
 /// A deliverer frozen (SIGSTOP) mid-batch, holding the log's cursor, goes silent: no
 /// error reaches anyone. The server ends its transaction once the lease has passed idle
 /// (`idle_in_transaction_session_timeout`, 30 s), and another consumer sends that batch
-/// again, under the same ids.
+/// again, under the same ids. On a PostgreSQL of its own: the frozen transaction holds
+/// back the oldest running transaction of its whole cluster for 30 s, and with it every
+/// other test's deliveries (the walk takes only rows older than that).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_deliverer_lets_go_of_the_cursor_after_its_lease() {
-    let db = TestDb::new().await;
+    let hba = "host all all 127.0.0.0/8 scram-sha-256\n";
+    let pg = PrivatePostgres::start(server_dir("pgfrozenhook"), "", hba);
+    let database_url = pg.url("127.0.0.1", "app", "connect_timeout=5");
+    admin::setup(&database_url).await.expect("db setup");
     let queue = TestQueue::new();
     let receiver = Receiver::start().await;
     receiver.delay(Duration::from_secs(3)); // the batch is in flight for a while
     let secret = new_secret();
-    let mut frozen = consume_process(&db, &queue, &receiver.url(), &secret);
+    let mut frozen = consume_process(&database_url, &queue, &receiver.url(), &secret);
     assert_eq!(produce(&queue, 20).await, 20);
     eventually("a batch in flight", WAIT, || async {
         (!receiver.received().is_empty()).then_some(())
@@ -168,7 +175,7 @@ async fn a_frozen_deliverer_lets_go_of_the_cursor_after_its_lease() {
     assert!(stopped.expect("kill -STOP").success());
     let in_flight = receiver.received();
     receiver.delay(Duration::ZERO);
-    let mut other = consume_process(&db, &queue, &receiver.url(), &secret);
+    let mut other = consume_process(&database_url, &queue, &receiver.url(), &secret);
     eventually(
         "the frozen batch sent again",
         Duration::from_secs(90),

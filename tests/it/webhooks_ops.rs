@@ -12,14 +12,14 @@ use std::time::Duration;
 
 /// `ppctl consume` as a process (so it can be killed), delivering to `url`.
 pub(super) fn consume_process(
-    db: &TestDb,
+    database_url: &str,
     queue: &TestQueue,
     url: &str,
     secret: &str,
 ) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ppctl"))
         .args(["consume", "--queue", queue.name(), "--sweep-every", "200ms"])
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", database_url)
         .env("AMQP_URL", AMQP_URL)
         .env("PP_WEBHOOK_URL", url)
         .env("PP_WEBHOOK_SECRET", secret)
@@ -39,7 +39,7 @@ async fn a_consumer_killed_mid_delivery_loses_none_and_repeats_with_the_same_id(
     let receiver = Receiver::start().await;
     receiver.delay(Duration::from_secs(5)); // every POST is in flight for a while
     let secret = new_secret();
-    let mut first = consume_process(&db, &queue, &receiver.url(), &secret);
+    let mut first = consume_process(&db.url, &queue, &receiver.url(), &secret);
     assert_eq!(produce(&queue, 30).await, 30);
     eventually("deliveries in flight", WAIT, || async {
         (receiver.received().len() >= 10).then_some(())
@@ -49,7 +49,7 @@ async fn a_consumer_killed_mid_delivery_loses_none_and_repeats_with_the_same_id(
     let _ = first.wait().await;
     let in_flight = receiver.received();
     receiver.delay(Duration::ZERO);
-    let mut second = consume_process(&db, &queue, &receiver.url(), &secret);
+    let mut second = consume_process(&db.url, &queue, &receiver.url(), &secret);
     // The killed batch is walked again at once (its transaction never committed).
     wait_for_every_delivery(&db, &receiver, Duration::from_secs(90)).await;
     let received = receiver.received();
@@ -235,7 +235,7 @@ async fn a_consumer_records_from_its_first_batch() {
     assert_eq!(produce(&queue, 1000).await, 1000);
     let receiver = Receiver::start().await;
     let secret = new_secret();
-    let mut consumer = consume_process(&db, &queue, &receiver.url(), &secret);
+    let mut consumer = consume_process(&db.url, &queue, &receiver.url(), &secret);
     eventually("1000 works done", WAIT, || async {
         let done = db
             .count("SELECT count(*) FROM works WHERE status = 'done'")
