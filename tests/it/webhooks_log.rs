@@ -1,8 +1,10 @@
-//! The webhook log (sql/0016): deliveries are walked in commit order, so one whose
-//! transaction commits after later ones were sent is still sent; and a first attempt
-//! that succeeds leaves no row of its own, only the cursor past it; pruning takes the
-//! log's rows with their works; a delivery delivered at once can be redelivered; and a
-//! deliverer frozen with the cursor lets go of it after its lease.
+//! The webhook log (sql/0016):
+//! - it is walked in commit order: a delivery whose transaction commits after later
+//!   ones were sent is still sent;
+//! - a first attempt that succeeds leaves no row of its own, only the cursor past it,
+//!   and pruning takes the log's rows with their works;
+//! - a delivery delivered at once is listed and can be redelivered, with its id;
+//! - a deliverer frozen while it holds the cursor lets go of it after its lease.
 
 use super::helpers::*;
 use super::pipeline::{produce, start_consumer, stop, WAIT};
