@@ -226,8 +226,27 @@ ensure_postgres() {
 
 amqp_ready() { port_open "$HOST" "$AMQP_PORT"; }
 
+# RabbitMQ 3.10's quorum queues need its rabbit_fifo_dlx_sup process. After hours of
+# quorum-queue churn it can be gone for good (its restart intensity reached): the port
+# answers, and every quorum queue.declare fails with noproc. A local node in that state
+# has its application restarted in place (queues and messages are kept on disk).
+repair_rabbitmq() {
+    have rabbitmqctl && [[ $EUID -eq 0 ]] || return 0
+    local alive
+    alive=$(timeout 20 rabbitmqctl eval 'is_pid(whereis(rabbit_fifo_dlx_sup)).' 2>/dev/null | tail -n1) || return 0
+    [[ $alive == false ]] || return 0
+    log "RabbitMQ lost rabbit_fifo_dlx_sup (quorum queue.declare would fail with noproc): restarting its application"
+    { timeout 60 rabbitmqctl stop_app && timeout 120 rabbitmqctl start_app; } >>"$RABBIT_START_LOG" 2>&1 ||
+        die "RabbitMQ could not restart its application; see $RABBIT_START_LOG and /var/log/rabbitmq/"
+    local deadline=$((SECONDS + WAIT_SECS))
+    until amqp_ready; do
+        ((SECONDS < deadline)) || die "RabbitMQ is not answering on $HOST:$AMQP_PORT after its restart"
+        sleep 0.25
+    done
+}
+
 ensure_rabbitmq() {
-    amqp_ready && return
+    amqp_ready && { repair_rabbitmq; return; }
     have rabbitmq-server || apt_install rabbitmq-server
     [[ $EUID -eq 0 ]] || cannot "start RabbitMQ on $HOST:$AMQP_PORT as a non-root user (as root: rabbitmq-server -detached)"
 
