@@ -4,6 +4,7 @@
 
 use super::helpers::*;
 use super::pipeline::{start_consumer, stop, worker_opts};
+use deadpool_postgres::GenericClient;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,13 +12,13 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// Works per slot of schedule `name` (Unix seconds), from the works' `schedule/slot`
 /// events: what the works table really holds.
-async fn works_per_slot(db: &TestDb, name: &str) -> BTreeMap<i64, i64> {
+async fn works_per_slot(db: &impl GenericClient, name: &str) -> BTreeMap<i64, i64> {
     let sql =
         "SELECT floor(extract(epoch FROM split_part(e.value, ' ', 2)::timestamptz))::bigint, \
                count(*) FROM events e JOIN works w ON w.id = e.work_id \
                WHERE e.variable = 'schedule/slot' AND split_part(e.value, ' ', 1) = $1 \
                  AND w.work_code LIKE 'cron-' || $1 || '-%' GROUP BY 1 ORDER BY 1";
-    let rows = db.client().await.query(sql, &[&name]).await.expect(sql);
+    let rows = db.query(sql, &[&name]).await.expect(sql);
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
@@ -44,7 +45,7 @@ async fn three_consumers_make_exactly_one_work_per_slot_through_kills_and_restar
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // One killed (its task dropped mid-step: the transaction rolls back), one stopped.
-    let (_killed_trigger, killed) = consumers.remove(0);
+    let (killed_trigger, killed) = consumers.remove(0);
     killed.abort();
     let (trigger, task) = consumers.remove(0);
     stop(trigger, task).await;
@@ -55,8 +56,16 @@ async fn three_consumers_make_exactly_one_work_per_slot_through_kills_and_restar
     for (trigger, task) in consumers {
         stop(trigger, task).await;
     }
+    // Aborting a consumer's task ends only that task: its spawned ticker may still run.
+    killed_trigger.fire();
     let end = unix_now();
-    let slots = works_per_slot(&db, "tick").await;
+    // One snapshot for both counts, so a slot made meanwhile is in both or in neither.
+    let client = db.client().await;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .expect("begin");
+    let slots = works_per_slot(&client, "tick").await;
     let repeated: Vec<_> = slots.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
         repeated.is_empty(),
@@ -73,9 +82,15 @@ async fn three_consumers_make_exactly_one_work_per_slot_through_kills_and_restar
         first <= start + 2 && last >= end - 2,
         "{first}..{last} for {start}..{end}"
     );
-    let runs = db
-        .count("SELECT count(DISTINCT slot) FROM schedule_runs WHERE name = 'tick'")
-        .await;
+    let runs: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT slot) FROM schedule_runs WHERE name = 'tick'",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .get(0);
+    client.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(runs as usize, slots.len(), "one slot record per work");
     let done = "SELECT count(*) FROM works WHERE work_code LIKE 'cron-tick-%' AND status = 'done'";
     assert!(
@@ -105,14 +120,16 @@ async fn slots_missed_while_no_consumer_ran_are_not_backfilled_past_the_grace() 
         "the first step's works",
         Duration::from_secs(10),
         || async {
-            let n = works_per_slot(&db, "hourly-catchup").await.len();
+            let n = works_per_slot(&db.client().await, "hourly-catchup")
+                .await
+                .len();
             (n > 0).then_some(())
         },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop(trigger, task).await;
-    let slots = works_per_slot(&db, "hourly-catchup").await;
+    let slots = works_per_slot(&db.client().await, "hourly-catchup").await;
     let grace = ppctl::schedule::GRACE.as_secs() as i64;
     let oldest = *slots.keys().next().expect("a slot");
     assert!(
