@@ -1,6 +1,6 @@
 //! Traces at the edges (issue 18): a redelivered or replayed demand starts a trace of
 //! its own linked to the first one; a collector that is down, refuses or is slow costs
-//! spans (counted) and never work.
+//! spans (counted) and never work; one that starts late gets what was sent before.
 
 use super::helpers::*;
 use super::otlp::{print_tree, Receiver};
@@ -193,4 +193,33 @@ async fn a_collector_down_refusing_or_slow_costs_spans_never_work() {
         !refusing.requests().is_empty(),
         "the refusing collector was asked"
     );
+}
+
+/// The services of a Compose stack start together: a collector that listens a couple of
+/// seconds after ppctl's first export still gets that batch (asked again within
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`). Not retried, the only batch was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_starts_late_still_gets_the_first_spans() {
+    let (db, queue, dir) = (TestDb::new().await, TestQueue::new(), logs_dir());
+    let addr = free_addr();
+    let port = addr.rsplit(':').next().expect("a port").to_string();
+    let env = traced_env(format!("http://{addr}"), &db, &queue);
+    let consume = spawn(&["consume"], &env, &dir.join("consume.log"));
+    run(
+        &["produce", "--count", "3", "--every", "0"],
+        &env,
+        &dir.join("produce.log"),
+    )
+    .await;
+    eventually("the 3 demands stored", Duration::from_secs(30), || async {
+        (db.count("SELECT count(*) FROM works").await == 3).then_some(())
+    })
+    .await;
+    // Consume's spans went to the empty port 100 ms after their batch ended.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late = Receiver::start_with(&super::otlp::python(), &["--port", &port]);
+    late.wait_for_spans(Duration::from_secs(20), |spans| {
+        spans.iter().any(|s| s["service"] == "ppctl-consume")
+    });
+    assert!(terminate(consume).await.success());
 }
