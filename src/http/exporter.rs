@@ -12,34 +12,39 @@ use std::net::SocketAddr;
 /// Sets the pool's usage gauges (when the process has a pool), then renders the
 /// process's registry: the one way every `/metrics` answers.
 pub fn render(pool: Option<&PgPool>) -> String {
-    render_with_replica(pool, None)
+    render_with_replica(pool.map_or(&[], std::slice::from_ref), None)
 }
 
-/// `render`, with serve's replica pool beside the primary's.
-pub fn render_with_replica(pool: Option<&PgPool>, replica: Option<&PgPool>) -> String {
-    if let Some(pool) = pool {
+/// `render`, for serve: its HTTP workers' pools summed, and the replica pool beside.
+pub fn render_with_replica(pools: &[PgPool], replica: Option<&PgPool>) -> String {
+    if !pools.is_empty() {
         TELEMETRY.register(Group::Pool);
-        set_usage(&TELEMETRY.pool_connections, pool);
-        let waiting = pool.status().waiting;
+        set_usage(&TELEMETRY.pool_connections, pools);
+        let waiting: usize = pools.iter().map(|p| p.status().waiting).sum();
         TELEMETRY
             .pool_waiting
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
     if let Some(replica) = replica {
         TELEMETRY.register(Group::Replica);
-        set_usage(&TELEMETRY.replica_connections, replica);
+        set_usage(
+            &TELEMETRY.replica_connections,
+            std::slice::from_ref(replica),
+        );
     }
     TELEMETRY.render()
 }
 
-fn set_usage(family: &Family<StateLabel, Gauge>, pool: &PgPool) {
-    let status = pool.status();
+fn set_usage(family: &Family<StateLabel, Gauge>, pools: &[PgPool]) {
+    let sum = |f: fn(&deadpool_postgres::Status) -> usize| -> i64 {
+        let n: usize = pools.iter().map(|p| f(&p.status())).sum();
+        i64::try_from(n).unwrap_or(i64::MAX)
+    };
     for (state, n) in [
-        ("open", status.size),
-        ("idle", status.available),
-        ("max", status.max_size),
+        ("open", sum(|s| s.size)),
+        ("idle", sum(|s| s.available)),
+        ("max", sum(|s| s.max_size)),
     ] {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
         family.get_or_create(&StateLabel { state }).set(n);
     }
 }

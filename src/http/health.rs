@@ -205,7 +205,7 @@ pub async fn metrics(state: web::Data<AppState>, _: web::Query<NoQuery>) -> Http
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(super::exporter::render_with_replica(
-            Some(&state.pool),
+            &state.worker_pools,
             state.reads.replica_pool(),
         ))
 }

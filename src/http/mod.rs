@@ -35,9 +35,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What every handler shares.
+#[derive(Clone)]
 pub struct AppState {
-    /// The primary: every write, and every read when there is no replica.
+    /// The primary: every write, and every read when there is no replica. With several
+    /// HTTP workers, this worker's own pool (`PgPool::sibling`).
     pub pool: PgPool,
+    /// Every HTTP worker's pool, for `/metrics`.
+    pub worker_pools: Arc<[PgPool]>,
     /// The read-only routes' pools: a replica within its lag bound, else the primary.
     pub reads: Reads,
     /// When set, POST routes require `Authorization: Bearer <token>`.
@@ -46,7 +50,7 @@ pub struct AppState {
     pub live: Arc<live::Hub>,
     /// Wakes sweepers and dashboards after a work is committed.
     pub notifier: Notifier,
-    pub stats_cache: dashboard::StatsCache,
+    pub stats_cache: Arc<dashboard::StatsCache>,
     /// The OpenAPI document, rendered once for this server's settings.
     pub openapi: web::Bytes,
     /// The broker's dead letters, when the server was given a broker.
@@ -186,8 +190,13 @@ pub fn start_until(
     let live = live::Hub::new(pool.clone(), shutdown, config.max_streams);
     let openapi = openapi::render(config.api_token.is_some()).into();
     let access_log = config.access_log;
-    let state = web::Data::new(AppState {
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let worker_pools = worker_pools(&pool, workers)?;
+    let shared = AppState {
         pool,
+        worker_pools: worker_pools.clone(),
         reads,
         api_token: config.api_token,
         live,
@@ -195,10 +204,23 @@ pub fn start_until(
         stats_cache: Default::default(),
         openapi,
         dead_letters: config.dead_letters,
-    });
-    let mut server = HttpServer::new(move || {
+    };
+    let states: Vec<web::Data<AppState>> = worker_pools
+        .iter()
+        .map(|pool| {
+            web::Data::new(AppState {
+                pool: pool.clone(),
+                reads: shared.reads.with_primary(pool.clone()),
+                ..shared.clone()
+            })
+        })
+        .collect();
+    // Called once on each worker's thread (again if a worker is restarted).
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = HttpServer::new(move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         App::new()
-            .app_data(state.clone())
+            .app_data(states[n % states.len()].clone())
             .app_data(web::PathConfig::default().error_handler(|e, _| bad_request(e.to_string())))
             .app_data(
                 web::QueryConfig::default()
@@ -229,11 +251,22 @@ pub fn start_until(
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(10);
-    if let Some(n) = config.workers {
-        server = server.workers(n);
-    }
+    .shutdown_timeout(10)
+    .workers(workers);
     Ok(server.listen(listener)?.run())
+}
+
+/// One pool per HTTP worker, `--db-pool-size` shared out among them (rounded up), all
+/// following `pool`'s role; one worker uses `pool` itself.
+fn worker_pools(pool: &PgPool, workers: usize) -> std::io::Result<Arc<[PgPool]>> {
+    if workers <= 1 {
+        return Ok(Arc::from([pool.clone()]));
+    }
+    let size = pool.status().max_size.div_ceil(workers);
+    let size = u16::try_from(size).unwrap_or(u16::MAX);
+    (0..workers)
+        .map(|_| pool.sibling(size).map_err(std::io::Error::other))
+        .collect()
 }
 
 /// How long a request may take to produce its response head. A stalled database

@@ -73,6 +73,20 @@ impl PgPool {
         self.clock.to_database_time(t)
     }
 
+    /// Another pool of `size` connections to the same target, sharing this one's
+    /// role-lost mark and clock: a role loss met by either discards the older
+    /// connections of both. Serve gives each HTTP worker one, so that a connection is
+    /// used on the thread that drives it (a shared pool's connections, driven on the
+    /// worker that opened them, woke another thread for every statement).
+    pub fn sibling(&self, size: u16) -> anyhow::Result<PgPool> {
+        build(
+            self.target.clone(),
+            size,
+            self.role.clone(),
+            self.clock.clone(),
+        )
+    }
+
     /// Runs `future` with the database errors it meets charged to this pool (`role`).
     pub async fn scoped<F: std::future::Future>(&self, future: F) -> F::Output {
         role::scoped(self.role.clone(), future).await
@@ -159,17 +173,28 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 /// checkout (`role`), so the next one goes through `target_session_attrs` again; the
 /// check is a clock comparison, no query.
 pub fn pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
-    build(database_url, size, role::RoleState::follower())
+    let target = PgTarget::parse(database_url)?;
+    build(
+        target,
+        size,
+        role::RoleState::follower(),
+        Default::default(),
+    )
 }
 
 /// Builds a read replica's pool (`serve --database-read-url`): what its connections
 /// meet (57P03, a clock of its own) stays with it.
 pub fn replica_pool(database_url: &str, size: u16) -> anyhow::Result<PgPool> {
-    build(database_url, size, role::RoleState::replica())
+    let target = PgTarget::parse(database_url)?;
+    build(target, size, role::RoleState::replica(), Default::default())
 }
 
-fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::Result<PgPool> {
-    let target = PgTarget::parse(database_url)?;
+fn build(
+    target: PgTarget,
+    size: u16,
+    role: Arc<role::RoleState>,
+    clock: Arc<clock::ClockOffset>,
+) -> anyhow::Result<PgPool> {
     let failed = Failed::default();
     let connect = PoolConnect {
         target: target.clone(),
@@ -184,7 +209,6 @@ fn build(database_url: &str, size: u16, role: Arc<role::RoleState>) -> anyhow::R
     );
     // A create must outlast trying every host, or a dark host 1 is never got past.
     let create = target.connect_bound() + Duration::from_secs(1);
-    let clock = Arc::new(clock::ClockOffset::default());
     let (hook_clock, hook_role) = (clock.clone(), role.clone());
     Pool::builder(manager)
         .max_size(size as usize)

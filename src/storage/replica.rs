@@ -89,6 +89,15 @@ impl Reads {
         }
     }
 
+    /// The same reads with `primary` in place of this one's primary pool (an HTTP
+    /// worker's own sibling pool); the replica and its monitor are shared.
+    pub fn with_primary(&self, primary: PgPool) -> Self {
+        Self {
+            primary,
+            replica: self.replica.clone(),
+        }
+    }
+
     pub fn replica_pool(&self) -> Option<&PgPool> {
         self.replica.as_ref().map(|r| &r.pool)
     }

@@ -80,6 +80,34 @@ async fn writes_leave_a_read_only_server_and_every_older_connection_behind() {
     assert_eq!(health["host"], "127.0.0.1:5432");
 }
 
+/// Serve gives each HTTP worker a pool of its own (`PgPool::sibling`): a role loss
+/// charged to one of them alone still sends every sibling's older connections away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_loss_met_by_one_worker_pool_sends_its_siblings_connections_away() {
+    let db = TestDb::new().await;
+    let pool = storage::pool(&db.url, 2).expect("pool");
+    let sibling = pool.sibling(2).expect("sibling pool");
+    let pid = |client: storage::Client| async move {
+        let row = client.query_one("SELECT pg_backend_pid()", &[]).await;
+        row.expect("pid").get::<_, i32>(0)
+    };
+    let before = pid(sibling.get().await.expect("connection")).await;
+    demote_pooled_connections(&pool, 1).await;
+    let write = pool.scoped(async {
+        let client = pool.get().await?;
+        storage::pipeline::set(&client, false).await
+    });
+    assert!(
+        matches!(write.await, Err(storage::DbError::Unavailable(_))),
+        "a write on the read-only connection is an outage"
+    );
+    let after = pid(sibling.get().await.expect("connection")).await;
+    assert_ne!(
+        before, after,
+        "the sibling's connection outlived the role loss"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_read_only_and_then_finds_a_writable_connection() {
     let db = TestDb::new().await;
