@@ -15,7 +15,7 @@ run: services build
 ## What CI runs (.ci/run): formatting, lints (the migrations' too), the test suite, the
 ## Compose file.
 test: services
-	scripts/services.sh chaos-tools  # pika: tests/it/dead.rs publishes non-UTF-8 ids with it
+	scripts/services.sh chaos-tools  # pika (tests/it/dead.rs publishes non-UTF-8 ids) and libfaketime (tests/it/replicas.rs)
 	scripts/services.sh otlp-tools >/dev/null  # tests/it/otlp.rs: the OTLP receiver's venv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features chaos -- -D warnings  # the chaos suite too

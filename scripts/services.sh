@@ -8,7 +8,8 @@
 #                                        OTLP receiver's venv (otlp-tools below: the
 #                                        bench's tracing phase exports to it) (make bench)
 #   scripts/services.sh chaos-tools      only make sure Python's pika exists (make chaos
-#                                        publishes non-UTF-8 AMQP properties with it)
+#                                        publishes non-UTF-8 AMQP properties with it) and
+#                                        libfaketime (make test skews a standby's clock)
 #   scripts/services.sh schemathesis     only make sure Schemathesis 4 is installed (in a
 #                                        venv of its own) and print the venv's path
 #                                        (make schemathesis)
@@ -330,12 +331,19 @@ ensure_bench_tools() {
 # lapin cannot put non-UTF-8 bytes in a short string; pika can, so the suite's hostile
 # publisher is a small Python script. Debian's python3-pika belongs to /usr/bin/python3
 # (a pyenv or venv python3 first on PATH would not see it), so that is the one checked.
+# tests/it/replicas.rs starts a standby six seconds behind under libfaketime, at this
+# path (Debian's multiarch one).
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+
 ensure_chaos_tools() {
-    [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import pika' 2>/dev/null && return
+    local missing=()
+    [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import pika' 2>/dev/null || missing+=(python3-pika)
+    [[ -e $FAKETIME_LIB ]] || missing+=(libfaketime)
+    ((${#missing[@]})) || return 0
     if [[ $EUID -ne 0 ]] || ! have apt-get; then
-        die "python3 with pika is needed; install it (Debian: apt-get install python3-pika)"
+        die "${missing[*]} needed; install (Debian: apt-get install ${missing[*]})"
     fi
-    apt_install python3-pika
+    apt_install "${missing[@]}"
 }
 
 # --- Python tools in kept venvs: Schemathesis, squawk, the OTLP test receiver ----------

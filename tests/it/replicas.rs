@@ -87,11 +87,13 @@ async fn a_promoted_replica_serves_no_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_clock_is_six_seconds_behind_does_not_fail_writes() {
+    const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: `scripts/services.sh chaos-tools` installs libfaketime (make test runs it)"
+    );
     let env = [
-        (
-            "LD_PRELOAD",
-            "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        ),
+        ("LD_PRELOAD", FAKETIME),
         ("FAKETIME", "-6s"),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
