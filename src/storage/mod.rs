@@ -241,12 +241,39 @@ fn build(
             Ok(())
         }))
         .build()
-        .map(|pool| PgPool {
-            pool,
-            target,
-            failed,
-            role,
-            clock,
+        .map(|pool| {
+            close_outlived(&pool, role.clone());
+            PgPool {
+                pool,
+                target,
+                failed,
+                role,
+                clock,
+            }
         })
         .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))
+}
+
+/// How often a pool closes its idle connections that predate its last role loss.
+const CLOSE_OUTLIVED_EVERY: Duration = Duration::from_secs(1);
+
+/// The checkout discards a connection that predates a role loss, but an idle one that is
+/// never checked out again stays on the demoted server: an HTTP worker that got no more
+/// requests kept two there through a switchover (chaos scenario 13). So every second the
+/// pool closes those too, until the pool is dropped. Off a tokio runtime (no pool is
+/// built there but in unit tests) nothing is started.
+fn close_outlived(pool: &Pool, role: Arc<role::RoleState>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = pool.weak();
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(CLOSE_OUTLIVED_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(pool) = weak.upgrade() else { return };
+            pool.retain(|_, metrics| !role.outlived(metrics.created));
+        }
+    });
 }

@@ -108,6 +108,30 @@ async fn a_role_loss_met_by_one_worker_pool_sends_its_siblings_connections_away(
     );
 }
 
+/// An idle connection opened before a role loss is closed even when nothing checks it
+/// out again: an HTTP worker that gets no more requests kept two on the demoted primary
+/// through a switchover (chaos scenario 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_before_a_role_loss_close_without_a_checkout() {
+    let db = TestDb::new().await;
+    let pool = storage::pool(&db.url, 2).expect("pool");
+    let demoted = demote_pooled_connections(&pool, 2).await;
+    let pids: Vec<String> = demoted.iter().map(i32::to_string).collect();
+    let alive = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid IN ({})",
+        pids.join(",")
+    );
+    assert_eq!(db.count(&alive).await, 2, "both demoted sessions are open");
+    pool.role().lost("test: the server was demoted");
+    eventually(
+        "the idle sessions closed",
+        Duration::from_secs(5),
+        || async { (db.count(&alive).await == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(pool.status().size, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_read_only_and_then_finds_a_writable_connection() {
     let db = TestDb::new().await;
