@@ -9,7 +9,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-/// One pool's (and its siblings') server clock minus this host's, in microseconds, as last measured.
+/// One pool's (and its siblings') server clock minus this host's, in microseconds, as
+/// last measured.
 #[derive(Debug, Default)]
 pub struct ClockOffset(AtomicI64);
 
