@@ -1,5 +1,7 @@
 //! Leases on pending works: claim with SKIP LOCKED, complete, and fail the ones whose
 //! workers died too often. Each state change writes its event in the same statement.
+//! A statement that changes nothing writes nothing (its count row included): it takes
+//! no transaction id, so its commit neither flushes nor waits for a synchronous standby.
 
 use super::DbError;
 use deadpool_postgres::GenericClient;
@@ -34,25 +36,33 @@ pub async fn claim(
     window: Duration,
     max_attempts: i32,
 ) -> Result<Vec<Claimed>, DbError> {
-    // Due scheduled works first (their lateness is promised), then pending ones (and
-    // running ones whose lease ended) up to the limit. A scheduled work has no window
-    // to keep: it was not due before.
+    // Due scheduled works first (their lateness is promised), then running ones whose
+    // lease ended (their worker died; few), then pending ones, up to the limit. A
+    // scheduled work has no window to keep: it was not due before. Each part asks for
+    // one status, so it reads (status, id) in order and stops at its limit: one query
+    // for two statuses would sort every pending work, the whole backlog, per claim.
     const SQL: &str = "\
         WITH sched AS ( \
             SELECT id FROM works WHERE status = 'scheduled' AND run_at <= now() \
             ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
+        lapsed AS ( \
+            SELECT id FROM works \
+            WHERE status = 'running' AND locked_until < now() \
+              AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
+            ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
         pend AS ( \
             SELECT id FROM works \
-            WHERE status IN ('pending', 'running') \
-              AND (status = 'pending' OR locked_until < now()) \
-              AND updated_on >= now() - $3 * interval '1 millisecond' \
-              AND attempts < $4 \
-            ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
+            WHERE status = 'pending' \
+              AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
+            ORDER BY id \
+            LIMIT $5 - (SELECT count(*) FROM sched) - (SELECT count(*) FROM lapsed) \
+            FOR UPDATE SKIP LOCKED), \
         claimed AS ( \
             UPDATE works w SET status = 'running', locked_by = $1, \
                    locked_until = now() + $2 * interval '1 millisecond', \
                    attempts = w.attempts + 1, updated_on = now() \
             FROM (SELECT id, true AS scheduled FROM sched \
+                  UNION ALL SELECT id, false FROM lapsed \
                   UNION ALL SELECT id, false FROM pend) due \
             WHERE w.id = due.id \
             RETURNING w.id, w.work_code, w.add_up_to, w.attempts, w.trace_parent, \
@@ -135,7 +145,8 @@ pub async fn fail_exhausted(
                 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) \
             RETURNING id, work_code, attempts), \
         counted AS ( \
-            UPDATE work_counts SET failed = failed + (SELECT count(*) FROM failed) WHERE shard = $2) \
+            UPDATE work_counts SET failed = failed + (SELECT count(*) FROM failed) \
+            WHERE shard = $2 AND EXISTS (SELECT FROM failed)) \
         INSERT INTO event_log (work_id, variable, value) \
         SELECT id, 'compute/failed', 'lease expired after ' || attempts || ' attempts' FROM failed";
     let stmt = client.prepare_cached(SQL).await?;
@@ -164,7 +175,8 @@ pub async fn expire_stale(client: &impl GenericClient, window: Duration) -> Resu
             SELECT id, 'work/expired', \
                    'not finished within the sweep window of ' || $2 FROM expired), \
         counted AS ( \
-            UPDATE work_counts SET expired = expired + (SELECT count(*) FROM expired) WHERE shard = $3) \
+            UPDATE work_counts SET expired = expired + (SELECT count(*) FROM expired) \
+            WHERE shard = $3 AND EXISTS (SELECT FROM expired)) \
         SELECT count(*) FROM expired";
     let stmt = client.prepare_cached(SQL).await?;
     let window_text = humantime::format_duration(window).to_string();

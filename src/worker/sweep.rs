@@ -7,7 +7,7 @@ use crate::shutdown::Shutdown;
 use crate::storage::{claims, notify::Notifier, DbError, PgPool};
 use crate::telemetry::{spans, TELEMETRY};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -41,14 +41,41 @@ pub struct SweepOutcome {
 /// One sweep: fail the works out of attempts, expire those out of the window, claim a
 /// batch, compute, complete.
 pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome, DbError> {
+    let (failed, expired) = tidy(pool, opts).await?;
+    let outcome = take_once(pool, opts).await?;
+    Ok(SweepOutcome {
+        failed,
+        expired,
+        ..outcome
+    })
+}
+
+/// Fails the works out of attempts and expires those out of the window: (failed,
+/// expired). Expiring reads every pending work, the whole backlog, so the loop does
+/// this once per sweep interval, not at every wake-up.
+pub async fn tidy(pool: &PgPool, opts: &SweepOpts) -> Result<(u64, u64), DbError> {
     let client = pool.get().await?;
     let failed = claims::fail_exhausted(&client, opts.max_attempts).await?;
     let expired = claims::expire_stale(&client, opts.window).await?;
+    TELEMETRY.failed.inc_by(failed);
+    TELEMETRY.expired.inc_by(expired);
+    Ok((failed, expired))
+}
+
+/// Claims a batch, computes, completes.
+pub async fn take_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome, DbError> {
+    let mut client = pool.get().await?;
     // The lease covers the whole batch's simulated work, so a slow batch is not
     // mistaken for a dead worker.
     let lease = opts.lease + opts.work_delay * opts.batch as u32;
+    // A lease does not wait for a synchronous standby: one lost in a failover leaves
+    // its works claimable on the new primary, where this sweeper's completion (which
+    // does wait, and checks the lease) then changes nothing. One wait per sweep, not two.
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = local")
+        .await?;
     let claimed = claims::claim(
-        &client,
+        &tx,
         &opts.worker,
         opts.batch as i64,
         lease,
@@ -56,6 +83,7 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
         opts.max_attempts,
     )
     .await?;
+    tx.commit().await?;
     let mut results = Vec::with_capacity(claimed.len());
     // Each work's span ends after the commit that completes it.
     let mut spans = Vec::new();
@@ -88,18 +116,16 @@ pub async fn sweep_once(pool: &PgPool, opts: &SweepOpts) -> Result<SweepOutcome,
     drop(spans);
     let next_due = claims::next_due(&client).await?;
     TELEMETRY.swept.inc_by(completed);
-    TELEMETRY.failed.inc_by(failed);
-    TELEMETRY.expired.inc_by(expired);
     Ok(SweepOutcome {
         claimed: claimed.len(),
         completed,
-        failed,
-        expired,
         next_due,
+        ..SweepOutcome::default()
     })
 }
 
-/// Sweeps whenever woken or every `every`, draining full batches, until shutdown;
+/// Sweeps whenever woken or every `every`, draining full batches, until shutdown (and
+/// tidies at most once per `every`);
 /// tells the dashboards through `notifier` when works changed. Claims nothing while
 /// the pipeline is paused (a batch in hand is finished first).
 pub async fn run(
@@ -112,6 +138,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::default();
+    let mut tidied: Option<Instant> = None;
     while !shutdown.is_triggered() {
         if paused.is_paused() {
             tokio::select! {
@@ -120,9 +147,18 @@ pub async fn run(
             }
             continue;
         }
-        match sweep_once(&pool, &opts).await {
+        let tidy_due = tidied.is_none_or(|at| at.elapsed() >= every);
+        let swept = if tidy_due {
+            sweep_once(&pool, &opts).await
+        } else {
+            take_once(&pool, &opts).await
+        };
+        match swept {
             Ok(outcome) => {
                 backoff.reset();
+                if tidy_due {
+                    tidied = Some(Instant::now());
+                }
                 if outcome.claimed as u64 + outcome.failed + outcome.expired > 0 {
                     notifier.works_changed();
                     tracing::debug!(?outcome, "sweep");

@@ -51,6 +51,7 @@ mod secrets;
 mod sql_lint;
 mod standbys;
 mod sweeps;
+mod sync_waits;
 mod talk;
 mod tls_broker;
 // Shared with the chaos suite (its TLS scenario): one certificate maker, no copy.
