@@ -19,7 +19,8 @@ pub struct WorkerOpts {
     /// How long each computation takes, to simulate expensive work (e.g. 100ms).
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     pub work_delay: Duration,
-    /// Poll for pending API works this often (a NOTIFY also wakes the sweeper).
+    /// Poll for pending API works this often (a NOTIFY also wakes the sweeper); works
+    /// out of attempts or out of the window are marked at most this late.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub sweep_every: Duration,
     /// Sweep pending works changed (created, retried, last claimed) within this window;

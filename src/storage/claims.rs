@@ -24,6 +24,42 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Due scheduled works first (their lateness is promised), then running ones whose
+/// lease ended (their worker died; few), then pending ones, up to the limit. A
+/// scheduled work has no window to keep: it was not due before. Each part asks for
+/// one status, so it reads (status, id) in order and stops at its limit: one query
+/// for two statuses would sort every pending work, the whole backlog, per claim.
+pub const CLAIM_SQL: &str = "\
+    WITH sched AS ( \
+        SELECT id FROM works WHERE status = 'scheduled' AND run_at <= now() \
+        ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
+    lapsed AS ( \
+        SELECT id FROM works \
+        WHERE status = 'running' AND locked_until < now() \
+          AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
+        ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
+    pend AS ( \
+        SELECT id FROM works \
+        WHERE status = 'pending' \
+          AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
+        ORDER BY id \
+        LIMIT $5 - (SELECT count(*) FROM sched) - (SELECT count(*) FROM lapsed) \
+        FOR UPDATE SKIP LOCKED), \
+    claimed AS ( \
+        UPDATE works w SET status = 'running', locked_by = $1, \
+               locked_until = now() + $2 * interval '1 millisecond', \
+               attempts = w.attempts + 1, updated_on = now() \
+        FROM (SELECT id, true AS scheduled FROM sched \
+              UNION ALL SELECT id, false FROM lapsed \
+              UNION ALL SELECT id, false FROM pend) due \
+        WHERE w.id = due.id \
+        RETURNING w.id, w.work_code, w.add_up_to, w.attempts, w.trace_parent, \
+                  CASE WHEN due.scheduled THEN extract(epoch FROM now() - w.run_at)::float8 END), \
+    ev AS ( \
+        INSERT INTO event_log (work_id, variable, value) \
+        SELECT id, 'compute/start', 'attempt ' || attempts FROM claimed) \
+    SELECT * FROM claimed ORDER BY id";
+
 /// Claims up to `limit` works that are scheduled and due, pending, or running with an expired lease
 /// (their worker died), changed within `window` (created, retried or last claimed),
 /// with attempts left. Records a
@@ -36,42 +72,7 @@ pub async fn claim(
     window: Duration,
     max_attempts: i32,
 ) -> Result<Vec<Claimed>, DbError> {
-    // Due scheduled works first (their lateness is promised), then running ones whose
-    // lease ended (their worker died; few), then pending ones, up to the limit. A
-    // scheduled work has no window to keep: it was not due before. Each part asks for
-    // one status, so it reads (status, id) in order and stops at its limit: one query
-    // for two statuses would sort every pending work, the whole backlog, per claim.
-    const SQL: &str = "\
-        WITH sched AS ( \
-            SELECT id FROM works WHERE status = 'scheduled' AND run_at <= now() \
-            ORDER BY run_at LIMIT $5 FOR UPDATE SKIP LOCKED), \
-        lapsed AS ( \
-            SELECT id FROM works \
-            WHERE status = 'running' AND locked_until < now() \
-              AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
-            ORDER BY id LIMIT $5 - (SELECT count(*) FROM sched) FOR UPDATE SKIP LOCKED), \
-        pend AS ( \
-            SELECT id FROM works \
-            WHERE status = 'pending' \
-              AND updated_on >= now() - $3 * interval '1 millisecond' AND attempts < $4 \
-            ORDER BY id \
-            LIMIT $5 - (SELECT count(*) FROM sched) - (SELECT count(*) FROM lapsed) \
-            FOR UPDATE SKIP LOCKED), \
-        claimed AS ( \
-            UPDATE works w SET status = 'running', locked_by = $1, \
-                   locked_until = now() + $2 * interval '1 millisecond', \
-                   attempts = w.attempts + 1, updated_on = now() \
-            FROM (SELECT id, true AS scheduled FROM sched \
-                  UNION ALL SELECT id, false FROM lapsed \
-                  UNION ALL SELECT id, false FROM pend) due \
-            WHERE w.id = due.id \
-            RETURNING w.id, w.work_code, w.add_up_to, w.attempts, w.trace_parent, \
-                      CASE WHEN due.scheduled THEN extract(epoch FROM now() - w.run_at)::float8 END), \
-        ev AS ( \
-            INSERT INTO event_log (work_id, variable, value) \
-            SELECT id, 'compute/start', 'attempt ' || attempts FROM claimed) \
-        SELECT * FROM claimed ORDER BY id";
-    let stmt = client.prepare_cached(SQL).await?;
+    let stmt = client.prepare_cached(CLAIM_SQL).await?;
     let rows = client
         .query(
             &stmt,

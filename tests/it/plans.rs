@@ -8,6 +8,7 @@ use super::migrations::database_at;
 use super::totals::{counts, every_status, exact_counts};
 use ppctl::model::WorkStatus;
 use ppctl::query::WorkQuery;
+use ppctl::storage::claims::CLAIM_SQL;
 use ppctl::storage::migrate::{self, MIGRATIONS};
 use ppctl::storage::search::search_sql;
 use ppctl::storage::works::COUNTS_SQL;
@@ -169,4 +170,80 @@ async fn counts_by_status_are_exact_without_scanning_the_history() {
         "{}",
         plan.join("\n")
     );
+}
+
+/// A claim reads what it takes, not the backlog: with 20,000 works pending, each of its
+/// parts reads (status, id) in order and stops at the limit, under both plan modes.
+/// Sorting every pending work per claim made a sweep slower as the backlog grew, so the
+/// backlog grew faster (the bench's POST -> done at 2,000/s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reads_no_more_of_a_backlog_than_it_takes() {
+    const BACKLOG: i64 = 20_000;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client.execute(LOAD, &[&WORKS]).await.expect("load works");
+    // LOAD's pending and running works are out of the window or without a lease: a claim
+    // reads past them, as many as there are. Only the backlog is left pending.
+    client
+        .execute(
+            "DELETE FROM works WHERE status IN ('pending', 'running')",
+            &[],
+        )
+        .await
+        .expect("delete");
+    client
+        .execute(
+            "INSERT INTO works (work_code, add_up_to) \
+             SELECT 'api-backlog-' || i, 1 FROM generate_series(1, $1::bigint) AS i",
+            &[&BACKLOG],
+        )
+        .await
+        .expect("the backlog");
+    client
+        .batch_execute("VACUUM ANALYZE works")
+        .await
+        .expect("vacuum");
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        let plan: Vec<String> = client
+            .simple_query(&format!(
+                "SET plan_cache_mode = {mode}; BEGIN; \
+                 PREPARE claim (text, float8, float8, int, bigint) AS {CLAIM_SQL}; \
+                 EXPLAIN (ANALYZE, TIMING OFF) EXECUTE claim('planner', 30000, 21600000, 3, 100); \
+                 ROLLBACK; DEALLOCATE claim"
+            ))
+            .await
+            .expect("explain the claim")
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        // The most rows any scan of works returned or threw away.
+        let read = plan
+            .iter()
+            .filter(|l| l.contains(" on works") || l.contains("Rows Removed by Filter"))
+            .filter_map(|l| {
+                let n = l
+                    .split("rows=")
+                    .nth(2)
+                    .or_else(|| l.split("Filter: ").nth(1))?;
+                n.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            plan.iter().any(|l| l.contains("rows=100 ")),
+            "{mode}: the claim took no batch:\n{}",
+            plan.join("\n")
+        );
+        assert!(
+            read <= 2 * 100,
+            "{mode}: a claim of 100 read {read} rows:\n{}",
+            plan.join("\n")
+        );
+    }
 }
