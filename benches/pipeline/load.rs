@@ -109,6 +109,68 @@ pub fn pgbench(
     sql: &str,
     vars: &[(&str, String)],
 ) -> anyhow::Result<f64> {
+    let text = run_pgbench(url, clients, secs, sql, vars, &[])?;
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no tps in pgbench's output:\n{text}"))
+}
+
+/// pgbench at a steady `rate` (transactions/s, open loop) for `secs`: each
+/// transaction's latency counted from when it was due (its wait to start included, as
+/// pgbench counts it with --rate), from its per-transaction log.
+pub fn pgbench_paced(
+    url: &str,
+    clients: u32,
+    secs: u64,
+    rate: u64,
+    sql: &str,
+) -> anyhow::Result<crate::latency::Percentiles> {
+    let prefix = "target/bench-pgbench-paced";
+    for old in logs_of(prefix)? {
+        std::fs::remove_file(old)?;
+    }
+    let rate = rate.to_string();
+    let args = ["-R", &rate, "--log", "--log-prefix", prefix];
+    run_pgbench(url, clients, secs, sql, &[], &args)?;
+    let mut ms = Vec::new();
+    for log in logs_of(prefix)? {
+        // client, transaction, latency in µs (with --rate, from when it was due), ...
+        for line in std::fs::read_to_string(&log)?.lines() {
+            if let Some(us) = line.split_whitespace().nth(2) {
+                ms.push(us.parse::<f64>()? / 1000.0);
+            }
+        }
+    }
+    anyhow::ensure!(
+        !ms.is_empty(),
+        "pgbench logged no transaction under {prefix}"
+    );
+    Ok(crate::latency::percentiles(ms))
+}
+
+fn logs_of(prefix: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let name = prefix.rsplit('/').next().unwrap_or(prefix);
+    Ok(std::fs::read_dir("target")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{name}.")))
+        })
+        .collect())
+}
+
+/// pgbench's output; `extra` goes before the URL.
+fn run_pgbench(
+    url: &str,
+    clients: u32,
+    secs: u64,
+    sql: &str,
+    vars: &[(&str, String)],
+    extra: &[&str],
+) -> anyhow::Result<String> {
     let script = write_script("pgbench.sql", sql)?;
     let mut cmd = Command::new("pgbench");
     cmd.args([
@@ -127,7 +189,11 @@ pub fn pgbench(
     for (k, v) in vars {
         cmd.args(["-D", &format!("{k}={v}")]);
     }
-    let output = cmd.arg(url).output().context("cannot run pgbench")?;
+    let output = cmd
+        .args(extra)
+        .arg(url)
+        .output()
+        .context("cannot run pgbench")?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
@@ -135,11 +201,7 @@ pub fn pgbench(
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    text.lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no tps in pgbench's output:\n{text}"))
+    Ok(text)
 }
 
 /// Checks the wrk parser on a known sample, so a format change fails loudly.

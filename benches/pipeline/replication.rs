@@ -75,6 +75,9 @@ async fn measure(
         "same pair, asynchronous",
         tps[0],
     );
+    // The floor under POST -> done at api_rate: one commit that waits for the standby,
+    // at that rate, with nothing else on the machine (still `sync` from the loop).
+    let floor = load::pgbench_paced(&db, 64, s.secs, s.api_rate, crate::PG_INSERT)?;
 
     let addr = format!("127.0.0.1:{}", procs::free_port()?);
     let mut serve_env = env(&db, amqp, &queues[0]);
@@ -92,10 +95,12 @@ async fn measure(
     // POST -> done at a steady rate, every commit (the API's and the sweep's) waiting
     // for the synchronous standby: still `sync` from the loop above. The works wrk
     // created are not swept first: they would be a backlog ahead of the measured ones.
-    ppctl::storage::admin::connect(&pair.primary_url("ppctl_bench"))
-        .await?
+    // Nor are their dead rows left to an autovacuum that would run during the runs.
+    let primary = ppctl::storage::admin::connect(&pair.primary_url("ppctl_bench")).await?;
+    primary
         .batch_execute("DELETE FROM works WHERE status = 'pending'")
         .await?;
+    primary.batch_execute("VACUUM ANALYZE works").await?;
     let sweeper = Proc::spawn(
         "repl-consume-api",
         &["consume"],
@@ -138,8 +143,15 @@ async fn measure(
         p99,
         10.0,
         format!(
-            "p50 {:.1} ms, p99 {:.1} ms of {} answered 201; {} answered 503",
-            api.p50_ms, api.p99_ms, api.samples, api.refused
+            "p50 {:.1} ms, p99 {:.1} ms of {} answered 201; {} answered 503; \
+             pgbench's single-row INSERT alone at {}/s on the pair: p50 {:.1} ms, p99 {:.1} ms",
+            api.p50_ms,
+            api.p99_ms,
+            api.samples,
+            api.refused,
+            s.api_rate,
+            floor.p50_ms,
+            floor.p99_ms
         ),
     );
     report.contrast(
