@@ -133,7 +133,12 @@ pub async fn api_latency(
     rate: u64,
     secs: u64,
 ) -> anyhow::Result<Percentiles> {
-    let client = reqwest::Client::new();
+    // Idle connections are let go well before the server's keep-alive (5 s) ends them:
+    // a POST sent on one the server is closing fails with "connection closed before
+    // message completed" (it did, once, at 5,000/s).
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()?;
     let url = format!("http://{addr}/works");
     let posts = steady(rate, secs, |_| {
         let (client, url) = (client.clone(), url.clone());
