@@ -127,39 +127,25 @@ pub fn pgbench_paced(
     rate: u64,
     sql: &str,
 ) -> anyhow::Result<crate::latency::Percentiles> {
-    let prefix = "target/bench-pgbench-paced";
-    for old in logs_of(prefix)? {
-        std::fs::remove_file(old)?;
-    }
+    // A directory of its own: pgbench writes one log per thread, named after its pid.
+    let dir = std::path::Path::new("target/bench-pgbench-paced");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let prefix = dir.join("log").display().to_string();
     let rate = rate.to_string();
-    let args = ["-R", &rate, "--log", "--log-prefix", prefix];
+    let args = ["-R", &rate, "--log", "--log-prefix", &prefix];
     run_pgbench(url, clients, secs, sql, &[], &args)?;
     let mut ms = Vec::new();
-    for log in logs_of(prefix)? {
+    for log in std::fs::read_dir(dir)? {
         // client, transaction, latency in µs (with --rate, from when it was due), ...
-        for line in std::fs::read_to_string(&log)?.lines() {
+        for line in std::fs::read_to_string(log?.path())?.lines() {
             if let Some(us) = line.split_whitespace().nth(2) {
                 ms.push(us.parse::<f64>()? / 1000.0);
             }
         }
     }
-    anyhow::ensure!(
-        !ms.is_empty(),
-        "pgbench logged no transaction under {prefix}"
-    );
+    anyhow::ensure!(!ms.is_empty(), "pgbench logged no transaction in {dir:?}");
     Ok(crate::latency::percentiles(ms))
-}
-
-fn logs_of(prefix: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let name = prefix.rsplit('/').next().unwrap_or(prefix);
-    Ok(std::fs::read_dir("target")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{name}.")))
-        })
-        .collect())
 }
 
 /// pgbench's output; `extra` goes before the URL.
