@@ -184,3 +184,40 @@ pub fn quantile(text: &str, name: &str, q: f64) -> Option<f64> {
     }
     None
 }
+
+/// How busy the whole machine was between `start` and `busy_since`: the share of its
+/// CPU time (every core) not idle, from /proc/stat. Shows whether a run was bounded by
+/// the machine rather than by what it measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Busy {
+    busy: u64,
+    total: u64,
+}
+
+impl Busy {
+    pub fn start() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let line = stat.lines().next().context("/proc/stat is empty")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("unexpected /proc/stat")?;
+        anyhow::ensure!(ticks.len() >= 5, "unexpected /proc/stat: {line}");
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are idle.
+        let idle = ticks[3] + ticks[4];
+        let total: u64 = ticks.iter().take(8).sum();
+        Ok(Self {
+            busy: total - idle,
+            total,
+        })
+    }
+
+    /// Percent busy since `self`.
+    pub fn percent(&self) -> anyhow::Result<f64> {
+        let now = Self::start()?;
+        let total = now.total.saturating_sub(self.total).max(1);
+        Ok(100.0 * now.busy.saturating_sub(self.busy) as f64 / total as f64)
+    }
+}
