@@ -51,7 +51,7 @@ const FULL: Sizes = Sizes {
         big: 10_000_000,
         chunk: 1_000_000,
         samples: 200,
-        demands: 100_000,
+        demands: 300_000,
     },
     replication: replication::ReplSizes {
         secs: 10,
