@@ -146,10 +146,11 @@ async fn read_paths(
 /// checkpoint. The first change to an index page after a checkpoint logs the whole page,
 /// and each stored work lands on a random leaf of the two random-key indexes
 /// (`message_id`, `work_code`): a drain right after a checkpoint pays that for nearly
-/// every leaf it touches, one long after pays it for few. Where the last timed
-/// checkpoint fell made 100k-demand drains here 0.57–0.95 of the empty table's rate, so
-/// each drain starts from one, and is long enough that the pages logged once are not
-/// the whole of it (a sustained drain logs each page once per checkpoint).
+/// every leaf it touches, one long after pays it for few. 100k-demand drains that
+/// started wherever the last timed checkpoint fell measured 0.57–0.95 of the empty
+/// table's rate, so each drain starts from a checkpoint (as the replication phase's
+/// do), and is long enough that the pages logged once are not the whole of it (a
+/// sustained drain logs each page once per checkpoint).
 async fn drain(env: &[(&str, String)], db_url: &str, n: u64) -> anyhow::Result<f64> {
     let count = n.to_string();
     Proc::run(
