@@ -185,7 +185,7 @@ pub fn quantile(text: &str, name: &str, q: f64) -> Option<f64> {
     None
 }
 
-/// How busy the whole machine was between `start` and `busy_since`: the share of its
+/// How busy the whole machine was between `Busy::start` and `percent`: the share of its
 /// CPU time (every core) not idle, from /proc/stat. Shows whether a run was bounded by
 /// the machine rather than by what it measured.
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,7 @@ const NAP_FLOOR: Duration = Duration::from_millis(20);
 /// What one sweep claims at most. Each sweep pays one wait for a synchronous standby
 /// (its completion's commit), so with a backlog this bounds the sweeper's rate: at
 /// 5,000 POSTs/s on the bench's synchronous pair a batch of 100 fell 4.3 s behind (p50)
-/// and one of 1,000 kept within 1.3 s. A claim reads only what it takes (`CLAIM_SQL`),
+/// and one of 1,000 0.13–1.3 s, over four runs. A claim reads only what it takes (`CLAIM_SQL`),
 /// so a large batch costs nothing when few works wait, and `batch_limit` shrinks it when
 /// works take time (`--work-delay`), so one sweeper does not hold the others' share.
 pub const SWEEP_BATCH: usize = 1000;
