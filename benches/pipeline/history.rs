@@ -158,10 +158,7 @@ async fn drain(env: &[(&str, String)], db_url: &str, n: u64) -> anyhow::Result<f
         &["produce", "--every", "0", "--count", &count],
         env,
     )?;
-    ppctl::storage::admin::connect(db_url)
-        .await?
-        .batch_execute("CHECKPOINT")
-        .await?;
+    crate::checkpoint(db_url).await?;
     let metrics = format!("127.0.0.1:{}", procs::free_port()?);
     let start = Instant::now();
     let consume = Proc::spawn(

@@ -268,10 +268,7 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     );
     // The drain leaves the latency phase a checkpoint's worth of dirty pages: flush them
     // first so each phase measures itself.
-    ppctl::storage::admin::connect(db_url)
-        .await?
-        .batch_execute("CHECKPOINT")
-        .await?;
+    checkpoint(db_url).await?;
     let (limit, which) = if ack_only < copy {
         (ack_only, "ack-only drain")
     } else {
@@ -388,6 +385,16 @@ async fn run(s: &Sizes, db_url: &str, queue: &str, smoke: bool) -> anyhow::Resul
     let _ = ppctl::storage::admin::drop_database(&hist_db).await;
     history?;
     Ok(report)
+}
+
+/// A checkpoint on the server of `db_url`, so that what runs next neither pays for the
+/// dirty pages of what ran before nor gets its full-page writes for free.
+pub async fn checkpoint(db_url: &str) -> anyhow::Result<()> {
+    ppctl::storage::admin::connect(db_url)
+        .await?
+        .batch_execute("CHECKPOINT")
+        .await?;
+    Ok(())
 }
 
 /// What the figures carry, read from the servers themselves: PostgreSQL's fsync and

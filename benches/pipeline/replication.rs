@@ -306,9 +306,5 @@ fn env(db: &str, amqp: &str, queue: &str) -> Vec<(&'static str, String)> {
 /// Each measurement starts after a checkpoint, so none pays for the previous one's
 /// dirty pages or gets its full-page writes for free.
 async fn checkpoint(pair: &PgPair) -> anyhow::Result<()> {
-    ppctl::storage::admin::connect(&pair.primary_url("postgres"))
-        .await?
-        .batch_execute("CHECKPOINT")
-        .await?;
-    Ok(())
+    crate::checkpoint(&pair.primary_url("postgres")).await
 }

@@ -165,7 +165,7 @@ async fn measure(
     let produce_spans = collector.take()?;
 
     // The drain as the main phase times it.
-    checkpoint(db).await?;
+    crate::checkpoint(db).await?;
     let metrics = format!("127.0.0.1:{}", procs::free_port()?);
     let cpu = collector.cpu_secs();
     let start = Instant::now();
@@ -192,7 +192,7 @@ async fn measure(
     let consume_spans = collector.take()?;
 
     // POST as the main phase measures it, after a warm-up that opens serve's pool.
-    checkpoint(db).await?;
+    crate::checkpoint(db).await?;
     let serve = Proc::spawn("trace-serve", &["serve", "--db-pool-size", "64"], &env)?;
     procs::wait_healthy(&addr).await?;
     load::wrk_clean(&addr, 64, s.secs.min(2), crate::POST_LUA)?;
@@ -221,10 +221,4 @@ async fn dropped(addr: &str) -> Option<(f64, f64)> {
         procs::sample(&text, &name)
     };
     Some((by("queue_full")?, by("export_failed")?))
-}
-
-async fn checkpoint(db: &str) -> anyhow::Result<()> {
-    let client = ppctl::storage::admin::connect(db).await?;
-    client.batch_execute("CHECKPOINT").await?;
-    Ok(())
 }

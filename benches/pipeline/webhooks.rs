@@ -108,10 +108,7 @@ async fn measure(n: u64, url: Option<&str>, db: &str, queue: &str) -> anyhow::Re
         &["produce", "--every", "0", "--count", &count],
         &env,
     )?;
-    ppctl::storage::admin::connect(db)
-        .await?
-        .batch_execute("CHECKPOINT")
-        .await?;
+    crate::checkpoint(db).await?;
     let metrics = format!("127.0.0.1:{}", procs::free_port()?);
     let start = Instant::now();
     let consume = Proc::spawn(
